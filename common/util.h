@@ -1,0 +1,82 @@
+/*
+ * Small helpers shared by every module: cleanup attributes, ownership
+ * hand-off, fd helpers that keep every fd close-on-exec, monotonic time.
+ */
+#ifndef MOAT_COMMON_UTIL_H
+#define MOAT_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/errors.h"
+
+#define MOAT_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void
+moat_freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void
+moat_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+#define _moat_autofree __attribute__((cleanup(moat_freep)))
+#define _moat_autoclose __attribute__((cleanup(moat_closep)))
+
+/* Hand a pointer or fd to a new owner and clear the old copy. */
+static inline void *
+moat_steal_ptr_(void **pp)
+{
+	void *p = *pp;
+	*pp = NULL;
+	return p;
+}
+#define moat_steal_ptr(pp) moat_steal_ptr_((void **)(pp))
+static inline int
+moat_steal_fd(int *fdp)
+{
+	int fd = *fdp;
+	*fdp = -1;
+	return fd;
+}
+
+/* close() that keeps errno and ignores -1. */
+void moat_close(int fd);
+
+/* Monotonic clock in microseconds and milliseconds; wall clock in ms. */
+int64_t moat_now_us(void);
+int64_t moat_now_ms(void);
+int64_t moat_wall_ms(void);
+
+/* Set O_NONBLOCK / FD_CLOEXEC on an fd; 0 or MOAT_ERR_SYSTEM. */
+int moat_fd_nonblock(int fd);
+int moat_fd_cloexec(int fd);
+
+/* Write all of buf (retrying EINTR and short writes); 0 or MOAT_ERR_SYSTEM. */
+int moat_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * Read a whole small file (at most max bytes) into a NUL-terminated heap
+ * buffer; the caller frees *out. MOAT_ERR_SYSTEM with errno in the cause.
+ */
+int moat_read_file(const char *path, size_t max, char **out, size_t *lenp,
+    struct moat_cause *cause);
+
+/* Write a string to a file (O_WRONLY|O_CLOEXEC, no create), e.g. cgroup knobs. */
+int moat_write_file(const char *path, const char *s, struct moat_cause *cause);
+
+/* mkdir -p with mode; existing directories are fine. */
+int moat_mkdir_p(const char *path, unsigned mode, struct moat_cause *cause);
+
+/* Parse a duration like "90", "15s", "10m", "1h", "7d" into seconds. */
+int moat_parse_duration(const char *s, int64_t *secs);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void moat_hex(const unsigned char *in, size_t n, char *out);
+
+#endif

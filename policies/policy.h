@@ -1,0 +1,208 @@
+/*
+ * The policy model: load a JSON policy (OpenShell's schema plus moat's
+ * additions, docs/policy.md), validate it, and decide connections.
+ *
+ * A loaded policy is an immutable, reference-counted snapshot: the proxy
+ * holds one reference per connection, so a hot swap never frees a policy
+ * that a live connection still decides with. Deciding never allocates.
+ *
+ * One decision function serves `moat policy check`, `moat policy explain`
+ * and the proxy, so what the operator checks is what the proxy does.
+ */
+#ifndef MOAT_POLICIES_POLICY_H
+#define MOAT_POLICIES_POLICY_H
+
+#include <sys/socket.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+
+struct moat_policy;
+
+/* ---- diagnostics: every problem found, not only the first ---- */
+
+enum moat_diag_level {
+	MOAT_DIAG_ERROR = 0,   /* the policy is refused */
+	MOAT_DIAG_WARNING = 1, /* loads, but probably not what was meant */
+	MOAT_DIAG_NOTE = 2,    /* information (a symlinked binary resolved) */
+};
+
+struct moat_diag {
+	enum moat_diag_level level;
+	char *path; /* JSON path: network_policies.npm.endpoints[2].port */
+	char *msg;  /* the rule broken, in the user's terms */
+};
+
+struct moat_diags {
+	struct moat_diag *v;
+	size_t n;
+	size_t cap;
+};
+
+void moat_diags_init(struct moat_diags *d);
+void moat_diags_free(struct moat_diags *d); /* frees entries, keeps d */
+void moat_diags_add(struct moat_diags *d, enum moat_diag_level level,
+    const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+size_t moat_diags_count(const struct moat_diags *d, enum moat_diag_level lvl);
+
+/* ---- loading ---- */
+
+struct moat_policy_opts {
+	/*
+	 * Root against which binary paths are resolved for symlinks and
+	 * existence ("/" or NULL for the host; /proc/PID/root for a sandbox
+	 * with its own rootfs).
+	 */
+	const char *binary_root;
+	/* Skip the symlink/existence pass (the fuzzer, tests of pure logic). */
+	bool no_fs;
+};
+
+/*
+ * Parse and validate. On success *out holds a snapshot with one reference.
+ * Errors, warnings and notes go to d (may be NULL); any error means
+ * MOAT_ERR_INVALID and *out is untouched. `source` names the input in
+ * messages (a file name, "operator", "proposal 12").
+ */
+int moat_policy_load_file(const char *path, const struct moat_policy_opts *o,
+    struct moat_policy **out, struct moat_diags *d);
+int moat_policy_load_string(const char *json, size_t len, const char *source,
+    const struct moat_policy_opts *o, struct moat_policy **out,
+    struct moat_diags *d);
+
+struct moat_policy *moat_policy_ref(struct moat_policy *p);
+void moat_policy_free(struct moat_policy *p); /* drops one ref; NULL ok */
+
+/*
+ * Canonical JSON of the policy as loaded (sorted keys, no whitespace), and
+ * the lowercase hex SHA-256 of that text. Owned by the snapshot.
+ */
+const char *moat_policy_json(const struct moat_policy *p);
+const char *moat_policy_hash(const struct moat_policy *p);
+
+/* Pretty JSON (indent 2), for `moat policy show`; caller frees. */
+char *moat_policy_json_pretty(const struct moat_policy *p);
+
+/*
+ * Merge one network_policies entry (a JSON object {"KEY": {rule}}) into
+ * base and validate the result: a new snapshot in *out. Adding a key that
+ * exists replaces nothing: its endpoints and binaries are unioned.
+ * Used by `moat approve` and policy.local proposals.
+ */
+int moat_policy_merge_rule(const struct moat_policy *base,
+    const char *rule_json, const struct moat_policy_opts *o,
+    struct moat_policy **out, struct moat_diags *d);
+
+/* ---- the static sections, for the sandbox ---- */
+
+enum moat_landlock_compat {
+	MOAT_LANDLOCK_BEST_EFFORT = 0,
+	MOAT_LANDLOCK_HARD_REQUIREMENT = 1,
+};
+
+bool moat_policy_include_workdir(const struct moat_policy *p);
+/* NULL-terminated arrays owned by the snapshot. */
+const char *const *moat_policy_read_only(const struct moat_policy *p);
+const char *const *moat_policy_read_write(const struct moat_policy *p);
+enum moat_landlock_compat moat_policy_landlock(const struct moat_policy *p);
+/* "sandbox", a numeric id as text, or NULL when not set. */
+const char *moat_policy_run_as_user(const struct moat_policy *p);
+const char *moat_policy_run_as_group(const struct moat_policy *p);
+
+struct moat_resources {
+	uint64_t memory_mb;   /* 0: no limit */
+	uint64_t pids_max;    /* 0: no limit */
+	uint32_t cpu_percent; /* of one CPU, 1..(100*ncpu); 0: no limit */
+};
+void moat_policy_resources(const struct moat_policy *p,
+    struct moat_resources *out);
+
+/* Number of network policies (size report for benchmarks and `check`). */
+size_t moat_policy_count(const struct moat_policy *p);
+size_t moat_policy_endpoint_count(const struct moat_policy *p);
+
+/* ---- deciding ---- */
+
+/*
+ * Who is connecting. exe is the kernel's /proc/PID/exe of the process
+ * holding the socket (already resolved); ancestors are the exe paths of
+ * its parent, grandparent, ... nearest first. cmdline_paths are collected
+ * for messages only and never grant access (argv[0] can lie).
+ */
+struct moat_caller {
+	const char *exe;
+	const char *const *ancestors;
+	size_t nancestors;
+	const char *const *cmdline_paths;
+	size_t ncmdline;
+};
+
+enum moat_verdict_reason {
+	MOAT_REASON_ALLOWED = 0,
+	MOAT_REASON_NO_POLICIES,    /* no network_policies at all */
+	MOAT_REASON_NO_ENDPOINT,    /* no policy has host:port */
+	MOAT_REASON_BINARY,         /* endpoint in policy X, binary not in X */
+	MOAT_REASON_BAD_HOST,       /* the host is not a valid name or IP */
+	MOAT_REASON_BINARY_CHANGED, /* set by the proxy: TOFU hash mismatch */
+	MOAT_REASON_AMBIGUOUS,      /* set by the proxy: socket shared */
+	MOAT_REASON_UNKNOWN_CALLER, /* set by the proxy: no owner found */
+	MOAT_REASON_SSRF,           /* set by moat_policy_check_addr */
+};
+
+struct moat_decision {
+	bool allow;
+	/*
+	 * Allowed only because the endpoint that matched has
+	 * "enforcement": "audit"; the caller logs an audit event.
+	 */
+	bool audit;
+	enum moat_verdict_reason reason;
+	/* The matched policy key (allow), or the policy whose endpoint
+	 * matched but not the binary (MOAT_REASON_BINARY); else NULL.
+	 * Points into the snapshot. */
+	const char *policy;
+	/* The endpoint that matched (for moat_policy_check_addr); opaque. */
+	const void *endpoint;
+	/* One sentence for humans and the 403 body. */
+	char text[512];
+};
+
+/*
+ * Decide (caller, host, port). host may be a name (case-folded, a trailing
+ * dot dropped) or an IP literal (IPv6 without brackets). Fills *out and
+ * returns MOAT_OK; never allocates.
+ */
+int moat_policy_decide(const struct moat_policy *p,
+    const struct moat_caller *c, const char *host, uint16_t port,
+    struct moat_decision *out);
+
+/* ---- SSRF: addresses, checked after resolution ---- */
+
+enum moat_addr_class {
+	MOAT_ADDR_PUBLIC = 0,
+	MOAT_ADDR_INTERNAL,       /* RFC 1918, CGNAT, ULA, test nets, ... */
+	MOAT_ADDR_ALWAYS_BLOCKED, /* loopback, link-local, unspecified */
+	MOAT_ADDR_METADATA,       /* 169.254.169.254 and mapped forms */
+};
+enum moat_addr_class moat_addr_classify(const struct sockaddr *sa);
+const char *moat_addr_class_name(enum moat_addr_class c);
+
+/*
+ * May a connection that d allowed dial address sa? Applies the address
+ * modes of docs/policy.md (allowed_ips, IP-literal host, declared exact
+ * host, default public only). On refusal sets d->allow = false,
+ * d->reason = MOAT_REASON_SSRF and d->text, and returns false.
+ */
+bool moat_policy_check_addr(struct moat_decision *d,
+    const struct sockaddr *sa);
+
+/* Host helpers shared with the proxy: normalise (lowercase, drop one
+ * trailing dot) into out; false when the name is not a valid host. */
+bool moat_host_normalize(const char *in, char *out, size_t outlen);
+bool moat_host_is_ip_literal(const char *host);
+
+#endif

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Run every libFuzzer target for FUZZ_SECONDS on its seed corpus
+# (tests/fuzz/corpus/NAME); a crash or leak fails the test.
+cd "$(dirname "$0")/../.." || exit 1
+fb=${FUZZ_BUILD:-build/fuzz}
+secs=${FUZZ_SECONDS:-10}
+n=0
+for bin in "$fb"/fuzz_*; do
+	[ -x "$bin" ] || continue
+	name=$(basename "$bin")
+	n=$((n + 1))
+	work=$(mktemp -d)
+	seeds=tests/fuzz/corpus/${name#fuzz_}
+	[ -d "$seeds" ] && cp -r "$seeds"/. "$work"/ 2>/dev/null
+	if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix="$work/" "$work" >"$work.log" 2>&1; then
+		echo "ok $n - $name ran ${secs}s clean ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$work.log" | awk '{print $2}') runs)"
+	else
+		echo "not ok $n - $name found a crash"
+		tail -n 30 "$work.log" | sed 's/^/# /'
+	fi
+	rm -rf "$work" "$work.log"
+done
+[ $n -eq 0 ] && { echo "1..0 # SKIP no fuzz targets built"; exit 0; }
+echo "1..$n"
