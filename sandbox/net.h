@@ -1,0 +1,152 @@
+/*
+ * The sandbox's network: a network namespace "moat-NAME" (bind-mounted at
+ * /run/netns/moat-NAME so `ip netns` lists it), a veth pair "mh-NAME"
+ * (host side) / "ms-NAME" (sandbox side), a /30 from a pool, and two
+ * nftables tables: `inet moat` inside the sandbox netns (only the proxy,
+ * loopback and established traffic leave; the rest is logged to NFLOG and
+ * rejected at once) and `inet moat-NAME` in the host netns (the sandbox
+ * reaches the proxy port on its host address and nothing else).
+ *
+ * Everything is done through netlink (libmnl, libnftnl) from this
+ * process; no tool is ever executed. See docs/network.md.
+ */
+#ifndef MOAT_SANDBOX_NET_H
+#define MOAT_SANDBOX_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+
+#define MOAT_NET_DEFAULT_POOL "10.200.0.0/16"
+#define MOAT_NET_DEFAULT_PROXY_PORT 3128
+#define MOAT_NET_DEFAULT_NFLOG_GROUP 7
+#define MOAT_NET_NFLOG_PREFIX "moat-deny"
+
+struct moat_net;
+
+struct moat_net_config {
+	/*
+	 * Sandbox name ([A-Za-z0-9_.-], at most 64 chars): netns
+	 * "moat-NAME"; veth names "mh-NAME"/"ms-NAME", or "mh-"/"ms-" plus
+	 * a hash of NAME when those would not fit IFNAMSIZ.
+	 */
+	const char *name;
+	/*
+	 * Adopt this netns (e.g. open("/proc/<init pid>/ns/net")), or -1 to
+	 * create one. The fd is duplicated; the caller keeps its own.
+	 * An adopted netns is still bind-mounted at /run/netns/moat-NAME.
+	 */
+	int netns_fd;
+	uint32_t index;     /* subnet slot in the pool: the index-th /30 */
+	const char *pool;   /* NULL = MOAT_NET_DEFAULT_POOL; a /8../29 */
+	uint16_t proxy_port;  /* 0 = 3128 */
+	uint16_t nflog_group; /* 0 = 7 (group in the sandbox netns) */
+};
+
+/*
+ * Build the whole network of one sandbox. On failure nothing is left
+ * behind (no bind mount, veth or host table). Errors: MOAT_ERR_INVALID
+ * (bad name, pool or index), MOAT_ERR_EXISTS (netns, veth or host table
+ * of that name already there), MOAT_ERR_SYSTEM (a syscall or netlink
+ * request failed; the cause names it).
+ */
+int moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
+    struct moat_cause *cause);
+
+/*
+ * Tear down: the host table `inet moat-NAME`, the veth pair, the
+ * /run/netns bind mount, and the netns fd. The netns itself disappears
+ * when its last process and fd are gone. NULL is fine.
+ */
+void moat_net_free(struct moat_net *n);
+
+/* Dotted addresses of the host end ("10.200.0.1", where the proxy listens)
+ * and the sandbox end ("10.200.0.2"). Owned by n. */
+const char *moat_net_host_addr(const struct moat_net *n);
+const char *moat_net_sandbox_addr(const struct moat_net *n);
+/* Interface names of the host and sandbox ends. Owned by n. */
+const char *moat_net_host_ifname(const struct moat_net *n);
+const char *moat_net_sandbox_ifname(const struct moat_net *n);
+uint16_t moat_net_proxy_port(const struct moat_net *n);
+uint16_t moat_net_nflog_group(const struct moat_net *n);
+/* The sandbox netns (O_CLOEXEC), owned by n: for setns() in a child. */
+int moat_net_netns_fd(const struct moat_net *n);
+
+/*
+ * A socket created inside the sandbox netns (setns in, socket(), setns
+ * back), SOCK_CLOEXEC added. Returns the fd (caller owns it) or a
+ * negative MOAT_ERR_*.
+ */
+int moat_net_socket(const struct moat_net *n, int domain, int type,
+    int proto, struct moat_cause *cause);
+
+/*
+ * An NFLOG netlink socket bound to the sandbox netns' group, non-blocking
+ * and close-on-exec; *fd is the caller's. Copies 128 bytes of each packet.
+ * MOAT_ERR_EXISTS when another socket already holds the group in that
+ * netns (the bind ACK says EPERM).
+ */
+int moat_net_nflog_open(const struct moat_net *n, int *fd,
+    struct moat_cause *cause);
+
+/* One logged packet, as moat_nflog_parse() decodes it. */
+struct moat_nflog_pkt {
+	int family;      /* AF_INET, AF_INET6, or 0 when unknown */
+	int l4proto;     /* IPPROTO_TCP, IPPROTO_UDP, ... or -1 */
+	char src[46];    /* dotted or IPv6 text, "" when unknown */
+	char dst[46];
+	uint16_t sport;  /* host order; 0 when not TCP/UDP */
+	uint16_t dport;
+	int uid;         /* of the sending socket, -1 unknown */
+	int gid;         /* -1 unknown */
+	char prefix[64]; /* log prefix, e.g. "moat-deny" */
+};
+
+/*
+ * Parse one recv() buffer of NFLOG netlink messages; calls cb once per
+ * logged packet. Returns the number of packets, or MOAT_ERR_INVALID for a
+ * malformed buffer (packets before the bad message were still delivered).
+ * Never trusts lengths in the buffer: safe on untrusted input.
+ */
+int moat_nflog_parse(const void *buf, size_t len,
+    void (*cb)(const struct moat_nflog_pkt *, void *), void *arg);
+
+/*
+ * Internal to sandbox/netns.c, rtnl.c, nft.c, nflog.c (not for other
+ * modules).
+ */
+struct moat_net_addrs {
+	uint32_t host;    /* network order */
+	uint32_t sandbox; /* network order */
+	uint8_t plen;     /* 30 */
+};
+/* Run fn inside netns_fd (setns there and back). */
+int moat_netns_run(int netns_fd, int (*fn)(void *, struct moat_cause *),
+    void *arg, struct moat_cause *cause);
+/* Host side: create the veth pair with the peer put in netns_fd. */
+int moat_rtnl_veth_create(const char *host_if, const char *sb_if,
+    int netns_fd, struct moat_cause *cause);
+int moat_rtnl_link_del(const char *ifname, struct moat_cause *cause);
+/* Host side: address + up on the host end. */
+int moat_rtnl_host_conf(const char *host_if, const struct moat_net_addrs *a,
+    struct moat_cause *cause);
+/* Sandbox side (call from inside the netns): lo up, address, up, route. */
+int moat_rtnl_sandbox_conf(const char *sb_if, const struct moat_net_addrs *a,
+    struct moat_cause *cause);
+/* nftables: build and commit the tables (call from inside the netns). */
+struct moat_nft_params {
+	const char *table;    /* "moat" or "moat-NAME" */
+	const char *veth;     /* host side: iifname to match */
+	uint32_t host_addr;   /* network order */
+	uint16_t proxy_port;
+	uint16_t nflog_group;
+};
+int moat_nft_sandbox_rules(const struct moat_nft_params *p,
+    struct moat_cause *cause);
+int moat_nft_host_rules(const struct moat_nft_params *p,
+    struct moat_cause *cause);
+int moat_nft_table_del(const char *table, struct moat_cause *cause);
+int moat_nflog_bind(int fd, uint16_t group, struct moat_cause *cause);
+
+#endif
