@@ -1,0 +1,254 @@
+/*
+ * The store: moat's SQLite database (WAL mode), the only user of
+ * sqlite3 (docs/store.md). moatd's aggregator is the single writer; the
+ * `moat` CLI opens it with MOAT_STORE_RDONLY and reads while moatd
+ * writes.
+ *
+ * Conventions:
+ * - Every call returns 0 or a negative MOAT_ERR_*; a cause (may be NULL)
+ *   says what failed. MOAT_ERR_AGAIN means the database stayed busy
+ *   past the busy timeout.
+ * - List functions call cb once per row. Strings in the row passed to a
+ *   callback are valid only during that call. cb returns 0 to go on;
+ *   any other value stops the walk and is returned by the list function
+ *   (so a callback can pass a negative MOAT_ERR_* through).
+ * - "get" functions hand out a heap copy the caller frees with the
+ *   matching _free function (NULL is fine).
+ * - Times are wall-clock milliseconds since the epoch.
+ * - A struct moat_store is not thread-safe and must not be used across
+ *   fork(): open it again in the child.
+ */
+#ifndef MOAT_STORE_STORE_H
+#define MOAT_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+#include "common/event.h"
+
+struct moat_store; /* opaque */
+
+/* ---- open, close, check ---- */
+
+#define MOAT_STORE_RDONLY 0x1u /* SQLITE_OPEN_READONLY; no migrations */
+#define MOAT_STORE_CREATE 0x2u /* create the file if missing (writers) */
+
+/*
+ * Open the database at path. A writable open sets WAL mode and runs the
+ * numbered migrations not applied yet (each in its own transaction). A
+ * read-only open refuses a database whose schema is newer than this
+ * build knows, and one that has never been migrated. A missing file
+ * without MOAT_STORE_CREATE is MOAT_ERR_NOTFOUND with the path named.
+ */
+int moat_store_open(const char *path, unsigned flags, struct moat_store **out,
+    struct moat_cause *cause);
+
+/* Finalize cached statements and close; NULL is fine. */
+void moat_store_close(struct moat_store *s);
+
+/* PRAGMA integrity_check; MOAT_ERR_INVALID with its first message. */
+int moat_store_check(struct moat_store *s, struct moat_cause *cause);
+
+/* The schema version (number of migrations applied). */
+int moat_store_schema_version(struct moat_store *s);
+
+/* ---- sandboxes ---- */
+
+struct moat_store_sandbox {
+	char *name;
+	int64_t created_ms; /* first upsert; later upserts keep it */
+	int64_t updated_ms; /* last upsert */
+	char *config;       /* summary of its config (JSON text), may be "" */
+};
+
+int moat_store_sandbox_upsert(struct moat_store *s, const char *name,
+    int64_t created_ms, const char *config, struct moat_cause *cause);
+int moat_store_sandbox_list(struct moat_store *s,
+    int (*cb)(const struct moat_store_sandbox *sb, void *arg), void *arg,
+    struct moat_cause *cause);
+
+/* ---- policy versions ---- */
+
+struct moat_store_policy {
+	char *sandbox;
+	int version;        /* 1, 2, ... per sandbox */
+	char *json;         /* the whole policy document */
+	char *hash;         /* sha256 hex of json, as the caller computed it */
+	char *source;       /* "file", "operator", "proposal", "agent" */
+	char *who;          /* operator or key fingerprint, may be "" */
+	char *note;         /* may be "" */
+	int64_t created_ms;
+};
+
+/*
+ * Add a new version for sandbox: max(version) + 1 inside one IMMEDIATE
+ * transaction, so two writers never get the same number. *version gets
+ * the number on success. source must be one of the four above
+ * (MOAT_ERR_INVALID otherwise); who and note may be NULL.
+ */
+int moat_store_policy_add(struct moat_store *s, const char *sandbox,
+    const char *json, const char *hash, const char *source, const char *who,
+    const char *note, int *version, struct moat_cause *cause);
+
+/* Version 0 is the latest. MOAT_ERR_NOTFOUND when there is none. */
+int moat_store_policy_get(struct moat_store *s, const char *sandbox,
+    int version, struct moat_store_policy **out, struct moat_cause *cause);
+void moat_store_policy_free(struct moat_store_policy *p);
+
+/* History of sandbox, newest first (json included). */
+int moat_store_policy_list(struct moat_store *s, const char *sandbox,
+    int (*cb)(const struct moat_store_policy *p, void *arg), void *arg,
+    struct moat_cause *cause);
+
+/* ---- denials ---- */
+
+/* Every field is optional: NULL / 0 means "any". */
+struct moat_store_denial_filter {
+	const char *sandbox;
+	const char *binary;  /* exact path */
+	const char *host;    /* exact, as stored */
+	const char *stage;
+	int port;
+	int64_t since_ms;    /* ts_ms >= since_ms */
+	int64_t until_ms;    /* ts_ms < until_ms */
+	size_t limit;        /* rows (query) or groups (top) */
+};
+
+/*
+ * Insert n events in ONE transaction with a cached prepared statement:
+ * when this returns 0 the whole batch is durable, otherwise none of it
+ * is there.
+ */
+int moat_store_denials_add(struct moat_store *s,
+    const struct moat_denial_event *v, size_t n, struct moat_cause *cause);
+
+/* Matching denials, newest first; id is the row id (increasing). */
+int moat_store_denials_query(struct moat_store *s,
+    const struct moat_store_denial_filter *f,
+    int (*cb)(const struct moat_denial_event *ev, int64_t id, void *arg),
+    void *arg, struct moat_cause *cause);
+
+struct moat_store_denial_group {
+	const char *binary;
+	const char *host;
+	int port;
+	int64_t count;
+	int64_t first_ms;
+	int64_t last_ms;
+};
+
+/*
+ * Denials grouped by (binary, host, port), count descending (then last
+ * seen descending). Served from per-minute rollups plus the raw rows of
+ * the partial minute at since_ms, so it stays fast over millions of rows
+ * and is exact. A filter on stage or until_ms falls back to a scan.
+ */
+int moat_store_denials_top(struct moat_store *s,
+    const struct moat_store_denial_filter *f,
+    int (*cb)(const struct moat_store_denial_group *g, void *arg), void *arg,
+    struct moat_cause *cause);
+
+int moat_store_denials_count(struct moat_store *s,
+    const struct moat_store_denial_filter *f, int64_t *count,
+    struct moat_cause *cause);
+
+/*
+ * Delete at most max_rows of the oldest denials older than before_ms
+ * (rounded down to a whole minute, so rollups stay consistent), in
+ * transactions of a few thousand rows so readers and the writer's next
+ * batch are never held up long. *deleted (may be NULL) gets the number;
+ * call again while it equals max_rows.
+ */
+int moat_store_denials_prune(struct moat_store *s, int64_t before_ms,
+    size_t max_rows, size_t *deleted, struct moat_cause *cause);
+
+/* ---- proposals ---- */
+
+#define MOAT_STORE_PENDING "pending"
+#define MOAT_STORE_APPROVED "approved"
+#define MOAT_STORE_REJECTED "rejected"
+
+struct moat_store_proposal {
+	int64_t id;
+	char *sandbox;
+	char *key;           /* dedup key: "sandbox|binary|host|port", ... */
+	char *name;          /* suggested network_policies key */
+	char *rule_json;     /* exact JSON of the network_policies entry */
+	char *rule_hash;     /* sha256 hex of rule_json */
+	char *binary;
+	char *host;
+	int port;
+	int64_t hits;
+	double confidence;
+	char *notes;         /* JSON array text, may be "" */
+	char *origin;        /* "mechanistic", "agent", "binary-changed" */
+	char *reason;        /* the agent's reason, may be "" */
+	char *status;        /* pending, approved, rejected */
+	int64_t first_ms;
+	int64_t last_ms;
+	char *decided_by;    /* "" while pending */
+	int64_t decided_ms;  /* 0 while pending */
+	char *decision_note;
+};
+
+/*
+ * Insert p by p->key, or when the key exists add p->hits (0 counts as 1)
+ * and move last_ms forward; while the row is still pending also replace
+ * name, rule_json, rule_hash, confidence, notes and reason. A decided
+ * row keeps its status and rule. Fields read: sandbox, key, name,
+ * rule_json, rule_hash, binary, host, port, hits, confidence, notes,
+ * origin, reason, first_ms, last_ms (0 = now); NULL strings are "".
+ * *id (may be NULL) gets the row id, *created (may be NULL) whether
+ * it was new.
+ */
+int moat_store_proposal_upsert(struct moat_store *s,
+    const struct moat_store_proposal *p, int64_t *id, bool *created,
+    struct moat_cause *cause);
+
+int moat_store_proposal_get(struct moat_store *s, int64_t id,
+    struct moat_store_proposal **out, struct moat_cause *cause);
+void moat_store_proposal_free(struct moat_store_proposal *p);
+
+/* sandbox and status NULL mean any; newest (last_ms) first. */
+int moat_store_proposal_list(struct moat_store *s, const char *sandbox,
+    const char *status,
+    int (*cb)(const struct moat_store_proposal *p, void *arg), void *arg,
+    struct moat_cause *cause);
+
+/*
+ * Decide a pending proposal: status is "approved" or "rejected".
+ * MOAT_ERR_NOTFOUND for no such id; MOAT_ERR_INVALID for a bad status or
+ * a proposal that is no longer pending (the cause says its status).
+ */
+int moat_store_proposal_set_status(struct moat_store *s, int64_t id,
+    const char *status, const char *who, const char *note,
+    struct moat_cause *cause);
+
+/* ---- sessions ---- */
+
+struct moat_store_session {
+	int64_t id;
+	char *sandbox;
+	char *who;           /* key fingerprint or relay identity */
+	char *from;          /* client address */
+	char *kind;          /* shell, exec, sftp, pty-shell, forward */
+	int64_t start_ms;
+	int64_t end_ms;      /* 0 while running */
+	int exit_status;     /* -1 while running or when killed */
+	char *exit_signal;   /* "TERM", ... or "" */
+};
+
+int moat_store_session_start(struct moat_store *s, const char *sandbox,
+    const char *who, const char *from, const char *kind, int64_t start_ms,
+    int64_t *id, struct moat_cause *cause);
+/* exit_signal may be NULL. MOAT_ERR_NOTFOUND for no such id. */
+int moat_store_session_end(struct moat_store *s, int64_t id, int64_t end_ms,
+    int exit_status, const char *exit_signal, struct moat_cause *cause);
+/* sandbox NULL means any; limit 0 means all; newest first. */
+int moat_store_session_list(struct moat_store *s, const char *sandbox,
+    size_t limit, int (*cb)(const struct moat_store_session *ss, void *arg),
+    void *arg, struct moat_cause *cause);
+
+#endif
