@@ -1,0 +1,587 @@
+/*
+ * The mechanistic mapper and the approve/reject paths. A denial becomes
+ * a suggested network_policies entry named like OpenShell's
+ * (allow_imap_gmail_com_993), deduplicated on (sandbox, binary, host,
+ * port): a repeat bumps hits and last seen in the store, never adds a
+ * row. Destinations no rule can open (#814 upstream: loopback,
+ * link-local, metadata) are never proposed.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "store/store.h"
+#include "moatd/moatd.h"
+#include "moatd/proposals.h"
+
+#define HITS_CACHE_BUCKETS 4096
+#define HITS_CACHE_MAX 100000
+
+struct hits_entry {
+	struct hits_entry *next;
+	int64_t hits; /* total in the store after our last upsert */
+	char key[];
+};
+
+struct moatd_proposals {
+	struct moatd *d;
+	struct hits_entry *buckets[HITS_CACHE_BUCKETS];
+	size_t n;
+};
+
+void
+moatd_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != 32) {
+		out[0] = '\0';
+		return;
+	}
+	moat_hex(md, 32, out);
+}
+
+double
+moatd_proposal_confidence(int64_t hits, size_t nnotes)
+{
+	double c = 0.5;
+
+	/* +0.1 per doubling of hits: 1 -> 0.5, 2 -> 0.6, 16 -> 0.9. */
+	for (int64_t h = hits; h > 1 && c < 0.95; h /= 2)
+		c += 0.1;
+	if (c > 0.95)
+		c = 0.95;
+	c -= 0.1 * (double)nnotes;
+	return c < 0.1 ? 0.1 : c;
+}
+
+/* ---- suggestions ---- */
+
+static bool
+parse_ip(const char *s, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s == NULL || *s == '\0')
+		return false;
+	if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+static bool
+is_system_path(const char *b)
+{
+	static const char *const dirs[] = { "/usr/", "/bin/", "/sbin/",
+		"/lib/", "/lib64/", "/opt/" };
+
+	for (size_t i = 0; i < MOAT_NELEM(dirs); i++)
+		if (strncmp(b, dirs[i], strlen(dirs[i])) == 0)
+			return true;
+	return false;
+}
+
+static bool
+is_interpreter(const char *b)
+{
+	static const char *const pats[] = { "python*", "node", "nodejs",
+		"ruby*", "perl*", "php*", "lua*", "bash", "sh", "dash", "zsh",
+		"ksh", "fish", "busybox", "deno", "bun", "java", "tclsh*",
+		"pwsh", "Rscript", "irb" };
+	const char *base = strrchr(b, '/');
+
+	base = base ? base + 1 : b;
+	for (size_t i = 0; i < MOAT_NELEM(pats); i++)
+		if (fnmatch(pats[i], base, 0) == 0)
+			return true;
+	return false;
+}
+
+static bool
+usual_port(int port)
+{
+	return port == 80 || port == 443 || port == 22 || port == 9418;
+}
+
+static void
+name_from(char *out, size_t len, const char *prefix, const char *what,
+    int port)
+{
+	size_t i, n;
+
+	n = (size_t)snprintf(out, len, "%s", prefix);
+	for (i = 0; what[i] != '\0' && n + 1 < len; i++) {
+		char c = what[i];
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		out[n++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ?
+		    c : '_';
+	}
+	out[n] = '\0';
+	if (port > 0 && n + 8 < len)
+		snprintf(out + n, len - n, "_%d", port);
+}
+
+static int
+suggest_trust(const struct moat_denial_event *ev, struct moatd_suggestion *s,
+    json_t *notes, struct moat_cause *cause)
+{
+	const char *base = strrchr(ev->binary, '/');
+	json_t *rule;
+
+	if (ev->sha256[0] == '\0') {
+		moat_cause_set(cause, "binary changed but its new hash is "
+		    "unknown");
+		return MOAT_ERR_DENIED;
+	}
+	s->origin = MOATD_ORIGIN_BINARY_CHANGED;
+	snprintf(s->key, sizeof(s->key), "%s|%s|sha256:%s", ev->sandbox,
+	    ev->binary, ev->sha256);
+	name_from(s->name, sizeof(s->name), "trust_", base ? base + 1 :
+	    ev->binary, 0);
+	rule = json_pack("{s:{s:s, s:s}}", "trust", "binary", ev->binary,
+	    "sha256", ev->sha256);
+	if (rule == NULL)
+		return MOAT_ERR_NOMEM;
+	s->rule_json = json_dumps(rule, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(rule);
+	json_array_append_new(notes, json_sprintf("%s changed (new sha256 "
+	    "%.12s...); approve only if you upgraded it yourself",
+	    ev->binary, ev->sha256));
+	return s->rule_json ? MOAT_OK : MOAT_ERR_NOMEM;
+}
+
+/* Which destinations can never be opened by a rule, and why. */
+static int
+check_destination(const struct moat_denial_event *ev, const char *host,
+    json_t *notes, struct moat_cause *cause)
+{
+	struct sockaddr_storage ss;
+	const char *addr = ev->ip[0] ? ev->ip : host;
+	enum moat_addr_class cls = MOAT_ADDR_PUBLIC;
+
+	if (strcmp(host, "localhost") == 0 ||
+	    fnmatch("*.localhost", host, 0) == 0 ||
+	    strcmp(host, "metadata.google.internal") == 0) {
+		moat_cause_set(cause, "%s is a loopback or metadata name", host);
+		return MOAT_ERR_DENIED;
+	}
+	if (parse_ip(addr, &ss))
+		cls = moat_addr_classify((struct sockaddr *)&ss);
+	if (cls == MOAT_ADDR_ALWAYS_BLOCKED || cls == MOAT_ADDR_METADATA) {
+		moat_cause_set(cause, "%s (%s) is %s: no rule can allow it",
+		    host, addr, moat_addr_class_name(cls));
+		return MOAT_ERR_DENIED;
+	}
+	if (cls == MOAT_ADDR_INTERNAL)
+		json_array_append_new(notes, json_sprintf("%s is a private "
+		    "address (%s): allowing it opens the internal network",
+		    addr, moat_addr_class_name(cls)));
+	return MOAT_OK;
+}
+
+static int
+suggest_allow(const struct moat_denial_event *ev, struct moatd_suggestion *s,
+    json_t *notes, struct moat_cause *cause)
+{
+	json_t *rule;
+	int r;
+
+	if (!moat_host_normalize(ev->host[0] ? ev->host : ev->ip, s->host,
+	    sizeof(s->host))) {
+		moat_cause_set(cause, "'%s' is not a valid host", ev->host);
+		return MOAT_ERR_DENIED;
+	}
+	if ((r = check_destination(ev, s->host, notes, cause)) != 0)
+		return r;
+	s->origin = MOATD_ORIGIN_MECHANISTIC;
+	snprintf(s->key, sizeof(s->key), "%s|%s|%s|%d", ev->sandbox,
+	    ev->binary, s->host, ev->port);
+	name_from(s->name, sizeof(s->name), "allow_", s->host, ev->port);
+	if (!usual_port(ev->port))
+		json_array_append_new(notes, json_sprintf("port %d is unusual "
+		    "(not 22, 80, 443 or 9418)", ev->port));
+	if (!is_system_path(ev->binary))
+		json_array_append_new(notes, json_sprintf("%s is outside the "
+		    "system paths (/usr, /bin, /sbin, /lib, /opt): anything "
+		    "that can write it gets this access", ev->binary));
+	if (is_interpreter(ev->binary))
+		json_array_append_new(notes, json_sprintf("%s is an "
+		    "interpreter: every script it runs gets this access",
+		    ev->binary));
+	rule = json_pack("{s:{s:s, s:[{s:s, s:i}], s:[{s:s}]}}", s->name,
+	    "name", s->name, "endpoints", "host", s->host, "port", ev->port,
+	    "binaries", "path", ev->binary);
+	if (rule == NULL)
+		return MOAT_ERR_NOMEM;
+	s->rule_json = json_dumps(rule, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(rule);
+	return s->rule_json ? MOAT_OK : MOAT_ERR_NOMEM;
+}
+
+int
+moatd_proposal_suggest(const struct moat_denial_event *ev,
+    struct moatd_suggestion *out, struct moat_cause *cause)
+{
+	struct moatd_suggestion s;
+	json_t *notes = NULL;
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	if (strcmp(ev->stage, "bypass") == 0 ||
+	    strcmp(ev->stage, "identity") == 0) {
+		moat_cause_set(cause, "stage %s: a rule cannot fix it",
+		    ev->stage);
+		return MOAT_ERR_DENIED;
+	}
+	if (ev->binary[0] != '/') {
+		moat_cause_set(cause, "the calling binary is unknown");
+		return MOAT_ERR_DENIED;
+	}
+	if (ev->port <= 0 || ev->port > 65535 ||
+	    (ev->host[0] == '\0' && ev->ip[0] == '\0')) {
+		moat_cause_set(cause, "no destination");
+		return MOAT_ERR_DENIED;
+	}
+	if ((notes = json_array()) == NULL)
+		return MOAT_ERR_NOMEM;
+	if (strncmp(ev->reason, "binary changed", 14) == 0)
+		r = suggest_trust(ev, &s, notes, cause);
+	else
+		r = suggest_allow(ev, &s, notes, cause);
+	if (r != 0)
+		goto out;
+	moatd_sha256_hex(s.rule_json, strlen(s.rule_json), s.rule_hash);
+	s.nnotes = json_array_size(notes);
+	if ((s.notes = json_dumps(notes, JSON_COMPACT)) == NULL) {
+		r = MOAT_ERR_NOMEM;
+		goto out;
+	}
+	*out = s;
+	memset(&s, 0, sizeof(s));
+	r = MOAT_OK;
+out:
+	moatd_suggestion_clear(&s);
+	json_decref(notes);
+	return r;
+}
+
+void
+moatd_suggestion_clear(struct moatd_suggestion *s)
+{
+	if (s == NULL)
+		return;
+	free(s->rule_json);
+	free(s->notes);
+	s->rule_json = NULL;
+	s->notes = NULL;
+}
+
+/* ---- the engine ---- */
+
+static struct hits_entry **
+hits_slot(struct moatd_proposals *p, const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	struct hits_entry **e;
+
+	for (const char *c = key; *c != '\0'; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	for (e = &p->buckets[h % HITS_CACHE_BUCKETS]; *e != NULL;
+	    e = &(*e)->next)
+		if (strcmp((*e)->key, key) == 0)
+			break;
+	return e;
+}
+
+static void
+hits_clear(struct moatd_proposals *p)
+{
+	for (size_t i = 0; i < HITS_CACHE_BUCKETS; i++) {
+		struct hits_entry *e = p->buckets[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+		p->buckets[i] = NULL;
+	}
+	p->n = 0;
+}
+
+int
+moatd_proposals_new(struct moatd *d, struct moatd_proposals **out)
+{
+	struct moatd_proposals *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return MOAT_ERR_NOMEM;
+	p->d = d;
+	*out = p;
+	return MOAT_OK;
+}
+
+void
+moatd_proposals_free(struct moatd_proposals *p)
+{
+	if (p == NULL)
+		return;
+	hits_clear(p);
+	free(p);
+}
+
+/* Is (binary, host, port) already allowed by the sandbox's policy? */
+static bool
+already_allowed(struct moatd *d, const struct moat_denial_event *ev,
+    const char *host)
+{
+	const struct moat_policy *pol;
+	const char *anc[MOAT_EV_MAX_ANCESTORS];
+	struct moat_caller c = { 0 };
+	struct moat_decision dec;
+	int n = ev->nancestors, version = 0;
+
+	if ((pol = moatd_policy_current(d, ev->sandbox, &version)) == NULL)
+		return false;
+	if (n < 0 || n > MOAT_EV_MAX_ANCESTORS)
+		n = n < 0 ? 0 : MOAT_EV_MAX_ANCESTORS;
+	for (int i = 0; i < n; i++)
+		anc[i] = ev->ancestors[i];
+	c.exe = ev->binary;
+	c.ancestors = anc;
+	c.nancestors = (size_t)n;
+	if (moat_policy_decide(pol, &c, host, (uint16_t)ev->port, &dec) != 0)
+		return false;
+	return dec.allow && !dec.audit;
+}
+
+static int
+feed_one(struct moatd_proposals *p, const struct moatd_denial_group *g)
+{
+	const struct moat_denial_event *ev = g->ev;
+	struct moatd_suggestion s;
+	struct moat_store_proposal sp = { 0 }, *got = NULL;
+	struct moat_cause cause = { { 0 } };
+	struct hits_entry **slot, *e;
+	int64_t id = 0, total;
+	bool created = false;
+	int r;
+
+	if ((r = moatd_proposal_suggest(ev, &s, &cause)) != 0)
+		return r == MOAT_ERR_DENIED ? 0 : r;
+	if (strcmp(s.origin, MOATD_ORIGIN_BINARY_CHANGED) != 0 &&
+	    already_allowed(p->d, ev, s.host)) {
+		r = 0;
+		goto out;
+	}
+	slot = hits_slot(p, s.key);
+	total = (*slot ? (*slot)->hits : 0) + g->count;
+	sp.sandbox = (char *)ev->sandbox;
+	sp.key = s.key;
+	sp.name = s.name;
+	sp.rule_json = s.rule_json;
+	sp.rule_hash = s.rule_hash;
+	sp.binary = (char *)ev->binary;
+	sp.host = s.host[0] ? s.host : (char *)ev->host;
+	sp.port = ev->port;
+	sp.hits = g->count;
+	sp.confidence = moatd_proposal_confidence(total, s.nnotes);
+	sp.notes = s.notes;
+	sp.origin = (char *)s.origin;
+	sp.reason = (char *)ev->reason;
+	sp.first_ms = g->first_ms;
+	sp.last_ms = g->last_ms;
+	if ((r = moat_store_proposal_upsert(moatd_store(p->d), &sp, &id,
+	    &created, &cause)) != 0) {
+		log_warn_r(r, "proposal %s: %s", s.key, cause.msg);
+		goto out;
+	}
+	if (*slot == NULL) {
+		/* First sight in this process: learn the stored total. */
+		if (moat_store_proposal_get(moatd_store(p->d), id, &got,
+		    NULL) == 0)
+			total = got->hits;
+		moat_store_proposal_free(got);
+		if (p->n >= HITS_CACHE_MAX) {
+			hits_clear(p);
+			slot = hits_slot(p, s.key);
+		}
+		if ((e = calloc(1, sizeof(*e) + strlen(s.key) + 1)) != NULL) {
+			strcpy(e->key, s.key);
+			*slot = e;
+			p->n++;
+		}
+	}
+	if (*slot != NULL)
+		(*slot)->hits = total;
+	if (created)
+		moatd_export_proposal(moatd_exporter(p->d), id, ev->sandbox,
+		    MOAT_STORE_PENDING, "moatd");
+	r = 1;
+out:
+	moatd_suggestion_clear(&s);
+	return r;
+}
+
+size_t
+moatd_proposals_feed(struct moatd_proposals *p,
+    const struct moatd_denial_group *g, size_t n)
+{
+	size_t done = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (feed_one(p, &g[i]) > 0)
+			done++;
+	return done;
+}
+
+/* ---- approve, reject ---- */
+
+static int
+approve_trust(struct moatd *d, const struct moat_store_proposal *sp,
+    struct moat_cause *cause)
+{
+	json_t *doc = NULL;
+	const char *bin = NULL, *sha = NULL;
+	int r;
+
+	doc = json_loads(sp->rule_json, 0, NULL);
+	if (doc == NULL || json_unpack(doc, "{s:{s:s, s:s}}", "trust",
+	    "binary", &bin, "sha256", &sha) != 0) {
+		moat_cause_set(cause, "proposal #%lld: stored trust rule is "
+		    "malformed", (long long)sp->id);
+		r = MOAT_ERR_INVALID;
+		goto out;
+	}
+	r = moatd_trust_binary(d, sp->sandbox, bin, sha, cause);
+out:
+	json_decref(doc);
+	return r;
+}
+
+static int
+approve_rule(struct moatd *d, const struct moat_store_proposal *sp,
+    const char *who, int *version, struct moat_diags *diags,
+    struct moat_cause *cause)
+{
+	const struct moat_policy_opts opts = { .no_fs = true };
+	const struct moat_policy *cur;
+	struct moat_policy *merged = NULL;
+	char note[64];
+	int r, curver = 0;
+
+	/* Always onto the CURRENT policy: approvals never lose a version. */
+	if ((cur = moatd_policy_current(d, sp->sandbox, &curver)) == NULL) {
+		moat_cause_set(cause, "sandbox %s has no policy (is it still "
+		    "configured?)", sp->sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if ((r = moat_policy_merge_rule(cur, sp->rule_json, &opts, &merged,
+	    diags)) != 0) {
+		moat_cause_set(cause, "proposal #%lld does not merge into "
+		    "policy version %d of %s", (long long)sp->id, curver,
+		    sp->sandbox);
+		return r;
+	}
+	snprintf(note, sizeof(note), "proposal #%lld", (long long)sp->id);
+	r = moatd_policy_apply(d, sp->sandbox, moat_policy_json(merged),
+	    "proposal", who, note, version, diags, cause);
+	moat_policy_free(merged);
+	return r;
+}
+
+int
+moatd_proposal_approve(struct moatd *d, int64_t id, const char *who,
+    const char *want_hash, int *version, struct moat_diags *diags,
+    struct moat_cause *cause)
+{
+	struct moat_store_proposal *sp = NULL;
+	char hash[65], note[64];
+	int r, ver = 0;
+
+	if ((r = moat_store_proposal_get(moatd_store(d), id, &sp, cause)) != 0)
+		goto out;
+	if (strcmp(sp->status, MOAT_STORE_PENDING) != 0) {
+		moat_cause_set(cause, "proposal #%lld is already %s",
+		    (long long)id, sp->status);
+		r = MOAT_ERR_INVALID;
+		goto out;
+	}
+	moatd_sha256_hex(sp->rule_json, strlen(sp->rule_json), hash);
+	if (strcmp(hash, sp->rule_hash) != 0) {
+		moat_cause_set(cause, "proposal #%lld: stored rule does not "
+		    "match its hash; refusing", (long long)id);
+		r = MOAT_ERR_INTERNAL;
+		goto out;
+	}
+	if (want_hash != NULL && *want_hash != '\0' &&
+	    strncmp(want_hash, hash, strlen(want_hash)) != 0) {
+		moat_cause_set(cause, "proposal #%lld changed since it was "
+		    "reviewed (rule hash is now %.16s, not %.16s): review it "
+		    "again", (long long)id, hash, want_hash);
+		r = MOAT_ERR_INVALID;
+		goto out;
+	}
+	if (strcmp(sp->origin, MOATD_ORIGIN_BINARY_CHANGED) == 0)
+		r = approve_trust(d, sp, cause);
+	else
+		r = approve_rule(d, sp, who, &ver, diags, cause);
+	if (r != 0)
+		goto out;
+	if (ver > 0)
+		snprintf(note, sizeof(note), "policy version %d", ver);
+	else
+		snprintf(note, sizeof(note), "new binary hash trusted");
+	if ((r = moat_store_proposal_set_status(moatd_store(d), id,
+	    MOAT_STORE_APPROVED, who, note, cause)) != 0) {
+		log_error_r(r, "proposal #%lld applied (%s) but not marked "
+		    "approved: %s", (long long)id, note, cause ? cause->msg :
+		    "");
+		goto out;
+	}
+	moatd_export_proposal(moatd_exporter(d), id, sp->sandbox,
+	    MOAT_STORE_APPROVED, who);
+	if (version != NULL)
+		*version = ver;
+	r = MOAT_OK;
+out:
+	moat_store_proposal_free(sp);
+	return r;
+}
+
+int
+moatd_proposal_reject(struct moatd *d, int64_t id, const char *who,
+    const char *reason, struct moat_cause *cause)
+{
+	struct moat_store_proposal *sp = NULL;
+	int r;
+
+	if ((r = moat_store_proposal_get(moatd_store(d), id, &sp, cause)) != 0)
+		return r;
+	r = moat_store_proposal_set_status(moatd_store(d), id,
+	    MOAT_STORE_REJECTED, who, reason, cause);
+	if (r == 0)
+		moatd_export_proposal(moatd_exporter(d), id, sp->sandbox,
+		    MOAT_STORE_REJECTED, who);
+	moat_store_proposal_free(sp);
+	return r;
+}
