@@ -114,39 +114,48 @@ int moat_nflog_parse(const void *buf, size_t len,
 
 /*
  * Internal to sandbox/netns.c, rtnl.c, nft.c, nflog.c (not for other
- * modules).
+ * modules). Netlink sockets are created inside the netns they configure
+ * and then used from wherever the caller is.
  */
+struct mnl_socket;
 struct moat_net_addrs {
 	uint32_t host;    /* network order */
 	uint32_t sandbox; /* network order */
 	uint8_t plen;     /* 30 */
 };
-/* Run fn inside netns_fd (setns there and back). */
-int moat_netns_run(int netns_fd, int (*fn)(void *, struct moat_cause *),
-    void *arg, struct moat_cause *cause);
-/* Host side: create the veth pair with the peer put in netns_fd. */
-int moat_rtnl_veth_create(const char *host_if, const char *sb_if,
-    int netns_fd, struct moat_cause *cause);
-int moat_rtnl_link_del(const char *ifname, struct moat_cause *cause);
-/* Host side: address + up on the host end. */
-int moat_rtnl_host_conf(const char *host_if, const struct moat_net_addrs *a,
-    struct moat_cause *cause);
-/* Sandbox side (call from inside the netns): lo up, address, up, route. */
-int moat_rtnl_sandbox_conf(const char *sb_if, const struct moat_net_addrs *a,
-    struct moat_cause *cause);
-/* nftables: build and commit the tables (call from inside the netns). */
 struct moat_nft_params {
-	const char *table;    /* "moat" or "moat-NAME" */
-	const char *veth;     /* host side: iifname to match */
+	const char *table;    /* "moat" (sandbox) or "moat-NAME" (host) */
+	const char *veth;     /* host side: the iifname to match */
 	uint32_t host_addr;   /* network order */
 	uint16_t proxy_port;
 	uint16_t nflog_group;
+	int lo_index;         /* sandbox side: ifindex of lo */
 };
-int moat_nft_sandbox_rules(const struct moat_nft_params *p,
+/* Run fn inside netns_fd (setns there and back, on this thread). */
+int moat_netns_run(int netns_fd, int (*fn)(void *, struct moat_cause *),
+    void *arg, struct moat_cause *cause);
+/* Open and bind a netlink socket (close-on-exec) in the current netns. */
+int moat_nl_open(int bus, struct mnl_socket **out, struct moat_cause *cause);
+/*
+ * Send len bytes of netlink messages and wait for the reply of each one
+ * flagged NLM_F_ACK; the first error wins (errno set, cause filled).
+ */
+int moat_nl_talk(struct mnl_socket *nl, const void *buf, size_t len,
+    const char *what, struct moat_cause *cause);
+int moat_rtnl_veth_create(struct mnl_socket *nl, const char *host_if,
+    const char *sb_if, int netns_fd, struct moat_cause *cause);
+int moat_rtnl_link_del(struct mnl_socket *nl, const char *ifname,
     struct moat_cause *cause);
-int moat_nft_host_rules(const struct moat_nft_params *p,
+/* Address + up on one end; with gw != 0 also a default route via gw. */
+int moat_rtnl_conf(struct mnl_socket *nl, int ifindex, uint32_t addr,
+    uint8_t plen, uint32_t gw, int lo_index, struct moat_cause *cause);
+int moat_nft_sandbox_rules(struct mnl_socket *nl,
+    const struct moat_nft_params *p, struct moat_cause *cause);
+int moat_nft_host_rules(struct mnl_socket *nl,
+    const struct moat_nft_params *p, struct moat_cause *cause);
+int moat_nft_table_del(struct mnl_socket *nl, const char *table,
     struct moat_cause *cause);
-int moat_nft_table_del(const char *table, struct moat_cause *cause);
-int moat_nflog_bind(int fd, uint16_t group, struct moat_cause *cause);
+int moat_nflog_bind(struct mnl_socket *nl, uint16_t group,
+    struct moat_cause *cause);
 
 #endif
