@@ -1,0 +1,251 @@
+/*
+ * Proposals from agents (policy.local's POST /v1/proposals): OpenShell's
+ * body shape, only addRule operations, its invalid_proposal messages.
+ * Each rule is checked against the sandbox's current policy by merging
+ * it, so a pending agent proposal is always one that could be applied.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "store/store.h"
+#include "moatd/moatd.h"
+#include "moatd/proposals.h"
+
+#define AGENT_BODY_MAX (64 * 1024)
+#define AGENT_CONFIDENCE 0.75
+
+static int bad(struct moat_cause *cause, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+bad(struct moat_cause *cause, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	moat_cause_set(cause, "invalid_proposal: %s", msg);
+	return MOAT_ERR_INVALID;
+}
+
+static bool
+never_allowed_host(const char *host)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+	enum moat_addr_class cls;
+
+	if (strcasecmp(host, "localhost") == 0 ||
+	    strcasecmp(host, "metadata.google.internal") == 0)
+		return true;
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1)
+		v4->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1)
+		v6->sin6_family = AF_INET6;
+	else
+		return false;
+	cls = moat_addr_classify((struct sockaddr *)&ss);
+	return cls == MOAT_ADDR_ALWAYS_BLOCKED || cls == MOAT_ADDR_METADATA;
+}
+
+/* OpenShell's checks on one endpoint. */
+static int
+check_endpoint(json_t *ep, struct moat_cause *cause)
+{
+	json_t *host = json_object_get(ep, "host"), *rules, *r;
+	size_t i;
+
+	if (!json_is_object(ep))
+		return bad(cause, "endpoint must be an object");
+	if (!json_is_string(host) || json_string_length(host) == 0)
+		return bad(cause, "endpoint.host is required");
+	if (never_allowed_host(json_string_value(host)))
+		return bad(cause, "endpoint.host %s is a loopback, link-local "
+		    "or metadata address and can never be allowed",
+		    json_string_value(host));
+	if (json_object_get(ep, "port") == NULL &&
+	    json_object_get(ep, "ports") == NULL)
+		return bad(cause, "endpoint.port or endpoint.ports is "
+		    "required");
+	rules = json_object_get(ep, "rules");
+	json_array_foreach(rules, i, r) {
+		const char *path = NULL;
+
+		json_unpack(r, "{s:{s:s}}", "allow", "path", &path);
+		if (path != NULL && strchr(path, '?') != NULL)
+			return bad(cause, "L7 allow paths must not include "
+			    "query strings");
+	}
+	return MOAT_OK;
+}
+
+/* Validate one addRule; on success *rule_json is {"NAME": rule}. */
+static int
+check_add_rule(struct moatd *d, const char *sandbox, json_t *op,
+    char **rule_json, char *name, size_t namelen, struct moat_cause *cause)
+{
+	const struct moat_policy_opts opts = { .no_fs = true };
+	const struct moat_policy *cur;
+	struct moat_policy *merged = NULL;
+	struct moat_diags diags;
+	json_t *add, *rule, *eps, *bins, *ep, *wrap = NULL;
+	const char *rname;
+	size_t i;
+	int r, ver = 0;
+
+	if (!json_is_object(op) || json_object_size(op) != 1 ||
+	    (add = json_object_get(op, "addRule")) == NULL)
+		return bad(cause, "only addRule operations are supported");
+	rule = json_object_get(add, "rule");
+	if (!json_is_object(rule))
+		return bad(cause, "addRule.rule is required");
+	rname = json_string_value(json_object_get(add, "ruleName"));
+	if (rname == NULL || *rname == '\0')
+		rname = json_string_value(json_object_get(rule, "name"));
+	if (rname == NULL || *rname == '\0')
+		return bad(cause, "addRule.ruleName or rule.name is required");
+	eps = json_object_get(rule, "endpoints");
+	if (!json_is_array(eps) || json_array_size(eps) == 0)
+		return bad(cause, "rule.endpoints must list at least one "
+		    "endpoint");
+	json_array_foreach(eps, i, ep)
+		if ((r = check_endpoint(ep, cause)) != 0)
+			return r;
+	bins = json_object_get(rule, "binaries");
+	if (!json_is_array(bins) || json_array_size(bins) == 0)
+		return bad(cause, "rule.binaries must list at least one "
+		    "binary");
+	if ((cur = moatd_policy_current(d, sandbox, &ver)) == NULL) {
+		moat_cause_set(cause, "sandbox_name_unavailable: %s", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if ((wrap = json_object()) == NULL)
+		return MOAT_ERR_NOMEM;
+	json_object_set(wrap, rname, rule);
+	*rule_json = json_dumps(wrap, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(wrap);
+	if (*rule_json == NULL)
+		return MOAT_ERR_NOMEM;
+	moat_diags_init(&diags);
+	r = moat_policy_merge_rule(cur, *rule_json, &opts, &merged, &diags);
+	if (r != 0) {
+		for (i = 0; i < diags.n; i++)
+			if (diags.v[i].level == MOAT_DIAG_ERROR)
+				break;
+		moat_cause_set(cause, "invalid_proposal: %s: %s",
+		    i < diags.n ? diags.v[i].path : rname,
+		    i < diags.n ? diags.v[i].msg : "does not merge");
+		free(*rule_json);
+		*rule_json = NULL;
+		r = MOAT_ERR_INVALID;
+	}
+	moat_strlcpy(name, rname, namelen);
+	moat_diags_free(&diags);
+	moat_policy_free(merged);
+	return r;
+}
+
+static int
+store_agent_rule(struct moatd *d, const char *sandbox, json_t *op,
+    const char *rule_json, const char *name, const char *intent,
+    int64_t *id, struct moat_cause *cause)
+{
+	struct moat_store_proposal sp = { 0 };
+	json_t *rule = json_object_get(json_object_get(op, "addRule"), "rule");
+	json_t *ep = json_array_get(json_object_get(rule, "endpoints"), 0);
+	json_t *bin = json_array_get(json_object_get(rule, "binaries"), 0);
+	char hash[65], key[160];
+	bool created = false;
+	int r;
+
+	moatd_sha256_hex(rule_json, strlen(rule_json), hash);
+	snprintf(key, sizeof(key), "%.63s|agent|%s", sandbox, hash);
+	sp.sandbox = (char *)sandbox;
+	sp.key = key;
+	sp.name = (char *)name;
+	sp.rule_json = (char *)rule_json;
+	sp.rule_hash = hash;
+	sp.binary = (char *)json_string_value(json_object_get(bin, "path"));
+	sp.host = (char *)json_string_value(json_object_get(ep, "host"));
+	sp.port = (int)json_integer_value(json_object_get(ep, "port"));
+	sp.hits = 1;
+	sp.confidence = AGENT_CONFIDENCE;
+	sp.notes = "[]";
+	sp.origin = MOATD_ORIGIN_AGENT;
+	sp.reason = (char *)intent;
+	if ((r = moat_store_proposal_upsert(moatd_store(d), &sp, id, &created,
+	    cause)) != 0)
+		return r;
+	if (created)
+		moatd_export_proposal(moatd_exporter(d), *id, sandbox,
+		    MOAT_STORE_PENDING, "agent");
+	return MOAT_OK;
+}
+
+int
+moatd_proposal_from_agent(struct moatd *d, const char *sandbox,
+    const char *body, size_t len, int64_t *id, struct moat_cause *cause)
+{
+	json_t *doc = NULL, *ops, *op;
+	json_error_t jerr;
+	char **rules = NULL, (*names)[160] = NULL;
+	const char *intent;
+	int64_t first = 0, one = 0;
+	size_t i, n = 0;
+	int r = MOAT_ERR_INVALID;
+
+	if (len > AGENT_BODY_MAX) {
+		bad(cause, "body larger than 64 KiB");
+		goto out;
+	}
+	if ((doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr)) ==
+	    NULL || !json_is_object(doc)) {
+		bad(cause, "body is not a JSON object");
+		goto out;
+	}
+	intent = json_string_value(json_object_get(doc, "intent_summary"));
+	ops = json_object_get(doc, "operations");
+	if (!json_is_array(ops) || (n = json_array_size(ops)) == 0) {
+		bad(cause, "operations must list at least one operation");
+		goto out;
+	}
+	rules = calloc(n, sizeof(*rules));
+	names = calloc(n, sizeof(*names));
+	if (rules == NULL || names == NULL) {
+		r = MOAT_ERR_NOMEM;
+		goto out;
+	}
+	/* Check every operation before storing any: all or nothing. */
+	json_array_foreach(ops, i, op)
+		if ((r = check_add_rule(d, sandbox, op, &rules[i], names[i],
+		    sizeof(names[i]), cause)) != 0)
+			goto out;
+	json_array_foreach(ops, i, op) {
+		if ((r = store_agent_rule(d, sandbox, op, rules[i], names[i],
+		    intent ? intent : "", &one, cause)) != 0)
+			goto out;
+		if (i == 0)
+			first = one;
+	}
+	*id = first;
+	r = MOAT_OK;
+out:
+	for (i = 0; rules != NULL && i < n; i++)
+		free(rules[i]);
+	free(rules);
+	free(names);
+	json_decref(doc);
+	return r;
+}
