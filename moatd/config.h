@@ -1,0 +1,61 @@
+/*
+ * moatd's configuration: a JSON file, or the embedded default that
+ * `make run` uses (one sandbox "dev", SSH on 127.0.0.1:2222, state under
+ * ./var). Errors name the file and the field; moatd refuses to start on
+ * any of them. The format is documented in docs/operator.md.
+ */
+#ifndef MOAT_MOATD_CONFIG_H
+#define MOAT_MOATD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+#include "policies/policy.h"
+
+struct moatd_listen {
+	char *addr;
+	uint16_t port;
+};
+
+struct moatd_sandbox_config {
+	char *name;
+	char *policy_path;     /* NULL: the embedded deny-all preset */
+	char *workspace;       /* host directory, created if missing */
+	char **keys;           /* authorized keys, "type base64" each */
+	size_t nkeys;
+	struct moat_resources resources; /* overrides the policy's when set */
+};
+
+struct moatd_config {
+	char *source;          /* the file, or "(embedded default)" */
+	char *state_dir;
+	char *store_path;
+	char *control_path;
+	int control_gid;       /* -1: root only (0600) */
+	struct moatd_listen *listen;
+	size_t nlisten;
+	char *relay_socket;    /* root-only unix socket; NULL: none */
+	struct moatd_listen relay_tcp; /* port 0: off */
+	char *relay_secret_path;
+	char *hostkey_path;
+	uint16_t proxy_port;
+	char *hosts_file;      /* resolver override; NULL: system DNS */
+	char *net_pool;
+	int retention_days;
+	char *events_path;     /* OCSF-style export; NULL: off, "-": stdout */
+	int login_grace_s;
+	int max_auth_tries;
+	struct moatd_sandbox_config *sandboxes;
+	size_t nsandboxes;
+};
+
+/* path NULL: the embedded default. */
+int moatd_config_load(const char *path, struct moatd_config **out,
+    struct moat_cause *cause);
+void moatd_config_free(struct moatd_config *c);
+
+/* The embedded deny-all policy (same as policies/presets/deny-all.json). */
+extern const char moatd_default_policy_json[];
+
+#endif

@@ -1,0 +1,35 @@
+/* moatd's lifecycle, used by moatd/main.c (moatd/daemon.c, sshhooks.c). */
+#ifndef MOAT_MOATD_DAEMON_H
+#define MOAT_MOATD_DAEMON_H
+
+#include <sys/types.h>
+
+#include "common/errors.h"
+#include "moatd/config.h"
+
+struct moatd;
+struct moat_nflog_pkt;
+
+/* Bring everything up in order; on failure the caller calls moatd_stop. */
+int moatd_start(struct moatd *d, struct moat_cause *cause);
+/* Tear everything down (safe on a half-started moatd). */
+void moatd_stop(struct moatd *d);
+void moatd_print_ready(const struct moatd *d);
+/* SIGHUP: re-read every policy file; apply changed valid ones. */
+void moatd_reload_policies(struct moatd *d);
+/* Validate every sandbox's policy file (moatd --check); 0 when all load. */
+int moatd_check_policies(const struct moatd_config *c);
+/* A child that is not the proxy ended (a connection process, ...). */
+void moatd_child_exited(struct moatd *d, pid_t pid, int status);
+
+/* moatd/proxyctl.c */
+int moatd_proxy_start(struct moatd *d, struct moat_cause *cause);
+void moatd_proxy_stop(struct moatd *d);
+void moatd_proxy_send_bypass(struct moatd *d, const char *sandbox,
+    const struct moat_nflog_pkt *p);
+
+/* moatd/sshhooks.c: listeners, accept + fork, session records. */
+int moatd_ssh_start(struct moatd *d, struct moat_cause *cause);
+void moatd_ssh_stop(struct moatd *d);
+
+#endif

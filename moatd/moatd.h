@@ -1,0 +1,159 @@
+/*
+ * moatd's internal interface: the orchestrator state that its parts
+ * (config, sandbox registry, aggregator, proposals, control socket,
+ * export) share. Only moatd/ includes this header.
+ */
+#ifndef MOAT_MOATD_MOATD_H
+#define MOAT_MOATD_MOATD_H
+
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+#include "common/event.h"
+#include "policies/policy.h"
+
+struct moat_loop;
+struct moat_store;
+struct moatd;
+struct moatd_config;
+
+/* ---- sandbox registry (moatd/registry.c) ---- */
+
+/* Number of configured sandboxes and their names (index 0..n-1). */
+size_t moatd_sandbox_count(const struct moatd *d);
+const char *moatd_sandbox_name(const struct moatd *d, size_t i);
+bool moatd_sandbox_exists(const struct moatd *d, const char *name);
+
+/*
+ * The sandbox's current policy snapshot and version (borrowed; take a
+ * ref with moat_policy_ref to keep it). NULL when the sandbox is unknown.
+ */
+const struct moat_policy *moatd_policy_current(const struct moatd *d,
+    const char *sandbox, int *version);
+
+/*
+ * Validate `json` as the sandbox's new policy; on success store it as a
+ * new version (source: "file", "operator", "proposal", "agent"; who: the
+ * operator's name or "moatd"; note: free text or NULL), make it current
+ * and push it to the proxy. On failure nothing changes and diags says why
+ * (MOAT_ERR_INVALID), or the store failed (MOAT_ERR_SYSTEM + cause).
+ */
+int moatd_policy_apply(struct moatd *d, const char *sandbox,
+    const char *json, const char *source, const char *who, const char *note,
+    int *version, struct moat_diags *diags, struct moat_cause *cause);
+
+/*
+ * Trust a new SHA-256 for a binary in a sandbox (an approved
+ * "binary changed" proposal): tells the proxy to accept that hash.
+ */
+int moatd_trust_binary(struct moatd *d, const char *sandbox,
+    const char *binary, const char *sha256, struct moat_cause *cause);
+
+/*
+ * For unit tests of moatd's parts: a moatd with no sandboxes, processes
+ * or sockets, on loop l and store s (borrowed), and sandboxes added with
+ * a policy from JSON (stored as version 1 when the store has none).
+ */
+int moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
+    struct moatd **out);
+int moatd_add_sandbox_for_test(struct moatd *d, const char *name,
+    const char *policy_json, struct moat_cause *cause);
+void moatd_free_for_test(struct moatd *d);
+
+/* ---- shared handles ---- */
+
+struct moat_store *moatd_store(struct moatd *d);
+struct moat_loop *moatd_loop(struct moatd *d);
+const struct moatd_config *moatd_config(const struct moatd *d);
+
+/* ---- aggregator (moatd/aggregator.c): the store's single writer ---- */
+
+struct moatd_aggregator;
+/* window_ms: how long denials are grouped before a flush (e.g. 200). */
+int moatd_aggregator_new(struct moatd *d, int window_ms,
+    struct moatd_aggregator **out, struct moat_cause *cause);
+void moatd_aggregator_free(struct moatd_aggregator *a); /* flushes first */
+/* Queue one denial event (from the proxy or the bypass monitor). */
+void moatd_aggregator_add(struct moatd_aggregator *a,
+    const struct moat_denial_event *ev);
+/* Write everything queued now (one transaction); called on timer/exit. */
+int moatd_aggregator_flush(struct moatd_aggregator *a);
+
+/* ---- control socket (moatd/control.c, moatd/ctl-*.c) ---- */
+
+struct moatd_control;
+/* Listen on path (mode 0600, or 0660 with group gid when gid >= 0). */
+int moatd_control_new(struct moatd *d, const char *path, int gid,
+    struct moatd_control **out, struct moat_cause *cause);
+void moatd_control_free(struct moatd_control *c);
+
+/* ---- event export (moatd/export.c): OCSF-style JSON lines ---- */
+
+struct moatd_export;
+/* path "-" is stdout; NULL disables export (the functions are no-ops). */
+int moatd_export_open(const char *path, struct moatd_export **out,
+    struct moat_cause *cause);
+void moatd_export_close(struct moatd_export *x);
+struct moatd_export *moatd_exporter(struct moatd *d);
+void moatd_export_denial(struct moatd_export *x,
+    const struct moat_denial_event *ev);
+void moatd_export_session(struct moatd_export *x, bool start,
+    const char *sandbox, const char *who, const char *from, const char *kind,
+    int exit_status, const char *exit_signal);
+void moatd_export_policy(struct moatd_export *x, const char *sandbox,
+    int version, const char *source, const char *who);
+void moatd_export_proposal(struct moatd_export *x, int64_t id,
+    const char *sandbox, const char *status, const char *who);
+
+/* ---- proposals from policy.local (agent) requests ---- */
+
+/*
+ * An agent in `sandbox` asked for a rule (the POST /v1/proposals body).
+ * Validates and stores it as a pending proposal with origin "agent";
+ * *id is its id. MOAT_ERR_INVALID with a cause naming what is wrong.
+ */
+int moatd_proposal_from_agent(struct moatd *d, const char *sandbox,
+    const char *body, size_t len, int64_t *id, struct moat_cause *cause);
+
+
+/* ---- added by the ops helper (issue 7); implemented where noted ---- */
+
+/*
+ * Accept a new SHA-256 for `binary` in `sandbox` (an approved
+ * "binary-changed" proposal): tell the proxy to trust it from now on.
+ * Implemented in moatd/registry.c. MOAT_ERR_NOTFOUND for an unknown
+ * sandbox; MOAT_ERR_SYSTEM with a cause when the proxy cannot be told.
+ */
+int moatd_trust_binary(struct moatd *d, const char *sandbox,
+    const char *binary, const char *sha256, struct moat_cause *cause);
+
+/*
+ * Test hooks (moatd/registry.c): a moatd around an existing loop and
+ * store (both stay owned by the caller), with no proxy, no sandboxes set
+ * up in the kernel, and no exporter; sandboxes added with a policy only.
+ * moatd_free_for_test frees what moatd_new_for_test made.
+ */
+int moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
+    struct moatd **out);
+int moatd_add_sandbox_for_test(struct moatd *d, const char *name,
+    const char *policy_json, struct moat_cause *cause);
+void moatd_free_for_test(struct moatd *d);
+
+/* ---- retention (moatd/retention.c) ---- */
+
+struct moatd_retention;
+/*
+ * Every interval_ms, delete denials older than max_age_s from the store,
+ * at most `batch` rows per step, yielding to the loop between steps so
+ * writers are never blocked for long. max_age_s <= 0 disables pruning.
+ */
+int moatd_retention_new(struct moatd *d, int64_t max_age_s, int interval_ms,
+    int batch, struct moatd_retention **out, struct moat_cause *cause);
+void moatd_retention_free(struct moatd_retention *r);
+/* Rows deleted so far (for tests and the "status" reply). */
+int64_t moatd_retention_deleted(const struct moatd_retention *r);
+
+#endif

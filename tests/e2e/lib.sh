@@ -1,0 +1,103 @@
+# Shared helpers for the end-to-end tests (sourced). TAP output:
+#   ok / not ok lines from `t`, `skip`, and `done_testing` at the end.
+# Tests send traffic only to loopback and to network namespaces they
+# create; everything they create is removed by `cleanup` (an EXIT trap).
+set -u
+: "${MOAT_BUILD:=$(cd "$(dirname "$0")/../.." && pwd)/build/rel}"
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+MOAT="$MOAT_BUILD/moat"
+MOATD="$MOAT_BUILD/moatd"
+OBJ=$(mktemp -d /tmp/moat-e2e.XXXXXX)
+chmod 755 "$OBJ"
+T_N=0
+T_FAILED=0
+CLEANUP_CMDS=""
+
+t_ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
+skip() { T_N=$((T_N + 1)); echo "ok $T_N # SKIP $*"; }
+diag() { echo "$*" | sed 's/^/# /'; }
+# t NAME CMD...: one test, passes when CMD exits 0
+t() { name=$1; shift; if "$@" >"$OBJ/last.out" 2>&1; then t_ok "$name"; else
+	t_fail "$name"; tail -n 15 "$OBJ/last.out" | sed 's/^/#   /'; fi; }
+# t_not NAME CMD...: passes when CMD fails
+t_not() { name=$1; shift; if "$@" >"$OBJ/last.out" 2>&1; then
+	t_fail "$name"; tail -n 15 "$OBJ/last.out" | sed 's/^/#   /'; else t_ok "$name"; fi; }
+# is NAME GOT WANT
+is() { if [ "$2" = "$3" ]; then t_ok "$1"; else t_fail "$1"; diag "  got: '$2'" "  want: '$3'"; fi; }
+on_cleanup() { CLEANUP_CMDS="$*; $CLEANUP_CMDS"; }
+cleanup() { eval "$CLEANUP_CMDS" >/dev/null 2>&1; rm -rf "$OBJ"; }
+trap cleanup EXIT
+done_testing() { echo "1..$T_N"; [ $T_FAILED -eq 0 ]; }
+need_root() { [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }; }
+
+# free_port: a TCP port nobody listens on (bind 0 and read it back).
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# upstream_start NAME: a test host in its own netns "mu-NAME-$$" reached
+# from the host over a veth (10.250.N.0/30), serving HTTP on 80 (body
+# "upstream-ok") and a TCP echo on 7. Sets UP_ADDR, UP_NS.
+UP_IDX=0
+upstream_start() {
+	UP_IDX=$((UP_IDX + 1))
+	UP_NS="mu$$-$UP_IDX"
+	local oct=$(( ($$ + UP_IDX * 7) % 200 + 20 ))
+	local h="muh$$$UP_IDX" s="mus$$$UP_IDX"
+	h=$(echo "$h" | cut -c1-15); s=$(echo "$s" | cut -c1-15)
+	UP_ADDR="10.250.$oct.2"
+	UP_HOSTSIDE="10.250.$oct.1"
+	ip netns add "$UP_NS" || return 1
+	on_cleanup "ip netns del $UP_NS"
+	ip link add "$h" type veth peer name "$s" netns "$UP_NS" || return 1
+	on_cleanup "ip link del $h"
+	ip addr add "$UP_HOSTSIDE/30" dev "$h" && ip link set "$h" up
+	ip -n "$UP_NS" addr add "$UP_ADDR/30" dev "$s"
+	ip -n "$UP_NS" link set "$s" up && ip -n "$UP_NS" link set lo up
+	mkdir -p "$OBJ/www-$UP_IDX" && echo upstream-ok > "$OBJ/www-$UP_IDX/index.html"
+	ip netns exec "$UP_NS" /usr/bin/python3 -m http.server 80 --bind "$UP_ADDR" \
+		--directory "$OBJ/www-$UP_IDX" >/dev/null 2>&1 &
+	on_cleanup "kill $!"
+	ip netns exec "$UP_NS" /usr/bin/python3 -c '
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("'"$UP_ADDR"'", 7)); s.listen(64)
+def echo(c):
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        c.sendall(b)
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+' >/dev/null 2>&1 &
+	on_cleanup "kill $!"
+	# Wait (bounded) for both servers.
+	for _ in $(seq 50); do
+		ip netns exec "$UP_NS" sh -c "exec 3<>/dev/tcp/$UP_ADDR/80 && exec 4<>/dev/tcp/$UP_ADDR/7" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_moatd CONFIG: moatd in the background with a config file; waits
+# (bounded) until its SSH port answers. Sets MOATD_PID.
+start_moatd() {
+	"$MOATD" -c "$1" >"$OBJ/moatd.log" 2>&1 &
+	MOATD_PID=$!
+	on_cleanup "stop_moatd"
+	for _ in $(seq 100); do
+		grep -q "moatd is ready" "$OBJ/moatd.log" 2>/dev/null && return 0
+		kill -0 $MOATD_PID 2>/dev/null || { cat "$OBJ/moatd.log" | sed 's/^/# moatd: /'; return 1; }
+		sleep 0.1
+	done
+	sed 's/^/# moatd: /' "$OBJ/moatd.log"; return 1
+}
+stop_moatd() {
+	[ -n "${MOATD_PID:-}" ] || return 0
+	kill -TERM "$MOATD_PID" 2>/dev/null
+	for _ in $(seq 100); do kill -0 "$MOATD_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$MOATD_PID" 2>/dev/null
+	MOATD_PID=""
+}
