@@ -1,0 +1,928 @@
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/event.h"
+#include "common/util.h"
+#include "store/store.h"
+#include "tests/unit/tap.h"
+
+static char dir[64];
+
+static void
+db_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static void
+rm_db(const char *path)
+{
+	char p[256];
+
+	unlink(path);
+	snprintf(p, sizeof(p), "%s-wal", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", path);
+	unlink(p);
+}
+
+static void
+mkev(struct moat_denial_event *ev, int64_t ts, const char *sb,
+    const char *bin, const char *host, int port)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->ts_ms = ts;
+	moat_strlcpy(ev->sandbox, sb, sizeof(ev->sandbox));
+	moat_strlcpy(ev->stage, "connect", sizeof(ev->stage));
+	moat_strlcpy(ev->binary, bin, sizeof(ev->binary));
+	moat_strlcpy(ev->host, host, sizeof(ev->host));
+	moat_strlcpy(ev->protocol, "tcp", sizeof(ev->protocol));
+	ev->port = port;
+}
+
+/* ---- open and migrations ---- */
+
+static void
+test_open(void)
+{
+	struct moat_cause c = { { 0 } };
+	struct moat_store *s = NULL;
+	char p[256];
+	int r, v;
+
+	db_path(p, sizeof(p), "missing.db");
+	r = moat_store_open(p, MOAT_STORE_RDONLY, &s, &c);
+	is_int(r, MOAT_ERR_NOTFOUND, "missing store is NOTFOUND");
+	like_str(c.msg, "missing.db", "cause names the path");
+	ok(s == NULL, "out untouched on failure");
+
+	db_path(p, sizeof(p), "open.db");
+	r = moat_store_open(p, MOAT_STORE_CREATE, &s, &c);
+	is_int(r, 0, "create and migrate (%s)", c.msg);
+	v = s != NULL ? moat_store_schema_version(s) : -1;
+	ok(v >= 1, "schema version %d", v);
+	is_int(moat_store_check(s, &c), 0, "integrity ok");
+	moat_store_close(s);
+	s = NULL;
+	r = moat_store_open(p, MOAT_STORE_CREATE, &s, &c);
+	is_int(r, 0, "second open migrates nothing (%s)", c.msg);
+	is_int(s != NULL ? moat_store_schema_version(s) : -1, v,
+	    "same schema version");
+	moat_store_close(s);
+	s = NULL;
+	r = moat_store_open(p, 0, &s, &c);
+	is_int(r, 0, "writable open without CREATE of an existing store");
+	moat_store_close(s);
+	s = NULL;
+	r = moat_store_open(p, MOAT_STORE_RDONLY, &s, &c);
+	is_int(r, 0, "read-only open (%s)", c.msg);
+	r = moat_store_sandbox_upsert(s, "x", 1, "", &c);
+	is_int(r, MOAT_ERR_DENIED, "read-only store refuses writes");
+	moat_store_close(s);
+	moat_store_close(NULL);
+	rm_db(p);
+}
+
+/* ---- sandboxes, policies, sessions ---- */
+
+static int
+sb_cb(const struct moat_store_sandbox *sb, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%s:%lld:%lld:%s;",
+	    sb->name, (long long)sb->created_ms, (long long)sb->updated_ms,
+	    sb->config);
+	return 0;
+}
+
+static int
+pol_cb(const struct moat_store_policy *p, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%d:%s:%s;",
+	    p->version, p->source, p->json);
+	return 0;
+}
+
+static int
+stop_cb(const struct moat_store_policy *p, void *arg)
+{
+	(*(int *)arg)++;
+	return 42;
+}
+
+static void
+test_sandboxes_policies(struct moat_store *s)
+{
+	struct moat_cause c = { { 0 } };
+	struct moat_store_policy *p = NULL;
+	char out[256] = "";
+	int v = 0, n = 0, r;
+
+	is_int(moat_store_sandbox_upsert(s, "b", 100, "{}", &c), 0,
+	    "sandbox b");
+	is_int(moat_store_sandbox_upsert(s, "a", 200, "{\"x\":1}", &c), 0,
+	    "sandbox a");
+	is_int(moat_store_sandbox_upsert(s, "a", 300, "{\"x\":2}", &c), 0,
+	    "sandbox a again");
+	is_int(moat_store_sandbox_list(s, sb_cb, out, &c), 0, "list sandboxes");
+	is_str(out, "a:200:300:{\"x\":2};b:100:100:{};",
+	    "upsert keeps created, updates config");
+
+	is_int(moat_store_policy_add(s, "a", "{\"v\":1}", "h1", "file", NULL,
+	    NULL, &v, &c), 0, "policy v1");
+	is_int(v, 1, "first version is 1");
+	moat_store_policy_add(s, "a", "{\"v\":2}", "h2", "operator", "op",
+	    "why", &v, &c);
+	is_int(v, 2, "second version is 2");
+	moat_store_policy_add(s, "b", "{\"b\":1}", "hb", "agent", NULL, NULL,
+	    &v, &c);
+	is_int(v, 1, "versions count per sandbox");
+	r = moat_store_policy_add(s, "a", "{}", "h", "email", NULL, NULL, &v,
+	    &c);
+	is_int(r, MOAT_ERR_INVALID, "unknown source refused");
+
+	is_int(moat_store_policy_get(s, "a", 0, &p, &c), 0, "get latest");
+	ok(p != NULL && p->version == 2 && strcmp(p->json, "{\"v\":2}") == 0 &&
+	    strcmp(p->who, "op") == 0 && strcmp(p->note, "why") == 0 &&
+	    strcmp(p->hash, "h2") == 0 && p->created_ms > 0,
+	    "latest is v2 with all fields");
+	moat_store_policy_free(p);
+	p = NULL;
+	is_int(moat_store_policy_get(s, "a", 1, &p, &c), 0, "get v1");
+	ok(p != NULL && p->version == 1 && strcmp(p->source, "file") == 0 &&
+	    strcmp(p->who, "") == 0, "v1 fields");
+	moat_store_policy_free(p);
+	p = NULL;
+	is_int(moat_store_policy_get(s, "a", 9, &p, &c), MOAT_ERR_NOTFOUND,
+	    "missing version");
+	is_int(moat_store_policy_get(s, "zz", 0, &p, &c), MOAT_ERR_NOTFOUND,
+	    "no policy for sandbox");
+	ok(p == NULL, "out untouched");
+	out[0] = '\0';
+	moat_store_policy_list(s, "a", pol_cb, out, &c);
+	is_str(out, "2:operator:{\"v\":2};1:file:{\"v\":1};",
+	    "history newest first");
+	is_int(moat_store_policy_list(s, "a", stop_cb, &n, &c), 42,
+	    "callback value stops the walk and is returned");
+	is_int(n, 1, "walk stopped after one row");
+	moat_store_policy_free(NULL);
+}
+
+static int
+sess_cb(const struct moat_store_session *ss, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%s/%s/%s/%s/%lld/%lld"
+	    "/%d/%s;", ss->sandbox, ss->who, ss->from, ss->kind,
+	    (long long)ss->start_ms, (long long)ss->end_ms, ss->exit_status,
+	    ss->exit_signal);
+	return 0;
+}
+
+static void
+test_sessions(struct moat_store *s)
+{
+	struct moat_cause c = { { 0 } };
+	int64_t id1 = 0, id2 = 0, id3 = 0;
+	char out[256] = "";
+
+	is_int(moat_store_session_start(s, "a", "SHA256:k", "127.0.0.1:5",
+	    "shell", 1000, &id1, &c), 0, "session 1");
+	moat_store_session_start(s, "a", "relay:x", "::1", "exec", 2000, &id2,
+	    &c);
+	moat_store_session_start(s, "b", "k", "h", "sftp", 3000, &id3, &c);
+	ok(id1 > 0 && id2 > id1 && id3 > id2, "ids increase");
+	is_int(moat_store_session_end(s, id1, 1500, 0, NULL, &c), 0, "end 1");
+	is_int(moat_store_session_end(s, id2, 2500, -1, "TERM", &c), 0,
+	    "end 2 by signal");
+	is_int(moat_store_session_end(s, 9999, 1, 0, NULL, &c),
+	    MOAT_ERR_NOTFOUND, "end of unknown session");
+	moat_store_session_list(s, "a", 0, sess_cb, out, &c);
+	is_str(out, "a/relay:x/::1/exec/2000/2500/-1/TERM;"
+	    "a/SHA256:k/127.0.0.1:5/shell/1000/1500/0/;",
+	    "sessions of a, newest first");
+	out[0] = '\0';
+	moat_store_session_list(s, NULL, 1, sess_cb, out, &c);
+	is_str(out, "b/k/h/sftp/3000/0/-1/;", "limit 1, any sandbox, running");
+}
+
+/* ---- proposals ---- */
+
+static void
+test_proposals(struct moat_store *s)
+{
+	struct moat_store_proposal in = { 0 }, *p = NULL;
+	struct moat_cause c = { { 0 } };
+	int64_t id = 0, id2 = 0;
+	bool created = false;
+	int r;
+
+	in.sandbox = "a";
+	in.key = "a|/usr/bin/curl|x.com|443";
+	in.name = "allow_x";
+	in.rule_json = "{\"r\":1}";
+	in.rule_hash = "h1";
+	in.binary = "/usr/bin/curl";
+	in.host = "x.com";
+	in.port = 443;
+	in.confidence = 0.5;
+	in.notes = "[]";
+	in.origin = "mechanistic";
+	in.first_ms = 100;
+	is_int(moat_store_proposal_upsert(s, &in, &id, &created, &c), 0,
+	    "new proposal (%s)", c.msg);
+	ok(created && id > 0, "created");
+	in.rule_json = "{\"r\":2}";
+	in.rule_hash = "h2";
+	in.hits = 3;
+	in.first_ms = 50;
+	in.last_ms = 900;
+	in.confidence = 0.75;
+	is_int(moat_store_proposal_upsert(s, &in, &id2, &created, &c), 0,
+	    "same key again");
+	ok(!created && id2 == id, "same row");
+	is_int(moat_store_proposal_get(s, id, &p, &c), 0, "get");
+	ok(p != NULL && p->hits == 4 && p->last_ms == 900 && p->first_ms == 100 &&
+	    strcmp(p->rule_json, "{\"r\":2}") == 0 &&
+	    strcmp(p->rule_hash, "h2") == 0 && p->confidence == 0.75 &&
+	    strcmp(p->status, "pending") == 0 && p->port == 443 &&
+	    strcmp(p->origin, "mechanistic") == 0,
+	    "hits bumped, rule replaced while pending");
+	moat_store_proposal_free(p);
+	p = NULL;
+
+	r = moat_store_proposal_set_status(s, id, "maybe", "op", NULL, &c);
+	is_int(r, MOAT_ERR_INVALID, "bad status");
+	r = moat_store_proposal_set_status(s, 777, "approved", "op", NULL, &c);
+	is_int(r, MOAT_ERR_NOTFOUND, "unknown id");
+	c.msg[0] = '\0';
+	r = moat_store_proposal_set_status(s, id, "approved", "op", "ok", &c);
+	is_int(r, 0, "approve %s", c.msg);
+	r = moat_store_proposal_set_status(s, id, "rejected", "op2", NULL, &c);
+	is_int(r, MOAT_ERR_INVALID, "decided proposal cannot change");
+	like_str(c.msg, "already approved", "cause says its status");
+
+	in.rule_json = "{\"r\":3}";
+	in.hits = 1;
+	in.last_ms = 1000;
+	moat_store_proposal_upsert(s, &in, NULL, NULL, &c);
+	moat_store_proposal_get(s, id, &p, &c);
+	ok(p != NULL && p->hits == 5 && p->last_ms == 1000 &&
+	    strcmp(p->rule_json, "{\"r\":2}") == 0 &&
+	    strcmp(p->status, "approved") == 0 &&
+	    strcmp(p->decided_by, "op") == 0 && p->decided_ms > 0 &&
+	    strcmp(p->decision_note, "ok") == 0,
+	    "decided row counts hits but keeps the approved rule");
+	moat_store_proposal_free(p);
+	p = NULL;
+
+	in.key = "a|hash|/usr/bin/python3";
+	in.origin = "binary-changed";
+	moat_store_proposal_upsert(s, &in, &id2, NULL, &c);
+	in.key = "b|x";
+	in.sandbox = "b";
+	in.origin = "agent";
+	in.reason = "needs pypi";
+	moat_store_proposal_upsert(s, &in, NULL, NULL, &c);
+	in.key = "b|y";
+	in.origin = "telepathy";
+	r = moat_store_proposal_upsert(s, &in, NULL, NULL, &c);
+	is_int(r, MOAT_ERR_INVALID, "unknown origin refused");
+	moat_store_proposal_free(NULL);
+}
+
+struct plist {
+	int n;
+	char names[256];
+};
+
+static int
+prop_cb(const struct moat_store_proposal *p, void *arg)
+{
+	struct plist *l = arg;
+
+	l->n++;
+	snprintf(l->names + strlen(l->names), sizeof(l->names) -
+	    strlen(l->names), "%s;", p->key);
+	return 0;
+}
+
+static void
+test_proposal_list(struct moat_store *s)
+{
+	struct moat_cause c = { { 0 } };
+	struct plist l = { 0 };
+
+	moat_store_proposal_list(s, NULL, NULL, prop_cb, &l, &c);
+	is_int(l.n, 3, "three proposals");
+	memset(&l, 0, sizeof(l));
+	moat_store_proposal_list(s, "a", "pending", prop_cb, &l, &c);
+	is_str(l.names, "a|hash|/usr/bin/python3;", "pending of a");
+	memset(&l, 0, sizeof(l));
+	moat_store_proposal_list(s, NULL, "approved", prop_cb, &l, &c);
+	is_str(l.names, "a|/usr/bin/curl|x.com|443;", "approved");
+}
+
+/* ---- denials ---- */
+
+struct evlist {
+	int n;
+	int64_t ids[64];
+	struct moat_denial_event ev[64];
+};
+
+static int
+ev_cb(const struct moat_denial_event *ev, int64_t id, void *arg)
+{
+	struct evlist *l = arg;
+
+	if (l->n < 64) {
+		l->ev[l->n] = *ev;
+		l->ids[l->n] = id;
+	}
+	l->n++;
+	return 0;
+}
+
+static int
+query_n(struct moat_store *s, const struct moat_store_denial_filter *f,
+    struct evlist *l)
+{
+	memset(l, 0, sizeof(*l));
+	if (moat_store_denials_query(s, f, ev_cb, l, NULL) != 0)
+		return -1;
+	return l->n;
+}
+
+static void
+test_denials(struct moat_store *s)
+{
+	struct moat_denial_event v[6];
+	struct moat_store_denial_filter f = { 0 };
+	struct moat_cause c = { { 0 } };
+	static struct evlist l;
+	int64_t n = 0;
+	bool sorted = true;
+
+	mkev(&v[0], 1000, "a", "/usr/bin/curl", "x.com", 443);
+	moat_strlcpy(v[0].sha256, "ab12", sizeof(v[0].sha256));
+	moat_strlcpy(v[0].ancestors[0], "/usr/bin/bash", 256);
+	moat_strlcpy(v[0].ancestors[1], "/usr/sbin/sshd", 256);
+	v[0].nancestors = 2;
+	v[0].pid = 42;
+	v[0].uid = 1000;
+	moat_strlcpy(v[0].ip, "10.0.0.1", sizeof(v[0].ip));
+	moat_strlcpy(v[0].reason, "no policy has x.com:443",
+	    sizeof(v[0].reason));
+	v[0].policy_version = 3;
+	mkev(&v[1], 2000, "a", "/usr/bin/curl", "y.com", 80);
+	mkev(&v[2], 3000, "b", "/usr/bin/git", "x.com", 443);
+	mkev(&v[3], 4000, "a", "/usr/bin/git", "x.com", 22);
+	moat_strlcpy(v[3].stage, "bypass", sizeof(v[3].stage));
+	mkev(&v[4], 4000, "a", "", "10.1.1.1", 53);
+	moat_strlcpy(v[4].protocol, "udp", sizeof(v[4].protocol));
+	mkev(&v[5], 5000, "b", "/usr/bin/curl", "x.com", 443);
+
+	is_int(moat_store_denials_add(s, v, 0, &c), 0, "empty batch");
+	is_int(moat_store_denials_add(s, v, 6, &c), 0, "batch of 6 (%s)",
+	    c.msg);
+	is_int(query_n(s, NULL, &l), 6, "all six back");
+	for (int i = 1; i < l.n; i++)
+		if (l.ev[i].ts_ms > l.ev[i - 1].ts_ms ||
+		    (l.ev[i].ts_ms == l.ev[i - 1].ts_ms &&
+		    l.ids[i] > l.ids[i - 1]))
+			sorted = false;
+	ok(sorted, "newest first");
+	ok(memcmp(&l.ev[5], &v[0], sizeof(v[0])) == 0,
+	    "every field round-trips (ancestors, sha256, ip, reason, ...)");
+	ok(memcmp(&l.ev[1], &v[4], sizeof(v[0])) == 0 && l.ids[1] > l.ids[2],
+	    "equal times: later insert first");
+
+	f.sandbox = "a";
+	is_int(query_n(s, &f, &l), 4, "sandbox a");
+	f.binary = "/usr/bin/curl";
+	is_int(query_n(s, &f, &l), 2, "sandbox a, curl");
+	f.host = "y.com";
+	is_int(query_n(s, &f, &l), 1, "sandbox a, curl, y.com");
+	memset(&f, 0, sizeof(f));
+	f.since_ms = 3000;
+	is_int(query_n(s, &f, &l), 4, "since 3000 (inclusive)");
+	f.until_ms = 5000;
+	is_int(query_n(s, &f, &l), 3, "since 3000 until 5000 (exclusive)");
+	memset(&f, 0, sizeof(f));
+	f.stage = "bypass";
+	is_int(query_n(s, &f, &l), 1, "stage bypass");
+	memset(&f, 0, sizeof(f));
+	f.port = 443;
+	f.limit = 2;
+	is_int(query_n(s, &f, &l), 2, "port 443, limit 2");
+	ok(l.ev[0].ts_ms == 5000 && l.ev[1].ts_ms == 3000,
+	    "limit keeps the newest");
+	memset(&f, 0, sizeof(f));
+	f.host = "x.com";
+	is_int(moat_store_denials_count(s, &f, &n, &c), 0, "count");
+	is_int(n, 4, "four denials to x.com");
+	is_int(moat_store_denials_count(s, NULL, &n, &c), 0, "count all");
+	is_int(n, 6, "six in all");
+}
+
+/* Brute-force groups for a sandbox and a since, to check top against. */
+struct bgroup {
+	int bin, host, port;
+	int64_t count, first, last;
+};
+
+#define TOP_N 4000
+static const char *const tbins[] = { "/usr/bin/curl", "/usr/bin/git",
+	"/usr/bin/python3", "/usr/bin/node", "/usr/bin/pip" };
+static const char *const thosts[] = { "a.com", "b.com", "c.org", "d.net",
+	"e.io", "f.dev" };
+
+struct topcheck {
+	struct bgroup *want;
+	int nwant;
+	int n;
+	int bad;
+	int64_t prev_count;
+	int64_t sum;
+	char first_bad[160];
+};
+
+static int
+top_cb(const struct moat_store_denial_group *g, void *arg)
+{
+	struct topcheck *t = arg;
+	bool found = false;
+
+	if (t->n > 0 && g->count > t->prev_count) {
+		t->bad++;
+		snprintf(t->first_bad, sizeof(t->first_bad), "order at %d", t->n);
+	}
+	t->prev_count = g->count;
+	t->n++;
+	t->sum += g->count;
+	for (int i = 0; t->want != NULL && i < t->nwant; i++) {
+		struct bgroup *w = &t->want[i];
+
+		if (strcmp(tbins[w->bin], g->binary) != 0 ||
+		    strcmp(thosts[w->host], g->host) != 0 || w->port != g->port)
+			continue;
+		found = true;
+		if (w->count != g->count || w->first != g->first_ms ||
+		    w->last != g->last_ms) {
+			if (t->bad++ == 0)
+				snprintf(t->first_bad, sizeof(t->first_bad),
+				    "%s %s %d: got %lld/%lld/%lld want "
+				    "%lld/%lld/%lld", g->binary, g->host,
+				    g->port, (long long)g->count,
+				    (long long)g->first_ms, (long long)g->last_ms,
+				    (long long)w->count, (long long)w->first,
+				    (long long)w->last);
+		}
+	}
+	if (t->want != NULL && !found && t->bad++ == 0)
+		snprintf(t->first_bad, sizeof(t->first_bad), "unexpected %s %s",
+		    g->binary, g->host);
+	return 0;
+}
+
+static int
+brute(const struct moat_denial_event *v, const int (*key)[3], int n,
+    const char *sb, int64_t since, struct bgroup *out)
+{
+	int ng = 0, j;
+
+	for (int i = 0; i < n; i++) {
+		if (strcmp(v[i].sandbox, sb) != 0 || v[i].ts_ms < since)
+			continue;
+		for (j = 0; j < ng; j++)
+			if (out[j].bin == key[i][0] &&
+			    out[j].host == key[i][1] && out[j].port == key[i][2])
+				break;
+		if (j == ng) {
+			out[ng] = (struct bgroup){ key[i][0], key[i][1],
+				key[i][2], 0, v[i].ts_ms, v[i].ts_ms };
+			ng++;
+		}
+		out[j].count++;
+		if (v[i].ts_ms < out[j].first)
+			out[j].first = v[i].ts_ms;
+		if (v[i].ts_ms > out[j].last)
+			out[j].last = v[i].ts_ms;
+	}
+	return ng;
+}
+
+static void
+test_top_exact(struct moat_store *s)
+{
+	static struct moat_denial_event v[TOP_N];
+	static int key[TOP_N][3];
+	static struct bgroup want[64];
+	struct moat_store_denial_filter f = { 0 };
+	struct moat_cause c = { { 0 } };
+	struct topcheck t;
+	int64_t base = 1700000000000LL + 12345, since;
+	int bad = 0, r;
+
+	for (int i = 0; i < TOP_N; i++) {
+		/* Skewed keys so counts differ; 3 hours of spread. */
+		key[i][0] = (rand() % 5) * (rand() % 2);
+		key[i][1] = rand() % 6;
+		key[i][2] = rand() % 3 == 0 ? 80 : 443;
+		mkev(&v[i], base + rand() % (3 * 3600 * 1000),
+		    i % 7 == 0 ? "other" : "t", tbins[key[i][0]],
+		    thosts[key[i][1]], key[i][2]);
+	}
+	r = moat_store_denials_add(s, v, TOP_N, &c);
+	is_int(r, 0, "add %d spread denials (%s)", TOP_N, c.msg);
+	for (int k = 0; k < 8; k++) {
+		since = k == 0 ? 0 : k == 1 ? base + 3600 * 1000 -
+		    (base % 60000) : base + rand() % (3 * 3600 * 1000);
+		memset(&f, 0, sizeof(f));
+		f.sandbox = "t";
+		f.since_ms = since;
+		memset(&t, 0, sizeof(t));
+		t.want = want;
+		t.nwant = brute(v, key, TOP_N, "t", since, want);
+		r = moat_store_denials_top(s, &f, top_cb, &t, &c);
+		if (r != 0 || t.bad != 0 || t.n != t.nwant) {
+			bad++;
+			diag("since %lld: r=%d groups %d want %d: %s",
+			    (long long)since, r, t.n, t.nwant, t.first_bad);
+		}
+		/* The stage filter takes the plain scan: same answer. */
+		f.stage = "connect";
+		memset(&t, 0, sizeof(t));
+		t.want = want;
+		t.nwant = brute(v, key, TOP_N, "t", since, want);
+		r = moat_store_denials_top(s, &f, top_cb, &t, &c);
+		if (r != 0 || t.bad != 0 || t.n != t.nwant) {
+			bad++;
+			diag("scan since %lld: %s", (long long)since,
+			    t.first_bad);
+		}
+	}
+	is_int(bad, 0, "top equals brute force (8 windows, rollup and scan)");
+	memset(&f, 0, sizeof(f));
+	f.limit = 3;
+	memset(&t, 0, sizeof(t));
+	moat_store_denials_top(s, &f, top_cb, &t, &c);
+	is_int(t.n, 3, "top limit 3");
+	ok(t.bad == 0, "count descending");
+}
+
+static void
+test_prune(struct moat_store *s)
+{
+	struct moat_store_denial_filter f = { 0 };
+	struct moat_cause c = { { 0 } };
+	struct topcheck t = { 0 };
+	int64_t before, after, cut, older;
+	size_t del = 0, total = 0;
+	int calls = 0, r;
+
+	moat_store_denials_count(s, NULL, &before, &c);
+	cut = 1700000000000LL + 90 * 60 * 1000 + 30000;
+	f.until_ms = cut - cut % 60000; /* prune rounds down to the minute */
+	moat_store_denials_count(s, &f, &older, &c);
+	ok(older > 100, "%lld rows to prune", (long long)older);
+	do {
+		r = moat_store_denials_prune(s, cut, 100, &del, &c);
+		total += del;
+	} while (r == 0 && del == 100 && ++calls < 1000);
+	is_int(r, 0, "prune (%s)", c.msg);
+	is_int((int64_t)total, older, "pruned exactly the older rows");
+	moat_store_denials_count(s, NULL, &after, &c);
+	is_int(after, before - older, "the rest stays");
+	moat_store_denials_top(s, NULL, top_cb, &t, &c);
+	is_int(t.sum, after, "rollups agree with rows after prune");
+	r = moat_store_denials_prune(s, cut, 100, &del, &c);
+	ok(r == 0 && del == 0, "second prune finds nothing");
+}
+
+/* ---- processes: concurrent writers, reader during writes, crash ---- */
+
+static pid_t
+fork_child(void)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		alarm(60); /* a stuck child never outlives the test */
+	return pid;
+}
+
+static int
+count_versions(const struct moat_store_policy *p, void *arg)
+{
+	int *seen = arg;
+
+	if (p->version >= 1 && p->version <= 80)
+		seen[p->version]++;
+	else
+		seen[0]++;
+	return 0;
+}
+
+static void
+test_concurrent_policy(void)
+{
+	struct moat_cause c = { { 0 } };
+	struct moat_store *s = NULL;
+	char p[256];
+	pid_t kids[2];
+	int st, fails = 0, per = 40, seen[81] = { 0 }, dup = 0, miss = 0;
+
+	db_path(p, sizeof(p), "race.db");
+	if (moat_store_open(p, MOAT_STORE_CREATE, &s, &c) != 0) {
+		ok(0, "open race db: %s", c.msg);
+		return;
+	}
+	moat_store_close(s);
+	for (int k = 0; k < 2; k++) {
+		if ((kids[k] = fork_child()) == 0) {
+			struct moat_store *cs = NULL;
+			int v, r = 0;
+
+			if (moat_store_open(p, 0, &cs, NULL) != 0)
+				_exit(2);
+			for (int i = 0; i < per && r == 0; i++)
+				r = moat_store_policy_add(cs, "race", "{}",
+				    "h", "operator", k ? "kid1" : "kid0",
+				    NULL, &v, NULL);
+			moat_store_close(cs);
+			_exit(r == 0 ? 0 : 1);
+		}
+	}
+	for (int k = 0; k < 2; k++)
+		if (kids[k] < 0 || waitpid(kids[k], &st, 0) < 0 ||
+		    !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			fails++;
+	is_int(fails, 0, "two processes added %d versions each", per);
+	moat_store_open(p, MOAT_STORE_RDONLY, &s, &c);
+	if (s != NULL)
+		moat_store_policy_list(s, "race", count_versions, seen, &c);
+	for (int v = 1; v <= 2 * per; v++) {
+		if (seen[v] == 0)
+			miss++;
+		if (seen[v] > 1)
+			dup++;
+	}
+	ok(miss == 0 && dup == 0 && seen[0] == 0,
+	    "versions 1..%d each exactly once (missing %d, duplicate %d, "
+	    "beyond %d)", 2 * per, miss, dup, seen[0]);
+	moat_store_close(s);
+	rm_db(p);
+}
+
+/*
+ * A writer process adds batches while this process, with a read-only
+ * connection, counts: it must see the count grow, never an error.
+ */
+static void
+test_reader_while_writing(void)
+{
+	struct moat_denial_event *v = NULL;
+	struct moat_cause c = { { 0 } };
+	struct moat_store *s = NULL, *ro = NULL;
+	int64_t n = 0, last = -1, t0;
+	int fd[2], st, errs = 0, changes = 0, batches = 40, per = 100;
+	char p[256], b;
+	pid_t kid;
+
+	db_path(p, sizeof(p), "rw.db");
+	if (moat_store_open(p, MOAT_STORE_CREATE, &s, &c) != 0 ||
+	    pipe2(fd, O_CLOEXEC) != 0) {
+		ok(0, "setup: %s", c.msg);
+		return;
+	}
+	moat_store_close(s);
+	if ((kid = fork_child()) == 0) {
+		close(fd[0]);
+		v = calloc((size_t)per, sizeof(*v));
+		if (v == NULL || moat_store_open(p, 0, &s, NULL) != 0)
+			_exit(2);
+		for (int i = 0; i < per; i++)
+			mkev(&v[i], 1000 + i, "rw", "/bin/x", "h", 1);
+		b = 1;
+		if (write(fd[1], &b, 1) != 1)
+			_exit(3);
+		for (int k = 0; k < batches; k++) {
+			if (moat_store_denials_add(s, v, (size_t)per,
+			    NULL) != 0)
+				_exit(1);
+			usleep(5000);
+		}
+		moat_store_close(s);
+		_exit(0);
+	}
+	close(fd[1]);
+	/* The reader opens only after the writer holds the database. */
+	if (read(fd[0], &b, 1) != 1 ||
+	    moat_store_open(p, MOAT_STORE_RDONLY, &ro, &c) != 0) {
+		ok(0, "reader open: %s", c.msg);
+		kill(kid, SIGKILL);
+		waitpid(kid, &st, 0);
+		close(fd[0]);
+		return;
+	}
+	close(fd[0]);
+	t0 = moat_now_ms();
+	while (moat_now_ms() - t0 < 20000) {
+		if (moat_store_denials_count(ro, NULL, &n, &c) != 0) {
+			if (errs++ == 0)
+				diag("reader: %s", c.msg);
+		} else if (n != last) {
+			if (n < last)
+				errs++;
+			changes++;
+			last = n;
+		}
+		if (waitpid(kid, &st, WNOHANG) == kid)
+			break;
+		usleep(2000);
+	}
+	moat_store_denials_count(ro, NULL, &n, &c);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer finished");
+	is_int(errs, 0, "reader never failed or went back");
+	ok(changes >= 3, "reader saw the count grow (%d distinct counts)",
+	    changes);
+	is_int(n, (int64_t)batches * per, "reader sees every row at the end");
+	moat_store_close(ro);
+	rm_db(p);
+}
+
+/* ---- crash: SIGKILL a writer at random moments ---- */
+
+#define CRASH_ROUNDS 30
+#define CRASH_BATCH 25
+#define CRASH_MAXB 4000
+
+static void
+crash_writer(const char *path, int round, int wfd)
+{
+	struct moat_denial_event v[CRASH_BATCH];
+	struct moat_store *s = NULL;
+	int64_t b;
+
+	if (moat_store_open(path, MOAT_STORE_CREATE, &s, NULL) != 0)
+		_exit(2);
+	for (int k = 0; k < CRASH_MAXB; k++) {
+		b = (int64_t)round * 100000 + k;
+		for (int i = 0; i < CRASH_BATCH; i++) {
+			mkev(&v[i], 1700000000000LL + b * 10 + i, "crash",
+			    "/bin/w", "h", 1);
+			v[i].pid = (int)b;
+			v[i].uid = i;
+		}
+		if (moat_store_denials_add(s, v, CRASH_BATCH, NULL) != 0)
+			_exit(1);
+		/* Reported only after commit returned. */
+		if (write(wfd, &b, sizeof(b)) != sizeof(b))
+			_exit(3);
+	}
+	_exit(0);
+}
+
+struct tally {
+	int (*n)[CRASH_MAXB];
+	int bad;
+};
+
+static int
+tally_cb(const struct moat_denial_event *ev, int64_t id, void *arg)
+{
+	struct tally *t = arg;
+	int round = ev->pid / 100000, k = ev->pid % 100000;
+
+	if (round < 0 || round >= CRASH_ROUNDS || k >= CRASH_MAXB)
+		t->bad++;
+	else
+		t->n[round][k]++;
+	return 0;
+}
+
+static void
+test_crash(void)
+{
+	static int counts[CRASH_ROUNDS][CRASH_MAXB];
+	static int reported[CRASH_ROUNDS];
+	struct moat_cause c = { { 0 } };
+	struct moat_store *s = NULL;
+	struct topcheck tc = { 0 };
+	struct tally t = { counts, 0 };
+	int64_t b, total = 0, t0 = moat_now_ms();
+	int fd[2], st, badcheck = 0, lost = 0, partial = 0, killed = 0;
+	int rounds = 0, seed = (int)(getpid() ^ moat_now_us());
+	char p[256];
+	pid_t kid;
+
+	srand((unsigned)seed);
+	diag("crash test seed %d", seed);
+	db_path(p, sizeof(p), "crash.db");
+	for (int r = 0; r < CRASH_ROUNDS && moat_now_ms() - t0 < 60000; r++) {
+		reported[r] = 0;
+		if (pipe2(fd, O_CLOEXEC) != 0)
+			break;
+		if ((kid = fork_child()) == 0) {
+			close(fd[0]);
+			crash_writer(p, r, fd[1]);
+		}
+		close(fd[1]);
+		/* 0..120 ms: some kills land in open or migration. */
+		usleep((useconds_t)(rand() % 120000));
+		kill(kid, SIGKILL);
+		waitpid(kid, &st, 0);
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+			killed++;
+		while (read(fd[0], &b, sizeof(b)) == sizeof(b))
+			reported[r]++;
+		close(fd[0]);
+		rounds++;
+		/* Every crash leaves a database that opens and checks. */
+		if (moat_store_open(p, MOAT_STORE_CREATE, &s, &c) != 0 ||
+		    moat_store_check(s, &c) != 0) {
+			if (badcheck++ == 0)
+				diag("round %d: %s", r, c.msg);
+		}
+		moat_store_close(s);
+		s = NULL;
+	}
+	is_int(badcheck, 0, "%d crashes: store opens, integrity_check ok",
+	    rounds);
+	ok(killed >= rounds / 2, "%d of %d writers died by SIGKILL "
+	    "mid-stream", killed, rounds);
+	if (moat_store_open(p, MOAT_STORE_RDONLY, &s, &c) != 0) {
+		ok(0, "reopen: %s", c.msg);
+		return;
+	}
+	moat_store_denials_query(s, NULL, tally_cb, &t, &c);
+	for (int r = 0; r < rounds; r++) {
+		for (int k = 0; k < CRASH_MAXB; k++) {
+			if (k < reported[r] && counts[r][k] != CRASH_BATCH)
+				lost++;
+			if (counts[r][k] != 0 && counts[r][k] != CRASH_BATCH)
+				partial++;
+			total += counts[r][k];
+		}
+	}
+	int nrep = 0;
+	for (int r = 0; r < rounds; r++)
+		nrep += reported[r];
+	ok(nrep > 0, "%d batches reported committed", nrep);
+	is_int(lost, 0, "every reported batch is fully present");
+	is_int(partial + t.bad, 0, "no partial or foreign batch");
+	moat_store_denials_top(s, NULL, top_cb, &tc, &c);
+	is_int(tc.sum, total, "rollup counts match rows after crashes");
+	moat_store_close(s);
+	rm_db(p);
+}
+
+int
+main(void)
+{
+	struct moat_cause c = { { 0 } };
+	struct moat_store *s = NULL;
+	char p[256];
+
+	snprintf(dir, sizeof(dir), "/tmp/moat-test-store-XXXXXX");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_open();
+	db_path(p, sizeof(p), "main.db");
+	if (moat_store_open(p, MOAT_STORE_CREATE, &s, &c) != 0) {
+		ok(0, "open %s: %s", p, c.msg);
+		return done_testing();
+	}
+	test_sandboxes_policies(s);
+	test_sessions(s);
+	test_proposals(s);
+	test_proposal_list(s);
+	test_denials(s);
+	test_top_exact(s);
+	test_prune(s);
+	moat_store_close(s);
+	rm_db(p);
+	test_concurrent_policy();
+	test_reader_while_writing();
+	test_crash();
+	rmdir(dir);
+	return done_testing();
+}
