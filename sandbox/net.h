@@ -55,11 +55,22 @@ int moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
     struct moat_cause *cause);
 
 /*
- * Tear down: the host table `inet moat-NAME`, the veth pair, the
- * /run/netns bind mount, and the netns fd. The netns itself disappears
- * when its last process and fd are gone. NULL is fine.
+ * Tear down, fast (well under a millisecond): delete the host table
+ * `inet moat-NAME`, set the host end of the veth down (nothing passes
+ * any more), remove the /run/netns bind mount and close the netns fd.
+ * The kernel deletes the veth pair with the netns once its last process
+ * is gone; deleting it here would cost 15-50 ms of RCU waits. A later
+ * moat_net_setup() of the same name waits briefly for a dying pair.
+ * NULL is fine.
  */
 void moat_net_free(struct moat_net *n);
+
+/*
+ * Remove whatever a sandbox network of this name left behind (after a
+ * crash, or a netns that something still holds): host table, veth pair
+ * (synchronously), bind mount. Nothing there is fine. 0 or MOAT_ERR_*.
+ */
+int moat_net_purge(const char *name, struct moat_cause *cause);
 
 /* Dotted addresses of the host end ("10.200.0.1", where the proxy listens)
  * and the sandbox end ("10.200.0.2"). Owned by n. */
@@ -145,6 +156,8 @@ int moat_nl_talk(struct mnl_socket *nl, const void *buf, size_t len,
 int moat_rtnl_veth_create(struct mnl_socket *nl, const char *host_if,
     const char *sb_if, int netns_fd, struct moat_cause *cause);
 int moat_rtnl_link_del(struct mnl_socket *nl, const char *ifname,
+    struct moat_cause *cause);
+int moat_rtnl_link_down(struct mnl_socket *nl, const char *ifname,
     struct moat_cause *cause);
 /* Address + up on one end; with gw != 0 also a default route via gw. */
 int moat_rtnl_conf(struct mnl_socket *nl, int ifindex, uint32_t addr,

@@ -310,7 +310,8 @@ batch_table(struct nft_batch *b, uint16_t type, const char *name,
 
 	if (t == NULL || (nlh = batch_room(b)) == NULL) {
 		b->oom = 1;
-		nftnl_table_free(t);
+		if (t != NULL)
+			nftnl_table_free(t);
 		return;
 	}
 	nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
@@ -331,7 +332,8 @@ batch_chain(struct nft_batch *b, const char *table, const char *name,
 
 	if (c == NULL || (nlh = batch_room(b)) == NULL) {
 		b->oom = 1;
-		nftnl_chain_free(c);
+		if (c != NULL)
+			nftnl_chain_free(c);
 		return;
 	}
 	nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
@@ -376,7 +378,9 @@ batch_rules(struct nft_batch *b, const char *chain,
 		nftnl_rule_free(r);
 		r = NULL;
 	}
-	nftnl_rule_free(r);
+	/* libnftnl's free functions do not take NULL. */
+	if (r != NULL)
+		nftnl_rule_free(r);
 }
 
 static int

@@ -211,6 +211,27 @@ moat_rtnl_link_del(struct mnl_socket *nl, const char *ifname,
 	return MOAT_OK;
 }
 
+int
+moat_rtnl_link_down(struct mnl_socket *nl, const char *ifname,
+    struct moat_cause *cause)
+{
+	char buf[RTNL_BUFSZ] __attribute__((aligned(4)));
+	struct ifinfomsg *ifm;
+	struct nlmsghdr *nlh;
+	size_t off = 0;
+
+	memset(buf, 0, sizeof(buf));
+	nlh = rtnl_put(buf, &off, RTM_NEWLINK, 0);
+	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_change = IFF_UP;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
+	RTNL_DONE(nlh, off);
+	if (moat_nl_talk(nl, buf, off, "set link down", cause) != 0)
+		return errno == ENODEV ? MOAT_ERR_NOTFOUND : MOAT_ERR_SYSTEM;
+	return MOAT_OK;
+}
+
 static void
 rtnl_put_up(char *buf, size_t *off, int ifindex)
 {
