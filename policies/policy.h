@@ -169,6 +169,10 @@ struct moat_decision {
 	const void *endpoint;
 	/* One sentence for humans and the 403 body. */
 	char text[512];
+	/* The host as decided (normalised) and the port, for the SSRF
+	 * messages of moat_policy_check_addr. */
+	char host[256];
+	uint16_t port;
 };
 
 /*

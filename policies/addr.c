@@ -1,0 +1,298 @@
+/*
+ * Addresses: the SSRF classes, CIDRs for allowed_ips, and the check the
+ * proxy runs on every address a name resolves to, before it dials.
+ *
+ * Every address is kept as 16 bytes with IPv4 mapped (::ffff:a.b.c.d), so
+ * "127.0.0.1" and "::ffff:127.0.0.1" are one address to every rule here.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policies/internal.h"
+
+#define V4(a, b, c, d, n)                                                \
+	{ { { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d } },  \
+	    96 + (n) }
+
+struct range {
+	struct pol_cidr c;
+	enum moat_addr_class cls;
+	const char *name;
+};
+
+/* Order matters: the first row that contains an address classifies it. */
+static const struct range ranges[] = {
+	{ V4(169, 254, 169, 254, 32), MOAT_ADDR_METADATA,
+	    "cloud metadata 169.254.169.254" },
+	{ { { { 0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe } },
+	    128 }, MOAT_ADDR_METADATA, "cloud metadata fd00:ec2::fe" },
+	{ V4(127, 0, 0, 0, 8), MOAT_ADDR_ALWAYS_BLOCKED,
+	    "loopback 127.0.0.0/8" },
+	{ { { { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 } }, 128 },
+	    MOAT_ADDR_ALWAYS_BLOCKED, "loopback ::1" },
+	{ V4(169, 254, 0, 0, 16), MOAT_ADDR_ALWAYS_BLOCKED,
+	    "link-local 169.254.0.0/16" },
+	{ { { { 0xfe, 0x80 } }, 10 }, MOAT_ADDR_ALWAYS_BLOCKED,
+	    "link-local fe80::/10" },
+	{ V4(0, 0, 0, 0, 8), MOAT_ADDR_ALWAYS_BLOCKED,
+	    "unspecified 0.0.0.0/8" },
+	{ { { { 0 } }, 128 }, MOAT_ADDR_ALWAYS_BLOCKED, "unspecified ::" },
+	{ V4(10, 0, 0, 0, 8), MOAT_ADDR_INTERNAL, "10.0.0.0/8" },
+	{ V4(172, 16, 0, 0, 12), MOAT_ADDR_INTERNAL, "172.16.0.0/12" },
+	{ V4(192, 168, 0, 0, 16), MOAT_ADDR_INTERNAL, "192.168.0.0/16" },
+	{ V4(100, 64, 0, 0, 10), MOAT_ADDR_INTERNAL, "100.64.0.0/10" },
+	{ V4(192, 0, 0, 0, 24), MOAT_ADDR_INTERNAL, "192.0.0.0/24" },
+	{ V4(192, 0, 2, 0, 24), MOAT_ADDR_INTERNAL, "192.0.2.0/24" },
+	{ V4(198, 18, 0, 0, 15), MOAT_ADDR_INTERNAL, "198.18.0.0/15" },
+	{ V4(198, 51, 100, 0, 24), MOAT_ADDR_INTERNAL, "198.51.100.0/24" },
+	{ V4(203, 0, 113, 0, 24), MOAT_ADDR_INTERNAL, "203.0.113.0/24" },
+	/* multicast and reserved, which holds 255.255.255.255 */
+	{ V4(224, 0, 0, 0, 4), MOAT_ADDR_INTERNAL, "224.0.0.0/4" },
+	{ V4(240, 0, 0, 0, 4), MOAT_ADDR_INTERNAL, "240.0.0.0/4" },
+	{ { { { 0xfc } }, 7 }, MOAT_ADDR_INTERNAL, "fc00::/7" },
+	{ { { { 0xfe, 0xc0 } }, 10 }, MOAT_ADDR_INTERNAL, "fec0::/10" },
+	{ { { { 0xff } }, 8 }, MOAT_ADDR_INTERNAL, "ff00::/8" },
+	{ { { { 0x20, 0x01, 0x0d, 0xb8 } }, 32 }, MOAT_ADDR_INTERNAL,
+	    "2001:db8::/32" },
+};
+
+static const uint8_t nat64[12] = { 0, 0x64, 0xff, 0x9b };
+static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
+	0xff };
+
+static bool
+prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	unsigned bytes = bits / 8, rest = bits % 8;
+	uint8_t mask;
+
+	if (memcmp(a, b, bytes) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+bool
+pol_ip_parse(const char *s, struct pol_ip *ip)
+{
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET, s, &a4) == 1) {
+		memcpy(ip->a, mapped, 12);
+		memcpy(ip->a + 12, &a4, 4);
+		return true;
+	}
+	return inet_pton(AF_INET6, s, ip->a) == 1;
+}
+
+void
+pol_ip_format(const struct pol_ip *ip, char *out, size_t len)
+{
+	if (memcmp(ip->a, mapped, 12) == 0)
+		inet_ntop(AF_INET, ip->a + 12, out, (socklen_t)len);
+	else
+		inet_ntop(AF_INET6, ip->a, out, (socklen_t)len);
+}
+
+static bool
+from_sockaddr(const struct sockaddr *sa, struct pol_ip *ip)
+{
+	if (sa == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		memcpy(ip->a, mapped, 12);
+		memcpy(ip->a + 12,
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(ip->a,
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    16);
+		return true;
+	}
+	return false;
+}
+
+bool
+pol_cidr_parse(const char *s, struct pol_cidr *c)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	size_t n = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	unsigned long bits, max;
+	char *end = NULL;
+	bool v4;
+
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (!pol_ip_parse(buf, &c->ip))
+		return false;
+	v4 = strchr(buf, ':') == NULL;
+	max = v4 ? 32 : 128;
+	bits = max;
+	if (slash != NULL) {
+		if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
+			return false;
+		bits = strtoul(slash + 1, &end, 10);
+		if (*end != '\0' || bits > max)
+			return false;
+	}
+	c->prefix = (unsigned)(v4 ? 96 + bits : bits);
+	for (unsigned i = c->prefix; i < 128; i++)
+		c->ip.a[i / 8] &= (uint8_t)~(0x80 >> (i % 8));
+	return true;
+}
+
+bool
+pol_cidr_contains(const struct pol_cidr *c, const struct pol_ip *ip)
+{
+	return prefix_equal(c->ip.a, ip->a, c->prefix);
+}
+
+const char *
+pol_cidr_blocked_overlap(const struct pol_cidr *c)
+{
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+		const struct range *r = &ranges[i];
+		unsigned bits = c->prefix < r->c.prefix ? c->prefix :
+		    r->c.prefix;
+
+		/*
+		 * A range that merely contains a metadata address still
+		 * works for its other addresses (fd00::/8 holds AWS's
+		 * fd00:ec2::fe); one inside it never does.
+		 */
+		if (r->cls == MOAT_ADDR_METADATA && c->prefix < r->c.prefix)
+			continue;
+		if (r->cls != MOAT_ADDR_ALWAYS_BLOCKED &&
+		    r->cls != MOAT_ADDR_METADATA)
+			continue;
+		if (prefix_equal(c->ip.a, r->c.ip.a, bits))
+			return r->name;
+	}
+	return NULL;
+}
+
+enum moat_addr_class
+pol_ip_classify(const struct pol_ip *ip)
+{
+	struct pol_ip v4;
+
+	/* NAT64 carries an IPv4 address that the gateway will dial. */
+	if (memcmp(ip->a, nat64, 12) == 0) {
+		memcpy(v4.a, mapped, 12);
+		memcpy(v4.a + 12, ip->a + 12, 4);
+		ip = &v4;
+	}
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		if (pol_cidr_contains(&ranges[i].c, ip))
+			return ranges[i].cls;
+	return MOAT_ADDR_PUBLIC;
+}
+
+enum moat_addr_class
+moat_addr_classify(const struct sockaddr *sa)
+{
+	struct pol_ip ip;
+
+	/* Not an IP address at all: nothing we would dial. */
+	if (!from_sockaddr(sa, &ip))
+		return MOAT_ADDR_ALWAYS_BLOCKED;
+	return pol_ip_classify(&ip);
+}
+
+const char *
+moat_addr_class_name(enum moat_addr_class c)
+{
+	switch (c) {
+	case MOAT_ADDR_PUBLIC:
+		return "public";
+	case MOAT_ADDR_INTERNAL:
+		return "internal";
+	case MOAT_ADDR_ALWAYS_BLOCKED:
+		return "always-blocked";
+	case MOAT_ADDR_METADATA:
+		return "cloud metadata";
+	}
+	return "unknown";
+}
+
+static bool refuse(struct moat_decision *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static bool
+refuse(struct moat_decision *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->allow = false;
+	d->audit = false;
+	d->reason = MOAT_REASON_SSRF;
+	va_start(ap, fmt);
+	vsnprintf(d->text, sizeof(d->text), fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+/*
+ * The address modes, in order: allowed_ips, IP-literal host, exact
+ * declared host, everything else (wildcards, hostless) public only.
+ * Loopback, link-local, unspecified and metadata are refused in every
+ * mode; the loader already refused allowed_ips that would cover them.
+ */
+bool
+moat_policy_check_addr(struct moat_decision *d, const struct sockaddr *sa)
+{
+	const struct pol_endpoint *ep = d->endpoint;
+	enum moat_addr_class cls;
+	struct pol_ip ip;
+	char txt[INET6_ADDRSTRLEN];
+	bool inside = false;
+
+	if (!d->allow)
+		return false;
+	if (!from_sockaddr(sa, &ip))
+		return refuse(d, "%s: the address is not an IP address, "
+		    "connection rejected", d->host);
+	pol_ip_format(&ip, txt, sizeof(txt));
+	cls = pol_ip_classify(&ip);
+	if (cls == MOAT_ADDR_ALWAYS_BLOCKED)
+		return refuse(d, "%s resolves to always-blocked address %s, "
+		    "connection rejected", d->host, txt);
+	if (cls == MOAT_ADDR_METADATA)
+		return refuse(d, "%s resolves to cloud metadata address %s, "
+		    "connection rejected", d->host, txt);
+	if (ep != NULL && ep->nallowed > 0) {
+		for (size_t i = 0; i < ep->nallowed && !inside; i++)
+			inside = pol_cidr_contains(&ep->allowed[i], &ip);
+		if (!inside)
+			return refuse(d, "%s resolves to %s, outside the "
+			    "endpoint's allowed_ips, connection rejected",
+			    d->host, txt);
+		return true;
+	}
+	if (ep != NULL && ep->host.kind == POL_HOST_IP) {
+		if (memcmp(ep->host.ip.a, ip.a, 16) != 0)
+			return refuse(d, "%s: address %s is not the literal "
+			    "host, connection rejected", d->host, txt);
+		return true;
+	}
+	if (ep != NULL && ep->host.kind == POL_HOST_EXACT)
+		return true;
+	if (cls == MOAT_ADDR_INTERNAL)
+		return refuse(d, "%s resolves to internal address %s, "
+		    "connection rejected (wildcard and hostless endpoints "
+		    "reach public addresses only; list the host exactly or "
+		    "add allowed_ips)", d->host, txt);
+	return true;
+}
