@@ -20,6 +20,7 @@ struct moatd_sandbox {
 	int version;                /* its version in the store */
 	char *file_hash;            /* hash of the policy file last read */
 	int nflog_fd;               /* bypass monitor socket, or -1 */
+	pid_t init_pid;             /* the sandbox's PID 1 (host view), 0 if none */
 };
 
 struct moatd {
@@ -45,6 +46,10 @@ struct moatd {
 	int relay_fd;
 	int relay_tcp_fd;
 	bool for_test;              /* borrowed loop and store */
+	/* Wired by moatd/daemon.c to the proxy channel; NULL in tests. */
+	void (*push_policy)(struct moatd *d, const struct moatd_sandbox *s);
+	int (*send_trust)(struct moatd *d, const char *sandbox,
+	    const char *binary, const char *sha256, struct moat_cause *cause);
 	bool stopping;
 };
 

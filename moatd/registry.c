@@ -1,0 +1,224 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "store/store.h"
+#include "moatd/state.h"
+
+struct moatd_sandbox *
+moatd_sandbox_find(struct moatd *d, const char *name)
+{
+	for (size_t i = 0; i < d->nsandboxes; i++)
+		if (strcmp(d->sandboxes[i].cfg->name, name) == 0)
+			return &d->sandboxes[i];
+	return NULL;
+}
+
+size_t
+moatd_sandbox_count(const struct moatd *d)
+{
+	return d->nsandboxes;
+}
+
+const char *
+moatd_sandbox_name(const struct moatd *d, size_t i)
+{
+	return i < d->nsandboxes ? d->sandboxes[i].cfg->name : NULL;
+}
+
+bool
+moatd_sandbox_exists(const struct moatd *d, const char *name)
+{
+	return moatd_sandbox_find((struct moatd *)d, name) != NULL;
+}
+
+const struct moat_policy *
+moatd_policy_current(const struct moatd *d, const char *sandbox, int *version)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find((struct moatd *)d, sandbox);
+
+	if (s == NULL)
+		return NULL;
+	if (version != NULL)
+		*version = s->version;
+	return s->policy;
+}
+
+struct moat_store *
+moatd_store(struct moatd *d)
+{
+	return d->store;
+}
+
+struct moat_loop *
+moatd_loop(struct moatd *d)
+{
+	return d->loop;
+}
+
+const struct moatd_config *
+moatd_config(const struct moatd *d)
+{
+	return d->cfg;
+}
+
+struct moatd_export *
+moatd_exporter(struct moatd *d)
+{
+	return d->exp;
+}
+
+int
+moatd_policy_apply(struct moatd *d, const char *sandbox, const char *json,
+    const char *source, const char *who, const char *note, int *version,
+    struct moat_diags *diags, struct moat_cause *cause)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(d, sandbox);
+	struct moat_policy_opts o = { 0 };
+	struct moat_policy *p = NULL;
+	char root[64];
+	int r, v = 0;
+
+	if (s == NULL) {
+		moat_cause_set(cause, "no sandbox named '%s'", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if (s->init_pid > 0) {
+		snprintf(root, sizeof(root), "/proc/%d/root", (int)s->init_pid);
+		o.binary_root = root;
+	} else {
+		o.no_fs = true;
+	}
+	if ((r = moat_policy_load_string(json, strlen(json), source, &o, &p,
+		 diags)) != 0) {
+		moat_cause_set(cause, "the new policy for '%s' is invalid; "
+		    "version %d stays active", sandbox, s->version);
+		return r;
+	}
+	/*
+	 * The static sections (filesystem, landlock, process) are fixed when
+	 * the sandbox starts: a change there is stored but takes effect on
+	 * the next start. The network part takes effect now.
+	 */
+	if ((r = moat_store_policy_add(d->store, sandbox, moat_policy_json(p),
+		 moat_policy_hash(p), source, who ? who : "", note ? note : "",
+		 &v, cause)) != 0) {
+		moat_policy_free(p);
+		return r;
+	}
+	moat_policy_free(s->policy);
+	s->policy = p;
+	s->version = v;
+	if (d->push_policy != NULL)
+		d->push_policy(d, s);
+	moatd_export_policy(d->exp, sandbox, v, source, who);
+	log_info("sandbox %s: policy version %d active (source %s, by %s)",
+	    sandbox, v, source, who ? who : "moatd");
+	if (version != NULL)
+		*version = v;
+	return MOAT_OK;
+}
+
+int
+moatd_trust_binary(struct moatd *d, const char *sandbox, const char *binary,
+    const char *sha256, struct moat_cause *cause)
+{
+	if (moatd_sandbox_find(d, sandbox) == NULL) {
+		moat_cause_set(cause, "no sandbox named '%s'", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if (d->send_trust == NULL) {
+		moat_cause_set(cause, "no proxy to tell");
+		return MOAT_ERR_NOTFOUND;
+	}
+	return d->send_trust(d, sandbox, binary, sha256, cause);
+}
+
+int
+moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
+    struct moatd **out)
+{
+	struct moatd *d;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		return MOAT_ERR_NOMEM;
+	if ((d->cfg = calloc(1, sizeof(*d->cfg))) == NULL) {
+		free(d);
+		return MOAT_ERR_NOMEM;
+	}
+	d->cfg->control_gid = -1;
+	d->cfg->retention_days = 30;
+	d->loop = l;
+	d->store = s;
+	d->proxy_fd = -1;
+	d->sess_fd = -1;
+	d->relay_fd = -1;
+	d->relay_tcp_fd = -1;
+	d->for_test = true;
+	*out = d;
+	return MOAT_OK;
+}
+
+int
+moatd_add_sandbox_for_test(struct moatd *d, const char *name,
+    const char *policy_json, struct moat_cause *cause)
+{
+	struct moatd_sandbox_config *sc, *ncs;
+	struct moatd_sandbox *ns;
+	struct moat_store_policy *sp = NULL;
+	struct moat_diags diags;
+	int r;
+
+	/* Tests add sandboxes one by one: grow both arrays in step. */
+	ncs = realloc(d->cfg->sandboxes,
+	    (d->cfg->nsandboxes + 1) * sizeof(*ncs));
+	if (ncs == NULL)
+		return MOAT_ERR_NOMEM;
+	d->cfg->sandboxes = ncs;
+	ns = realloc(d->sandboxes, (d->nsandboxes + 1) * sizeof(*ns));
+	if (ns == NULL)
+		return MOAT_ERR_NOMEM;
+	d->sandboxes = ns;
+	for (size_t i = 0; i < d->nsandboxes; i++)
+		d->sandboxes[i].cfg = &d->cfg->sandboxes[i];
+	sc = &d->cfg->sandboxes[d->cfg->nsandboxes++];
+	memset(sc, 0, sizeof(*sc));
+	if ((sc->name = strdup(name)) == NULL)
+		return MOAT_ERR_NOMEM;
+	memset(&d->sandboxes[d->nsandboxes], 0, sizeof(*ns));
+	d->sandboxes[d->nsandboxes].cfg = sc;
+	d->sandboxes[d->nsandboxes].nflog_fd = -1;
+	d->nsandboxes++;
+	moat_diags_init(&diags);
+	if (moat_store_policy_get(d->store, name, 0, &sp, NULL) == 0) {
+		struct moat_policy_opts o = { .no_fs = true };
+		r = moat_policy_load_string(sp->json, strlen(sp->json), "store",
+		    &o, &d->sandboxes[d->nsandboxes - 1].policy, &diags);
+		d->sandboxes[d->nsandboxes - 1].version = sp->version;
+		moat_store_policy_free(sp);
+	} else {
+		r = moatd_policy_apply(d, name, policy_json, "file", "test",
+		    NULL, NULL, &diags, cause);
+	}
+	if (r != 0 && diags.n > 0)
+		moat_cause_set(cause, "%s: %s", diags.v[0].path, diags.v[0].msg);
+	moat_diags_free(&diags);
+	return r;
+}
+
+void
+moatd_free_for_test(struct moatd *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->nsandboxes; i++)
+		moat_policy_free(d->sandboxes[i].policy);
+	free(d->sandboxes);
+	for (size_t i = 0; i < d->cfg->nsandboxes; i++)
+		free(d->cfg->sandboxes[i].name);
+	free(d->cfg->sandboxes);
+	free(d->cfg);
+	free(d);
+}
