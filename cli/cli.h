@@ -31,4 +31,13 @@ extern const struct moat_cli_cmd moat_cmd_run;
 extern const struct moat_cli_cmd moat_cmd_denials;
 extern const struct moat_cli_cmd moat_cmd_sessions;
 
+extern const struct moat_cli_cmd moat_cmd_proposals;
+extern const struct moat_cli_cmd moat_cmd_approve;
+extern const struct moat_cli_cmd moat_cmd_reject;
+extern const struct moat_cli_cmd moat_cmd_sandboxes;
+
+/* `moat policy show|set|history|diff` (cli/cmd-policy-ctl.c); argv[0]
+ * is the subcommand ("show", ...). */
+int moat_cli_policy_ctl(int argc, char **argv);
+
 #endif

@@ -11,6 +11,10 @@
  */
 static const struct moat_cli_cmd *const commands[] = {
 	&moat_cmd_policy,
+	&moat_cmd_proposals,
+	&moat_cmd_approve,
+	&moat_cmd_reject,
+	&moat_cmd_sandboxes,
 };
 
 static void

@@ -1,0 +1,127 @@
+/* `moat proposals`: list proposals from the store (read-only). */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "store/store.h"
+#include "moatd/render.h"
+#include "cli/cli.h"
+#include "cli/control.h"
+
+struct list_ctx {
+	bool json;
+	json_t *all;
+	size_t n;
+};
+
+static void
+print_text(const struct moat_store_proposal *p)
+{
+	json_t *notes = json_loads(p->notes ? p->notes : "", 0, NULL), *n;
+	size_t i;
+
+	printf("#%lld %s  %s  hits %lld  confidence %.2f  %s\n",
+	    (long long)p->id, p->status, p->sandbox, (long long)p->hits,
+	    p->confidence, p->origin);
+	if (p->binary != NULL && *p->binary != '\0')
+		printf("    %s -> %s:%d\n", p->binary, p->host, p->port);
+	if (p->reason != NULL && *p->reason != '\0')
+		printf("    reason: %s\n", p->reason);
+	printf("    rule: %s\n", p->rule_json);
+	printf("    hash: %s\n", p->rule_hash);
+	json_array_foreach(notes, i, n)
+		printf("    note: %s\n", json_string_value(n));
+	if (p->decided_by != NULL && *p->decided_by != '\0')
+		printf("    %s by %s%s%s\n", p->status, p->decided_by,
+		    p->decision_note && *p->decision_note ? ": " : "",
+		    p->decision_note ? p->decision_note : "");
+	json_decref(notes);
+}
+
+static int
+list_row(const struct moat_store_proposal *p, void *arg)
+{
+	struct list_ctx *c = arg;
+
+	c->n++;
+	if (c->json)
+		json_array_append_new(c->all, moatd_proposal_json(p));
+	else
+		print_text(p);
+	return 0;
+}
+
+static int
+proposals_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "status", required_argument, NULL, 's' },
+		{ "sandbox", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "store", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct list_ctx c = { 0 };
+	struct moat_cause cause = { { 0 } };
+	struct moat_store *s;
+	const char *status = MOAT_STORE_PENDING, *sandbox = NULL;
+	const char *store = NULL;
+	int ch, r;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "s:n:jS:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			status = optarg;
+			break;
+		case 'n':
+			sandbox = optarg;
+			break;
+		case 'j':
+			c.json = true;
+			break;
+		case 'S':
+			store = optarg;
+			break;
+		default:
+			return moat_cli_usage(&moat_cmd_proposals);
+		}
+	}
+	if (optind != argc)
+		return moat_cli_usage(&moat_cmd_proposals);
+	if (strcmp(status, "all") == 0)
+		status = NULL;
+	else if (strcmp(status, MOAT_STORE_PENDING) != 0 &&
+	    strcmp(status, MOAT_STORE_APPROVED) != 0 &&
+	    strcmp(status, MOAT_STORE_REJECTED) != 0)
+		return moat_cli_usage(&moat_cmd_proposals);
+	if ((s = moat_cli_store_open("proposals", store)) == NULL)
+		return MOAT_EXIT_SYSTEM;
+	c.all = json_array();
+	r = moat_store_proposal_list(s, sandbox, status, list_row, &c,
+	    &cause);
+	moat_store_close(s);
+	if (r != 0) {
+		fprintf(stderr, "moat proposals: %s\n", moat_cause_str(&cause,
+		    r));
+		json_decref(c.all);
+		return MOAT_EXIT_SYSTEM;
+	}
+	if (c.json) {
+		json_dumpf(c.all, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else if (c.n == 0)
+		printf("no %s proposals\n", status ? status : "");
+	json_decref(c.all);
+	return 0;
+}
+
+const struct moat_cli_cmd moat_cmd_proposals = {
+	"proposals",
+	"proposals [--status pending|approved|rejected|all] [--sandbox NAME]"
+	" [--json] [--store PATH]",
+	"list proposed rules (pending by default) with their rule and hash",
+	proposals_exec,
+};

@@ -1,0 +1,103 @@
+/* `moat sandboxes`: sandboxes, their policy versions and pending counts. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "store/store.h"
+#include "cli/cli.h"
+#include "cli/control.h"
+
+struct sb_ctx {
+	struct moat_store *s;
+	bool json;
+	json_t *all;
+	size_t n;
+};
+
+static int
+count_row(const struct moat_store_proposal *p, void *arg)
+{
+	(*(long long *)arg)++;
+	return 0;
+}
+
+static int
+sandbox_row(const struct moat_store_sandbox *sb, void *arg)
+{
+	struct sb_ctx *c = arg;
+	struct moat_store_policy *pol = NULL;
+	long long pending = 0;
+
+	moat_store_policy_get(c->s, sb->name, 0, &pol, NULL);
+	moat_store_proposal_list(c->s, sb->name, MOAT_STORE_PENDING,
+	    count_row, &pending, NULL);
+	if (c->json)
+		json_array_append_new(c->all, json_pack("{s:s, s:i, s:s, s:I,"
+		    " s:I}", "name", sb->name, "policy_version",
+		    pol ? pol->version : 0, "policy_hash", pol ? pol->hash : "",
+		    "pending_proposals", (json_int_t)pending, "updated_ms",
+		    (json_int_t)sb->updated_ms));
+	else {
+		if (c->n == 0)
+			printf("%-20s %8s  %-16s %s\n", "SANDBOX", "POLICY",
+			    "HASH", "PENDING");
+		printf("%-20s %8d  %-16.16s %lld\n", sb->name,
+		    pol ? pol->version : 0, pol ? pol->hash : "-", pending);
+	}
+	c->n++;
+	moat_store_policy_free(pol);
+	return 0;
+}
+
+static int
+sandboxes_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "store", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct moat_cause cause = { { 0 } };
+	struct sb_ctx c = { 0 };
+	const char *store = NULL;
+	int ch, r;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "jS:", opts, NULL)) != -1) {
+		if (ch == 'j')
+			c.json = true;
+		else if (ch == 'S')
+			store = optarg;
+		else
+			return moat_cli_usage(&moat_cmd_sandboxes);
+	}
+	if (optind != argc)
+		return moat_cli_usage(&moat_cmd_sandboxes);
+	if ((c.s = moat_cli_store_open("sandboxes", store)) == NULL)
+		return MOAT_EXIT_SYSTEM;
+	c.all = json_array();
+	r = moat_store_sandbox_list(c.s, sandbox_row, &c, &cause);
+	moat_store_close(c.s);
+	if (r != 0) {
+		fprintf(stderr, "moat sandboxes: %s\n", moat_cause_str(&cause,
+		    r));
+		json_decref(c.all);
+		return MOAT_EXIT_SYSTEM;
+	}
+	if (c.json) {
+		json_dumpf(c.all, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else if (c.n == 0)
+		printf("no sandboxes\n");
+	json_decref(c.all);
+	return 0;
+}
+
+const struct moat_cli_cmd moat_cmd_sandboxes = {
+	"sandboxes",
+	"sandboxes [--json] [--store PATH]",
+	"list sandboxes with their policy version and pending proposals",
+	sandboxes_exec,
+};

@@ -1,0 +1,176 @@
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/util.h"
+#include "store/store.h"
+#include "cli/cli.h"
+#include "cli/control.h"
+
+#define REPLY_MAX (64u * 1024 * 1024)
+#define REPLY_TIMEOUT_S 60
+
+static int
+unreachable(struct moat_cause *cause, const char *path)
+{
+	moat_cause_set(cause, "cannot reach moatd at %s: %s (is moatd "
+	    "running?)", path, strerror(errno));
+	return MOAT_ERR_SYSTEM;
+}
+
+static int
+read_line(int fd, const char *path, char **out, struct moat_cause *cause)
+{
+	char *buf = NULL, *nb;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+
+	for (;;) {
+		if (len + 4096 > cap) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > REPLY_MAX || (nb = realloc(buf, cap)) ==
+			    NULL) {
+				moat_cause_set(cause, "reply from moatd too "
+				    "large");
+				free(buf);
+				return MOAT_ERR_INVALID;
+			}
+			buf = nb;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			moat_cause_errno(cause, "no reply from moatd at %s",
+			    path);
+			free(buf);
+			return MOAT_ERR_SYSTEM;
+		}
+		if (n == 0) {
+			moat_cause_set(cause, "moatd at %s closed the "
+			    "connection without a reply", path);
+			free(buf);
+			return MOAT_ERR_SYSTEM;
+		}
+		len += (size_t)n;
+		if (memchr(buf + len - (size_t)n, '\n', (size_t)n) != NULL)
+			break;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	return MOAT_OK;
+}
+
+int
+moat_cli_control_call(const char *path, json_t *req, json_t **reply,
+    struct moat_cause *cause)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
+	_moat_autoclose int fd = -1;
+	char *line = NULL, *text = NULL;
+	json_t *rep;
+	json_error_t jerr;
+	int r;
+
+	if (path == NULL)
+		path = moat_cli_control_path();
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		moat_cause_set(cause, "control socket path too long: %s",
+		    path);
+		return MOAT_ERR_INVALID;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return unreachable(cause, path);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		return unreachable(cause, path);
+	if ((text = json_dumps(req, JSON_COMPACT)) == NULL)
+		return MOAT_ERR_NOMEM;
+	r = moat_write_all(fd, text, strlen(text));
+	if (r == 0)
+		r = moat_write_all(fd, "\n", 1);
+	free(text);
+	if (r != 0) {
+		moat_cause_errno(cause, "send to moatd at %s", path);
+		return MOAT_ERR_SYSTEM;
+	}
+	if ((r = read_line(fd, path, &line, cause)) != 0)
+		return r;
+	rep = json_loads(line, JSON_DISABLE_EOF_CHECK, &jerr);
+	free(line);
+	if (!json_is_object(rep)) {
+		json_decref(rep);
+		moat_cause_set(cause, "moatd at %s sent a malformed reply",
+		    path);
+		return MOAT_ERR_INVALID;
+	}
+	*reply = rep;
+	return MOAT_OK;
+}
+
+int
+moat_cli_control_report(const char *cmd, json_t *reply)
+{
+	const char *err = json_string_value(json_object_get(reply, "error"));
+	const char *code = json_string_value(json_object_get(reply, "code"));
+	json_t *diags = json_object_get(reply, "diags"), *g;
+	size_t i;
+
+	fprintf(stderr, "moat %s: %s\n", cmd, err ? err : "failed");
+	json_array_foreach(diags, i, g) {
+		const char *path = json_string_value(json_object_get(g,
+		    "path"));
+
+		fprintf(stderr, "  %s: %s%s%s\n",
+		    json_string_value(json_object_get(g, "level")),
+		    path && *path ? path : "", path && *path ? ": " : "",
+		    json_string_value(json_object_get(g, "msg")));
+	}
+	return code != NULL && strcmp(code, "invalid") == 0 &&
+	    err != NULL && strncmp(err, "request needs", 13) == 0 ?
+	    MOAT_EXIT_USAGE : MOAT_EXIT_NO;
+}
+
+struct moat_store *
+moat_cli_store_open(const char *cmd, const char *path)
+{
+	struct moat_store *s = NULL;
+	struct moat_cause cause = { { 0 } };
+	int r;
+
+	if (path == NULL)
+		path = moat_cli_store_path();
+	if ((r = moat_store_open(path, MOAT_STORE_RDONLY, &s, &cause)) != 0) {
+		fprintf(stderr, "moat %s: %s\n", cmd, moat_cause_str(&cause,
+		    r));
+		return NULL;
+	}
+	return s;
+}
+
+int
+moat_cli_parse_id(const char *s, long long *out)
+{
+	char *end = NULL;
+	long long v;
+
+	if (s != NULL && *s == '#')
+		s++;
+	if (s == NULL || *s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v <= 0)
+		return 0;
+	*out = v;
+	return 1;
+}
