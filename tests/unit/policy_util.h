@@ -12,7 +12,7 @@
 #include "policies/policy.h"
 #include "tests/unit/tap.h"
 
-static char *
+static __attribute__((unused)) char *
 J(const char *s)
 {
 	char *r = strdup(s);
@@ -23,7 +23,7 @@ J(const char *s)
 	return r;
 }
 
-static int
+static __attribute__((unused)) int
 load_q(const char *quoted, struct moat_policy **out, struct moat_diags *d)
 {
 	struct moat_policy_opts o = { NULL, true };
@@ -35,7 +35,7 @@ load_q(const char *quoted, struct moat_policy **out, struct moat_diags *d)
 	return r;
 }
 
-static const struct moat_diag *
+static __attribute__((unused)) const struct moat_diag *
 find_diag(const struct moat_diags *d, enum moat_diag_level lvl,
     const char *path, const char *substr)
 {
@@ -46,7 +46,7 @@ find_diag(const struct moat_diags *d, enum moat_diag_level lvl,
 	return NULL;
 }
 
-static void
+static __attribute__((unused)) void
 dump_diags(const struct moat_diags *d)
 {
 	static const char *lv[] = { "error", "warning", "note" };
@@ -57,7 +57,7 @@ dump_diags(const struct moat_diags *d)
 }
 
 /* The policy must be refused with an error at path containing substr. */
-static void
+static __attribute__((unused)) void
 rejects(const char *name, const char *quoted, const char *path,
     const char *substr)
 {
@@ -75,7 +75,7 @@ rejects(const char *name, const char *quoted, const char *path,
 	moat_diags_free(&d);
 }
 
-static void
+static __attribute__((unused)) void
 accepts(const char *name, const char *quoted)
 {
 	struct moat_policy *p = NULL;
@@ -90,7 +90,7 @@ accepts(const char *name, const char *quoted)
 }
 
 /* Decide for exe with up to 3 ancestors (NULL-terminated). */
-static struct moat_decision
+static __attribute__((unused)) struct moat_decision
 decide3(const struct moat_policy *p, const char *exe, const char *a1,
     const char *a2, const char *host, uint16_t port)
 {

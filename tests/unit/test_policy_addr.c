@@ -1,0 +1,188 @@
+/*
+ * SSRF: address classes, and moat_policy_check_addr's modes (allowed_ips,
+ * IP-literal host, exact declared host, wildcard or hostless).
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "policies/policy.h"
+#include "tests/unit/policy_util.h"
+
+static struct sockaddr_storage ss;
+
+static const struct sockaddr *
+SA(const char *ip)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+	} else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+	} else {
+		diag("bad test address %s", ip);
+	}
+	return (const struct sockaddr *)&ss;
+}
+
+static void
+test_classify(void)
+{
+	static const struct {
+		const char *ip;
+		enum moat_addr_class c;
+	} v[] = {
+		{ "8.8.8.8", MOAT_ADDR_PUBLIC },
+		{ "2606:4700::1111", MOAT_ADDR_PUBLIC },
+		{ "127.0.0.1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "127.255.0.9", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "::1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "169.254.1.1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "fe80::1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "febf::1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "0.0.0.0", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "::", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "::ffff:127.0.0.1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "::ffff:169.254.9.9", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "64:ff9b::7f00:1", MOAT_ADDR_ALWAYS_BLOCKED },
+		{ "169.254.169.254", MOAT_ADDR_METADATA },
+		{ "::ffff:169.254.169.254", MOAT_ADDR_METADATA },
+		{ "fd00:ec2::fe", MOAT_ADDR_METADATA },
+		{ "10.1.2.3", MOAT_ADDR_INTERNAL },
+		{ "172.16.0.1", MOAT_ADDR_INTERNAL },
+		{ "172.31.255.255", MOAT_ADDR_INTERNAL },
+		{ "172.32.0.1", MOAT_ADDR_PUBLIC },
+		{ "192.168.0.1", MOAT_ADDR_INTERNAL },
+		{ "100.64.0.1", MOAT_ADDR_INTERNAL },
+		{ "100.128.0.1", MOAT_ADDR_PUBLIC },
+		{ "192.0.0.8", MOAT_ADDR_INTERNAL },
+		{ "192.0.2.1", MOAT_ADDR_INTERNAL },
+		{ "198.18.0.1", MOAT_ADDR_INTERNAL },
+		{ "198.19.255.1", MOAT_ADDR_INTERNAL },
+		{ "198.51.100.1", MOAT_ADDR_INTERNAL },
+		{ "203.0.113.1", MOAT_ADDR_INTERNAL },
+		{ "255.255.255.255", MOAT_ADDR_INTERNAL },
+		{ "fc00::1", MOAT_ADDR_INTERNAL },
+		{ "fdff::1", MOAT_ADDR_INTERNAL },
+		{ "::ffff:10.0.0.1", MOAT_ADDR_INTERNAL },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++)
+		is_str(moat_addr_class_name(moat_addr_classify(SA(v[i].ip))),
+		    moat_addr_class_name(v[i].c), "%s is %s", v[i].ip,
+		    moat_addr_class_name(v[i].c));
+}
+
+/* Decide as /b, then check one resolved address. */
+static struct moat_decision
+dial(const struct moat_policy *p, const char *host, uint16_t port,
+    const char *ip)
+{
+	struct moat_decision d = decide(p, "/b", host, port);
+
+	if (d.allow)
+		moat_policy_check_addr(&d, SA(ip));
+	return d;
+}
+
+#define POL(eps) "{'version':1,'network_policies':{'p':{'endpoints':[" eps \
+	"],'binaries':[{'path':'/b'}]}}}"
+
+static void
+test_modes(void)
+{
+	struct moat_policy *p = NULL;
+	struct moat_decision d;
+
+	load_q(POL("{'host':'upstream.test','port':80},"
+	    "{'host':'*.cdn.test','port':443},"
+	    "{'host':'db.test','port':5432,'allowed_ips':['10.9.0.0/16']},"
+	    "{'port':6379,'allowed_ips':['192.168.7.0/24']},"
+	    "{'host':'10.2.3.4','port':8080}"), &p, NULL);
+	if (!ok(p != NULL, "SSRF policy loads"))
+		return;
+
+	/* exact declared host */
+	d = dial(p, "upstream.test", 80, "127.0.0.1");
+	ok(!d.allow && d.reason == MOAT_REASON_SSRF,
+	    "loopback blocked despite allow");
+	is_str(d.text, "upstream.test resolves to always-blocked address "
+	    "127.0.0.1, connection rejected", "always-blocked text");
+	d = dial(p, "upstream.test", 80, "169.254.169.254");
+	ok(!d.allow, "metadata 169.254.169.254 blocked");
+	like_str(d.text, "cloud metadata address 169.254.169.254", "metadata "
+	    "text");
+	ok(!dial(p, "upstream.test", 80, "::ffff:127.0.0.1").allow,
+	    "mapped loopback blocked");
+	ok(dial(p, "upstream.test", 80, "10.0.0.5").allow,
+	    "exact declared host may reach internal addresses");
+	ok(dial(p, "upstream.test", 80, "93.184.216.34").allow,
+	    "exact declared host reaches public");
+
+	/* wildcard: public only */
+	d = dial(p, "a.cdn.test", 443, "10.0.0.5");
+	ok(!d.allow && d.reason == MOAT_REASON_SSRF,
+	    "wildcard endpoint: internal denied");
+	like_str(d.text, "a.cdn.test resolves to internal address 10.0.0.5",
+	    "internal text");
+	ok(dial(p, "a.cdn.test", 443, "93.184.216.34").allow,
+	    "wildcard endpoint: public allowed");
+
+	/* allowed_ips */
+	ok(dial(p, "db.test", 5432, "10.9.1.1").allow,
+	    "allowed_ips permits private IP");
+	d = dial(p, "db.test", 5432, "10.8.1.1");
+	ok(!d.allow, "allowed_ips: outside the range denied");
+	like_str(d.text, "outside the endpoint's allowed_ips", "outside text");
+	ok(!dial(p, "db.test", 5432, "93.184.216.34").allow,
+	    "allowed_ips: even public outside the range denied");
+	ok(!dial(p, "db.test", 5432, "127.0.0.1").allow,
+	    "loopback blocked even with allowed_ips");
+	ok(dial(p, "cache.test", 6379, "192.168.7.9").allow,
+	    "hostless allowed_ips");
+	ok(!dial(p, "cache.test", 6379, "192.168.8.9").allow,
+	    "hostless allowed_ips outside denied");
+
+	/* IP-literal host */
+	ok(dial(p, "10.2.3.4", 8080, "10.2.3.4").allow,
+	    "private literal-IP host allowed without allowed_ips");
+	ok(!dial(p, "10.2.3.4", 8080, "10.2.3.5").allow,
+	    "literal host: another address denied");
+
+	d = decide(p, "/x", "upstream.test", 80);
+	ok(!moat_policy_check_addr(&d, SA("8.8.8.8")) &&
+	    d.reason == MOAT_REASON_BINARY, "a denied decision stays denied");
+	moat_policy_free(p);
+}
+
+static void
+test_host_helpers(void)
+{
+	char buf[256];
+
+	ok(moat_host_normalize("WWW.Example.COM.", buf, sizeof(buf)) &&
+	    strcmp(buf, "www.example.com") == 0, "normalize");
+	ok(moat_host_normalize("[2001:DB8::1]", buf, sizeof(buf)) &&
+	    strcmp(buf, "2001:db8::1") == 0, "normalize IPv6");
+	ok(!moat_host_normalize("a_b..c", buf, sizeof(buf)), "empty label");
+	ok(!moat_host_normalize("*.x.com", buf, sizeof(buf)),
+	    "a wildcard is not a host");
+	ok(!moat_host_normalize("x.com", buf, 3), "too small a buffer");
+	ok(moat_host_is_ip_literal("10.0.0.1") &&
+	    moat_host_is_ip_literal("::1") &&
+	    !moat_host_is_ip_literal("10.0.0.1.example"), "is_ip_literal");
+}
+
+int
+main(void)
+{
+	test_classify();
+	test_modes();
+	test_host_helpers();
+	return done_testing();
+}
