@@ -6,28 +6,14 @@
 #include "common/util.h"
 #include "store/store-int.h"
 
-#define MINUTE_MS 60000
 /* Rows per prune transaction: a few ms of lock, then the writer runs. */
 #define PRUNE_CHUNK 2000
 
-/* Numbered parameters shared by every filtered denial query. */
-enum {
-	P_SANDBOX = 1,
-	P_BINARY,
-	P_HOST,
-	P_STAGE,
-	P_PORT,
-	P_SINCE,
-	P_UNTIL,
-	P_LIMIT,
-	P_MINUTE,	/* first whole minute served by the rollup */
-	P_EDGE,		/* ms where that minute starts */
-};
-
-static int64_t
-floor_minute(int64_t ms)
+int64_t
+store_floor_minute(int64_t ms)
 {
-	return ms >= 0 ? ms / MINUTE_MS : -((-ms + MINUTE_MS - 1) / MINUTE_MS);
+	return ms >= 0 ? ms / STORE_MINUTE_MS :
+	    -((-ms + STORE_MINUTE_MS - 1) / STORE_MINUTE_MS);
 }
 
 /* Bind a fixed event field without reading past its array. */
@@ -100,7 +86,7 @@ insert_one(struct moat_store *s, sqlite3_stmt *ins, sqlite3_stmt *up,
 		return r;
 
 	sqlite3_reset(up);
-	sqlite3_bind_int64(up, 1, floor_minute(ev->ts_ms));
+	sqlite3_bind_int64(up, 1, store_floor_minute(ev->ts_ms));
 	BIND_FIELD(up, 2, ev, sandbox);
 	BIND_FIELD(up, 3, ev, binary);
 	BIND_FIELD(up, 4, ev, host);
@@ -138,9 +124,8 @@ fail:
 	return r;
 }
 
-/* " AND col = ?N" for every filter field set (not since/until/limit). */
-static void
-where_keys(struct store_sql *q, const struct moat_store_denial_filter *f,
+void
+store_where_keys(struct store_sql *q, const struct moat_store_denial_filter *f,
     bool with_stage)
 {
 	if (f->sandbox != NULL)
@@ -155,8 +140,8 @@ where_keys(struct store_sql *q, const struct moat_store_denial_filter *f,
 		store_sql_add(q, " AND stage = ?%d", P_STAGE);
 }
 
-static void
-where_time(struct store_sql *q, const struct moat_store_denial_filter *f)
+void
+store_where_time(struct store_sql *q, const struct moat_store_denial_filter *f)
 {
 	if (f->since_ms != 0)
 		store_sql_add(q, " AND ts_ms >= ?%d", P_SINCE);
@@ -165,7 +150,7 @@ where_time(struct store_sql *q, const struct moat_store_denial_filter *f)
 }
 
 static void
-bind_filter(sqlite3_stmt *st, const struct moat_store_denial_filter *f)
+store_bind_filter(sqlite3_stmt *st, const struct moat_store_denial_filter *f)
 {
 	if (f->sandbox != NULL)
 		store_bind_text(st, P_SANDBOX, f->sandbox);
@@ -185,8 +170,8 @@ bind_filter(sqlite3_stmt *st, const struct moat_store_denial_filter *f)
 		sqlite3_bind_int64(st, P_LIMIT, (int64_t)f->limit);
 }
 
-static int
-prepare_filtered(struct moat_store *s, struct store_sql *q,
+int
+store_prepare_filtered(struct moat_store *s, struct store_sql *q,
     const struct moat_store_denial_filter *f, sqlite3_stmt **out,
     struct moat_cause *cause)
 {
@@ -200,7 +185,7 @@ prepare_filtered(struct moat_store *s, struct store_sql *q,
 	}
 	if ((r = store_prepare(s, q->buf, out, cause)) != 0)
 		return r;
-	bind_filter(*out, f);
+	store_bind_filter(*out, f);
 	return 0;
 }
 
@@ -243,10 +228,10 @@ moat_store_denials_query(struct moat_store *s,
 	store_sql_add(&q, "SELECT id, ts_ms, sandbox, stage, binary, sha256,"
 	    " ancestors, pid, uid, host, ip, port, protocol, reason,"
 	    " policy_version FROM denials WHERE 1");
-	where_keys(&q, f, true);
-	where_time(&q, f);
+	store_where_keys(&q, f, true);
+	store_where_time(&q, f);
 	store_sql_add(&q, " ORDER BY ts_ms DESC, id DESC");
-	if ((r = prepare_filtered(s, &q, f, &st, cause)) != 0)
+	if ((r = store_prepare_filtered(s, &q, f, &st, cause)) != 0)
 		return r;
 	/* One event is 4.5 KB: keep it off the stack of deep callers. */
 	if ((ev = malloc(sizeof(*ev))) == NULL) {
@@ -269,83 +254,6 @@ out:
 	return r;
 }
 
-static void
-build_top(struct store_sql *q, const struct moat_store_denial_filter *f,
-    bool rollup)
-{
-	if (!rollup) {
-		store_sql_add(q, "SELECT binary, host, port, count(*),"
-		    " min(ts_ms), max(ts_ms) FROM denials WHERE 1");
-		where_keys(q, f, true);
-		where_time(q, f);
-	} else {
-		store_sql_add(q, "SELECT binary, host, port, sum(c), min(f),"
-		    " max(l) FROM (SELECT binary, host, port, count AS c,"
-		    " first_ms AS f, last_ms AS l FROM denial_minutes"
-		    " WHERE 1");
-		if (f->since_ms != 0)
-			store_sql_add(q, " AND minute >= ?%d", P_MINUTE);
-		where_keys(q, f, false);
-		if (f->since_ms != 0) {
-			/* The partial minute at since_ms, from raw rows. */
-			store_sql_add(q, " UNION ALL SELECT binary, host,"
-			    " port, 1, ts_ms, ts_ms FROM denials WHERE"
-			    " ts_ms >= ?%d AND ts_ms < ?%d", P_SINCE, P_EDGE);
-			where_keys(q, f, false);
-		}
-		store_sql_add(q, ")");
-	}
-	store_sql_add(q, " GROUP BY binary, host, port"
-	    " ORDER BY 4 DESC, 6 DESC, 1, 2, 3");
-}
-
-int
-moat_store_denials_top(struct moat_store *s,
-    const struct moat_store_denial_filter *f,
-    int (*cb)(const struct moat_store_denial_group *g, void *arg), void *arg,
-    struct moat_cause *cause)
-{
-	static const struct moat_store_denial_filter none;
-	struct moat_store_denial_group g;
-	struct store_sql q = { .len = 0 };
-	sqlite3_stmt *st = NULL;
-	int64_t m0;
-	bool rollup;
-	int r, rc;
-
-	if (f == NULL)
-		f = &none;
-	rollup = f->stage == NULL && f->until_ms == 0;
-	build_top(&q, f, rollup);
-	if ((r = prepare_filtered(s, &q, f, &st, cause)) != 0)
-		return r;
-	if (rollup && f->since_ms != 0) {
-		m0 = floor_minute(f->since_ms);
-		if (m0 * MINUTE_MS < f->since_ms)
-			m0++;
-		sqlite3_bind_int64(st, P_MINUTE, m0);
-		sqlite3_bind_int64(st, P_EDGE, m0 * MINUTE_MS);
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		g.binary = store_col_text(st, 0);
-		g.host = store_col_text(st, 1);
-		g.port = sqlite3_column_int(st, 2);
-		g.count = sqlite3_column_int64(st, 3);
-		g.first_ms = sqlite3_column_int64(st, 4);
-		g.last_ms = sqlite3_column_int64(st, 5);
-		if ((r = cb(&g, arg)) != 0)
-			goto out;
-	}
-	if (rc != SQLITE_DONE) {
-		r = store_err(s, rc, "top denials", cause);
-		goto out;
-	}
-	r = 0;
-out:
-	sqlite3_finalize(st);
-	return r;
-}
-
 int
 moat_store_denials_count(struct moat_store *s,
     const struct moat_store_denial_filter *f, int64_t *count,
@@ -360,9 +268,9 @@ moat_store_denials_count(struct moat_store *s,
 	nolimit = f != NULL ? *f : none;
 	nolimit.limit = 0;
 	store_sql_add(&q, "SELECT count(*) FROM denials WHERE 1");
-	where_keys(&q, &nolimit, true);
-	where_time(&q, &nolimit);
-	if ((r = prepare_filtered(s, &q, &nolimit, &st, cause)) != 0)
+	store_where_keys(&q, &nolimit, true);
+	store_where_time(&q, &nolimit);
+	if ((r = store_prepare_filtered(s, &q, &nolimit, &st, cause)) != 0)
 		return r;
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
 		r = store_err(s, rc, "count denials", cause);
@@ -384,7 +292,7 @@ prune_chunk(struct moat_store *s, sqlite3_stmt *del, sqlite3_stmt *oldest,
     sqlite3_stmt *delmin, int64_t cut, size_t chunk, size_t *n,
     struct moat_cause *cause)
 {
-	int64_t lim = cut / MINUTE_MS;
+	int64_t lim = cut / STORE_MINUTE_MS;
 	int r, rc;
 
 	if ((r = store_begin(s, cause)) != 0)
@@ -399,8 +307,8 @@ prune_chunk(struct moat_store *s, sqlite3_stmt *del, sqlite3_stmt *oldest,
 		goto fail;
 	}
 	if (sqlite3_column_type(oldest, 0) != SQLITE_NULL &&
-	    floor_minute(sqlite3_column_int64(oldest, 0)) < lim)
-		lim = floor_minute(sqlite3_column_int64(oldest, 0));
+	    store_floor_minute(sqlite3_column_int64(oldest, 0)) < lim)
+		lim = store_floor_minute(sqlite3_column_int64(oldest, 0));
 	sqlite3_reset(oldest);
 	sqlite3_bind_int64(delmin, 1, lim);
 	if ((r = store_step_done(s, delmin, "prune denial counts",
@@ -420,7 +328,7 @@ moat_store_denials_prune(struct moat_store *s, int64_t before_ms,
     size_t max_rows, size_t *deleted, struct moat_cause *cause)
 {
 	sqlite3_stmt *del = NULL, *oldest = NULL, *delmin = NULL;
-	int64_t cut = floor_minute(before_ms) * MINUTE_MS;
+	int64_t cut = store_floor_minute(before_ms) * STORE_MINUTE_MS;
 	size_t total = 0, n = 0, chunk;
 	int r;
 

@@ -89,4 +89,37 @@ struct store_sql {
 void store_sql_add(struct store_sql *q, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* ---- denial filters (store/denials.c), shared with store/top.c ---- */
+
+#define STORE_MINUTE_MS 60000
+
+/* Numbered parameters shared by every filtered denial query. */
+enum {
+	P_SANDBOX = 1,
+	P_BINARY,
+	P_HOST,
+	P_STAGE,
+	P_PORT,
+	P_SINCE,
+	P_UNTIL,
+	P_LIMIT,
+	P_MINUTE,	/* first whole minute served by the rollup */
+	P_EDGE,		/* ms where that minute starts */
+};
+
+
+/* The minute holding ms (floor, also for negative times). */
+int64_t store_floor_minute(int64_t ms);
+
+/* " AND col = ?N" for each key field of f set; stage only if asked. */
+void store_where_keys(struct store_sql *q,
+    const struct moat_store_denial_filter *f, bool with_stage);
+/* " AND ts_ms >= ?since" / " AND ts_ms < ?until" as set. */
+void store_where_time(struct store_sql *q,
+    const struct moat_store_denial_filter *f);
+/* Append LIMIT if set, prepare, bind every filter field set. */
+int store_prepare_filtered(struct moat_store *s, struct store_sql *q,
+    const struct moat_store_denial_filter *f, struct sqlite3_stmt **out,
+    struct moat_cause *cause);
+
 #endif
