@@ -101,3 +101,56 @@ stop_moatd() {
 	kill -KILL "$MOATD_PID" 2>/dev/null
 	MOATD_PID=""
 }
+
+# moatd_setup SANDBOX[:POLICYFILE]...: keys, hosts file and a moatd config
+# in $OBJ for the named sandboxes (workspaces under $OBJ), SSH on a free
+# port; writes $OBJ/ssh_config with a Host entry per sandbox. Sets
+# SSH_PORT, CFG, and exports MOAT_STORE, MOAT_CONTROL, MOAT_STATE for the
+# CLI.
+moatd_setup() {
+	SSH_PORT=$(free_port)
+	PROXY_PORT=$(( 20000 + $$ % 20000 ))
+	ssh-keygen -q -t ed25519 -N '' -f "$OBJ/id_user" -C e2e || return 1
+	ssh-keygen -q -t ed25519 -N '' -f "$OBJ/id_other" -C other || return 1
+	CFG="$OBJ/moatd.json"
+	: > "$OBJ/hosts"
+	[ -n "${UP_ADDR:-}" ] && echo "$UP_ADDR upstream.test" >> "$OBJ/hosts"
+	echo "127.0.0.1 loopback.test" >> "$OBJ/hosts"
+	echo "169.254.169.254 metadata.test" >> "$OBJ/hosts"
+	{
+		printf '{"state_dir":"%s/var","listen":[{"addr":"127.0.0.1","port":%s}],' "$OBJ" "$SSH_PORT"
+		printf '"proxy":{"port":%s,"hosts_file":"%s/hosts"},' "$PROXY_PORT" "$OBJ"
+		printf '"net_pool":"10.%s.0.0/16",' "$(( 150 + $$ % 50 ))"
+		printf '"sandboxes":['
+		sep=""
+		for spec in "$@"; do
+			name=${spec%%:*}; pol=${spec#*:}; [ "$pol" = "$spec" ] && pol=""
+			mkdir -p "$OBJ/ws-$name" && chown 1000:1000 "$OBJ/ws-$name"
+			printf '%s{"name":"%s","workspace":"%s/ws-%s","authorized_keys":["%s/id_user.pub"]' \
+				"$sep" "$name" "$OBJ" "$name" "$OBJ"
+			[ -n "$pol" ] && printf ',"policy":"%s"' "$pol"
+			printf '}'
+			sep=","
+		done
+		printf ']}\n'
+	} > "$CFG"
+	: > "$OBJ/ssh_config"
+	for spec in "$@"; do
+		name=${spec%%:*}
+		cat >> "$OBJ/ssh_config" <<EOC
+Host $name
+  HostName 127.0.0.1
+  Port $SSH_PORT
+  User $name
+  IdentityFile $OBJ/id_user
+  IdentitiesOnly yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+  BatchMode yes
+  ConnectTimeout 10
+EOC
+	done
+	export MOAT_STORE="$OBJ/var/moat.db" MOAT_CONTROL="$OBJ/var/moatd.sock" MOAT_STATE="$OBJ/var"
+	SSH="ssh -F $OBJ/ssh_config"
+}
