@@ -40,4 +40,7 @@ extern const struct moat_cli_cmd moat_cmd_sandboxes;
  * is the subcommand ("show", ...). */
 int moat_cli_policy_ctl(int argc, char **argv);
 
+extern const struct moat_cli_cmd moat_cmd_ssh_config;
+extern const struct moat_cli_cmd moat_cmd_ssh_proxy;
+
 #endif

@@ -11,6 +11,8 @@
  */
 static const struct moat_cli_cmd *const commands[] = {
 	&moat_cmd_policy,
+	&moat_cmd_ssh_config,
+	&moat_cmd_ssh_proxy,
 	&moat_cmd_proposals,
 	&moat_cmd_approve,
 	&moat_cmd_reject,
