@@ -1,20 +1,193 @@
+/*
+ * `moat policy SUBCOMMAND`: one row per subcommand. check and explain
+ * work on a file with the same loader and decider as the proxy, so what
+ * the operator checks is what the proxy does; show, set, history and diff
+ * (cli/cmd-policy-ctl.c) work on a sandbox's stored versions.
+ */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "policies/policy.h"
 #include "cli/cli.h"
 
-/* Placeholder until the policy helper lands `policy check|explain`. */
+#define MAX_ANCESTORS 64
+
+static const char *const level_names[] = { "error", "warning", "note" };
+
+static void
+print_diags(const char *file, const struct moat_diags *d, bool all)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		const struct moat_diag *g = &d->v[i];
+
+		if (!all && g->level != MOAT_DIAG_ERROR)
+			continue;
+		if (g->path[0] != '\0')
+			printf("%s: %s: %s: %s\n", file,
+			    level_names[g->level], g->path, g->msg);
+		else
+			printf("%s: %s: %s\n", file, level_names[g->level],
+			    g->msg);
+	}
+}
+
+/* Load for the CLI: 0, or the exit code to return. */
+static int
+load(const char *file, const char *root, bool all_diags,
+    struct moat_policy **out)
+{
+	struct moat_policy_opts o = { root, false };
+	struct moat_diags d;
+	size_t nerr;
+	int r;
+
+	moat_diags_init(&d);
+	r = moat_policy_load_file(file, &o, out, &d);
+	print_diags(file, &d, all_diags);
+	nerr = moat_diags_count(&d, MOAT_DIAG_ERROR);
+	moat_diags_free(&d);
+	if (r == MOAT_OK)
+		return 0;
+	if (r == MOAT_ERR_INVALID) {
+		printf("%s: %zu error%s\n", file, nerr, nerr == 1 ? "" : "s");
+		return MOAT_EXIT_NO;
+	}
+	return r == MOAT_ERR_NOTFOUND ? MOAT_EXIT_USAGE : MOAT_EXIT_SYSTEM;
+}
+
+static int
+policy_check(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "binary-root", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct moat_policy *p = NULL;
+	const char *root = NULL;
+	int ch, r;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "r:", lo, NULL)) != -1) {
+		if (ch != 'r')
+			return moat_cli_usage(&moat_cmd_policy);
+		root = optarg;
+	}
+	if (argc - optind != 1)
+		return moat_cli_usage(&moat_cmd_policy);
+	if ((r = load(argv[optind], root, true, &p)) != 0)
+		return r;
+	printf("%s: ok, %zu network polic%s, %zu endpoint%s\n", argv[optind],
+	    moat_policy_count(p), moat_policy_count(p) == 1 ? "y" : "ies",
+	    moat_policy_endpoint_count(p),
+	    moat_policy_endpoint_count(p) == 1 ? "" : "s");
+	moat_policy_free(p);
+	return 0;
+}
+
+static int
+policy_explain(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "binary", required_argument, NULL, 'b' },
+		{ "ancestor", required_argument, NULL, 'a' },
+		{ "host", required_argument, NULL, 'h' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "binary-root", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *anc[MAX_ANCESTORS], *host = NULL, *root = NULL;
+	struct moat_caller c = { NULL, anc, 0, NULL, 0 };
+	struct moat_policy *p = NULL;
+	struct moat_decision d;
+	long port = 0;
+	char *end = NULL;
+	int ch, r;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "b:a:h:p:r:", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'b':
+			c.exe = optarg;
+			break;
+		case 'a':
+			if (c.nancestors == MAX_ANCESTORS)
+				return moat_cli_usage(&moat_cmd_policy);
+			anc[c.nancestors++] = optarg;
+			break;
+		case 'h':
+			host = optarg;
+			break;
+		case 'p':
+			port = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || port < 1 ||
+			    port > 65535) {
+				fprintf(stderr, "moat policy explain: --port "
+				    "%s: expected 1..65535\n", optarg);
+				return MOAT_EXIT_USAGE;
+			}
+			break;
+		case 'r':
+			root = optarg;
+			break;
+		default:
+			return moat_cli_usage(&moat_cmd_policy);
+		}
+	}
+	if (argc - optind != 1 || c.exe == NULL || host == NULL || port == 0)
+		return moat_cli_usage(&moat_cmd_policy);
+	if ((r = load(argv[optind], root, false, &p)) != 0)
+		return r == MOAT_EXIT_NO ? MOAT_EXIT_USAGE : r;
+	moat_policy_decide(p, &c, host, (uint16_t)port, &d);
+	if (d.allow && d.audit)
+		printf("allow (policy %s), audit: %s\n", d.policy, d.text);
+	else if (d.allow)
+		printf("allow (policy %s)\n", d.policy);
+	else
+		printf("deny: %s\n", d.text);
+	moat_policy_free(p);
+	return d.allow ? 0 : MOAT_EXIT_NO;
+}
+
+static int
+policy_ctl(int argc, char **argv)
+{
+	return moat_cli_policy_ctl(argc, argv);
+}
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv); /* argv[0] is the subcommand */
+} subcommands[] = {
+	{ "check", policy_check },
+	{ "explain", policy_explain },
+	{ "show", policy_ctl },
+	{ "set", policy_ctl },
+	{ "history", policy_ctl },
+	{ "diff", policy_ctl },
+};
+
 static int
 policy_exec(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	if (argc < 2)
+		return moat_cli_usage(&moat_cmd_policy);
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(*subcommands); i++)
+		if (strcmp(argv[1], subcommands[i].name) == 0)
+			return subcommands[i].run(argc - 1, argv + 1);
 	return moat_cli_usage(&moat_cmd_policy);
 }
 
 const struct moat_cli_cmd moat_cmd_policy = {
 	"policy",
-	"policy check FILE\n"
-	"policy explain FILE --binary PATH [--ancestor PATH]... --host H --port N",
-	"check a policy file, or explain its decision for one connection",
+	"policy check FILE [--binary-root DIR]\n"
+	"policy explain FILE --binary PATH [--ancestor PATH]... --host H "
+	"--port N\n"
+	"policy show NAME [--version N] [--store PATH]\n"
+	"policy set NAME FILE [--note TEXT] [--control PATH]\n"
+	"policy history NAME [--store PATH]\n"
+	"policy diff NAME V1 [V2] [--store PATH]",
+	"check or explain a policy file; show, set and compare versions",
 	policy_exec,
 };
