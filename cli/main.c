@@ -11,12 +11,14 @@
  */
 static const struct moat_cli_cmd *const commands[] = {
 	&moat_cmd_policy,
+	&moat_cmd_run,
 	&moat_cmd_ssh_config,
 	&moat_cmd_ssh_proxy,
 	&moat_cmd_proposals,
 	&moat_cmd_approve,
 	&moat_cmd_reject,
 	&moat_cmd_sandboxes,
+	&moat_cmd_denials, &moat_cmd_sessions,
 };
 
 static void

@@ -300,8 +300,13 @@ moat_store_open(const char *path, unsigned flags, struct moat_store **out,
 		return MOAT_ERR_INVALID;
 	}
 	if (!(flags & MOAT_STORE_CREATE) && stat(path, &sb) == -1) {
-		moat_cause_errno(cause, "store %s", path);
-		return errno == ENOENT ? MOAT_ERR_NOTFOUND : MOAT_ERR_SYSTEM;
+		if (errno != ENOENT) {
+			moat_cause_errno(cause, "store %s", path);
+			return MOAT_ERR_SYSTEM;
+		}
+		moat_cause_set(cause, "store %s does not exist (has moatd "
+		    "run? MOAT_STORE or --store name another path)", path);
+		return MOAT_ERR_NOTFOUND;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->path = strdup(path)) == NULL) {

@@ -1,0 +1,341 @@
+/*
+ * `moat denials`: recent denials from the store (read-only), as an
+ * aligned table, as JSON lines, or grouped by (binary, host, port).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "common/util.h"
+#include "store/store.h"
+#include "cli/cli.h"
+#include "cli/control.h"
+
+#define DEFAULT_LIMIT 100
+#define W_BINARY 40	/* widest BINARY and HOST columns before "..." */
+#define W_HOST 40
+#define W_REASON 60
+
+struct opts {
+	struct moat_store_denial_filter f;
+	const char *store;
+	bool json;
+	bool top;
+};
+
+/* One table row, kept until every width is known. */
+struct row {
+	char time[24];
+	char *cells[6]; /* sandbox, stage, binary, host, port, reason */
+};
+
+struct table {
+	struct row *v;
+	size_t n;
+	size_t cap;
+	int err;
+};
+
+static void
+fmt_time(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)ms);
+}
+
+/* Copy s, cut to max columns with "..." (never splits a UTF-8 char). */
+static char *
+cell(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	char *c;
+
+	if (n <= max)
+		return strdup(s);
+	n = max - 3;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	if ((c = malloc(n + 4)) == NULL)
+		return NULL;
+	memcpy(c, s, n);
+	memcpy(c + n, "...", 4);
+	return c;
+}
+
+static int
+table_add(struct table *t, const char *time, const char *cells[6],
+    const size_t max[6])
+{
+	struct row *nv, *r;
+
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 64;
+		if ((nv = realloc(t->v, t->cap * sizeof(*nv))) == NULL)
+			return MOAT_ERR_NOMEM;
+		t->v = nv;
+	}
+	r = &t->v[t->n++];
+	moat_strlcpy(r->time, time, sizeof(r->time));
+	for (int i = 0; i < 6; i++)
+		if ((r->cells[i] = cell(cells[i], max[i])) == NULL)
+			return MOAT_ERR_NOMEM;
+	return 0;
+}
+
+static void
+put_cell(const char *s, size_t w, bool last)
+{
+	if (last)
+		printf("%s\n", s);
+	else
+		printf("%-*s  ", (int)w, s);
+}
+
+static void
+table_print(const struct table *t, const char *const head[7])
+{
+	int ncol = head[6][0] != '\0' ? 7 : 6;
+	size_t w[7];
+
+	for (int i = 0; i < 7; i++)
+		w[i] = strlen(head[i]);
+	for (size_t k = 0; k < t->n; k++) {
+		if (strlen(t->v[k].time) > w[0])
+			w[0] = strlen(t->v[k].time);
+		for (int i = 0; i < 6; i++)
+			if (strlen(t->v[k].cells[i]) > w[i + 1])
+				w[i + 1] = strlen(t->v[k].cells[i]);
+	}
+	/* Pad every column but the last, so no line ends in blanks. */
+	for (int i = 0; i < ncol; i++)
+		put_cell(head[i], w[i], i == ncol - 1);
+	for (size_t k = 0; k < t->n; k++) {
+		put_cell(t->v[k].time, w[0], false);
+		for (int i = 0; i < ncol - 1; i++)
+			put_cell(t->v[k].cells[i], w[i + 1], i == ncol - 2);
+	}
+}
+
+static void
+table_free(struct table *t)
+{
+	for (size_t k = 0; k < t->n; k++)
+		for (int i = 0; i < 6; i++)
+			free(t->v[k].cells[i]);
+	free(t->v);
+}
+
+/* A JSON string even from bytes that are not UTF-8 (cut mid-character). */
+static json_t *
+jstr(const char *s)
+{
+	json_t *j = json_string(s);
+	char *c;
+
+	if (j != NULL || (c = strdup(s)) == NULL)
+		return j;
+	for (char *p = c; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(c);
+	free(c);
+	return j;
+}
+
+static void
+print_json(json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+
+	if (s != NULL)
+		puts(s);
+	free(s);
+	json_decref(o);
+}
+
+static int
+denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
+{
+	static const size_t max[6] = { 64, 16, W_BINARY, W_HOST, 8, W_REASON };
+	struct opts *o = ((void **)arg)[0];
+	struct table *t = ((void **)arg)[1];
+	json_t *anc;
+	char tbuf[24], port[16];
+	const char *cells[6];
+
+	fmt_time(ev->ts_ms, tbuf, sizeof(tbuf));
+	if (o->json) {
+		anc = json_array();
+		for (int i = 0; i < ev->nancestors; i++)
+			json_array_append_new(anc, jstr(ev->ancestors[i]));
+		print_json(json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
+		    " s:i, s:i, s:o, s:o, s:i, s:o, s:o, s:i}",
+		    "id", (json_int_t)id, "ts_ms", (json_int_t)ev->ts_ms,
+		    "time", tbuf, "sandbox", jstr(ev->sandbox),
+		    "stage", jstr(ev->stage), "binary", jstr(ev->binary),
+		    "sha256", jstr(ev->sha256), "ancestors", anc,
+		    "pid", ev->pid, "uid", ev->uid, "host", jstr(ev->host),
+		    "ip", jstr(ev->ip), "port", ev->port,
+		    "protocol", jstr(ev->protocol),
+		    "reason", jstr(ev->reason),
+		    "policy_version", ev->policy_version));
+		return 0;
+	}
+	snprintf(port, sizeof(port), "%d", ev->port);
+	cells[0] = ev->sandbox;
+	cells[1] = ev->stage;
+	cells[2] = ev->binary[0] != '\0' ? ev->binary : "?";
+	cells[3] = ev->host;
+	cells[4] = port;
+	cells[5] = ev->reason;
+	return table_add(t, tbuf, cells, max);
+}
+
+static int
+group_row(const struct moat_store_denial_group *g, void *arg)
+{
+	static const size_t max[6] = { W_BINARY, W_HOST, 8, 24, 24, 1 };
+	struct opts *o = ((void **)arg)[0];
+	struct table *t = ((void **)arg)[1];
+	char last[24], first[24], count[24], port[16];
+	const char *cells[6];
+
+	fmt_time(g->last_ms, last, sizeof(last));
+	fmt_time(g->first_ms, first, sizeof(first));
+	if (o->json) {
+		print_json(json_pack("{s:I, s:o, s:o, s:i, s:I, s:I, s:s, s:s}",
+		    "count", (json_int_t)g->count, "binary", jstr(g->binary),
+		    "host", jstr(g->host), "port", g->port,
+		    "first_ms", (json_int_t)g->first_ms,
+		    "last_ms", (json_int_t)g->last_ms, "first", first,
+		    "last", last));
+		return 0;
+	}
+	snprintf(count, sizeof(count), "%lld", (long long)g->count);
+	snprintf(port, sizeof(port), "%d", g->port);
+	/* The table's first column is the count here, not the time. */
+	cells[0] = g->binary[0] != '\0' ? g->binary : "?";
+	cells[1] = g->host;
+	cells[2] = port;
+	cells[3] = last;
+	cells[4] = first;
+	cells[5] = "";
+	return table_add(t, count, cells, max);
+}
+
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lopts[] = {
+		{ "sandbox", required_argument, NULL, 'n' },
+		{ "since", required_argument, NULL, 's' },
+		{ "binary", required_argument, NULL, 'b' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "stage", required_argument, NULL, 'g' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "top", no_argument, NULL, 't' },
+		{ "store", required_argument, NULL, 'S' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t secs;
+	char *end;
+	long v;
+	int ch;
+
+	o->f.limit = DEFAULT_LIMIT;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "n:s:b:H:p:g:l:jtS:", lopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'n': o->f.sandbox = optarg; break;
+		case 'b': o->f.binary = optarg; break;
+		case 'H': o->f.host = optarg; break;
+		case 'g': o->f.stage = optarg; break;
+		case 'j': o->json = true; break;
+		case 't': o->top = true; break;
+		case 'S': o->store = optarg; break;
+		case 's':
+			if (moat_parse_duration(optarg, &secs) != 0) {
+				fprintf(stderr, "moat denials: --since %s: not "
+				    "a duration (90, 15s, 10m, 1h, 7d)\n",
+				    optarg);
+				return -1;
+			}
+			o->f.since_ms = moat_wall_ms() - secs * 1000;
+			break;
+		case 'p':
+		case 'l':
+			v = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || v < 0 ||
+			    (ch == 'p' && v > 65535)) {
+				fprintf(stderr, "moat denials: %s: not a "
+				    "number\n", optarg);
+				return -1;
+			}
+			if (ch == 'p')
+				o->f.port = (int)v;
+			else
+				o->f.limit = (size_t)v;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return optind == argc ? 0 : -1;
+}
+
+static int
+denials_exec(int argc, char **argv)
+{
+	static const char *const head[7] = { "TIME", "SANDBOX", "STAGE",
+		"BINARY", "HOST", "PORT", "REASON" };
+	static const char *const thead[7] = { "COUNT", "BINARY", "HOST",
+		"PORT", "LAST SEEN", "FIRST SEEN", "" };
+	struct moat_cause cause = { { 0 } };
+	struct moat_store *s = NULL;
+	struct table t = { 0 };
+	struct opts o = { .json = false };
+	void *ctx[2] = { &o, &t };
+	int r;
+
+	if (parse_opts(argc, argv, &o) != 0)
+		return moat_cli_usage(&moat_cmd_denials);
+	if ((s = moat_cli_store_open("denials", o.store)) == NULL)
+		return MOAT_EXIT_SYSTEM;
+	if (o.top)
+		r = moat_store_denials_top(s, &o.f, group_row, ctx, &cause);
+	else
+		r = moat_store_denials_query(s, &o.f, denial_row, ctx, &cause);
+	moat_store_close(s);
+	if (r != 0) {
+		fprintf(stderr, "moat denials: %s\n", moat_cause_str(&cause, r));
+		table_free(&t);
+		return MOAT_EXIT_SYSTEM;
+	}
+	if (!o.json && t.n == 0)
+		fprintf(stderr, "moat denials: no denials match\n");
+	else if (!o.json)
+		table_print(&t, o.top ? thead : head);
+	table_free(&t);
+	return 0;
+}
+
+const struct moat_cli_cmd moat_cmd_denials = {
+	"denials",
+	"denials [--sandbox NAME] [--since 1h] [--binary PATH] [--host H]"
+	" [--port N] [--stage S] [--limit N] [--json] [--store PATH]\n"
+	"denials --top [the same options]",
+	"recent denials, newest first (--limit 100; 0 = all), or grouped "
+	"counts with --top",
+	denials_exec,
+};
