@@ -180,8 +180,9 @@ h_start(void *arg, const char *sandbox, const char *who, const char *from,
     const char *kind, int64_t *id)
 {
 	*id = (int64_t)getpid() * 1000 + (moat_now_ms() % 1000);
-	record(arg, "start %lld %s %s %s %s\n", (long long)*id, sandbox, who,
-	    from, kind);
+	/* The last field is the connection process, for kill tests. */
+	record(arg, "start %lld %s %s %s %s %d\n", (long long)*id, sandbox,
+	    who, from, kind, (int)getpid());
 }
 
 static void
