@@ -533,8 +533,10 @@ moatd_proposal_approve(struct moatd *d, int64_t id, const char *who,
 		r = MOAT_ERR_INTERNAL;
 		goto out;
 	}
+	/* A prefix of 8+ hex digits may stand for the reviewed hash. */
 	if (want_hash != NULL && *want_hash != '\0' &&
-	    strncmp(want_hash, hash, strlen(want_hash)) != 0) {
+	    (strlen(want_hash) < 8 ||
+	    strncmp(want_hash, hash, strlen(want_hash)) != 0)) {
 		moat_cause_set(cause, "proposal #%lld changed since it was "
 		    "reviewed (rule hash is now %.16s, not %.16s): review it "
 		    "again", (long long)id, hash, want_hash);
