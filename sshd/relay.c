@@ -252,6 +252,7 @@ moat_relay_preface_serve(int fd, const char *secret, int skew_s,
     struct moat_cause *cause)
 {
 	char line[MOAT_RELAY_LINE_MAX + 1], reply[MOAT_CAUSE_LEN + 8];
+	struct moat_cause why = { "" };
 	size_t len = 0;
 	ssize_t n;
 	int r;
@@ -281,11 +282,12 @@ moat_relay_preface_serve(int fd, const char *secret, int skew_s,
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
 	r = moat_relay_preface_verify(line, secret, skew_s, time(NULL), rc,
-	    sandbox, sblen, cause);
+	    sandbox, sblen, &why);
 	if (r != 0) {
-		snprintf(reply, sizeof(reply), "ERR %s\n", cause != NULL ?
-		    cause->msg : "refused");
+		/* The reason is safe to tell: it names no secret material. */
+		snprintf(reply, sizeof(reply), "ERR %s\n", why.msg);
 		(void)moat_write_all(fd, reply, strlen(reply));
+		moat_cause_set(cause, "%s", why.msg);
 		return r;
 	}
 	return moat_write_all(fd, "OK\n", 3);
