@@ -59,9 +59,10 @@ int moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
  * `inet moat-NAME`, set the host end of the veth down (nothing passes
  * any more), remove the /run/netns bind mount and close the netns fd.
  * The kernel deletes the veth pair with the netns once its last process
- * is gone; deleting it here would cost 15-50 ms of RCU waits. A later
- * moat_net_setup() of the same name waits briefly for a dying pair.
- * NULL is fine.
+ * and socket are gone (deleting it here would cost 15-50 ms of RCU
+ * waits); until then the host end stays down. A later moat_net_setup()
+ * of the same name reclaims such a leftover, and moat_net_purge()
+ * removes it at once. NULL is fine.
  */
 void moat_net_free(struct moat_net *n);
 

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -33,8 +34,6 @@
 
 #define NETNS_DIR "/run/netns"
 #define NAME_MAX_LEN 64
-/* How long setup waits for a torn-down pair of the same name to go. */
-#define VETH_WAIT_MS 500
 
 struct moat_net {
 	char name[NAME_MAX_LEN + 1];
@@ -54,12 +53,60 @@ struct moat_net {
 	bool host_table;
 };
 
+static void net_destroy(struct moat_net *n, bool sync);
+
+/*
+ * One nftables socket for the host netns, kept open for the process's
+ * life: closing a NETLINK_NETFILTER socket right after a table delete
+ * waits for the kernel's deferred destroy (an RCU grace period, ~10 ms),
+ * which would triple the cost of a whole sandbox start and stop. A
+ * forked child opens its own rather than share the parent's replies.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct mnl_socket *nl;
+	pid_t pid;
+} host_nft = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+
+/* Lock and return the host nft socket; host_nft_put() unlocks. */
+static int
+host_nft_get(struct mnl_socket **out, struct moat_cause *cause)
+{
+	int r;
+
+	pthread_mutex_lock(&host_nft.lock);
+	if (host_nft.nl != NULL && host_nft.pid != getpid()) {
+		mnl_socket_close(host_nft.nl);
+		host_nft.nl = NULL;
+	}
+	if (host_nft.nl == NULL) {
+		if ((r = moat_nl_open(NETLINK_NETFILTER, &host_nft.nl,
+		    cause)) != 0) {
+			pthread_mutex_unlock(&host_nft.lock);
+			return r;
+		}
+		host_nft.pid = getpid();
+	}
+	*out = host_nft.nl;
+	return MOAT_OK;
+}
+
+/* After a failed exchange the socket may hold stray replies: drop it. */
+static void
+host_nft_put(int r)
+{
+	if (r != 0 && r != MOAT_ERR_EXISTS && r != MOAT_ERR_NOTFOUND) {
+		mnl_socket_close(host_nft.nl);
+		host_nft.nl = NULL;
+	}
+	pthread_mutex_unlock(&host_nft.lock);
+}
+
 /* Setup-time state: netlink sockets of both sides. */
 struct net_ctx {
 	struct moat_net *n;
 	const struct moat_net_config *c;
 	struct mnl_socket *host_rtnl;
-	struct mnl_socket *host_nft;
 	struct mnl_socket *sb_rtnl;
 	struct mnl_socket *sb_nft;
 	int sb_index;
@@ -296,8 +343,11 @@ step_netns(struct net_ctx *x, struct moat_cause *cause)
 	return netns_mount(n, cause);
 }
 
-/* A host end that exists but is down: a torn-down pair the kernel is
- * still deleting (moat_net_free sets it down). */
+/*
+ * A host end that exists but is down: a torn-down pair whose netns
+ * lives on (moat_net_free sets the host end down; an orphaned TCP socket
+ * in FIN_WAIT can keep a netns for a minute).
+ */
 static bool
 link_is_down(const char *ifname)
 {
@@ -319,18 +369,23 @@ static int
 step_veth(struct net_ctx *x, struct moat_cause *cause)
 {
 	struct moat_net *n = x->n;
-	int64_t deadline = moat_now_ms() + VETH_WAIT_MS;
 	int r;
 
 	if ((r = moat_nl_open(NETLINK_ROUTE, &x->host_rtnl, cause)) != 0)
 		return r;
-	for (;;) {
-		r = moat_rtnl_veth_create(x->host_rtnl, n->host_if, n->sb_if,
-		    n->netns_fd, cause);
-		if (r != MOAT_ERR_EXISTS || !link_is_down(n->host_if) ||
-		    moat_now_ms() >= deadline)
-			break;
-		usleep(2000);
+	r = moat_rtnl_veth_create(x->host_rtnl, n->host_if, n->sb_if,
+	    n->netns_fd, cause);
+	/*
+	 * We hold the /run/netns name, so a down host end of that name is
+	 * a leftover of an earlier sandbox: reclaim it (synchronously, the
+	 * slow delete that moat_net_free skipped).
+	 */
+	if (r == MOAT_ERR_EXISTS && link_is_down(n->host_if)) {
+		log_verbose("sandbox %s: reclaiming leftover link %s", n->name,
+		    n->host_if);
+		if (moat_rtnl_link_del(x->host_rtnl, n->host_if, cause) == 0)
+			r = moat_rtnl_veth_create(x->host_rtnl, n->host_if,
+			    n->sb_if, n->netns_fd, cause);
 	}
 	if (r == MOAT_ERR_EXISTS)
 		moat_cause_set(cause, "veth %s or %s already exists",
@@ -351,6 +406,7 @@ step_host(struct net_ctx *x, struct moat_cause *cause)
 		.proxy_port = n->port,
 		.nflog_group = n->group,
 	};
+	struct mnl_socket *nl = NULL;
 	unsigned idx;
 	int r;
 
@@ -364,9 +420,10 @@ step_host(struct net_ctx *x, struct moat_cause *cause)
 	if ((r = moat_rtnl_conf(x->host_rtnl, (int)idx, n->addrs.host,
 	    n->addrs.plen, 0, 0, cause)) != 0)
 		return r;
-	if ((r = moat_nl_open(NETLINK_NETFILTER, &x->host_nft, cause)) != 0)
+	if ((r = host_nft_get(&nl, cause)) != 0)
 		return r;
-	r = moat_nft_host_rules(x->host_nft, &p, cause);
+	r = moat_nft_host_rules(nl, &p, cause);
+	host_nft_put(r);
 	if (r == MOAT_ERR_EXISTS)
 		moat_cause_set(cause, "nft table inet %s already exists",
 		    n->table);
@@ -471,13 +528,12 @@ moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
 out:
 	if (x.host_rtnl != NULL)
 		mnl_socket_close(x.host_rtnl);
-	if (x.host_nft != NULL)
-		mnl_socket_close(x.host_nft);
 	if (x.sb_rtnl != NULL)
 		mnl_socket_close(x.sb_rtnl);
 	if (x.sb_nft != NULL)
 		mnl_socket_close(x.sb_nft);
-	moat_net_free(n);
+	/* A failed setup leaves nothing behind, not even a dying veth. */
+	net_destroy(n, true);
 	return r;
 }
 
@@ -490,9 +546,9 @@ host_teardown(const char *name, const char *table, const char *host_if,
 	int r, ret = MOAT_OK;
 
 	if (table != NULL) {
-		if ((r = moat_nl_open(NETLINK_NETFILTER, &nl, cause)) == 0) {
+		if ((r = host_nft_get(&nl, cause)) == 0) {
 			r = moat_nft_table_del(nl, table, cause);
-			mnl_socket_close(nl);
+			host_nft_put(r);
 		}
 		if (r != 0 && r != MOAT_ERR_NOTFOUND) {
 			log_error("sandbox %s: %s", name, cause->msg);
@@ -530,20 +586,27 @@ netns_unmount(const char *name, const char *path, bool must_exist)
 	return r;
 }
 
-void
-moat_net_free(struct moat_net *n)
+/* sync: delete the veth now (error paths), else just set it down. */
+static void
+net_destroy(struct moat_net *n, bool sync)
 {
 	struct moat_cause cause = { { 0 } };
 
 	if (n == NULL)
 		return;
 	(void)host_teardown(n->name, n->host_table ? n->table : NULL,
-	    n->veth ? n->host_if : NULL, false, &cause);
+	    n->veth ? n->host_if : NULL, sync, &cause);
 	if (n->mounted)
 		(void)netns_unmount(n->name, n->nspath, true);
 	if (n->netns_fd >= 0)
 		close(n->netns_fd);
 	free(n);
+}
+
+void
+moat_net_free(struct moat_net *n)
+{
+	net_destroy(n, false);
 }
 
 int

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ moat_nflog_bind(struct mnl_socket *nl, uint16_t group,
 		.copy_range = htonl(NFLOG_COPY_RANGE),
 		.copy_mode = NFULNL_COPY_PACKET,
 	};
+	/* Deliver each packet at once, not batched for up to a second. */
+	uint32_t qthresh = htonl(1);
 	struct nlmsghdr *nlh;
 	struct nfgenmsg *nfg;
 	int r;
@@ -53,6 +56,7 @@ moat_nflog_bind(struct mnl_socket *nl, uint16_t group,
 	/* The kernel applies the command first, then the mode. */
 	mnl_attr_put(nlh, NFULA_CFG_CMD, sizeof(cmd), &cmd);
 	mnl_attr_put(nlh, NFULA_CFG_MODE, sizeof(mode), &mode);
+	mnl_attr_put(nlh, NFULA_CFG_QTHRESH, sizeof(qthresh), &qthresh);
 	r = moat_nl_talk(nl, buf, nlh->nlmsg_len, "nflog bind", cause);
 	if (r != 0 && errno == EPERM) {
 		moat_cause_set(cause, "nflog group %u is already bound in "
@@ -141,6 +145,14 @@ parse_attr(const struct nlattr *a, struct moat_nflog_pkt *pkt)
 	return MOAT_OK;
 }
 
+/* mnl_nlmsg_ok() casts nlmsg_len to int: a huge length passes it. */
+static bool
+msg_ok(const struct nlmsghdr *nlh, int left)
+{
+	return left >= (int)sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
+	    nlh->nlmsg_len <= (uint32_t)left;
+}
+
 static int
 parse_msgs(const void *buf, size_t len,
     void (*cb)(const struct moat_nflog_pkt *, void *), void *arg)
@@ -151,7 +163,7 @@ parse_msgs(const void *buf, size_t len,
 	int left = len > INT32_MAX ? INT32_MAX : (int)len;
 	int count = 0;
 
-	for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+	for (; msg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
 		struct moat_nflog_pkt pkt;
 
 		if (nlh->nlmsg_type !=
