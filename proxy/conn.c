@@ -1,0 +1,816 @@
+/*
+ * One client connection, as a state machine driven by two fd callbacks
+ * (client, upstream), worker results and one timer:
+ *
+ *   HEAD -> (identity) -> HASH -> (TOFU, decide) -> RESOLVE -> (SSRF)
+ *        -> CONNECT -> RELAY
+ *   any step may end in RESPOND (an error or 403) -> LINGER -> freed
+ *
+ * Nothing read after a malformed or denied head is ever forwarded: the
+ * client fd is not read again except to discard while lingering.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "proxy/internal.h"
+
+enum px_state {
+	ST_HEAD = 0,
+	ST_HASH,
+	ST_RESOLVE,
+	ST_CONNECT,
+	ST_RELAY,
+	ST_RESPOND,
+	ST_LINGER,
+};
+
+struct px_conn {
+	struct moat_proxy *p;
+	struct px_sandbox *sb;
+	struct px_conn *prev;
+	struct px_conn *next;
+	enum px_state st;
+	int cfd;
+	int ufd;
+	struct sockaddr_storage peer;  /* the client, as the sandbox sees it */
+	struct sockaddr_storage local; /* our listen address */
+	char head[MOAT_HTTP_HEAD_MAX];
+	size_t hlen;
+	struct moat_http_req req;
+	char host[MOAT_HTTP_HOST_MAX]; /* moat_host_normalize'd */
+	struct px_identity id;
+	int hash_pending;
+	struct px_work *rjob;
+	struct moat_policy *pol; /* the snapshot dec came from (a ref) */
+	int version;
+	struct moat_decision dec;
+	struct sockaddr_storage addrs[PX_MAX_ADDRS];
+	size_t naddrs;
+	size_t ai; /* the address being dialled */
+	char *out;
+	size_t outlen;
+	size_t outoff;
+	size_t discarded;
+	struct px_relay relay;
+	bool relay_on;
+	struct moat_timer *timer;
+};
+
+static void client_cb(struct moat_loop *, int, unsigned, void *);
+static void upstream_cb(struct moat_loop *, int, unsigned, void *);
+static void decide(struct px_conn *c);
+static void try_connect(struct px_conn *c);
+
+struct px_conn *
+px_conn_next(struct px_conn *c)
+{
+	return c->next;
+}
+
+struct px_sandbox *
+px_conn_sandbox(struct px_conn *c)
+{
+	return c->sb;
+}
+
+static void
+arm(struct px_conn *c, int64_t ms, moat_timer_cb *cb)
+{
+	moat_loop_timer_cancel(c->p->loop, c->timer);
+	c->timer = cb != NULL ? moat_loop_timer(c->p->loop, ms, cb, c) : NULL;
+}
+
+static void
+close_upstream(struct px_conn *c)
+{
+	if (c->ufd < 0)
+		return;
+	moat_loop_del_fd(c->p->loop, c->ufd);
+	close(c->ufd);
+	c->ufd = -1;
+}
+
+void
+px_conn_free(struct px_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->p->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->p->nconns--;
+	c->sb->nconns--;
+	moat_loop_timer_cancel(c->p->loop, c->timer);
+	px_resolve_cancel(c->rjob);
+	px_identity_clear(&c->id);
+	if (c->relay_on)
+		px_relay_fini(&c->relay);
+	close_upstream(c);
+	moat_loop_del_fd(c->p->loop, c->cfd);
+	close(c->cfd);
+	moat_policy_free(c->pol);
+	free(c->out);
+	free(c);
+}
+
+static void
+head_timeout(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+
+	(void)l;
+	c->timer = NULL;
+	px_conn_free(c);
+}
+
+void
+px_conn_accept(struct px_sandbox *sb, int fd,
+    const struct sockaddr_storage *peer)
+{
+	struct moat_proxy *p = sb->p;
+	socklen_t len = sizeof(struct sockaddr_storage);
+	struct px_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
+	c->p = p;
+	c->sb = sb;
+	c->cfd = fd;
+	c->ufd = -1;
+	c->peer = *peer;
+	if (getsockname(fd, (struct sockaddr *)&c->local, &len) == -1 ||
+	    moat_loop_add_fd(p->loop, fd, MOAT_EV_READ, client_cb, c) != 0) {
+		close(fd);
+		free(c);
+		return;
+	}
+	px_addr_unmap(&c->local);
+	c->next = p->conns;
+	if (p->conns != NULL)
+		p->conns->prev = c;
+	p->conns = c;
+	p->nconns++;
+	sb->nconns++;
+	arm(c, PX_HEAD_TIMEOUT_MS, head_timeout);
+}
+
+/* ---- answering the client ourselves ---- */
+
+static void
+linger_timeout(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+
+	(void)l;
+	c->timer = NULL;
+	px_conn_free(c);
+}
+
+static void
+respond_io(struct px_conn *c)
+{
+	while (c->outoff < c->outlen) {
+		ssize_t n = send(c->cfd, c->out + c->outoff,
+		    c->outlen - c->outoff, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN) {
+			moat_loop_mod_fd(c->p->loop, c->cfd, MOAT_EV_WRITE);
+			return;
+		}
+		if (n <= 0) {
+			px_conn_free(c);
+			return;
+		}
+		c->outoff += (size_t)n;
+	}
+	/*
+	 * Half-close and drain: closing with unread bytes would send a
+	 * reset that can destroy the response before the client reads it.
+	 */
+	shutdown(c->cfd, SHUT_WR);
+	c->st = ST_LINGER;
+	moat_loop_mod_fd(c->p->loop, c->cfd, MOAT_EV_READ);
+	arm(c, PX_LINGER_MS, linger_timeout);
+}
+
+static void
+linger_io(struct px_conn *c)
+{
+	char buf[4096];
+	ssize_t n;
+
+	for (;;) {
+		n = recv(c->cfd, buf, sizeof(buf), 0);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		c->discarded += n > 0 ? (size_t)n : 0;
+		if (n <= 0 || c->discarded > 256 * 1024) {
+			px_conn_free(c);
+			return;
+		}
+	}
+}
+
+/* Answer with a whole response (taken over) and close. */
+static void
+respond(struct px_conn *c, char *resp, size_t len)
+{
+	if (resp == NULL) {
+		px_conn_free(c);
+		return;
+	}
+	px_resolve_cancel(c->rjob);
+	c->rjob = NULL;
+	if (c->relay_on) {
+		px_relay_fini(&c->relay);
+		c->relay_on = false;
+	}
+	close_upstream(c);
+	free(c->out);
+	c->out = resp;
+	c->outlen = len;
+	c->outoff = 0;
+	c->st = ST_RESPOND;
+	arm(c, PX_LINGER_MS * 5, linger_timeout);
+	respond_io(c);
+}
+
+static void
+respond_error(struct px_conn *c, int status, const char *error,
+    const char *detail)
+{
+	size_t len = 0;
+	char *r = px_simple_response(status, error, detail, &len);
+
+	respond(c, r, len);
+}
+
+static const char *
+method_of(const struct px_conn *c)
+{
+	return c->req.method[0] != '\0' ? c->req.method : "CONNECT";
+}
+
+static void
+fill_event(struct px_conn *c, struct moat_denial_event *ev,
+    const char *stage, const char *reason, const char *ip)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->ts_ms = moat_wall_ms();
+	moat_strlcpy(ev->sandbox, c->sb->name, sizeof(ev->sandbox));
+	moat_strlcpy(ev->stage, stage, sizeof(ev->stage));
+	if (c->id.nbin > 0) {
+		moat_strlcpy(ev->binary, c->id.bin[0].path, sizeof(ev->binary));
+		moat_strlcpy(ev->sha256, c->id.bin[0].sha, sizeof(ev->sha256));
+		for (size_t i = 1; i < c->id.nbin &&
+		     ev->nancestors < MOAT_EV_MAX_ANCESTORS; i++)
+			moat_strlcpy(ev->ancestors[ev->nancestors++],
+			    c->id.bin[i].path, sizeof(ev->ancestors[0]));
+		ev->pid = c->id.nspid;
+		ev->uid = c->id.uid;
+	} else {
+		ev->pid = 0;
+		ev->uid = -1;
+	}
+	moat_strlcpy(ev->host, c->host[0] ? c->host : c->req.host,
+	    sizeof(ev->host));
+	moat_strlcpy(ev->ip, ip != NULL ? ip : "", sizeof(ev->ip));
+	ev->port = c->req.port;
+	moat_strlcpy(ev->protocol, "tcp", sizeof(ev->protocol));
+	moat_strlcpy(ev->reason, reason, sizeof(ev->reason));
+	ev->policy_version = c->pol != NULL ? c->version : c->sb->version;
+}
+
+/*
+ * Deny: emit the event, answer 403 in OpenShell's shape, close. stage
+ * is the event's; error is "policy_denied" or "ssrf_denied".
+ */
+static void
+deny(struct px_conn *c, const char *stage, const char *error,
+    const char *reason, const char *ip, const char *policy)
+{
+	struct moat_denial_event ev;
+	struct px_deny d = { 0 };
+	size_t len = 0;
+	char *r;
+
+	fill_event(c, &ev, stage, reason, ip);
+	px_emit(c->p, &ev);
+	d.error = error;
+	d.method = method_of(c);
+	d.host = ev.host;
+	d.port = c->req.port;
+	d.reason = reason;
+	d.binary = ev.binary;
+	d.ancestors = c->id.nbin > 1 ? c->id.anc : NULL;
+	d.nancestors = c->id.nbin > 1 ? c->id.nbin - 1 : 0;
+	d.policy = policy;
+	r = px_deny_response(&d, &len);
+	respond(c, r, len);
+}
+
+static const char *
+policy_stage(const struct px_conn *c)
+{
+	return c->req.kind == MOAT_HTTP_CONNECT ? "connect" : "forward";
+}
+
+/* ---- identity and TOFU ---- */
+
+static struct px_trust *
+trust_find(struct px_sandbox *sb, const char *path)
+{
+	for (struct px_trust *t = sb->trust; t != NULL; t = t->next)
+		if (strcmp(t->path, path) == 0)
+			return t;
+	return NULL;
+}
+
+static void
+after_hash(struct px_conn *c)
+{
+	char why[512];
+
+	if (c->id.bin[0].sha[0] == '\0') {
+		deny(c, "identity", "policy_denied",
+		    "cannot read the calling executable to verify it", NULL,
+		    NULL);
+		return;
+	}
+	for (size_t i = 0; i < c->id.nbin; i++) {
+		struct px_bin *b = &c->id.bin[i];
+		struct px_trust *t;
+
+		if (b->sha[0] == '\0')
+			continue;
+		if ((t = trust_find(c->sb, b->path)) == NULL) {
+			/* First use: trust on first use. */
+			if ((t = calloc(1, sizeof(*t))) == NULL ||
+			    (t->path = strdup(b->path)) == NULL) {
+				free(t);
+				continue;
+			}
+			memcpy(t->sha, b->sha, sizeof(t->sha));
+			t->next = c->sb->trust;
+			c->sb->trust = t;
+			continue;
+		}
+		if (strcmp(t->sha, b->sha) != 0) {
+			snprintf(why, sizeof(why), "binary changed: %s "
+			    "(sha256 %.12s... was trusted, now %.12s...); an "
+			    "operator must approve the new binary", b->path,
+			    t->sha, b->sha);
+			deny(c, "identity", "policy_denied", why, NULL, NULL);
+			return;
+		}
+	}
+	decide(c);
+}
+
+static void
+hash_cb(void *arg, int idx, const char *sha)
+{
+	struct px_conn *c = arg;
+
+	c->id.bin[idx].job = NULL;
+	moat_strlcpy(c->id.bin[idx].sha, sha != NULL ? sha : "", 65);
+	if (--c->hash_pending == 0)
+		after_hash(c);
+}
+
+static void
+start(struct px_conn *c)
+{
+	char why[256] = "";
+	int rc;
+
+	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
+	moat_loop_timer_cancel(c->p->loop, c->timer);
+	c->timer = NULL;
+	rc = px_identity_lookup(c->sb, (struct sockaddr *)&c->peer,
+	    (struct sockaddr *)&c->local, &c->id, why, sizeof(why));
+	if (rc != MOAT_OK) {
+		deny(c, "identity", "policy_denied", why, NULL, NULL);
+		return;
+	}
+	c->st = ST_HASH;
+	for (size_t i = 0; i < c->id.nbin; i++) {
+		struct px_bin *b = &c->id.bin[i];
+
+		if (b->fd < 0)
+			continue;
+		if (px_hasher_cached(c->p->hasher, &b->st, b->sha)) {
+			close(b->fd);
+			b->fd = -1;
+			continue;
+		}
+		b->job = px_hasher_submit(c->p->hasher, b->fd, &b->st, hash_cb,
+		    c, (int)i);
+		b->fd = -1;
+		if (b->job != NULL)
+			c->hash_pending++;
+	}
+	if (c->hash_pending == 0)
+		after_hash(c);
+}
+
+/* ---- decision, resolution, SSRF ---- */
+
+static void
+resolve_timeout(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+
+	(void)l;
+	c->timer = NULL;
+	respond_error(c, 504, "upstream_timeout",
+	    c->st == ST_RESOLVE ? "name resolution timed out" :
+				  "upstream connect timed out");
+}
+
+static void
+got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
+{
+	struct px_conn *c = arg;
+	char ip[64];
+
+	c->rjob = NULL;
+	if (rc != MOAT_OK || n == 0) {
+		respond_error(c, 502, "dns_failed", "cannot resolve the host");
+		return;
+	}
+	/* All or nothing: one bad answer refuses the name (rebinding). */
+	for (size_t i = 0; i < n && i < PX_MAX_ADDRS; i++) {
+		struct moat_decision d = c->dec;
+		const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
+
+		px_addr_str(sa, ip, sizeof(ip));
+		if (px_is_listen_addr(c->p, sa)) {
+			char why[128];
+			snprintf(why, sizeof(why), "%s is the proxy's own "
+			    "address", ip);
+			deny(c, "ssrf", "ssrf_denied", why, ip, NULL);
+			return;
+		}
+		if (!moat_policy_check_addr(&d, sa)) {
+			deny(c, "ssrf", "ssrf_denied", d.text, ip, d.policy);
+			return;
+		}
+		c->addrs[i] = addrs[i];
+	}
+	c->naddrs = n < PX_MAX_ADDRS ? n : PX_MAX_ADDRS;
+	c->ai = 0;
+	try_connect(c);
+}
+
+static void
+decide(struct px_conn *c)
+{
+	struct px_sandbox *sb = c->sb;
+	struct moat_caller caller = { 0 };
+	struct sockaddr_storage addrs[PX_MAX_ADDRS];
+	size_t n = 0;
+	char why[128];
+
+	if (!moat_host_normalize(c->req.host, c->host, sizeof(c->host))) {
+		deny(c, policy_stage(c), "policy_denied", "not a valid host",
+		    NULL, NULL);
+		return;
+	}
+	if (sb->policy == NULL) {
+		snprintf(why, sizeof(why), "no policy is loaded for sandbox %s",
+		    sb->name);
+		deny(c, policy_stage(c), "policy_denied", why, NULL, NULL);
+		return;
+	}
+	moat_policy_free(c->pol);
+	c->pol = moat_policy_ref(sb->policy);
+	c->version = sb->version;
+	caller.exe = c->id.bin[0].path;
+	caller.ancestors = c->id.anc;
+	caller.nancestors = c->id.nbin - 1;
+	moat_policy_decide(c->pol, &caller, c->host, c->req.port, &c->dec);
+	if (!c->dec.allow) {
+		deny(c, policy_stage(c), "policy_denied", c->dec.text, NULL,
+		    c->dec.policy);
+		return;
+	}
+	if (c->dec.audit) {
+		struct moat_denial_event ev;
+		fill_event(c, &ev, "audit", c->dec.text, NULL);
+		px_emit(c->p, &ev);
+	}
+	if (px_resolve_local(c->p->resolver, c->host, c->req.port, addrs,
+	    PX_MAX_ADDRS, &n) == MOAT_OK) {
+		got_addrs(c, MOAT_OK, addrs, n);
+		return;
+	}
+	c->st = ST_RESOLVE;
+	c->rjob = px_resolve(c->p->resolver, c->host, c->req.port, got_addrs,
+	    c);
+	if (c->rjob == NULL) {
+		respond_error(c, 502, "dns_failed", "out of memory");
+		return;
+	}
+	arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);
+}
+
+/* ---- connecting and relaying ---- */
+
+static void
+idle_check(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+	int64_t idle = moat_now_ms() - c->relay.last_ms;
+
+	(void)l;
+	c->timer = NULL;
+	if (idle >= c->p->cfg.idle_timeout_ms) {
+		px_conn_free(c);
+		return;
+	}
+	arm(c, c->p->cfg.idle_timeout_ms - idle, idle_check);
+}
+
+static void
+relay_io(struct px_conn *c, unsigned ev)
+{
+	int rc = px_relay_step(&c->relay);
+
+	if (rc != 0 || (ev & MOAT_EV_ERROR) ||
+	    (c->req.kind == MOAT_HTTP_FORWARD && c->relay.down.done)) {
+		px_conn_free(c);
+		return;
+	}
+	moat_loop_mod_fd(c->p->loop, c->cfd, px_relay_mask(&c->relay, c->cfd));
+	moat_loop_mod_fd(c->p->loop, c->ufd, px_relay_mask(&c->relay, c->ufd));
+}
+
+static int
+setup_forward(struct px_conn *c, const char *extra, size_t nextra)
+{
+	struct px_half *up = &c->relay.up;
+	size_t hl = 0, take = nextra;
+	char *h;
+	int rc;
+
+	if ((h = px_forward_head(&c->req, c->head, &hl)) == NULL)
+		return MOAT_ERR_NOMEM;
+	rc = px_relay_prefix(up, h, hl);
+	free(h);
+	if (rc != 0)
+		return rc;
+	if (c->req.chunked) {
+		if ((up->chunk = calloc(1, sizeof(*up->chunk))) == NULL)
+			return MOAT_ERR_NOMEM;
+		moat_http_chunked_init(up->chunk);
+		if (moat_http_chunked_feed(up->chunk, extra, nextra, &take) != 0)
+			return MOAT_ERR_INVALID;
+		up->limit = moat_http_chunked_done(up->chunk) ? 0 : UINT64_MAX;
+	} else {
+		uint64_t cl = c->req.content_length > 0 ?
+		    (uint64_t)c->req.content_length : 0;
+		if (take > cl)
+			take = (size_t)cl;
+		up->limit = cl - take;
+	}
+	/* The request's end is not the end of the client's stream. */
+	up->shut_on_done = false;
+	return px_relay_prefix(up, extra, take);
+}
+
+static void
+connected(struct px_conn *c)
+{
+	static const char ok200[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	const char *extra = c->head + c->req.head_len;
+	size_t nextra = c->hlen - c->req.head_len;
+	int rc;
+
+	moat_loop_timer_cancel(c->p->loop, c->timer);
+	c->timer = NULL;
+	if (px_relay_init(&c->relay, c->cfd, c->ufd) != 0) {
+		respond_error(c, 502, "internal", "out of pipes");
+		return;
+	}
+	c->relay_on = true;
+	if (c->req.kind == MOAT_HTTP_CONNECT) {
+		rc = px_relay_prefix(&c->relay.down, ok200, sizeof(ok200) - 1);
+		if (rc == 0 && nextra > 0)
+			rc = px_relay_prefix(&c->relay.up, extra, nextra);
+	} else {
+		rc = setup_forward(c, extra, nextra);
+	}
+	if (rc != 0) {
+		respond_error(c, 400, "bad_request", "malformed request body");
+		return;
+	}
+	c->st = ST_RELAY;
+	arm(c, c->p->cfg.idle_timeout_ms, idle_check);
+	relay_io(c, 0);
+}
+
+static void
+connect_failed(struct px_conn *c)
+{
+	close_upstream(c);
+	c->ai++;
+	try_connect(c);
+}
+
+static void
+upstream_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	struct px_conn *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)l;
+	if (c->st == ST_RELAY) {
+		if (ev & MOAT_EV_ERROR) {
+			/*
+			 * Reset or hang-up: deliver what is already in the
+			 * pipe to the client, then finish; stop watching the
+			 * fd so its error does not spin the loop.
+			 */
+			c->relay.down.eof = true;
+			c->relay.up.done = true;
+			moat_loop_del_fd(c->p->loop, fd);
+		}
+		relay_io(c, ev & ~MOAT_EV_ERROR);
+		return;
+	}
+	if (c->st != ST_CONNECT)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err != 0) {
+		connect_failed(c);
+		return;
+	}
+	connected(c);
+}
+
+static void
+try_connect(struct px_conn *c)
+{
+	for (; c->ai < c->naddrs; c->ai++) {
+		const struct sockaddr *sa = (struct sockaddr *)&c->addrs[c->ai];
+		socklen_t sl = sa->sa_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+		int fd = socket(sa->sa_family,
+		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		if (fd == -1)
+			continue;
+		if (connect(fd, sa, sl) == -1 && errno != EINPROGRESS) {
+			close(fd);
+			continue;
+		}
+		if (moat_loop_add_fd(c->p->loop, fd, MOAT_EV_WRITE, upstream_cb,
+		    c) != 0) {
+			close(fd);
+			continue;
+		}
+		c->ufd = fd;
+		c->st = ST_CONNECT;
+		arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);
+		return;
+	}
+	respond_error(c, 502, "upstream_connect_failed",
+	    "no address of the host accepted the connection");
+}
+
+/* ---- reading the head ---- */
+
+static void
+read_head(struct px_conn *c)
+{
+	struct moat_cause cause = { { 0 } };
+	int status = 0, rc;
+	ssize_t n;
+
+	n = recv(c->cfd, c->head + c->hlen, sizeof(c->head) - c->hlen, 0);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		px_conn_free(c);
+		return;
+	}
+	c->hlen += (size_t)n;
+	rc = moat_http_parse(c->head, c->hlen, &c->req, &status, &cause);
+	if (rc == MOAT_ERR_AGAIN)
+		return;
+	if (rc != MOAT_OK) {
+		moat_loop_mod_fd(c->p->loop, c->cfd, 0);
+		respond_error(c, status, status == 431 ?
+		    "request_header_too_large" : "bad_request", cause.msg);
+		return;
+	}
+	start(c);
+}
+
+static void
+client_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	struct px_conn *c = arg;
+
+	(void)l;
+	(void)fd;
+	switch (c->st) {
+	case ST_HEAD:
+		read_head(c);
+		break;
+	case ST_RELAY:
+		relay_io(c, ev);
+		break;
+	case ST_RESPOND:
+		respond_io(c);
+		break;
+	case ST_LINGER:
+		linger_io(c);
+		break;
+	default:
+		/* Not reading while deciding; a hang-up ends the work. */
+		if (ev & MOAT_EV_ERROR)
+			px_conn_free(c);
+		break;
+	}
+}
+
+/* ---- policy swaps ---- */
+
+void
+px_conn_redecide(struct px_conn *c)
+{
+	struct moat_caller caller = { 0 };
+	struct moat_decision d;
+	struct moat_denial_event ev;
+	struct px_sandbox *sb = c->sb;
+	char ip[64] = "";
+	const char *why = NULL;
+
+	/* Not decided yet (the newest snapshot will be used), or answered. */
+	if (c->st < ST_RESOLVE || c->st > ST_RELAY)
+		return;
+	/* A forward request is a single request already decided. */
+	if (c->st == ST_RELAY && c->req.kind == MOAT_HTTP_FORWARD)
+		return;
+	caller.exe = c->id.bin[0].path;
+	caller.ancestors = c->id.anc;
+	caller.nancestors = c->id.nbin - 1;
+	memset(&d, 0, sizeof(d));
+	if (sb->policy == NULL) {
+		why = "the sandbox's policy was removed";
+	} else {
+		moat_policy_decide(sb->policy, &caller, c->host, c->req.port, &d);
+		if (!d.allow)
+			why = d.text;
+	}
+	for (size_t i = 0; why == NULL && i < c->naddrs; i++) {
+		const struct sockaddr *sa = (struct sockaddr *)&c->addrs[i];
+		struct moat_decision d2 = d;
+		if (c->st == ST_RELAY && i != c->ai)
+			continue;
+		if (!moat_policy_check_addr(&d2, sa)) {
+			px_addr_str(sa, ip, sizeof(ip));
+			why = d2.text;
+			d = d2;
+		}
+	}
+	if (why == NULL) {
+		moat_policy_free(c->pol);
+		c->pol = moat_policy_ref(sb->policy);
+		c->version = sb->version;
+		c->dec = d;
+		return;
+	}
+	if (c->st != ST_RELAY) {
+		c->version = sb->version;
+		deny(c, d.reason == MOAT_REASON_SSRF ? "ssrf" : policy_stage(c),
+		    d.reason == MOAT_REASON_SSRF ? "ssrf_denied" :
+		    "policy_denied", why, ip[0] ? ip : NULL, d.policy);
+		return;
+	}
+	/* Mid-tunnel there is no response to write: record and close. */
+	c->version = sb->version;
+	moat_policy_free(c->pol);
+	c->pol = NULL;
+	fill_event(c, &ev, d.reason == MOAT_REASON_SSRF ? "ssrf" : "connect",
+	    why, ip[0] ? ip : NULL);
+	ev.policy_version = sb->version;
+	px_emit(c->p, &ev);
+	log_info("sandbox %s: closing tunnel to %s:%u after policy change",
+	    sb->name, c->host, (unsigned)c->req.port);
+	px_conn_free(c);
+}

@@ -1,0 +1,329 @@
+/*
+ * The proxy process: moatd forks it (no exec) with one end of a
+ * socketpair, ctl_fd, and talks JSON lines both ways (docs/protocols.md,
+ * "moatd <-> proxy control channel"). moatd sends sandboxes, policies,
+ * bypass packets; the proxy answers each request and writes every
+ * denial as {"type":"denial", ...event fields}.
+ *
+ * Writes are buffered and never block the loop; when moatd stops
+ * reading for long, events beyond a cap are dropped and counted.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/util.h"
+#include "proxy/internal.h"
+
+#define CTL_IN_MAX (8 << 20)
+#define CTL_OUT_MAX (4 << 20)
+
+struct ctl {
+	struct moat_loop *loop;
+	struct moat_proxy *p;
+	int fd;
+	char *in;
+	size_t inlen;
+	size_t incap;
+	char *out;
+	size_t outlen;
+	size_t outcap;
+	unsigned long dropped;
+};
+
+static void
+ctl_flush(struct ctl *c)
+{
+	while (c->outlen > 0) {
+		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		memmove(c->out, c->out + n, c->outlen - (size_t)n);
+		c->outlen -= (size_t)n;
+	}
+	moat_loop_mod_fd(c->loop, c->fd, MOAT_EV_READ |
+	    (c->outlen > 0 ? MOAT_EV_WRITE : 0));
+}
+
+static void
+ctl_write(struct ctl *c, const char *line, size_t len)
+{
+	if (c->outlen + len > CTL_OUT_MAX) {
+		if (c->dropped++ % 1000 == 0)
+			log_warn("moatd is not reading; %lu lines dropped",
+			    c->dropped);
+		return;
+	}
+	if (c->outlen + len > c->outcap) {
+		size_t nc = (c->outlen + len) * 2;
+		char *n = realloc(c->out, nc);
+		if (n == NULL)
+			return;
+		c->out = n;
+		c->outcap = nc;
+	}
+	memcpy(c->out + c->outlen, line, len);
+	c->outlen += len;
+	ctl_flush(c);
+}
+
+static void
+ctl_reply(struct ctl *c, json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+
+	json_decref(o);
+	if (s == NULL)
+		return;
+	ctl_write(c, s, strlen(s));
+	ctl_write(c, "\n", 1);
+	free(s);
+}
+
+static void
+emit_event(void *arg, const struct moat_denial_event *ev)
+{
+	struct ctl *c = arg;
+	char buf[4096 + 32];
+	size_t n;
+
+	memcpy(buf, "{\"type\":\"denial\",", 17);
+	if ((n = moat_denial_event_encode(ev, buf + 16, sizeof(buf) - 16)) < 2)
+		return;
+	/* The event's own '{' is replaced by the type member's comma. */
+	buf[16] = ',';
+	ctl_write(c, buf, 16 + n);
+}
+
+static const char *
+jstr(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static long long
+jint(json_t *o, const char *k, long long def)
+{
+	json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+static void
+do_sandbox(struct ctl *c, json_t *o)
+{
+	struct moat_proxy_sandbox s = { 0 };
+	struct moat_cause cause = { { 0 } };
+	int r;
+
+	s.name = jstr(o, "name");
+	s.listen_addr = jstr(o, "listen");
+	s.port = (uint16_t)jint(o, "port", 0);
+	s.netns_fd = (int)jint(o, "netns_fd", -1);
+	s.procs_path = jstr(o, "procs");
+	s.init_pid = (pid_t)jint(o, "init_pid", 0);
+	r = moat_proxy_add_sandbox(c->p, &s, &cause);
+	if (r == 0)
+		ctl_reply(c, json_pack("{s:s,s:s}", "type", "sandbox_ok", "name",
+		    s.name));
+	else
+		ctl_reply(c, json_pack("{s:s,s:s?,s:s}", "type",
+		    "sandbox_error", "name", s.name, "error",
+		    moat_cause_str(&cause, r)));
+}
+
+static void
+do_policy(struct ctl *c, json_t *o)
+{
+	const char *name = jstr(o, "sandbox"), *js = jstr(o, "json");
+	int version = (int)jint(o, "version", 0);
+	struct px_sandbox *sb = name ? px_sandbox_find(c->p, name) : NULL;
+	struct moat_policy_opts opts = { 0 };
+	struct moat_policy *pol = NULL;
+	struct moat_diags d;
+	char root[64] = "/";
+	json_t *errs;
+
+	if (sb == NULL || js == NULL) {
+		ctl_reply(c, json_pack("{s:s,s:s?,s:i,s:s}", "type",
+		    "policy_error", "sandbox", name, "version", version,
+		    "error", sb == NULL ? "unknown sandbox" : "no json"));
+		return;
+	}
+	if (sb->init_pid > 0)
+		snprintf(root, sizeof(root), "/proc/%d/root", (int)sb->init_pid);
+	opts.binary_root = root;
+	opts.no_fs = false;
+	moat_diags_init(&d);
+	if (moat_policy_load_string(js, strlen(js), "moatd", &opts, &pol, &d) !=
+	    0) {
+		errs = json_array();
+		for (size_t i = 0; i < d.n; i++)
+			if (d.v[i].level == MOAT_DIAG_ERROR)
+				json_array_append_new(errs, json_pack(
+				    "{s:s?,s:s?}", "path", d.v[i].path, "msg",
+				    d.v[i].msg));
+		log_warn("sandbox %s: policy version %d rejected; keeping "
+		    "version %d", name, version, sb->version);
+		ctl_reply(c, json_pack("{s:s,s:s,s:i,s:s,s:o}", "type",
+		    "policy_error", "sandbox", name, "version", version, "error",
+		    "invalid policy", "errors", errs));
+	} else {
+		moat_proxy_set_policy(c->p, name, pol, version);
+		moat_policy_free(pol);
+		ctl_reply(c, json_pack("{s:s,s:s,s:i}", "type", "policy_ok",
+		    "sandbox", name, "version", version));
+	}
+	moat_diags_free(&d);
+}
+
+static bool
+parse_ip(const char *s, int family, void *out)
+{
+	return s != NULL && inet_pton(family, s, out) == 1;
+}
+
+static void
+do_bypass(struct ctl *c, json_t *o)
+{
+	struct moat_proxy_bypass_pkt pkt;
+	const char *name = jstr(o, "sandbox");
+
+	memset(&pkt, 0, sizeof(pkt));
+	pkt.family = jint(o, "family", 4) == 6 ? AF_INET6 : AF_INET;
+	pkt.l4proto = (int)jint(o, "proto", IPPROTO_TCP);
+	pkt.sport = (uint16_t)jint(o, "sport", 0);
+	pkt.dport = (uint16_t)jint(o, "dport", 0);
+	pkt.uid = (int)jint(o, "uid", -1);
+	if (name == NULL || !parse_ip(jstr(o, "src"), pkt.family, &pkt.src) ||
+	    !parse_ip(jstr(o, "dst"), pkt.family, &pkt.dst)) {
+		log_warn("bypass message without sandbox, src or dst");
+		return;
+	}
+	moat_proxy_bypass(c->p, name, &pkt);
+}
+
+static void
+handle_line(struct ctl *c, const char *line, size_t len)
+{
+	json_error_t err;
+	json_t *o = json_loadb(line, len, 0, &err);
+	const char *type = o != NULL ? jstr(o, "type") : NULL;
+
+	if (type == NULL) {
+		log_warn("control line is not a typed JSON object");
+	} else if (strcmp(type, "sandbox") == 0) {
+		do_sandbox(c, o);
+	} else if (strcmp(type, "sandbox_remove") == 0) {
+		const char *n = jstr(o, "name");
+		if (n != NULL)
+			moat_proxy_remove_sandbox(c->p, n);
+	} else if (strcmp(type, "policy") == 0) {
+		do_policy(c, o);
+	} else if (strcmp(type, "bypass") == 0) {
+		do_bypass(c, o);
+	} else if (strcmp(type, "retrust") == 0) {
+		const char *n = jstr(o, "sandbox"), *b = jstr(o, "binary");
+		if (n != NULL && b != NULL)
+			moat_proxy_retrust(c->p, n, b);
+	} else {
+		log_warn("unknown control message type %s", type);
+	}
+	json_decref(o);
+}
+
+static void
+ctl_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	struct ctl *c = arg;
+	char *nl;
+	ssize_t n;
+
+	if (ev & MOAT_EV_WRITE)
+		ctl_flush(c);
+	if (!(ev & MOAT_EV_READ))
+		return;
+	if (c->incap - c->inlen < 65536) {
+		size_t nc = c->incap ? c->incap * 2 : 131072;
+		char *b = nc <= CTL_IN_MAX ? realloc(c->in, nc) : NULL;
+		if (b == NULL) {
+			log_error("control line over %d bytes", CTL_IN_MAX);
+			moat_loop_stop(l);
+			return;
+		}
+		c->in = b;
+		c->incap = nc;
+	}
+	n = recv(fd, c->in + c->inlen, c->incap - c->inlen, 0);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* moatd went away: the proxy has no reason to live on. */
+		moat_loop_stop(l);
+		return;
+	}
+	c->inlen += (size_t)n;
+	while ((nl = memchr(c->in, '\n', c->inlen)) != NULL) {
+		size_t ll = (size_t)(nl - c->in);
+		handle_line(c, c->in, ll);
+		memmove(c->in, nl + 1, c->inlen - ll - 1);
+		c->inlen -= ll + 1;
+	}
+}
+
+static void
+on_signal(struct moat_loop *l, int signo, void *arg)
+{
+	(void)signo;
+	(void)arg;
+	moat_loop_stop(l);
+}
+
+int
+moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
+{
+	struct moat_cause cause = { { 0 } };
+	struct moat_proxy_config pc = *cfg;
+	struct ctl c = { 0 };
+	int r, rc = 111;
+
+	signal(SIGPIPE, SIG_IGN);
+	c.fd = ctl_fd;
+	moat_fd_nonblock(ctl_fd);
+	if ((r = moat_loop_new(&c.loop, &cause)) != 0) {
+		log_error("proxy loop: %s", moat_cause_str(&cause, r));
+		return 111;
+	}
+	pc.emit = emit_event;
+	pc.emit_arg = &c;
+	if ((r = moat_proxy_new(c.loop, &pc, &c.p, &cause)) != 0) {
+		log_error("proxy: %s", moat_cause_str(&cause, r));
+		goto out;
+	}
+	moat_loop_signal(c.loop, SIGTERM, on_signal, NULL);
+	moat_loop_signal(c.loop, SIGINT, on_signal, NULL);
+	if (moat_loop_add_fd(c.loop, ctl_fd, MOAT_EV_READ, ctl_cb, &c) != 0)
+		goto out;
+	ctl_reply(&c, json_pack("{s:s,s:i}", "type", "ready", "pid",
+	    (int)getpid()));
+	rc = moat_loop_run(c.loop) == 0 ? 0 : 111;
+	moat_loop_del_fd(c.loop, ctl_fd);
+out:
+	moat_proxy_free(c.p);
+	moat_loop_free(c.loop);
+	free(c.in);
+	free(c.out);
+	return rc;
+}

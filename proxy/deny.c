@@ -1,0 +1,146 @@
+/*
+ * Responses the proxy writes itself. Denials use OpenShell's 403 JSON
+ * shape (docs/protocols.md, "403 deny bodies") so agents that know it
+ * read ours unchanged; every error carries Content-Type,
+ * Content-Length and Connection: close.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "proxy/internal.h"
+
+#define GUIDANCE                                                            \
+	"This connection was blocked by the sandbox's network policy. "     \
+	"Read the current policy (inspect_policy) and recent denials "      \
+	"(inspect_recent_denials), then submit the narrowest rule that "    \
+	"allows this host, port and binary (submit_proposal). An operator " \
+	"must approve it; retry after the policy is reloaded."
+
+const char *
+px_status_text(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Error";
+	}
+}
+
+static char *
+response(int status, const char *ctype, const char *body, size_t blen,
+    size_t *len)
+{
+	char *out = NULL;
+	int n;
+
+	n = asprintf(&out,
+	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n\r\n%.*s",
+	    status, px_status_text(status), ctype, blen, (int)blen, body);
+	if (n < 0)
+		return NULL;
+	*len = (size_t)n;
+	return out;
+}
+
+static json_t *
+step(const char *action, const char *method, const char *url)
+{
+	return json_pack("{s:s,s:s,s:s}", "action", action, "method", method,
+	    "url", url);
+}
+
+static json_t *
+next_steps(void)
+{
+	json_t *a = json_array(), *prop;
+
+	json_array_append_new(a, step("inspect_policy", "GET",
+	    "http://policy.local/v1/policy/current"));
+	json_array_append_new(a, step("inspect_recent_denials", "GET",
+	    "http://policy.local/v1/denials?last=5"));
+	prop = step("submit_proposal", "POST",
+	    "http://policy.local/v1/proposals");
+	json_object_set_new(prop, "body_type",
+	    json_string("PolicyMergeOperation"));
+	json_array_append_new(a, prop);
+	return a;
+}
+
+char *
+px_deny_response(const struct px_deny *d, size_t *len)
+{
+	json_t *o = json_object(), *anc = json_array();
+	bool ssrf = strcmp(d->error, "ssrf_denied") == 0;
+	char detail[512], *body = NULL, *out = NULL;
+	bool v6;
+
+	if (o == NULL || anc == NULL)
+		goto out;
+	v6 = d->host != NULL && strchr(d->host, ':') != NULL;
+	snprintf(detail, sizeof(detail), "%s %s%s%s:%u %s", d->method,
+	    v6 ? "[" : "", d->host, v6 ? "]" : "", (unsigned)d->port,
+	    ssrf ? "blocked: internal address" : "not permitted by policy");
+	for (size_t i = 0; i < d->nancestors; i++)
+		json_array_append_new(anc, json_string(d->ancestors[i]));
+	json_object_set_new(o, "error", json_string(d->error));
+	json_object_set_new(o, "detail", json_string(detail));
+	json_object_set_new(o, "reason", json_string(d->reason));
+	json_object_set_new(o, "host", json_string(d->host));
+	json_object_set_new(o, "port", json_integer(d->port));
+	json_object_set_new(o, "binary", json_string(d->binary ? d->binary :
+	    ""));
+	json_object_set(o, "ancestors", anc);
+	if (d->policy != NULL)
+		json_object_set_new(o, "policy", json_string(d->policy));
+	json_object_set_new(o, "next_steps", next_steps());
+	json_object_set_new(o, "agent_guidance", json_string(GUIDANCE));
+	if ((body = json_dumps(o, JSON_COMPACT)) == NULL)
+		goto out;
+	out = response(403, "application/json", body, strlen(body), len);
+out:
+	free(body);
+	json_decref(anc);
+	json_decref(o);
+	return out;
+}
+
+char *
+px_simple_response(int status, const char *error, const char *detail,
+    size_t *len)
+{
+	json_t *o;
+	char *body, *out;
+
+	/* OpenShell's plain-text answer for the https:// mistake. */
+	if (status == 400 && detail != NULL &&
+	    strcmp(detail, "Use CONNECT for HTTPS URLs") == 0)
+		return response(400, "text/plain", detail, strlen(detail), len);
+	o = json_pack("{s:s,s:s}", "error", error, "detail",
+	    detail != NULL ? detail : "");
+	if (o == NULL)
+		return NULL;
+	body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (body == NULL)
+		return NULL;
+	out = response(status, "application/json", body, strlen(body), len);
+	free(body);
+	return out;
+}

@@ -1,0 +1,223 @@
+/*
+ * Internal to proxy/: the structures shared by its mechanism files
+ * (proxy.c listeners and sandboxes, conn.c connection state machine,
+ * relay.c, resolve.c, identity.c, hash.c, deny.c, bypass.c, work.c).
+ */
+#ifndef MOAT_PROXY_INTERNAL_H
+#define MOAT_PROXY_INTERNAL_H
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/event.h"
+#include "common/loop.h"
+#include "common/log.h"
+#include "policies/policy.h"
+#include "proxy/http.h"
+#include "proxy/proxy.h"
+
+#define PX_MAX_ANCESTORS 64
+#define PX_MAX_ADDRS 16
+#define PX_HEAD_TIMEOUT_MS 30000
+#define PX_LINGER_MS 2000
+
+/* ---- work.c: a small thread pool whose results come back on the loop */
+
+struct px_pool;
+struct px_work {
+	void (*run)(struct px_work *w);  /* on a worker thread */
+	void (*done)(struct px_work *w); /* on the loop; frees w */
+	atomic_bool cancelled;           /* done() must not touch its owner */
+	struct px_work *next;
+};
+int px_pool_new(struct moat_loop *l, int nthreads, const char *name,
+    struct px_pool **out, struct moat_cause *cause);
+void px_pool_submit(struct px_pool *pool, struct px_work *w);
+void px_pool_free(struct px_pool *pool);
+
+/* ---- hash.c: TOFU SHA-256 of executables, cached by file fingerprint */
+
+struct px_hasher;
+int px_hasher_new(struct moat_loop *l, struct px_hasher **out,
+    struct moat_cause *cause);
+void px_hasher_free(struct px_hasher *h);
+/* Cached hash for a fingerprint; true with sha filled. */
+bool px_hasher_cached(struct px_hasher *h, const struct stat *st,
+    char sha[65]);
+/*
+ * Hash fd (taken over) on a worker; cb(arg, sha or NULL on read error)
+ * runs on the loop. The returned handle cancels (cb then never runs).
+ */
+struct px_work *px_hasher_submit(struct px_hasher *h, int fd,
+    const struct stat *st, void (*cb)(void *arg, int idx, const char *sha),
+    void *arg, int idx);
+void px_hasher_cancel(struct px_work *w);
+
+/* ---- identity.c: socket 4-tuple -> owning process -> exe, ancestors */
+
+struct px_bin {
+	char *path; /* /proc/PID/exe target, " (deleted)" stripped */
+	pid_t pid;
+	int fd;     /* open /proc/PID/exe for hashing, -1 once hashed */
+	struct stat st;
+	char sha[65];
+	struct px_work *job;
+};
+
+struct px_identity {
+	pid_t pid;   /* host pid of the owner (lowest when several agree) */
+	int nspid;   /* pid inside the sandbox's pid namespace */
+	int uid;
+	struct px_bin bin[1 + PX_MAX_ANCESTORS]; /* [0] exe, then parents */
+	size_t nbin;
+	const char *anc[PX_MAX_ANCESTORS]; /* for moat_caller */
+};
+
+struct px_sandbox;
+/*
+ * Find who holds the TCP socket local=src:sport -> remote=dst:dport in
+ * the sandbox netns. MOAT_ERR_NOTFOUND (no socket or owner),
+ * MOAT_ERR_DENIED (owners disagree: ambiguous), with why filled.
+ */
+int px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
+    const struct sockaddr *dst, struct px_identity *out, char *why,
+    size_t whylen);
+void px_identity_clear(struct px_identity *id);
+/* The NETLINK_SOCK_DIAG socket opened inside netns_fd (-1: ours). */
+int px_identity_diag_open(int netns_fd, struct moat_cause *cause);
+
+/* ---- resolve.c: hosts-file override, then getaddrinfo on a worker */
+
+struct px_resolver;
+int px_resolver_new(struct moat_loop *l, const char *hosts_file,
+    struct px_resolver **out, struct moat_cause *cause);
+void px_resolver_free(struct px_resolver *r);
+/* Literal or hosts-file answer: MOAT_OK with *n set, else NOTFOUND. */
+int px_resolve_local(struct px_resolver *r, const char *host, uint16_t port,
+    struct sockaddr_storage *addrs, size_t max, size_t *n);
+struct px_work *px_resolve(struct px_resolver *r, const char *host,
+    uint16_t port, void (*cb)(void *arg, int rc,
+    const struct sockaddr_storage *addrs, size_t n), void *arg);
+void px_resolve_cancel(struct px_work *w);
+
+/* ---- deny.c: response bodies */
+
+struct px_deny {
+	const char *error;  /* "policy_denied", "ssrf_denied" */
+	const char *method; /* "CONNECT", "GET", ... */
+	const char *host;
+	uint16_t port;
+	const char *reason;
+	const char *binary;
+	const char *const *ancestors;
+	size_t nancestors;
+	const char *policy; /* may be NULL */
+};
+/* A whole HTTP response (head and body), malloc'd; NULL on ENOMEM. */
+char *px_deny_response(const struct px_deny *d, size_t *len);
+char *px_simple_response(int status, const char *error, const char *detail,
+    size_t *len);
+const char *px_status_text(int status);
+
+/* ---- relay.c: splice relay of two sockets through pipes */
+
+struct px_half {
+	int from;
+	int to;
+	int pipefd[2];
+	size_t inpipe;
+	char *pre; /* bytes to send to `to` before relaying */
+	size_t prelen;
+	size_t preoff;
+	size_t precap;
+	uint64_t limit; /* bytes of `from` still to forward; UINT64_MAX */
+	struct moat_http_chunked *chunk; /* framed body: copy, not splice */
+	bool eof;
+	bool done;
+	bool shut_on_done; /* shutdown(to, SHUT_WR) when done by EOF */
+	uint64_t total;
+};
+
+struct px_relay {
+	struct px_half up;   /* client -> upstream */
+	struct px_half down; /* upstream -> client */
+	int64_t last_ms;
+};
+
+int px_relay_init(struct px_relay *r, int cfd, int ufd);
+/* Queue bytes to send before relaying on a half (copied). */
+int px_relay_prefix(struct px_half *h, const void *buf, size_t len);
+/* Move what can move: 1 both halves done, 0 continue, <0 error. */
+int px_relay_step(struct px_relay *r);
+unsigned px_relay_mask(const struct px_relay *r, int fd);
+void px_relay_fini(struct px_relay *r);
+
+/* ---- proxy.c, conn.c */
+
+struct px_trust {
+	char *path;
+	char sha[65];
+	struct px_trust *next;
+};
+
+struct px_conn;
+
+struct px_sandbox {
+	struct moat_proxy *p;
+	char name[64];
+	char listen_str[64];
+	struct sockaddr_storage listen_ss;
+	socklen_t listen_len;
+	int lfd;
+	int diag_fd;
+	char *procs_path;
+	pid_t init_pid;
+	struct moat_policy *policy;
+	int version;
+	int nconns;
+	struct px_trust *trust;
+	struct px_sandbox *next;
+};
+
+struct moat_proxy {
+	struct moat_loop *loop;
+	struct moat_proxy_config cfg;
+	struct px_sandbox *sandboxes;
+	struct px_conn *conns; /* doubly linked */
+	int nconns;
+	bool accept_paused;
+	struct moat_timer *resume_timer;
+	struct px_hasher *hasher;
+	struct px_resolver *resolver;
+	struct moat_ratelimit rl;
+};
+
+struct px_sandbox *px_sandbox_find(struct moat_proxy *p, const char *name);
+bool px_is_listen_addr(struct moat_proxy *p, const struct sockaddr *sa);
+void px_emit(struct moat_proxy *p, const struct moat_denial_event *ev);
+
+/* conn.c */
+void px_conn_accept(struct px_sandbox *sb, int fd,
+    const struct sockaddr_storage *peer);
+void px_conn_free(struct px_conn *c);
+struct px_conn *px_conn_next(struct px_conn *c);
+struct px_sandbox *px_conn_sandbox(struct px_conn *c);
+/* Decide an open tunnel again after a policy swap; closes it if denied. */
+void px_conn_redecide(struct px_conn *c);
+
+/* forward.c: the rewritten head of a forward request; malloc'd. */
+char *px_forward_head(const struct moat_http_req *r, const char *buf,
+    size_t *len);
+
+/* Lowest-common helpers */
+void px_addr_str(const struct sockaddr *sa, char *out, size_t len);
+uint16_t px_addr_port(const struct sockaddr *sa);
+/* An IPv4-mapped IPv6 address is turned into plain IPv4. */
+void px_addr_unmap(struct sockaddr_storage *ss);
+
+#endif

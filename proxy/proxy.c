@@ -1,0 +1,415 @@
+/*
+ * The proxy object: sandboxes and their listeners, accepting (with a
+ * pause on fd exhaustion instead of dying), connection caps, policy
+ * swaps. Per-connection work is in conn.c.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "proxy/internal.h"
+
+#define ACCEPT_BATCH 64
+#define EMFILE_PAUSE_MS 100
+
+void
+px_addr_str(const struct sockaddr *sa, char *out, size_t len)
+{
+	const void *a = sa->sa_family == AF_INET ?
+	    (const void *)&((const struct sockaddr_in *)sa)->sin_addr :
+	    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+	if (inet_ntop(sa->sa_family, a, out, (socklen_t)len) == NULL)
+		moat_strlcpy(out, "?", len);
+}
+
+uint16_t
+px_addr_port(const struct sockaddr *sa)
+{
+	return ntohs(sa->sa_family == AF_INET ?
+	    ((const struct sockaddr_in *)sa)->sin_port :
+	    ((const struct sockaddr_in6 *)sa)->sin6_port);
+}
+
+void
+px_addr_unmap(struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6 s6;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	if (ss->ss_family != AF_INET6)
+		return;
+	memcpy(&s6, ss, sizeof(s6));
+	if (!IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+		return;
+	memset(ss, 0, sizeof(*ss));
+	s4->sin_family = AF_INET;
+	s4->sin_port = s6.sin6_port;
+	memcpy(&s4->sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+}
+
+static bool
+same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+	    &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+bool
+px_is_listen_addr(struct moat_proxy *p, const struct sockaddr *sa)
+{
+	struct sockaddr_storage ss;
+
+	memcpy(&ss, sa, sa->sa_family == AF_INET ?
+	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+	px_addr_unmap(&ss);
+	for (struct px_sandbox *sb = p->sandboxes; sb != NULL; sb = sb->next)
+		if (same_ip((struct sockaddr *)&ss,
+		    (struct sockaddr *)&sb->listen_ss))
+			return true;
+	return false;
+}
+
+void
+px_emit(struct moat_proxy *p, const struct moat_denial_event *ev)
+{
+	if (p->cfg.emit != NULL)
+		p->cfg.emit(p->cfg.emit_arg, ev);
+}
+
+struct px_sandbox *
+px_sandbox_find(struct moat_proxy *p, const char *name)
+{
+	for (struct px_sandbox *sb = p->sandboxes; sb != NULL; sb = sb->next)
+		if (strcmp(sb->name, name) == 0)
+			return sb;
+	return NULL;
+}
+
+static void
+set_accepting(struct moat_proxy *p, bool on)
+{
+	for (struct px_sandbox *sb = p->sandboxes; sb != NULL; sb = sb->next)
+		moat_loop_mod_fd(p->loop, sb->lfd, on ? MOAT_EV_READ : 0);
+	p->accept_paused = !on;
+}
+
+static void
+resume_accept(struct moat_loop *l, void *arg)
+{
+	struct moat_proxy *p = arg;
+
+	(void)l;
+	p->resume_timer = NULL;
+	set_accepting(p, true);
+}
+
+static void
+refuse(int fd, const char *why)
+{
+	size_t len = 0;
+	char *r = px_simple_response(503, "too_many_connections", why, &len);
+
+	/* Best effort: a fresh socket's send buffer takes a short reply. */
+	if (r != NULL)
+		(void)send(fd, r, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	free(r);
+	close(fd);
+}
+
+static void
+on_accept(struct moat_loop *l, int lfd, unsigned ev, void *arg)
+{
+	struct px_sandbox *sb = arg;
+	struct moat_proxy *p = sb->p;
+
+	(void)ev;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &plen,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Never exit: back off, the loop keeps serving. */
+				if (moat_ratelimit_ok(&p->rl))
+					log_warn_errno("accept paused %d ms",
+					    EMFILE_PAUSE_MS);
+				set_accepting(p, false);
+				if (p->resume_timer == NULL)
+					p->resume_timer = moat_loop_timer(l,
+					    EMFILE_PAUSE_MS, resume_accept, p);
+			}
+			return;
+		}
+		if (p->nconns >= p->cfg.max_conns_total) {
+			refuse(fd, "the proxy is at its connection limit");
+			continue;
+		}
+		if (sb->nconns >= p->cfg.max_conns_per_sandbox) {
+			refuse(fd, "the sandbox is at its connection limit");
+			continue;
+		}
+		px_addr_unmap(&peer);
+		px_conn_accept(sb, fd, &peer);
+	}
+}
+
+int
+moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
+    struct moat_proxy **out, struct moat_cause *cause)
+{
+	struct moat_proxy *p;
+	int r;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return MOAT_ERR_NOMEM;
+	p->loop = l;
+	p->cfg = *c;
+	if (p->cfg.port == 0)
+		p->cfg.port = 3128;
+	if (p->cfg.connect_timeout_ms <= 0)
+		p->cfg.connect_timeout_ms = 10000;
+	if (p->cfg.idle_timeout_ms <= 0)
+		p->cfg.idle_timeout_ms = 300000;
+	if (p->cfg.max_conns_total <= 0)
+		p->cfg.max_conns_total = 4096;
+	if (p->cfg.max_conns_per_sandbox <= 0)
+		p->cfg.max_conns_per_sandbox = 1024;
+	p->rl.burst = 10;
+	if ((r = px_hasher_new(l, &p->hasher, cause)) != 0 ||
+	    (r = px_resolver_new(l, c->hosts_file, &p->resolver, cause)) != 0) {
+		moat_proxy_free(p);
+		return r;
+	}
+	*out = p;
+	return MOAT_OK;
+}
+
+static int
+listen_on(struct px_sandbox *sb, uint16_t port, struct moat_cause *cause)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&sb->listen_ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sb->listen_ss;
+	int one = 1;
+
+	memset(&sb->listen_ss, 0, sizeof(sb->listen_ss));
+	if (inet_pton(AF_INET, sb->listen_str, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		sb->listen_len = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, sb->listen_str, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		sb->listen_len = sizeof(*s6);
+	} else {
+		moat_cause_set(cause, "sandbox %s: listen address %s is not an "
+		    "IP address", sb->name, sb->listen_str);
+		return MOAT_ERR_INVALID;
+	}
+	sb->lfd = socket(sb->listen_ss.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (sb->lfd == -1) {
+		moat_cause_errno(cause, "socket");
+		return MOAT_ERR_SYSTEM;
+	}
+	setsockopt(sb->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(sb->lfd, (struct sockaddr *)&sb->listen_ss, sb->listen_len) ==
+	    -1 || listen(sb->lfd, 1024) == -1) {
+		moat_cause_errno(cause, "sandbox %s: listen on %s:%u", sb->name,
+		    sb->listen_str, (unsigned)port);
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
+}
+
+static void
+sandbox_free(struct px_sandbox *sb)
+{
+	struct px_trust *t, *next;
+
+	if (sb == NULL)
+		return;
+	if (sb->lfd >= 0) {
+		moat_loop_del_fd(sb->p->loop, sb->lfd);
+		close(sb->lfd);
+	}
+	moat_close(sb->diag_fd);
+	for (t = sb->trust; t != NULL; t = next) {
+		next = t->next;
+		free(t->path);
+		free(t);
+	}
+	moat_policy_free(sb->policy);
+	free(sb->procs_path);
+	free(sb);
+}
+
+int
+moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
+    struct moat_cause *cause)
+{
+	struct px_sandbox *sb;
+	struct moat_cause dc = { { 0 } };
+	int r;
+
+	if (s->name == NULL || s->listen_addr == NULL) {
+		moat_cause_set(cause, "sandbox needs a name and a listen address");
+		return MOAT_ERR_INVALID;
+	}
+	if (px_sandbox_find(p, s->name) != NULL) {
+		moat_cause_set(cause, "sandbox %s is already served", s->name);
+		return MOAT_ERR_EXISTS;
+	}
+	if ((sb = calloc(1, sizeof(*sb))) == NULL)
+		return MOAT_ERR_NOMEM;
+	sb->p = p;
+	sb->lfd = -1;
+	sb->diag_fd = -1;
+	sb->init_pid = s->init_pid;
+	moat_strlcpy(sb->name, s->name, sizeof(sb->name));
+	moat_strlcpy(sb->listen_str, s->listen_addr, sizeof(sb->listen_str));
+	if (s->procs_path != NULL &&
+	    (sb->procs_path = strdup(s->procs_path)) == NULL) {
+		r = MOAT_ERR_NOMEM;
+		goto fail;
+	}
+	if ((r = listen_on(sb, s->port ? s->port : p->cfg.port, cause)) != 0)
+		goto fail;
+	/* Without sock_diag the /proc/<init>/net/tcp fallback still works. */
+	if ((sb->diag_fd = px_identity_diag_open(s->netns_fd, &dc)) == -1)
+		log_warn("sandbox %s: %s; using /proc/net/tcp", sb->name,
+		    dc.msg);
+	if (moat_loop_add_fd(p->loop, sb->lfd, p->accept_paused ? 0 :
+	    MOAT_EV_READ, on_accept, sb) != 0) {
+		moat_cause_set(cause, "sandbox %s: cannot watch the listener",
+		    sb->name);
+		r = MOAT_ERR_SYSTEM;
+		goto fail;
+	}
+	sb->next = p->sandboxes;
+	p->sandboxes = sb;
+	log_info("sandbox %s: proxy listening on %s:%u", sb->name,
+	    sb->listen_str, (unsigned)px_addr_port((struct sockaddr *)
+	    &sb->listen_ss));
+	return MOAT_OK;
+fail:
+	if (sb->lfd >= 0) {
+		close(sb->lfd);
+		sb->lfd = -1;
+	}
+	sandbox_free(sb);
+	return r;
+}
+
+static void
+close_conns_of(struct moat_proxy *p, struct px_sandbox *sb)
+{
+	struct px_conn *c, *next;
+
+	for (c = p->conns; c != NULL; c = next) {
+		next = px_conn_next(c);
+		if (sb == NULL || px_conn_sandbox(c) == sb)
+			px_conn_free(c);
+	}
+}
+
+int
+moat_proxy_remove_sandbox(struct moat_proxy *p, const char *sandbox)
+{
+	struct px_sandbox **pp;
+
+	for (pp = &p->sandboxes; *pp != NULL; pp = &(*pp)->next) {
+		struct px_sandbox *sb = *pp;
+		if (strcmp(sb->name, sandbox) != 0)
+			continue;
+		close_conns_of(p, sb);
+		*pp = sb->next;
+		sandbox_free(sb);
+		return MOAT_OK;
+	}
+	return MOAT_ERR_NOTFOUND;
+}
+
+int
+moat_proxy_set_policy(struct moat_proxy *p, const char *sandbox,
+    struct moat_policy *snap, int version)
+{
+	struct px_sandbox *sb = px_sandbox_find(p, sandbox);
+	struct px_conn *c, *next;
+
+	if (sb == NULL)
+		return MOAT_ERR_NOTFOUND;
+	moat_policy_free(sb->policy);
+	sb->policy = snap != NULL ? moat_policy_ref(snap) : NULL;
+	sb->version = version;
+	log_info("sandbox %s: policy version %d installed", sb->name, version);
+	for (c = p->conns; c != NULL; c = next) {
+		next = px_conn_next(c);
+		if (px_conn_sandbox(c) == sb)
+			px_conn_redecide(c);
+	}
+	return MOAT_OK;
+}
+
+int
+moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
+    const char *path)
+{
+	struct px_sandbox *sb = px_sandbox_find(p, sandbox);
+	struct px_trust **pp;
+
+	if (sb == NULL)
+		return MOAT_ERR_NOTFOUND;
+	for (pp = &sb->trust; *pp != NULL; pp = &(*pp)->next) {
+		struct px_trust *t = *pp;
+		if (strcmp(t->path, path) == 0) {
+			*pp = t->next;
+			free(t->path);
+			free(t);
+			return MOAT_OK;
+		}
+	}
+	return MOAT_ERR_NOTFOUND;
+}
+
+int
+moat_proxy_conn_count(const struct moat_proxy *p, const char *sandbox)
+{
+	if (sandbox == NULL)
+		return p->nconns;
+	for (struct px_sandbox *sb = p->sandboxes; sb != NULL; sb = sb->next)
+		if (strcmp(sb->name, sandbox) == 0)
+			return sb->nconns;
+	return 0;
+}
+
+void
+moat_proxy_free(struct moat_proxy *p)
+{
+	struct px_sandbox *sb, *next;
+
+	if (p == NULL)
+		return;
+	close_conns_of(p, NULL);
+	for (sb = p->sandboxes; sb != NULL; sb = next) {
+		next = sb->next;
+		sandbox_free(sb);
+	}
+	moat_loop_timer_cancel(p->loop, p->resume_timer);
+	px_hasher_free(p->hasher);
+	px_resolver_free(p->resolver);
+	free(p);
+}

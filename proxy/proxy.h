@@ -1,0 +1,115 @@
+/*
+ * moat's egress proxy: one epoll loop that listens on every sandbox's
+ * host-side address, identifies the calling binary of each connection,
+ * decides it with the sandbox's policy snapshot, checks every address it
+ * would dial (SSRF), and tunnels (CONNECT) or forwards (absolute-form
+ * http://) the allowed ones. Every denial becomes a moat_denial_event.
+ *
+ * All calls run on the loop's thread. Handling is described in
+ * docs/proxy.md; the control channel of the proxy process in
+ * docs/protocols.md ("moatd <-> proxy control channel").
+ *
+ * This is the network side: it never includes sshd/, sessions/ or
+ * sandbox/ headers.
+ */
+#ifndef MOAT_PROXY_PROXY_H
+#define MOAT_PROXY_PROXY_H
+
+#include <sys/types.h>
+
+#include <netinet/in.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+#include "common/event.h"
+#include "common/loop.h"
+
+struct moat_policy;
+struct moat_proxy;
+
+struct moat_proxy_config {
+	uint16_t port;            /* default listen port, 3128 when 0 */
+	const char *hosts_file;   /* resolver override ("IP name..."), NULL */
+	int connect_timeout_ms;   /* upstream connect, 10000 when 0 */
+	int idle_timeout_ms;      /* tunnel without traffic, 300000 when 0 */
+	int max_conns_total;      /* 4096 when 0 */
+	int max_conns_per_sandbox; /* 1024 when 0 */
+	/* Called on the loop thread for every denial (and audit allow). */
+	void (*emit)(void *arg, const struct moat_denial_event *ev);
+	void *emit_arg;
+};
+
+struct moat_proxy_sandbox {
+	const char *name;
+	const char *listen_addr; /* IPv4 or IPv6 literal */
+	uint16_t port;           /* 0: the config's port */
+	int netns_fd;            /* sandbox netns (for sock_diag); -1: ours */
+	const char *procs_path;  /* cgroup.procs of the sandbox; NULL: all */
+	pid_t init_pid;          /* sandbox init (ancestor walk stops); 0 */
+};
+
+/* One packet the sandbox ruleset rejected (NFLOG), parsed by moatd. */
+struct moat_proxy_bypass_pkt {
+	int family;      /* AF_INET or AF_INET6 */
+	int l4proto;     /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, ... */
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} src, dst;
+	uint16_t sport;  /* host order; 0 when the protocol has none */
+	uint16_t dport;
+	int uid;         /* NFULA_UID when present, else -1 */
+};
+
+/*
+ * Create a proxy on loop l (the config is copied; strings must outlive
+ * the proxy). No listener until a sandbox is added.
+ */
+int moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
+    struct moat_proxy **out, struct moat_cause *cause);
+
+/*
+ * Listen for sandbox s (strings are copied; netns_fd is dup'ed).
+ * MOAT_ERR_EXISTS for a known name, MOAT_ERR_SYSTEM when bind fails.
+ * Until a policy is set, every connection of the sandbox is denied.
+ */
+int moat_proxy_add_sandbox(struct moat_proxy *p,
+    const struct moat_proxy_sandbox *s, struct moat_cause *cause);
+
+/* Stop listening for a sandbox and close its connections. */
+int moat_proxy_remove_sandbox(struct moat_proxy *p, const char *sandbox);
+
+/*
+ * Install a policy snapshot for a sandbox. The proxy takes its own
+ * reference (the caller keeps and frees its own). Open CONNECT tunnels
+ * are decided again with their caller and host:port and closed when the
+ * new snapshot denies them. MOAT_ERR_NOTFOUND for an unknown sandbox.
+ */
+int moat_proxy_set_policy(struct moat_proxy *p, const char *sandbox,
+    struct moat_policy *snap, int version);
+
+/*
+ * Forget the trusted (TOFU) hash of a binary path in a sandbox, so that
+ * its next use is trusted again (an operator approved the new binary).
+ */
+int moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
+    const char *path);
+
+/* Turn a packet that bypassed the proxy into a "bypass" denial event. */
+void moat_proxy_bypass(struct moat_proxy *p, const char *sandbox,
+    const struct moat_proxy_bypass_pkt *pkt);
+
+/* Live connection count (all sandboxes, or one). */
+int moat_proxy_conn_count(const struct moat_proxy *p, const char *sandbox);
+
+/* Close everything, stop the worker threads. NULL is fine. */
+void moat_proxy_free(struct moat_proxy *p);
+
+/*
+ * The proxy process: a loop, a proxy, and the control channel ctl_fd
+ * (JSON lines, docs/protocols.md). Returns when ctl_fd reaches EOF:
+ * 0, or 111 when the loop or proxy could not start.
+ */
+int moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *c);
+
+#endif
