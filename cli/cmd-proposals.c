@@ -113,7 +113,8 @@ proposals_exec(int argc, char **argv)
 		json_dumpf(c.all, stdout, JSON_INDENT(2));
 		putchar('\n');
 	} else if (c.n == 0)
-		printf("no %s proposals\n", status ? status : "");
+		printf("no %s%sproposals\n", status ? status : "",
+		    status ? " " : "");
 	json_decref(c.all);
 	return 0;
 }
