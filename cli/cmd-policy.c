@@ -24,12 +24,19 @@ print_diags(const char *file, const struct moat_diags *d, bool all)
 
 		if (!all && g->level != MOAT_DIAG_ERROR)
 			continue;
+		const char *msg = g->msg;
+		size_t n = strlen(file);
+
+		/* A read error already names the file. */
+		if (strncmp(msg, file, n) == 0 && msg[n] == ':' &&
+		    msg[n + 1] == ' ')
+			msg += n + 2;
 		if (g->path[0] != '\0')
 			printf("%s: %s: %s: %s\n", file,
-			    level_names[g->level], g->path, g->msg);
+			    level_names[g->level], g->path, msg);
 		else
 			printf("%s: %s: %s\n", file, level_names[g->level],
-			    g->msg);
+			    msg);
 	}
 }
 

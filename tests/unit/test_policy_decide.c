@@ -254,6 +254,11 @@ test_binaries(void)
 	    "/x/**/copilot: zero or more segments");
 	ok(!decide(p, "/x/a/b/copilotx", "a.com", 443).allow,
 	    "/x/**/copilot: last segment exact");
+	ok(decide(p, "/x/copilot/copilot", "a.com", 443).allow,
+	    "/x/**/copilot: backtracks over a false start");
+	ok(!decide(p, "/x", "a.com", 443).allow &&
+	    !decide(p, "/opt/v1/bin/tool/x", "a.com", 443).allow,
+	    "globs need their whole pattern");
 	ok(decide3(p, "/bin/sh", "/opt/v2/bin/tool", NULL, "a.com", 443).allow,
 	    "globs match ancestors too");
 	moat_policy_free(p);

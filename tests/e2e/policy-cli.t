@@ -1,0 +1,44 @@
+#!/bin/sh
+# `moat policy check` and `moat policy explain` on presets and on broken
+# policies: output lines and exit codes (0 ok/allow, 1 invalid/deny,
+# 100 usage).
+cd "$(dirname "$0")/../.." || exit 1
+moat=${MOAT_BUILD:-build/rel}/moat
+n=0
+t() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else
+	echo "not ok $n - $2"; [ -n "$3" ] && echo "$3" | sed 's/^/# /'; fi; }
+if [ ! -x "$moat" ]; then echo "1..0 # SKIP $moat not built"; exit 0; fi
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+out=$("$moat" policy check policies/presets/all-dev.json 2>&1); rc=$?
+t $rc "check all-dev.json exits 0" "$out"
+echo "$out" | grep -q '^policies/presets/all-dev.json: ok, 7 network policies, 35 endpoints$'
+t $? "check prints the summary" "$out"
+
+printf '{"version":1,"network_policies":{"npm":{"endpoints":[{"host":"a.com","port":1},{"host":"b.com","port":1},{"host":"*.com","prot":1,"port":0}],"binaries":[{"path":"/usr/bin/node"}]}}}' >"$tmp/bad.json"
+out=$("$moat" policy check "$tmp/bad.json" 2>&1); rc=$?
+[ $rc -eq 1 ]; t $? "invalid policy exits 1 (got $rc)" "$out"
+echo "$out" | grep -qF "$tmp/bad.json: error: network_policies.npm.endpoints[2].prot: unknown field"
+t $? "unknown field named by its path" "$out"
+echo "$out" | grep -qF "$tmp/bad.json: 3 errors"
+t $? "every error counted" "$out"
+
+out=$("$moat" policy explain policies/presets/all-dev.json --binary /usr/bin/node \
+	--ancestor /usr/local/bin/claude --host API.anthropic.com. --port 443 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "allow (policy anthropic)" ]
+t $? "explain allows node under claude" "$out"
+out=$("$moat" policy explain policies/presets/all-dev.json --binary /usr/bin/curl \
+	--host pypi.org --port 443 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "^deny: endpoint pypi.org:443 is in policy 'pypi' but binary '/usr/bin/curl'"
+t $? "explain names the half that failed" "$out"
+out=$("$moat" policy explain policies/presets/deny-all.json --binary /usr/bin/curl \
+	--host pypi.org --port 443 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$out" = "deny: network connections not allowed by policy" ]
+t $? "deny-all denies" "$out"
+
+"$moat" policy explain policies/presets/all-dev.json --host x --port 1 >/dev/null 2>&1
+rc=$?; [ $rc -eq 100 ]; t $? "missing --binary is a usage error ($rc)"
+"$moat" policy frobnicate >/dev/null 2>&1
+rc=$?; [ $rc -eq 100 ]; t $? "unknown subcommand is a usage error ($rc)"
+echo "1..$n"
