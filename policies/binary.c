@@ -232,8 +232,10 @@ pol_binary_resolve(int rootfd, const char *path, char **out, char *err,
 		}
 		target[tn] = '\0';
 		res[rlen] = '\0';
-		if (target[0] == '/')
-			rlen = 0, res[0] = '\0';
+		if (target[0] == '/') {
+			rlen = 0;
+			res[0] = '\0';
+		}
 		snprintf(tmp, sizeof(tmp), "%s/%s", target, p);
 		strcpy(todo, tmp);
 		p = todo;

@@ -296,6 +296,14 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 	}
 }
 
+/* RFC 6761: localhost and its subdomains are loopback by definition. */
+static bool
+is_localhost(const struct pol_host *h)
+{
+	return strcmp(h->name, "localhost") == 0 || (h->len > 10 &&
+	    strcmp(h->name + h->len - 10, ".localhost") == 0);
+}
+
 static void
 load_endpoint(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
     const char *path)
@@ -329,6 +337,10 @@ load_endpoint(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 		pol_err(c, p, "%s is an %s address, which moat always "
 		    "blocks; this endpoint can never work", ep->host.name,
 		    moat_addr_class_name(pol_ip_classify(&ep->host.ip)));
+	else if (ep->host.kind == POL_HOST_EXACT && is_localhost(&ep->host))
+		pol_err(c, p, "%s always resolves to loopback, which moat "
+		    "always blocks; this endpoint can never work",
+		    ep->host.name);
 	load_ports(c, obj, ep, path, host);
 	load_l7(c, obj, ep, path);
 	if ((v = pol_get(c, obj, "allow_encoded_slash", path, JSON_TRUE)))

@@ -319,6 +319,9 @@ test_allowed_ips(void)
 	rejects("IP-literal host loopback",
 	    EP("{'host':'127.0.0.1','port':80}"),
 	    "network_policies.n.endpoints[0].host", "always-blocked");
+	rejects("localhost host", EP("{'host':'LocalHost.','port':80}"),
+	    "network_policies.n.endpoints[0].host", "always resolves to "
+	    "loopback");
 	accepts("allowed_ips private",
 	    EP("{'host':'db','port':5432,'allowed_ips':['10.0.0.0/8',"
 	    "'192.168.1.5','fd00::/8']}"));
