@@ -1,0 +1,236 @@
+/*
+ * `moat run`: one command in a fresh sandbox, stdio inherited, then
+ * everything torn down. The exit status is the command's (128+N when a
+ * signal N killed it; 127 command not found, 126 not executable, 111
+ * moat itself failed).
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "policies/policy.h"
+#include "sandbox/sandbox.h"
+#include "cli/cli.h"
+
+/* What the run uses when no -p is given and no preset file is found. */
+static const char deny_all_json[] =
+    "{\"version\":1,"
+    "\"filesystem_policy\":{\"include_workdir\":true,"
+    "\"read_only\":[\"/usr\",\"/lib\",\"/lib64\",\"/bin\",\"/sbin\","
+    "\"/etc\",\"/opt\",\"/proc\",\"/dev/urandom\",\"/dev/random\","
+    "\"/dev/zero\"],"
+    "\"read_write\":[\"/sandbox\",\"/tmp\",\"/var/tmp\",\"/dev/null\","
+    "\"/dev/tty\"]},"
+    "\"landlock\":{\"compatibility\":\"best_effort\"},"
+    "\"process\":{\"run_as_user\":\"sandbox\",\"run_as_group\":\"sandbox\"},"
+    "\"resources\":{\"memory_mb\":4096,\"pids_max\":1024},"
+    "\"network_policies\":{}}";
+
+/* Host variables a command may see (the rest of the environment stays out). */
+static const char *const pass_env[] = {
+	"TERM", "LANG", "LC_ALL", "LC_CTYPE", "COLORTERM", "TZ",
+};
+
+/* The child, for the signal handler that forwards SIGTERM/SIGHUP. */
+static volatile sig_atomic_t run_child = -1;
+
+static void
+forward(int sig)
+{
+	if (run_child > 0)
+		kill((pid_t)run_child, sig);
+}
+
+/*
+ * Hook for issue 5: start the egress proxy for this sandbox here (listen
+ * on moat_sandbox_host_addr():moat_sandbox_proxy_port()). Does nothing
+ * yet, so every connection attempt from the sandbox is refused.
+ */
+static int
+run_start_proxy(struct moat_sandbox *sb, struct moat_policy *p)
+{
+	(void)sb;
+	(void)p;
+	return 0;
+}
+
+static int
+load_policy(const char *path, struct moat_policy **out)
+{
+	struct moat_policy_opts o = { .binary_root = NULL, .no_fs = true };
+	struct moat_diags d;
+	int r;
+
+	moat_diags_init(&d);
+	if (path != NULL)
+		r = moat_policy_load_file(path, &o, out, &d);
+	else
+		r = moat_policy_load_string(deny_all_json,
+		    sizeof(deny_all_json) - 1, "deny-all", &o, out, &d);
+	for (size_t i = 0; i < d.n; i++)
+		if (d.v[i].level == MOAT_DIAG_ERROR)
+			fprintf(stderr, "moat run: %s: %s: %s\n",
+			    path ? path : "deny-all", d.v[i].path, d.v[i].msg);
+	moat_diags_free(&d);
+	return r;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static int
+wait_child(pid_t pid)
+{
+	int status = 0;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return MOAT_EXIT_SYSTEM;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+static int
+spawn_wait(struct moat_sandbox *sb, char **cmd)
+{
+	const char *env[MOAT_NELEM(pass_env) + 1];
+	char envbuf[MOAT_NELEM(pass_env)][512];
+	struct moat_spawn s = {
+		.argv = (const char *const *)cmd,
+		.env = env,
+		.fds = { 0, 1, 2 },
+		.pty = false,
+		.login = cmd == NULL,
+	};
+	struct moat_cause cause = { { 0 } };
+	size_t n = 0;
+	pid_t pid;
+	int r;
+
+	for (size_t i = 0; i < MOAT_NELEM(pass_env); i++) {
+		const char *v = getenv(pass_env[i]);
+
+		if (v != NULL && snprintf(envbuf[n], sizeof(envbuf[n]),
+		    "%s=%s", pass_env[i], v) < (int)sizeof(envbuf[n]))
+			env[n] = envbuf[n], n++;
+	}
+	env[n] = NULL;
+	if ((r = moat_sandbox_spawn(sb, &s, &pid, &cause)) != 0) {
+		fprintf(stderr, "moat run: %s: %s\n", cmd ? cmd[0] : "shell",
+		    moat_cause_str(&cause, r));
+		return r == MOAT_ERR_NOTFOUND ? 127 :
+		    r == MOAT_ERR_DENIED ? 126 : MOAT_EXIT_SYSTEM;
+	}
+	run_child = pid;
+	return wait_child(pid);
+}
+
+static int
+run_exec(int argc, char **argv)
+{
+	const char *policy = NULL, *ws = NULL, *name = NULL;
+	struct moat_sandbox_config c;
+	struct moat_sandbox *sb = NULL;
+	struct moat_policy *p = NULL;
+	struct moat_cause cause = { { 0 } };
+	char defname[32], tmpws[] = "/tmp/moat-run-XXXXXX";
+	bool own_ws = false;
+	int i, r, rc = MOAT_EXIT_SYSTEM;
+	struct sigaction sa;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		}
+		if (argv[i][0] != '-')
+			break;
+		if (i + 1 >= argc)
+			return moat_cli_usage(&moat_cmd_run);
+		if (strcmp(argv[i], "-p") == 0 || strcmp(argv[i], "--policy") == 0)
+			policy = argv[++i];
+		else if (strcmp(argv[i], "-w") == 0 ||
+		    strcmp(argv[i], "--workspace") == 0)
+			ws = argv[++i];
+		else if (strcmp(argv[i], "--name") == 0)
+			name = argv[++i];
+		else
+			return moat_cli_usage(&moat_cmd_run);
+	}
+	if (load_policy(policy, &p) != 0)
+		return MOAT_EXIT_USAGE;
+	if (name == NULL) {
+		snprintf(defname, sizeof(defname), "run-%d", (int)getpid());
+		name = defname;
+	}
+	if (ws == NULL) {
+		if (mkdtemp(tmpws) == NULL) {
+			fprintf(stderr, "moat run: mkdtemp: %s\n",
+			    strerror(errno));
+			goto out;
+		}
+		ws = tmpws;
+		own_ws = true;
+	}
+	moat_sandbox_protect_self();
+	memset(&c, 0, sizeof(c));
+	c.name = name;
+	c.policy = p;
+	c.workspace = ws;
+	c.net_index = (uint32_t)getpid() % 16384;
+	if ((r = moat_sandbox_create(&c, &sb, &cause)) != 0) {
+		fprintf(stderr, "moat run: %s\n", moat_cause_str(&cause, r));
+		rc = r == MOAT_ERR_INVALID ? MOAT_EXIT_USAGE : MOAT_EXIT_SYSTEM;
+		goto out;
+	}
+	if (own_ws && chown(ws, moat_sandbox_uid(sb),
+	    moat_sandbox_gid(sb)) != 0) {
+		fprintf(stderr, "moat run: chown %s: %s\n", ws,
+		    strerror(errno));
+		goto out;
+	}
+	if (run_start_proxy(sb, p) != 0)
+		goto out;
+	/* Like system(): the terminal's ^C and ^\ are for the command. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sa.sa_handler = forward;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	rc = spawn_wait(sb, i < argc ? argv + i : NULL);
+out:
+	moat_sandbox_free(sb);
+	moat_policy_free(p);
+	if (own_ws)
+		nftw(tmpws, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return rc;
+}
+
+const struct moat_cli_cmd moat_cmd_run = {
+	"run",
+	"run [-p POLICY] [-w WORKSPACE] [--name NAME] [--] [CMD [ARGS...]]",
+	"run a command (default: a shell) in a fresh sandbox",
+	run_exec,
+};

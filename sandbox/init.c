@@ -1,0 +1,118 @@
+/*
+ * The sandbox's PID 1. Cloned by moat_sandbox_create() into new pid,
+ * mount, uts, ipc and net namespaces, it waits until the parent has set
+ * up the network and the cgroup, builds the filesystem view (fs.c),
+ * reports, drops its capabilities and then only reaps: orphans of the
+ * sandbox are re-parented to it. When it dies the kernel kills every
+ * process of the pid namespace, which is how a sandbox ends.
+ */
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <linux/capability.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/internal.h"
+
+/* Close every fd but the listed ones (the caller's sockets, the store). */
+static void
+close_all_but(const int *keep, size_t n)
+{
+	unsigned lo = 0;
+
+	for (;;) {
+		unsigned next = ~0U;
+
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] >= 0 && (unsigned)keep[i] >= lo &&
+			    (unsigned)keep[i] < next)
+				next = (unsigned)keep[i];
+		if (next == ~0U) {
+			close_range(lo, ~0U, 0);
+			return;
+		}
+		if (next > lo)
+			close_range(lo, next - 1, 0);
+		lo = next + 1;
+	}
+}
+
+static void
+reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void
+drop_caps(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	memset(d, 0, sizeof(d));
+	syscall(SYS_capset, &h, d);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* Reap forever; SIGCHLD stays blocked so none is lost between waits. */
+static void __attribute__((noreturn))
+reap_loop(void)
+{
+	sigset_t chld;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	for (;;) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		sigwaitinfo(&chld, NULL);
+	}
+}
+
+int
+sandbox_init_main(struct sandbox_init_args *a)
+{
+	struct moat_cause cause = { { 0 } };
+	int keep[2] = { a->go_fd, a->status_fd };
+	char go = 0;
+	int fd;
+
+	reset_signals();
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	close_all_but(keep, MOAT_NELEM(keep));
+	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+		dup3(fd, 0, 0);
+		dup3(fd, 1, 0);
+		dup3(fd, 2, 0);
+		if (fd > 2)
+			close(fd);
+	}
+	/* EOF: the parent gave up (its setup failed or it died). */
+	if (read(a->go_fd, &go, 1) != 1)
+		_exit(1);
+	close(a->go_fd);
+	if (sandbox_fs_setup(&a->fs, &cause) != 0) {
+		moat_write_all(a->status_fd, cause.msg, strlen(cause.msg));
+		_exit(1);
+	}
+	drop_caps();
+	moat_write_all(a->status_fd, "", 1);
+	close(a->status_fd);
+	reap_loop();
+}

@@ -1,0 +1,146 @@
+/*
+ * What the files of sandbox/ share with each other; nothing outside
+ * sandbox/ includes this. One mechanism per file: cgroup.c, fs.c,
+ * landlock.c, seccomp.c, privs.c, env.c, user.c; sandbox.c creates and
+ * frees, init.c is the sandbox's PID 1, spawn.c the table of steps.
+ */
+#ifndef MOAT_SANDBOX_INTERNAL_H
+#define MOAT_SANDBOX_INTERNAL_H
+
+#include <sys/types.h>
+
+#include <linux/filter.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+#include "sandbox/sandbox.h"
+
+struct moat_net;
+struct moat_policy;
+
+#define SANDBOX_HOME "/sandbox"
+#define SANDBOX_DEFAULT_ID 1000
+#define SANDBOX_DEFAULT_PORT 3128
+#define SANDBOX_DEFAULT_PIDS 4096
+#define SANDBOX_OOM_ADJ "500"
+
+/* ---- cgroup.c: one interface, two backends (pure v2, v1+v2 hybrid) ---- */
+
+struct sandbox_cgroup;
+struct moat_resources;
+
+int sandbox_cgroup_create(const char *name, const struct moat_resources *res,
+    struct sandbox_cgroup **out, struct moat_cause *cause);
+/* Move pid into every hierarchy of the group (write to cgroup.procs). */
+int sandbox_cgroup_attach(const struct sandbox_cgroup *cg, pid_t pid,
+    struct moat_cause *cause);
+/* Kill every member (v2 cgroup.kill); false when the kernel cannot. */
+bool sandbox_cgroup_kill(const struct sandbox_cgroup *cg);
+/* Wait (bounded) until empty, then rmdir leaf-first and free. */
+void sandbox_cgroup_destroy(struct sandbox_cgroup *cg);
+/* Free memory and fds only (a forked holder). */
+void sandbox_cgroup_release(struct sandbox_cgroup *cg);
+const char *sandbox_cgroup_procs_path(const struct sandbox_cgroup *cg);
+
+/* ---- user.c: who runs inside, and the passwd/group files they see ---- */
+
+struct sandbox_user {
+	uid_t uid;
+	gid_t gid;
+	char name[32];	/* "sandbox" */
+	char shell[32]; /* /bin/bash, else /bin/sh */
+};
+int sandbox_user_resolve(const struct moat_policy *p, struct sandbox_user *u,
+    struct moat_cause *cause);
+/* The host's file with the sandbox user added (or replacing its id). */
+int sandbox_user_passwd(const struct sandbox_user *u, const char *root,
+    char **out, struct moat_cause *cause);
+int sandbox_user_group(const struct sandbox_user *u, const char *root,
+    char **out, struct moat_cause *cause);
+
+/* ---- fs.c: the mount namespace view, built by init ---- */
+
+struct sandbox_fs {
+	const char *root;      /* "/" or a rootfs directory */
+	const char *workspace; /* absolute host path */
+	const char *hostname;
+	const char *passwd;    /* file contents */
+	const char *group;
+	const char *const *rw; /* extra host paths bound read-write */
+};
+/* Runs in init, in its new mount namespace; ends with pivot_root. */
+int sandbox_fs_setup(const struct sandbox_fs *f, struct moat_cause *cause);
+
+/* ---- init.c: the sandbox's PID 1 ---- */
+
+struct sandbox_init_args {
+	struct sandbox_fs fs;
+	int go_fd;     /* read: the parent releases us (1 byte) or gives up */
+	int status_fd; /* write: "" then EOF on success, else a message */
+};
+int sandbox_init_main(struct sandbox_init_args *a);
+
+/* ---- landlock.c ---- */
+
+/*
+ * Build the ruleset for the view seen through `root` (/proc/INIT/root).
+ * *fd is -1 when Landlock is unavailable and the policy is best_effort.
+ */
+int sandbox_landlock_prepare(const char *root, const struct moat_policy *p,
+    int *fd, struct moat_cause *cause);
+/* In the child: enforce. Needs NO_NEW_PRIVS or CAP_SYS_ADMIN. */
+int sandbox_landlock_apply(int fd);
+int sandbox_landlock_abi(void);
+
+/* ---- seccomp.c ---- */
+
+/* Compile the filter once; the child only installs it. */
+int sandbox_seccomp_prepare(struct sock_fprog *prog, struct moat_cause *cause);
+int sandbox_seccomp_apply(const struct sock_fprog *prog);
+
+/* ---- privs.c ---- */
+
+int sandbox_privs_drop(uid_t uid, gid_t gid);
+
+/* ---- env.c ---- */
+
+struct sandbox_env_in {
+	const struct sandbox_user *user;
+	const char *home;
+	const char *proxy_addr; /* NULL: no proxy variables */
+	uint16_t proxy_port;
+	bool pty;
+	const char *const *extra;
+};
+/* A NULL-terminated K=V array in one allocation; free() it. */
+char **sandbox_env_build(const struct sandbox_env_in *in);
+
+/* ---- the sandbox itself ---- */
+
+enum {
+	SB_NS_NET = 0,
+	SB_NS_UTS,
+	SB_NS_IPC,
+	SB_NS_MNT,
+	SB_NS_PID,
+	SB_NS_COUNT,
+};
+
+struct moat_sandbox {
+	char *name;
+	pid_t creator;		     /* getpid() of the creator */
+	pid_t init_pid;		     /* in our pid namespace */
+	int init_pidfd;
+	int nsfd[SB_NS_COUNT];	     /* /proc/INIT/ns/{net,uts,ipc,mnt,pid} */
+	struct sandbox_user user;
+	struct moat_net *net;	     /* NULL without sandbox/net.h */
+	char host_addr[64];	     /* proxy address, "" without a network */
+	uint16_t proxy_port;
+	struct sandbox_cgroup *cg;
+	int landlock_fd;	     /* -1: no Landlock */
+	struct sock_fprog seccomp;   /* compiled once at create */
+};
+
+#endif

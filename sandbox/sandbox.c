@@ -1,0 +1,391 @@
+/*
+ * Creating and ending a sandbox (sandbox/sandbox.h).
+ *
+ * create: clone the sandbox init into new pid, mnt, uts, ipc and net
+ * namespaces; while it waits on the go pipe, wire its netns
+ * (sandbox/net.h) and put it in the cgroup; release it; it builds the
+ * filesystem view and reports on the status pipe; then build the Landlock
+ * ruleset against that view. The seccomp program is compiled before any
+ * of it, so a failure there leaves nothing to undo.
+ *
+ * free: cgroup.kill (v2) and SIGKILL to init, which takes the whole pid
+ * namespace with it; reap init; wait for the cgroups to empty and remove
+ * them leaf-first; release the network.
+ */
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "policies/policy.h"
+#include "sandbox/internal.h"
+#include "sandbox/net.h"
+
+#define INIT_EXIT_WAIT_MS 5000
+
+static const char *const ns_names[SB_NS_COUNT] = {
+	"net", "uts", "ipc", "mnt", "pid",
+};
+
+static bool
+name_ok(const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	if (n == 0 || n > 40 || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static struct moat_sandbox *
+sandbox_new(const char *name)
+{
+	struct moat_sandbox *sb = calloc(1, sizeof(*sb));
+
+	if (sb == NULL)
+		return NULL;
+	sb->creator = getpid();
+	sb->init_pid = -1;
+	sb->init_pidfd = -1;
+	sb->landlock_fd = -1;
+	for (int i = 0; i < SB_NS_COUNT; i++)
+		sb->nsfd[i] = -1;
+	if ((sb->name = strdup(name)) == NULL) {
+		free(sb);
+		return NULL;
+	}
+	return sb;
+}
+
+/* Reap init, bounded: it exits only once every process of its pid
+ * namespace is reaped, some by their parents outside it. */
+static void
+reap_init(struct moat_sandbox *sb)
+{
+	int64_t deadline = moat_now_ms() + INIT_EXIT_WAIT_MS;
+
+	for (;;) {
+		pid_t r = waitpid(sb->init_pid, NULL, WNOHANG);
+
+		if (r == sb->init_pid || (r < 0 && errno != EINTR))
+			return;
+		if (moat_now_ms() >= deadline) {
+			log_warn("sandbox %s: init %d did not exit (a "
+			    "spawned child not reaped by its parent?)",
+			    sb->name, (int)sb->init_pid);
+			return;
+		}
+		if (sb->init_pidfd >= 0) {
+			struct pollfd p = { sb->init_pidfd, POLLIN, 0 };
+
+			poll(&p, 1, 50);
+		} else
+			usleep(1000);
+	}
+}
+
+void
+moat_sandbox_free(struct moat_sandbox *sb)
+{
+	bool mine;
+
+	if (sb == NULL)
+		return;
+	mine = sb->creator == getpid();
+	if (mine && sb->init_pid > 0) {
+		sandbox_cgroup_kill(sb->cg);
+		if (sb->init_pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, sb->init_pidfd, SIGKILL,
+			    NULL, 0);
+		else
+			kill(sb->init_pid, SIGKILL);
+		reap_init(sb);
+	}
+	for (int i = 0; i < SB_NS_COUNT; i++)
+		moat_close(sb->nsfd[i]);
+	moat_close(sb->init_pidfd);
+	moat_close(sb->landlock_fd);
+	if (mine) {
+		sandbox_cgroup_destroy(sb->cg);
+		moat_net_free(sb->net);
+	} else {
+		/* XXX the net has no release-only call: a holder leaks it. */
+		sandbox_cgroup_release(sb->cg);
+	}
+	free(sb->seccomp.filter);
+	free(sb->name);
+	free(sb);
+}
+
+static int
+open_ns(struct moat_sandbox *sb, struct moat_cause *cause)
+{
+	char path[64];
+
+	for (int i = 0; i < SB_NS_COUNT; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s",
+		    (int)sb->init_pid, ns_names[i]);
+		if ((sb->nsfd[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			moat_cause_errno(cause, "open %s", path);
+			return MOAT_ERR_SYSTEM;
+		}
+	}
+	sb->init_pidfd = (int)syscall(SYS_pidfd_open, sb->init_pid, 0);
+	return 0;
+}
+
+static int
+setup_net(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
+    struct moat_cause *cause)
+{
+	struct moat_net_config nc = {
+		.name = sb->name,
+		.netns_fd = sb->nsfd[SB_NS_NET],
+		.index = c->net_index,
+		.pool = NULL,
+		.proxy_port = sb->proxy_port,
+		.nflog_group = 0,
+	};
+	int r;
+
+	if ((r = moat_net_setup(&nc, &sb->net, cause)) != 0)
+		return r;
+	snprintf(sb->host_addr, sizeof(sb->host_addr), "%s",
+	    moat_net_host_addr(sb->net));
+	sb->proxy_port = moat_net_proxy_port(sb->net);
+	return 0;
+}
+
+/* Parent side after clone: network, cgroup, release, wait for ready. */
+static int
+wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
+    const struct moat_resources *res, int go_fd, int status_fd,
+    struct moat_cause *cause)
+{
+	char path[64], msg[MOAT_CAUSE_LEN];
+	size_t len = 0;
+	ssize_t n;
+	int r;
+
+	if ((r = open_ns(sb, cause)) != 0 ||
+	    (r = setup_net(sb, c, cause)) != 0 ||
+	    (r = sandbox_cgroup_create(sb->name, res, &sb->cg, cause)) != 0 ||
+	    (r = sandbox_cgroup_attach(sb->cg, sb->init_pid, cause)) != 0)
+		return r;
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj",
+	    (int)sb->init_pid);
+	if ((r = moat_write_file(path, SANDBOX_OOM_ADJ, cause)) != 0)
+		return r;
+	if (write(go_fd, "g", 1) != 1) {
+		moat_cause_errno(cause, "sandbox %s: release init", sb->name);
+		return MOAT_ERR_SYSTEM;
+	}
+	while (len < sizeof(msg) - 1 &&
+	    ((n = read(status_fd, msg + len, sizeof(msg) - 1 - len)) > 0 ||
+	    (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	msg[len] = '\0';
+	if (len == 1 && msg[0] == '\0')
+		return 0;
+	moat_cause_set(cause, "sandbox %s: %s", sb->name,
+	    len > 0 ? msg : "init died during setup");
+	return MOAT_ERR_SYSTEM;
+}
+
+struct create_in {
+	struct moat_resources res;
+	char *workspace;	/* realpath */
+	char *passwd;
+	char *group;
+};
+
+static int
+prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
+    struct create_in *in, struct moat_cause *cause)
+{
+	struct stat st;
+	int r;
+
+	if (c->workspace == NULL ||
+	    (in->workspace = realpath(c->workspace, NULL)) == NULL ||
+	    stat(in->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		moat_cause_set(cause, "workspace %s: not a directory",
+		    c->workspace ? c->workspace : "(none)");
+		return MOAT_ERR_INVALID;
+	}
+	memset(&in->res, 0, sizeof(in->res));
+	if (c->policy != NULL)
+		moat_policy_resources(c->policy, &in->res);
+	if (in->res.pids_max == 0)
+		in->res.pids_max = SANDBOX_DEFAULT_PIDS;
+	sb->proxy_port = c->proxy_port ? c->proxy_port : SANDBOX_DEFAULT_PORT;
+	if ((r = sandbox_user_resolve(c->policy, &sb->user, cause)) != 0 ||
+	    (r = sandbox_user_passwd(&sb->user, c->rootfs ? c->rootfs : "/",
+	    &in->passwd, cause)) != 0 ||
+	    (r = sandbox_user_group(&sb->user, c->rootfs ? c->rootfs : "/",
+	    &in->group, cause)) != 0)
+		return r;
+	return sandbox_seccomp_prepare(&sb->seccomp, cause);
+}
+
+int
+moat_sandbox_create(const struct moat_sandbox_config *c,
+    struct moat_sandbox **out, struct moat_cause *cause)
+{
+	struct create_in in = { .workspace = NULL };
+	struct sandbox_init_args ia;
+	struct moat_sandbox *sb = NULL;
+	int go[2] = { -1, -1 }, st[2] = { -1, -1 }, r;
+	char root[64];
+	long pid;
+
+	if (!name_ok(c->name)) {
+		moat_cause_set(cause, "sandbox name '%s': use 1-40 of "
+		    "[a-z0-9-], not starting with '-'", c->name ? c->name : "");
+		return MOAT_ERR_INVALID;
+	}
+	if ((sb = sandbox_new(c->name)) == NULL)
+		return MOAT_ERR_NOMEM;
+	if ((r = prepare(sb, c, &in, cause)) != 0)
+		goto out;
+	if (pipe2(go, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
+		moat_cause_errno(cause, "sandbox %s: pipe", sb->name);
+		r = MOAT_ERR_SYSTEM;
+		goto out;
+	}
+	memset(&ia, 0, sizeof(ia));
+	ia.fs.root = c->rootfs != NULL ? c->rootfs : "/";
+	ia.fs.workspace = in.workspace;
+	ia.fs.hostname = sb->name;
+	ia.fs.passwd = in.passwd;
+	ia.fs.group = in.group;
+	ia.fs.rw = c->policy != NULL ? moat_policy_read_write(c->policy) :
+	    NULL;
+	ia.go_fd = go[0];
+	ia.status_fd = st[1];
+	/* fork-like clone (no new stack): the child runs on a copy. */
+	pid = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+	    CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0)
+		_exit(sandbox_init_main(&ia));
+	if (pid < 0) {
+		moat_cause_errno(cause, "sandbox %s: clone", sb->name);
+		r = MOAT_ERR_SYSTEM;
+		goto out;
+	}
+	sb->init_pid = (pid_t)pid;
+	close(go[0]);
+	close(st[1]);
+	go[0] = st[1] = -1;
+	if ((r = wire_init(sb, c, &in.res, go[1], st[0], cause)) != 0)
+		goto out;
+	snprintf(root, sizeof(root), "/proc/%d/root", (int)sb->init_pid);
+	if ((r = sandbox_landlock_prepare(root, c->policy, &sb->landlock_fd,
+	    cause)) != 0)
+		goto out;
+	*out = sb;
+	sb = NULL;
+	r = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		moat_close(go[i]);
+		moat_close(st[i]);
+	}
+	moat_sandbox_free(sb);
+	free(in.workspace);
+	free(in.passwd);
+	free(in.group);
+	return r;
+}
+
+void
+moat_sandbox_protect_self(void)
+{
+	/* Lowering needs CAP_SYS_RESOURCE, which containers often drop. */
+	if (moat_write_file("/proc/self/oom_score_adj", "-900", NULL) != 0)
+		log_verbose("cannot lower our oom_score_adj: %s",
+		    strerror(errno));
+}
+
+const char *
+moat_sandbox_name(const struct moat_sandbox *sb)
+{
+	return sb->name;
+}
+
+const char *
+moat_sandbox_home(const struct moat_sandbox *sb)
+{
+	return SANDBOX_HOME;
+}
+
+uid_t
+moat_sandbox_uid(const struct moat_sandbox *sb)
+{
+	return sb->user.uid;
+}
+
+gid_t
+moat_sandbox_gid(const struct moat_sandbox *sb)
+{
+	return sb->user.gid;
+}
+
+pid_t
+moat_sandbox_init_pid(const struct moat_sandbox *sb)
+{
+	return sb->init_pid;
+}
+
+const char *
+moat_sandbox_host_addr(const struct moat_sandbox *sb)
+{
+	return sb->host_addr;
+}
+
+uint16_t
+moat_sandbox_proxy_port(const struct moat_sandbox *sb)
+{
+	return sb->proxy_port;
+}
+
+int
+moat_sandbox_netns_fd(const struct moat_sandbox *sb)
+{
+	return sb->nsfd[SB_NS_NET];
+}
+
+const char *
+moat_sandbox_procs_path(const struct moat_sandbox *sb)
+{
+	return sandbox_cgroup_procs_path(sb->cg);
+}
+
+int
+moat_sandbox_socket(struct moat_sandbox *sb, int domain, int type, int proto,
+    struct moat_cause *cause)
+{
+	return moat_net_socket(sb->net, domain, type, proto, cause);
+}
+
+int
+moat_sandbox_nflog_open(struct moat_sandbox *sb, int *fd,
+    struct moat_cause *cause)
+{
+	return moat_net_nflog_open(sb->net, fd, cause);
+}

@@ -1,0 +1,109 @@
+/*
+ * A sandbox: one set of namespaces (pid, mnt, uts, ipc, net) held by a
+ * small PID 1 ("sandbox init"), a cgroup, a network (sandbox/net.h) and
+ * the prepared confinement (a Landlock ruleset and a seccomp program)
+ * that every process started in it goes through.
+ *
+ * moat_sandbox_create() builds all of it; moat_sandbox_spawn() starts one
+ * process inside, confined by the ordered steps of sandbox/spawn.c;
+ * moat_sandbox_free() kills everything inside and removes every trace
+ * (cgroups, network). docs/sandbox.md describes the whole design.
+ *
+ * A struct moat_sandbox may be used from any process that holds it: a
+ * process forked from its creator (one per SSH connection) can spawn into
+ * the sandbox, because everything spawn needs is an fd or plain memory.
+ * Only the creator may free it (it is init's parent).
+ */
+#ifndef MOAT_SANDBOX_SANDBOX_H
+#define MOAT_SANDBOX_SANDBOX_H
+
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/errors.h"
+
+struct moat_policy;
+struct moat_sandbox;
+
+struct moat_sandbox_config {
+	const char *name;	    /* [a-z0-9-], also the hostname */
+	/*
+	 * The static sections are read at create: filesystem_policy,
+	 * landlock, process and resources. NULL means defaults (no extra
+	 * paths, best_effort, user "sandbox", no limits but pids).
+	 */
+	struct moat_policy *policy;
+	const char *workspace;	    /* host dir, read-write at /sandbox */
+	const char *rootfs;	    /* NULL: the host's / read-only */
+	uint32_t net_index;	    /* which subnet of the pool */
+	uint16_t proxy_port;	    /* 0: 3128 */
+	const char *state_dir;	    /* reserved; may be NULL */
+};
+
+/*
+ * Build a sandbox. On success *out owns it; on failure nothing is left
+ * behind (no process, cgroup, netns, veth or ruleset) and the cause says
+ * what failed. MOAT_ERR_INVALID (bad name, workspace), MOAT_ERR_EXISTS
+ * (a sandbox of that name holds its cgroup), MOAT_ERR_UNSUPPORTED
+ * (hard_requirement on a kernel without Landlock), MOAT_ERR_SYSTEM.
+ */
+int moat_sandbox_create(const struct moat_sandbox_config *c,
+    struct moat_sandbox **out, struct moat_cause *cause);
+
+/*
+ * Kill every process of the sandbox, wait for them, remove its cgroups
+ * and network. NULL is fine. In a process other than the creator it only
+ * releases the memory and fds (the sandbox lives on).
+ */
+void moat_sandbox_free(struct moat_sandbox *sb);
+
+struct moat_spawn {
+	const char *const *argv; /* NULL: the user's login shell */
+	/* Extra K=V, already allowlisted by the caller (TERM, LANG, ...). */
+	const char *const *env;
+	int fds[3];		 /* become 0, 1, 2; -1 means /dev/null */
+	bool pty;		 /* fds[0] is a pty slave: setsid, TIOCSCTTY */
+	bool login;		 /* argv[0] of the shell gets a leading '-' */
+	const char *cwd;	 /* NULL: HOME */
+};
+
+/*
+ * Start one process inside the sandbox, as a child of the caller (who
+ * waitpid()s it). The process is in every namespace and cgroup of the
+ * sandbox, with a reset environment, Landlock, seccomp, no privileges.
+ * On failure the child is killed and reaped and the cause names the step:
+ * "spawn step 'exec' failed: No such file or directory" (the code is
+ * MOAT_ERR_NOTFOUND for a missing command, else MOAT_ERR_SYSTEM).
+ */
+int moat_sandbox_spawn(struct moat_sandbox *sb, const struct moat_spawn *s,
+    pid_t *pid, struct moat_cause *cause);
+
+/*
+ * Once per daemon (moatd, moat run): make the OOM killer pick sandbox
+ * processes before us (-900 for us; sandbox processes get +500).
+ */
+void moat_sandbox_protect_self(void);
+
+const char *moat_sandbox_name(const struct moat_sandbox *sb);
+const char *moat_sandbox_home(const struct moat_sandbox *sb); /* /sandbox */
+uid_t moat_sandbox_uid(const struct moat_sandbox *sb);
+gid_t moat_sandbox_gid(const struct moat_sandbox *sb);
+pid_t moat_sandbox_init_pid(const struct moat_sandbox *sb);
+/* The proxy's listen address on the host side, e.g. "10.200.0.1". */
+const char *moat_sandbox_host_addr(const struct moat_sandbox *sb);
+uint16_t moat_sandbox_proxy_port(const struct moat_sandbox *sb);
+/* The sandbox's netns (owned by the sandbox; do not close). */
+int moat_sandbox_netns_fd(const struct moat_sandbox *sb);
+/* A file listing every pid of the sandbox, one per line (cgroup.procs). */
+const char *moat_sandbox_procs_path(const struct moat_sandbox *sb);
+
+/* A socket created inside the sandbox's netns (close-on-exec). */
+int moat_sandbox_socket(struct moat_sandbox *sb, int domain, int type,
+    int proto, struct moat_cause *cause);
+/* The NFLOG socket of the sandbox's netns; see sandbox/net.h. */
+int moat_sandbox_nflog_open(struct moat_sandbox *sb, int *fd,
+    struct moat_cause *cause);
+
+#endif

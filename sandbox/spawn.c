@@ -1,0 +1,380 @@
+/*
+ * Starting a process in a sandbox: THE table of steps. The order is the
+ * security argument (style.md, "Spawn steps are a table"):
+ *
+ *   namespaces, cgroup, environment, fds, Landlock, seccomp, privilege
+ *   drop, exec.
+ *
+ * How the child ends up in the sandbox's pid namespace and still a child
+ * of the caller: the caller points its own pid_for_children at the
+ * sandbox's namespace (setns(CLONE_NEWPID) changes only where the next
+ * fork lands, not the caller itself), forks, and points it back at once.
+ * The child's parent is the caller, so the caller can waitpid() it, and
+ * nothing depends on state of the process that created the sandbox: any
+ * process holding the struct (a forked SSH connection) can do this.
+ *
+ * The child walks the table. At an IN_PARENT row it writes {row, 0} to
+ * the status pipe and waits on the sync pipe while the parent runs the
+ * row. A failing child row writes {row, errno} and exits. The status
+ * pipe is close-on-exec: EOF there means exec worked.
+ */
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "sandbox/internal.h"
+
+extern char **environ;
+
+struct spawn_ctx {
+	struct moat_sandbox *sb;
+	const struct moat_spawn *s;
+	pid_t pid;		/* the child, in the caller's pid namespace */
+	char **envp;		/* built before fork: no allocation after */
+	const char *file;	/* what to exec */
+	char *const *argv;
+};
+
+struct spawn_msg {
+	int step;
+	int err;		/* errno of a failed child step; 0: run yours */
+};
+
+enum spawn_where {
+	IN_PARENT,
+	IN_CHILD,
+};
+
+/* Child rows return 0 or an errno; parent rows a MOAT_ERR_* and cause. */
+struct spawn_step {
+	const char *name;
+	enum spawn_where where;
+	int (*run)(struct spawn_ctx *, struct moat_cause *);
+};
+
+static int
+step_signals(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	/* An ignored signal stays ignored across exec (moatd's SIGPIPE). */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+		return errno;
+	return 0;
+}
+
+static int
+step_setns(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	static const int types[SB_NS_PID] = {
+		CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNS,
+	};
+
+	/* pid is already done (see the top); mnt last: it moves our root. */
+	for (int i = 0; i < SB_NS_PID; i++)
+		if (setns(x->sb->nsfd[i], types[i]) != 0)
+			return errno;
+	if (chdir("/") != 0)
+		return errno;
+	return 0;
+}
+
+static int
+step_cgroup(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	char path[64];
+	int r;
+
+	if ((r = sandbox_cgroup_attach(x->sb->cg, x->pid, cause)) != 0)
+		return r;
+	/* Raising is always allowed; we may run at -900 (protect_self). */
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)x->pid);
+	return moat_write_file(path, SANDBOX_OOM_ADJ, cause);
+}
+
+static int
+step_env(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	environ = x->envp;
+	return 0;
+}
+
+static int
+step_fds(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	int tmp[3];
+
+	/* Copies above 2 first, so fds[] may name 0-2 in any order. */
+	for (int i = 0; i < 3; i++) {
+		int fd = x->s->fds[i];
+
+		if (fd < 0)
+			fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (fd < 0 || (tmp[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+			return errno;
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup3(tmp[i], i, 0) < 0)
+			return errno;
+	if (x->s->pty) {
+		if (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) != 0)
+			return errno;
+	}
+	/* Whatever the caller's libraries opened never reaches exec. */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+		return errno;
+	if (chdir(x->s->cwd != NULL ? x->s->cwd : SANDBOX_HOME) != 0)
+		return errno;
+	return 0;
+}
+
+static int
+step_landlock(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	return sandbox_landlock_apply(x->sb->landlock_fd);
+}
+
+static int
+step_seccomp(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	/* Installing a filter needs NO_NEW_PRIVS or CAP_SYS_ADMIN. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return errno;
+	return sandbox_seccomp_apply(&x->sb->seccomp);
+}
+
+static int
+step_drop_privs(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	return sandbox_privs_drop(x->sb->user.uid, x->sb->user.gid);
+}
+
+static int
+step_exec(struct spawn_ctx *x, struct moat_cause *cause)
+{
+	execvpe(x->file, x->argv, x->envp);
+	return errno;
+}
+
+/* Order: namespaces, cgroup, Landlock, seccomp, privilege drop. */
+static const struct spawn_step spawn_steps[] = {
+	{ "signals",	IN_CHILD,  step_signals },
+	{ "setns",	IN_CHILD,  step_setns },
+	{ "cgroup",	IN_PARENT, step_cgroup },
+	{ "env",	IN_CHILD,  step_env },
+	{ "fds",	IN_CHILD,  step_fds },
+	{ "landlock",	IN_CHILD,  step_landlock },
+	/* the filter allows what drop-privs needs (set*id, capset, prctl) */
+	{ "seccomp",	IN_CHILD,  step_seccomp },
+	{ "drop-privs",	IN_CHILD,  step_drop_privs },
+	{ "exec",	IN_CHILD,  step_exec },
+};
+
+static void __attribute__((noreturn))
+child_main(struct spawn_ctx *x, int status_fd, int sync_fd)
+{
+	struct spawn_msg m = { 0, 0 };
+	char go;
+
+	for (size_t i = 0; i < MOAT_NELEM(spawn_steps); i++) {
+		m.step = (int)i;
+		if (spawn_steps[i].where == IN_PARENT) {
+			m.err = 0;
+			if (write(status_fd, &m, sizeof(m)) != sizeof(m) ||
+			    read(sync_fd, &go, 1) != 1)
+				_exit(127);
+			continue;
+		}
+		if ((m.err = spawn_steps[i].run(x, NULL)) != 0) {
+			(void)!write(status_fd, &m, sizeof(m));
+			_exit(127);
+		}
+	}
+	_exit(127);
+}
+
+/* Fork with pid_for_children pointed at the sandbox (see the top). */
+static pid_t
+fork_inside(struct moat_sandbox *sb, struct moat_cause *cause)
+{
+	const char *own = "/proc/thread-self/ns/pid_for_children";
+	int self = open(own, O_RDONLY | O_CLOEXEC);
+	pid_t pid;
+
+	if (self < 0) {
+		moat_cause_errno(cause, "spawn: open own pid namespace");
+		return -1;
+	}
+	if (setns(sb->nsfd[SB_NS_PID], CLONE_NEWPID) != 0) {
+		moat_cause_errno(cause, "spawn: enter pid namespace of %s",
+		    sb->name);
+		close(self);
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0)
+		return 0;
+	if (pid < 0)
+		moat_cause_errno(cause, "spawn: fork into %s", sb->name);
+	if (setns(self, CLONE_NEWPID) != 0)
+		log_error_errno("cannot restore our pid namespace");
+	close(self);
+	return pid;
+}
+
+static void
+kill_reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Follow the child through the table until exec (EOF) or a failure. */
+static int
+parent_main(struct spawn_ctx *x, int status_fd, int sync_fd,
+    struct moat_cause *cause)
+{
+	struct spawn_msg m;
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		n = read(status_fd, &m, sizeof(m));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0)
+			return 0;
+		if (n != sizeof(m) || m.step < 0 ||
+		    (size_t)m.step >= MOAT_NELEM(spawn_steps)) {
+			moat_cause_set(cause, "spawn: lost the child");
+			return MOAT_ERR_SYSTEM;
+		}
+		if (m.err != 0) {
+			moat_cause_set(cause, "spawn step '%s' failed: %s",
+			    spawn_steps[m.step].name, strerror(m.err));
+			if (strcmp(spawn_steps[m.step].name, "exec") == 0 &&
+			    (m.err == ENOENT || m.err == ENOTDIR))
+				return MOAT_ERR_NOTFOUND;
+			return m.err == EACCES && strcmp(spawn_steps[m.step].name,
+			    "exec") == 0 ? MOAT_ERR_DENIED : MOAT_ERR_SYSTEM;
+		}
+		if (spawn_steps[m.step].where != IN_PARENT) {
+			moat_cause_set(cause, "spawn: bad request from child");
+			return MOAT_ERR_SYSTEM;
+		}
+		if ((r = spawn_steps[m.step].run(x, cause)) != 0) {
+			char inner[MOAT_CAUSE_LEN];
+
+			snprintf(inner, sizeof(inner), "%s", cause ?
+			    cause->msg : "");
+			moat_cause_set(cause, "spawn step '%s' failed: %s",
+			    spawn_steps[m.step].name, inner);
+			return r;
+		}
+		if (write(sync_fd, "g", 1) != 1) {
+			moat_cause_errno(cause, "spawn: release child");
+			return MOAT_ERR_SYSTEM;
+		}
+	}
+}
+
+static int
+prepare(struct moat_sandbox *sb, const struct moat_spawn *s,
+    struct spawn_ctx *x, char **argv0, const char *shargv[2])
+{
+	const char *base;
+	struct sandbox_env_in ein = {
+		.user = &sb->user,
+		.home = SANDBOX_HOME,
+		.proxy_addr = sb->host_addr,
+		.proxy_port = sb->proxy_port,
+		.pty = s->pty,
+		.extra = s->env,
+	};
+
+	memset(x, 0, sizeof(*x));
+	x->sb = sb;
+	x->s = s;
+	if ((x->envp = sandbox_env_build(&ein)) == NULL)
+		return MOAT_ERR_NOMEM;
+	if (s->argv != NULL && s->argv[0] != NULL) {
+		x->file = s->argv[0];
+		x->argv = (char *const *)s->argv;
+		return 0;
+	}
+	/* The login shell: argv[0] "-bash" tells bash to read profiles. */
+	x->file = sb->user.shell;
+	base = strrchr(sb->user.shell, '/');
+	base = base != NULL ? base + 1 : sb->user.shell;
+	if (asprintf(argv0, "%s%s", s->login ? "-" : "", base) < 0) {
+		*argv0 = NULL;
+		return MOAT_ERR_NOMEM;
+	}
+	shargv[0] = *argv0;
+	shargv[1] = NULL;
+	x->argv = (char *const *)shargv;
+	return 0;
+}
+
+int
+moat_sandbox_spawn(struct moat_sandbox *sb, const struct moat_spawn *s,
+    pid_t *pidp, struct moat_cause *cause)
+{
+	const char *shargv[2] = { NULL, NULL };
+	int status[2] = { -1, -1 }, sync[2] = { -1, -1 }, r;
+	struct spawn_ctx x;
+	char *argv0 = NULL;
+	pid_t pid;
+
+	if ((r = prepare(sb, s, &x, &argv0, shargv)) != 0)
+		goto out;
+	if (pipe2(status, O_CLOEXEC) != 0 || pipe2(sync, O_CLOEXEC) != 0) {
+		moat_cause_errno(cause, "spawn: pipe");
+		r = MOAT_ERR_SYSTEM;
+		goto out;
+	}
+	if ((pid = fork_inside(sb, cause)) < 0) {
+		r = MOAT_ERR_SYSTEM;
+		goto out;
+	}
+	if (pid == 0) {
+		close(status[0]);
+		close(sync[1]);
+		child_main(&x, status[1], sync[0]);
+	}
+	close(status[1]);
+	close(sync[0]);
+	status[1] = sync[0] = -1;
+	x.pid = pid;
+	if ((r = parent_main(&x, status[0], sync[1], cause)) != 0) {
+		kill_reap(pid);
+		goto out;
+	}
+	*pidp = pid;
+out:
+	for (int i = 0; i < 2; i++) {
+		moat_close(status[i]);
+		moat_close(sync[i]);
+	}
+	free(x.envp);
+	free(argv0);
+	return r;
+}
