@@ -500,6 +500,7 @@ test_ctl_socket(struct moatd *d, struct moat_loop *l)
 	struct moatd_control *ctl = NULL;
 	struct moat_cause c = { { 0 } };
 	struct waitctx w = { 0 };
+	json_t *req, *rep = NULL;
 	char path[128];
 	int r, st;
 
@@ -525,9 +526,11 @@ test_ctl_socket(struct moatd *d, struct moat_loop *l)
 	moatd_control_free(ctl);
 	ok(access(path, F_OK) != 0, "socket removed on free");
 	memset(&c, 0, sizeof(c));
-	r = moat_cli_control_call(path, json_pack("{s:s}", "cmd", "ping"),
-	    &(json_t *){ NULL }, &c);
+	req = json_pack("{s:s}", "cmd", "ping");
+	r = moat_cli_control_call(path, req, &rep, &c);
+	is_int(r, MOAT_ERR_SYSTEM, "CLI: moatd down is a system error");
 	like_str(c.msg, "(is moatd running?)", "CLI: clear error when down");
+	json_decref(req);
 }
 
 static void
