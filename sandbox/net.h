@@ -67,6 +67,13 @@ int moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
 void moat_net_free(struct moat_net *n);
 
 /*
+ * Drop this process's handle without touching the network (closes the
+ * netns fd, frees memory): for a process that holds a copy, e.g. after
+ * fork, while the owner keeps the sandbox. NULL is fine.
+ */
+void moat_net_release(struct moat_net *n);
+
+/*
  * Remove whatever a sandbox network of this name left behind (after a
  * crash, or a netns that something still holds): host table, veth pair
  * (synchronously), bind mount. Nothing there is fine. 0 or MOAT_ERR_*.

@@ -113,14 +113,20 @@ struct net_ctx {
 	int lo_index;
 };
 
+/* This thread's netns (setns works per thread). */
+static int
+self_netns(void)
+{
+	return open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+}
+
 int
 moat_netns_run(int netns_fd, int (*fn)(void *, struct moat_cause *),
     void *arg, struct moat_cause *cause)
 {
 	int self, r;
 
-	if ((self = open("/proc/thread-self/ns/net",
-	    O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((self = self_netns()) == -1) {
 		moat_cause_errno(cause, "open /proc/thread-self/ns/net");
 		return MOAT_ERR_SYSTEM;
 	}
@@ -249,8 +255,7 @@ netns_create(int *out, struct moat_cause *cause)
 {
 	int self = -1, fd = -1, r = MOAT_ERR_SYSTEM;
 
-	if ((self = open("/proc/thread-self/ns/net",
-	    O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((self = self_netns()) == -1) {
 		moat_cause_errno(cause, "open /proc/thread-self/ns/net");
 		return MOAT_ERR_SYSTEM;
 	}
@@ -607,6 +612,16 @@ void
 moat_net_free(struct moat_net *n)
 {
 	net_destroy(n, false);
+}
+
+void
+moat_net_release(struct moat_net *n)
+{
+	if (n == NULL)
+		return;
+	if (n->netns_fd >= 0)
+		close(n->netns_fd);
+	free(n);
 }
 
 int

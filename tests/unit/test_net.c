@@ -828,6 +828,9 @@ test_bad_input(void)
 	is_int(moat_net_setup(&c, &n, &cause), MOAT_ERR_INVALID,
 	    "index outside the pool refused: %s", cause.msg);
 	ok(n == NULL, "out-param untouched on failure");
+	moat_net_free(NULL);
+	moat_net_release(NULL);
+	ok(1, "free and release take NULL");
 }
 
 /* Long names get a hashed, still unique, veth name. */
