@@ -62,7 +62,10 @@ moatd_proposal_confidence(int64_t hits, size_t nnotes)
 	if (c > 0.95)
 		c = 0.95;
 	c -= 0.1 * (double)nnotes;
-	return c < 0.1 ? 0.1 : c;
+	if (c < 0.1)
+		c = 0.1;
+	/* Two decimals: what the operator sees is what is stored. */
+	return (double)(int64_t)(c * 100 + 0.5) / 100;
 }
 
 /* ---- suggestions ---- */
