@@ -152,7 +152,6 @@ moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
 	d->cfg->retention_days = 30;
 	d->loop = l;
 	d->store = s;
-	d->proxy_fd = -1;
 	d->sess_fd = -1;
 	d->relay_fd = -1;
 	d->relay_tcp_fd = -1;

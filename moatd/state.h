@@ -11,6 +11,7 @@
 #include "moatd/moatd.h"
 
 struct moat_sandbox;
+struct moatd_proxychan;
 
 struct moatd_sandbox {
 	const struct moatd_sandbox_config *cfg;
@@ -33,10 +34,7 @@ struct moatd {
 	struct moatd_control *ctl;
 	struct moatd_retention *ret;
 	struct moatd_export *exp;
-	int proxy_fd;               /* JSON-lines channel to the proxy, or -1 */
-	pid_t proxy_pid;
-	char *proxy_inbuf;          /* partial line from the proxy */
-	size_t proxy_inlen;
+	struct moatd_proxychan *proxy; /* the proxy process, or NULL */
 	int sess_fd;                /* datagrams from connection processes */
 	int sess_wfd;               /* their end, inherited by each fork */
 	struct moat_relay_cache *relay_cache;

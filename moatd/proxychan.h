@@ -1,0 +1,57 @@
+/*
+ * The channel to a proxy process: fork it (no exec: it inherits the
+ * sandboxes' netns fds), tell it about sandboxes, policies, trusted
+ * hashes and bypass packets as JSON lines, and read its denial events and
+ * requests back on a loop. Used by moatd and by `moat run` (which acts as
+ * the orchestrator of its one run). Wire format: docs/protocols.md.
+ */
+#ifndef MOAT_MOATD_PROXYCHAN_H
+#define MOAT_MOATD_PROXYCHAN_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "common/errors.h"
+#include "common/event.h"
+
+struct moat_loop;
+struct moat_nflog_pkt;
+struct moat_proxy_config;
+struct moat_sandbox;
+struct moatd_proxychan;
+
+struct moatd_proxychan_cbs {
+	void *arg;
+	void (*event)(void *arg, const struct moat_denial_event *ev);
+	/* Any line with a "type" (policy_error, proposal, ...); may be NULL. */
+	void (*message)(void *arg, json_t *msg);
+};
+
+/*
+ * Fork the proxy process. close_fds are closed in the child (listening
+ * sockets it must not hold). The child's comm is "moat-proxy".
+ */
+int moatd_proxychan_start(struct moat_loop *l,
+    const struct moat_proxy_config *pc, const int *close_fds, size_t nclose,
+    const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
+    struct moat_cause *cause);
+/* SIGTERM the process, reap it, free. NULL is fine. */
+void moatd_proxychan_stop(struct moatd_proxychan *ch);
+pid_t moatd_proxychan_pid(const struct moatd_proxychan *ch);
+/* The process was reaped by someone else (SIGCHLD handler): forget it. */
+void moatd_proxychan_reaped(struct moatd_proxychan *ch);
+
+int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
+void moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
+    struct moat_sandbox *sb);
+void moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
+    int version, const char *json);
+int moatd_proxychan_trust(struct moatd_proxychan *ch, const char *sandbox,
+    const char *binary, const char *sha256);
+void moatd_proxychan_bypass(struct moatd_proxychan *ch, const char *sandbox,
+    const struct moat_nflog_pkt *p);
+
+#endif
