@@ -668,8 +668,8 @@ try_connect(struct px_conn *c)
 		const struct sockaddr *sa = (struct sockaddr *)&c->addrs[c->ai];
 		socklen_t sl = sa->sa_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-		int fd = socket(sa->sa_family,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, 0);
 
 		if (fd == -1)
 			continue;

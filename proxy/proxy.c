@@ -219,8 +219,8 @@ listen_on(struct px_sandbox *sb, uint16_t port, struct moat_cause *cause)
 		    "IP address", sb->name, sb->listen_str);
 		return MOAT_ERR_INVALID;
 	}
-	sb->lfd = socket(sb->listen_ss.ss_family,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	sb->lfd = socket(sb->listen_ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0);
 	if (sb->lfd == -1) {
 		moat_cause_errno(cause, "socket");
 		return MOAT_ERR_SYSTEM;

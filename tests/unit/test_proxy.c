@@ -41,6 +41,8 @@ static struct {
 	char self[512];
 	pid_t upstream;
 	pid_t emfile_child;
+	pid_t ctl_child;
+	int ctl_fd;
 	int emfile_port;
 	int port;
 	struct moat_loop *l;
@@ -417,6 +419,11 @@ cleanup(void)
 		kill(-E.upstream, SIGKILL);
 		waitpid(E.upstream, NULL, 0);
 		E.upstream = 0;
+	}
+	if (E.ctl_child > 0) {
+		kill(E.ctl_child, SIGKILL);
+		waitpid(E.ctl_child, NULL, 0);
+		E.ctl_child = 0;
 	}
 	if (E.emfile_child > 0) {
 		kill(E.emfile_child, SIGKILL);
@@ -949,6 +956,85 @@ test_emfile(void)
 	    (long long)(moat_now_ms() - t0));
 }
 
+/* Read one line from the proxy process, skipping log noise; 5 s max. */
+static bool
+ctl_line(char *buf, size_t len, const char *want)
+{
+	int64_t deadline = moat_now_ms() + 5000;
+	size_t n = 0;
+
+	while (moat_now_ms() < deadline) {
+		struct pollfd pf = { E.ctl_fd, POLLIN, 0 };
+		if (poll(&pf, 1, 200) <= 0)
+			continue;
+		if (read(E.ctl_fd, buf + n, 1) != 1)
+			return false;
+		if (buf[n] == '\n') {
+			buf[n] = '\0';
+			if (strstr(buf, want) != NULL)
+				return true;
+			n = 0;
+			continue;
+		}
+		if (n + 2 < len)
+			n++;
+	}
+	return false;
+}
+
+static void
+ctl_send(const char *s)
+{
+	if (write(E.ctl_fd, s, strlen(s)) != (ssize_t)strlen(s))
+		diag("ctl write failed");
+}
+
+static void
+test_ctl(void)
+{
+	char line[8192], msg[4096];
+	int port = E.emfile_port + 1, save = E.port;
+	char *r;
+
+	if (E.ctl_child <= 0) {
+		skip("proxy process did not start");
+		return;
+	}
+	ok(ctl_line(line, sizeof(line), "\"type\":\"ready\""),
+	    "proxy process says ready");
+	snprintf(msg, sizeof(msg), "{\"type\":\"sandbox\",\"name\":\"box\","
+	    "\"listen\":\"127.0.0.1\",\"port\":%d,\"netns_fd\":-1}\n", port);
+	ctl_send(msg);
+	if (!ok(ctl_line(line, sizeof(line), "sandbox"), "sandbox added") ||
+	    strstr(line, "sandbox_ok") == NULL)
+		diag("%s", line);
+	ctl_send("{\"type\":\"policy\",\"sandbox\":\"box\",\"version\":7,"
+	    "\"json\":\"{\\\"version\\\":1,\\\"network_policies\\\":{}}\"}\n");
+	ok(ctl_line(line, sizeof(line), "\"type\":\"policy_ok\""),
+	    "valid policy acknowledged");
+	ctl_send("{\"type\":\"policy\",\"sandbox\":\"box\",\"version\":8,"
+	    "\"json\":\"{\\\"bogus\\\":1}\"}\n");
+	ok(ctl_line(line, sizeof(line), "\"type\":\"policy_error\"") &&
+	    strstr(line, "bogus") != NULL,
+	    "invalid policy refused with the field named");
+	E.port = port;
+	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\n\r\n");
+	E.port = save;
+	ok(has(r, "403"), "the old policy (no network) still decides");
+	free(r);
+	ok(ctl_line(line, sizeof(line), "\"type\":\"denial\"") &&
+	    strstr(line, "\"policy_version\":7") != NULL &&
+	    strstr(line, "\"stage\":\"connect\"") != NULL,
+	    "denial event written as a JSON line");
+	ctl_send("{\"type\":\"bypass\",\"sandbox\":\"box\",\"family\":4,"
+	    "\"proto\":17,\"src\":\"127.0.0.1\",\"dst\":\"10.1.2.3\","
+	    "\"sport\":5000,\"dport\":53,\"uid\":1000}\n");
+	ok(ctl_line(line, sizeof(line), "\"stage\":\"bypass\"") &&
+	    strstr(line, "\"ip\":\"10.1.2.3\"") != NULL &&
+	    strstr(line, "\"protocol\":\"udp\"") != NULL,
+	    "bypass message becomes a bypass event");
+}
+
 static void
 add_sandbox_fn(void *arg)
 {
@@ -1006,6 +1092,18 @@ main(void)
 		}
 		close(ready[0]);
 	}
+	{
+		int sv[2];
+		struct moat_proxy_config pc = { .hosts_file = E.hosts };
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+			if ((E.ctl_child = fork()) == 0) {
+				close(sv[0]);
+				_exit(moat_proxy_process_main(sv[1], &pc));
+			}
+			close(sv[1]);
+			E.ctl_fd = sv[0];
+		}
+	}
 	pthread_mutex_init(&E.mu, NULL);
 	cfg.hosts_file = E.hosts;
 	cfg.connect_timeout_ms = 3000;
@@ -1035,6 +1133,7 @@ main(void)
 	test_cap();
 	test_bypass();
 	test_emfile();
+	test_ctl();
 
 	in_loop(NULL, NULL);
 	pthread_join(E.th, NULL);
