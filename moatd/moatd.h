@@ -45,24 +45,6 @@ int moatd_policy_apply(struct moatd *d, const char *sandbox,
     const char *json, const char *source, const char *who, const char *note,
     int *version, struct moat_diags *diags, struct moat_cause *cause);
 
-/*
- * Trust a new SHA-256 for a binary in a sandbox (an approved
- * "binary changed" proposal): tells the proxy to accept that hash.
- */
-int moatd_trust_binary(struct moatd *d, const char *sandbox,
-    const char *binary, const char *sha256, struct moat_cause *cause);
-
-/*
- * For unit tests of moatd's parts: a moatd with no sandboxes, processes
- * or sockets, on loop l and store s (borrowed), and sandboxes added with
- * a policy from JSON (stored as version 1 when the store has none).
- */
-int moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
-    struct moatd **out);
-int moatd_add_sandbox_for_test(struct moatd *d, const char *name,
-    const char *policy_json, struct moat_cause *cause);
-void moatd_free_for_test(struct moatd *d);
-
 /* ---- shared handles ---- */
 
 struct moat_store *moatd_store(struct moatd *d);
