@@ -421,7 +421,7 @@ chan_open_session(ssh_session s, void *ud)
 	struct conn *c = ud;
 	ssh_channel sc = NULL;
 
-	if (!c->authed || (sc = ssh_channel_new(s)) == NULL)
+	if (!c->authed || c->closing || (sc = ssh_channel_new(s)) == NULL)
 		return NULL;
 	if (chan_new(c, sc, CHAN_SESSION) == NULL) {
 		ssh_channel_free(sc);
@@ -606,6 +606,7 @@ pump_out_fd(struct chan *ch, int i)
 			break;
 		if (n <= 0) {
 			/* EOF, or EIO once a PTY's last slave fd closed. */
+			log_debug("chan %d: output %d at EOF", ch->id, i);
 			ch->out_eof[i] = true;
 			break;
 		}
@@ -648,6 +649,8 @@ send_exit(struct chan *ch)
 static void
 finish(struct chan *ch, bool with_exit)
 {
+	log_debug("chan %d: finish%s%s", ch->id, with_exit ? " with exit" : "",
+	    ch->remote_closed ? " (peer closed)" : "");
 	close_all_fds(ch);
 	if (ch->ch != NULL && !ch->remote_closed) {
 		if (with_exit)
@@ -677,6 +680,8 @@ step_session(struct chan *ch, int64_t now)
 	    (ch->pidfd < 0 || revents_of(ch, ch->pidfd) != 0) &&
 	    moat_proc_reap(ch->pid, &ch->status)) {
 		ch->exited = true;
+		log_debug("chan %d: pid %d exited, status %#x", ch->id,
+		    (int)ch->pid, ch->status);
 		ch->grace_until_ms = now + grace_ms(ch);
 		close_fd(ch, ch->pidfd);
 		record_end(ch);

@@ -288,21 +288,35 @@ loop_timeout(struct conn *c)
 	return t;
 }
 
+/*
+ * Any libssh call below may process packets re-entrantly (a flush polls
+ * the session), which can open a new channel and push it on c->chans.
+ * So the list is only walked forward while stepping, finished channels
+ * are unlinked by pointer moves alone, and freed after that.
+ */
 static void
 conn_step(struct conn *c)
 {
-	struct chan **pp = &c->chans, *ch;
+	struct chan **pp, *ch, *dead = NULL;
 
-	while ((ch = *pp) != NULL) {
+	for (ch = c->chans; ch != NULL; ch = ch->next)
 		chan_step(ch);
+	pp = &c->chans;
+	while ((ch = *pp) != NULL) {
 		if (chan_done(ch)) {
 			*pp = ch->next;
-			chan_free(ch);
-			continue;
+			ch->next = dead;
+			dead = ch;
+		} else {
+			pp = &ch->next;
 		}
-		chan_sync_watches(ch);
-		pp = &ch->next;
 	}
+	while ((ch = dead) != NULL) {
+		dead = ch->next;
+		chan_free(ch);
+	}
+	for (ch = c->chans; ch != NULL; ch = ch->next)
+		chan_sync_watches(ch);
 }
 
 static bool
@@ -319,6 +333,7 @@ conn_teardown(struct conn *c)
 	int64_t until = moat_now_ms() + HANGUP_WAIT_MS;
 	struct chan *ch;
 
+	c->closing = true;
 	for (ch = c->chans; ch != NULL; ch = ch->next)
 		chan_hangup(ch);
 	while (c->chans != NULL && moat_now_ms() < until) {
