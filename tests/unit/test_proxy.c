@@ -804,6 +804,25 @@ test_hot_swap(void)
 }
 
 static void
+test_idle(void)
+{
+	char head[4096], buf[4];
+	int64_t t0;
+	ssize_t n;
+	int fd = dial(E.port);
+
+	ok(tunnel(fd, "upstream.test:9000", head, sizeof(head)),
+	    "tunnel for the idle test");
+	t0 = moat_now_ms();
+	n = recv(fd, buf, sizeof(buf), 0);
+	t0 = moat_now_ms() - t0;
+	ok(n <= 0 && t0 >= 1500 && t0 < 5000,
+	    "an idle tunnel is closed after idle_timeout_ms (%lld ms)",
+	    (long long)t0);
+	close(fd);
+}
+
+static void
 test_cap(void)
 {
 	int fds[24], k = 0, n;
@@ -1108,6 +1127,7 @@ main(void)
 	cfg.hosts_file = E.hosts;
 	cfg.connect_timeout_ms = 3000;
 	cfg.max_conns_per_sandbox = 20;
+	cfg.idle_timeout_ms = 2000;
 	cfg.emit = on_event;
 	if (moat_loop_new(&E.l, NULL) != 0 || moat_proxy_new(E.l, &cfg, &E.p,
 	    NULL) != 0 || pipe2(E.cmd, O_CLOEXEC) != 0 ||
@@ -1130,6 +1150,7 @@ main(void)
 	test_tofu();
 	test_big_hash();
 	test_hot_swap();
+	test_idle();
 	test_cap();
 	test_bypass();
 	test_emfile();
