@@ -359,7 +359,8 @@ conn_loop(struct conn *c)
 			alarm(0);
 			grace_off = true;
 		}
-		if (c->auth_failures >= c->cfg->max_auth_tries) {
+		if (c->auth_failures >= (c->cfg->max_auth_tries > 0 ?
+		    c->cfg->max_auth_tries : 6)) {
 			log_info("too many authentication failures from %s",
 			    c->peer);
 			ssh_disconnect(c->s);
