@@ -10,8 +10,13 @@
  *            <v2>/moat/NAME (when a cgroup2 mount exists) gives
  *            cgroup.kill and cgroup.events for teardown.
  *
- * Every member is attached to every group by writing its pid to the
- * pre-opened cgroup.procs of each, so a forked holder needs no paths.
+ * How a process joins without an RCU grace period: moving a process by
+ * pid (cgroup.procs) takes the global cgroup_threadgroup_rwsem for
+ * writing, which waits for a grace period: 10-40 ms on this kernel, per
+ * sandbox. Instead a process is born in the v2 group (clone3 with
+ * CLONE_INTO_CGROUP) and moves its own single thread into each v1 group
+ * by writing "0" to `tasks`, which the kernel does without that lock.
+ * The files are opened at create, so a forked holder needs no paths.
  */
 #include <sys/stat.h>
 
@@ -40,8 +45,9 @@ struct sandbox_cgroup {
 	enum cg_mode mode;
 	size_t n;
 	char *dir[CG_MAX];	/* leaf dirs, created by us */
-	int procs_fd[CG_MAX];	/* O_WRONLY cgroup.procs of each */
+	int procs_fd[CG_MAX];	/* O_WRONLY: v1 tasks, v2 cgroup.procs */
 	int v2;			/* index of the cgroup2 leaf, or -1 */
+	int v2_dirfd;		/* the v2 leaf, for CLONE_INTO_CGROUP */
 	char *procs_path;	/* the listing for moat_sandbox_procs_path */
 };
 
@@ -137,7 +143,7 @@ knob(const char *dir, const char *file, const char *val, bool optional,
 /* mkdir the leaf; a leftover empty leaf (a crash) is removed first. */
 static int
 make_leaf(struct sandbox_cgroup *cg, const char *base, const char *name,
-    struct moat_cause *cause)
+    bool v2, struct moat_cause *cause)
 {
 	char path[512];
 	int r;
@@ -160,10 +166,16 @@ make_leaf(struct sandbox_cgroup *cg, const char *base, const char *name,
 		rmdir(path);
 		return MOAT_ERR_NOMEM;
 	}
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[cg->n]);
+	snprintf(path, sizeof(path), "%s/%s", cg->dir[cg->n],
+	    v2 ? "cgroup.procs" : "tasks");
+	if (v2) {
+		cg->v2 = (int)cg->n;
+		cg->v2_dirfd = open(cg->dir[cg->n], O_RDONLY | O_DIRECTORY |
+		    O_CLOEXEC);
+	}
 	cg->procs_fd[cg->n] = open(path, O_WRONLY | O_CLOEXEC);
 	cg->n++;
-	if (cg->procs_fd[cg->n - 1] < 0) {
+	if (cg->procs_fd[cg->n - 1] < 0 || (v2 && cg->v2_dirfd < 0)) {
 		moat_cause_errno(cause, "open %s", path);
 		return MOAT_ERR_SYSTEM;
 	}
@@ -252,9 +264,8 @@ create_v2(struct sandbox_cgroup *cg, const struct cg_mounts *m,
 	    (r = knob(dir, "cgroup.subtree_control", "+memory +pids +cpu",
 	    false, cause)) != 0)
 		return r;
-	if ((r = make_leaf(cg, m->v2, name, cause)) != 0)
+	if ((r = make_leaf(cg, m->v2, name, true, cause)) != 0)
 		return r;
-	cg->v2 = 0;
 	return limits_v2(cg->dir[0], res, cause);
 }
 
@@ -266,15 +277,13 @@ create_hybrid(struct sandbox_cgroup *cg, const struct cg_mounts *m,
 	const char *v1[] = { m->memory, m->pids, m->cpu };
 	int r;
 
-	if (m->v2[0] != '\0') {
-		if ((r = make_leaf(cg, m->v2, name, cause)) != 0)
-			return r;
-		cg->v2 = 0;
-	}
+	if (m->v2[0] != '\0' &&
+	    (r = make_leaf(cg, m->v2, name, true, cause)) != 0)
+		return r;
 	for (size_t i = 0; i < MOAT_NELEM(v1); i++) {
 		if (v1[i][0] == '\0')
 			continue;
-		if ((r = make_leaf(cg, v1[i], name, cause)) != 0)
+		if ((r = make_leaf(cg, v1[i], name, false, cause)) != 0)
 			return r;
 	}
 	if ((res->memory_mb > 0 && m->memory[0] == '\0') ||
@@ -301,6 +310,7 @@ sandbox_cgroup_create(const char *name, const struct moat_resources *res,
 	if ((cg = calloc(1, sizeof(*cg))) == NULL)
 		return MOAT_ERR_NOMEM;
 	cg->v2 = -1;
+	cg->v2_dirfd = -1;
 	for (size_t i = 0; i < CG_MAX; i++)
 		cg->procs_fd[i] = -1;
 	if (m.v2[0] != '\0' && v2_has_controllers(m.v2)) {
@@ -329,18 +339,19 @@ sandbox_cgroup_create(const char *name, const struct moat_resources *res,
 }
 
 int
-sandbox_cgroup_attach(const struct sandbox_cgroup *cg, pid_t pid,
-    struct moat_cause *cause)
+sandbox_cgroup_clone_fd(const struct sandbox_cgroup *cg)
 {
-	char s[24];
-	int n = snprintf(s, sizeof(s), "%d\n", (int)pid);
+	return cg != NULL ? cg->v2_dirfd : -1;
+}
 
+int
+sandbox_cgroup_join(const struct sandbox_cgroup *cg, bool in_v2)
+{
 	for (size_t i = 0; i < cg->n; i++) {
-		if (write(cg->procs_fd[i], s, (size_t)n) != n) {
-			moat_cause_errno(cause, "cgroup %s: attach pid %d",
-			    cg->dir[i], (int)pid);
-			return MOAT_ERR_SYSTEM;
-		}
+		if ((int)i == cg->v2 && in_v2)
+			continue;
+		if (write(cg->procs_fd[i], "0", 1) != 1)
+			return errno;
 	}
 	return 0;
 }
@@ -413,6 +424,7 @@ sandbox_cgroup_release(struct sandbox_cgroup *cg)
 		moat_close(cg->procs_fd[i]);
 		free(cg->dir[i]);
 	}
+	moat_close(cg->v2_dirfd);
 	free(cg->procs_path);
 	free(cg);
 }

@@ -1,7 +1,8 @@
 /*
  * The sandbox's PID 1. Cloned by moat_sandbox_create() into new pid,
- * mount, uts, ipc and net namespaces, it waits until the parent has set
- * up the network and the cgroup, builds the filesystem view (fs.c),
+ * mount, uts, ipc and net namespaces and the v2 cgroup, it joins the v1
+ * cgroups, builds the filesystem view (fs.c) while the parent wires the
+ * network,
  * reports, drops its capabilities and then only reaps: orphans of the
  * sandbox are re-parented to it. When it dies the kernel kills every
  * process of the pid namespace, which is how a sandbox ends.
@@ -14,7 +15,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -90,11 +93,17 @@ sandbox_init_main(struct sandbox_init_args *a)
 {
 	struct moat_cause cause = { { 0 } };
 	int keep[2] = { a->go_fd, a->status_fd };
-	char go = 0;
-	int fd;
+	struct pollfd hup = { a->go_fd, 0, 0 };
+	int fd, e;
 
 	reset_signals();
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if ((e = sandbox_cgroup_join(a->cg, a->in_v2)) != 0) {
+		snprintf(cause.msg, sizeof(cause.msg), "init: join cgroup: %s",
+		    strerror(e));
+		moat_write_all(a->status_fd, cause.msg, strlen(cause.msg));
+		_exit(1);
+	}
 	close_all_but(keep, MOAT_NELEM(keep));
 	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
 		dup3(fd, 0, 0);
@@ -103,10 +112,13 @@ sandbox_init_main(struct sandbox_init_args *a)
 		if (fd > 2)
 			close(fd);
 	}
-	/* EOF: the parent gave up (its setup failed or it died). */
-	if (read(a->go_fd, &go, 1) != 1)
+	/*
+	 * The parent holds the other end until we are ready: a hangup now
+	 * means it died before PDEATHSIG was armed. We do not wait for it:
+	 * the view is built while the parent wires the network.
+	 */
+	if (poll(&hup, 1, 0) != 0)
 		_exit(1);
-	close(a->go_fd);
 	if (sandbox_fs_setup(&a->fs, &cause) != 0) {
 		moat_write_all(a->status_fd, cause.msg, strlen(cause.msg));
 		_exit(1);
@@ -114,5 +126,6 @@ sandbox_init_main(struct sandbox_init_args *a)
 	drop_caps();
 	moat_write_all(a->status_fd, "", 1);
 	close(a->status_fd);
+	close(a->go_fd);
 	reap_loop();
 }

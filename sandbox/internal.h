@@ -33,9 +33,14 @@ struct moat_resources;
 
 int sandbox_cgroup_create(const char *name, const struct moat_resources *res,
     struct sandbox_cgroup **out, struct moat_cause *cause);
-/* Move pid into every hierarchy of the group (write to cgroup.procs). */
-int sandbox_cgroup_attach(const struct sandbox_cgroup *cg, pid_t pid,
-    struct moat_cause *cause);
+/* The v2 leaf for clone3(CLONE_INTO_CGROUP), or -1. */
+int sandbox_cgroup_clone_fd(const struct sandbox_cgroup *cg);
+/*
+ * In the joining process itself (single-threaded, root): move into
+ * every group; the v2 one too unless it was born there (in_v2).
+ * Returns 0 or an errno value.
+ */
+int sandbox_cgroup_join(const struct sandbox_cgroup *cg, bool in_v2);
 /* Kill every member (v2 cgroup.kill); false when the kernel cannot. */
 bool sandbox_cgroup_kill(const struct sandbox_cgroup *cg);
 /* Wait (bounded) until empty, then rmdir leaf-first and free. */
@@ -77,7 +82,9 @@ int sandbox_fs_setup(const struct sandbox_fs *f, struct moat_cause *cause);
 
 struct sandbox_init_args {
 	struct sandbox_fs fs;
-	int go_fd;     /* read: the parent releases us (1 byte) or gives up */
+	const struct sandbox_cgroup *cg;
+	bool in_v2;    /* born in the v2 group (CLONE_INTO_CGROUP) */
+	int go_fd;     /* read end: hangs up when the parent dies */
 	int status_fd; /* write: "" then EOF on success, else a message */
 };
 int sandbox_init_main(struct sandbox_init_args *a);
@@ -116,6 +123,16 @@ struct sandbox_env_in {
 };
 /* A NULL-terminated K=V array in one allocation; free() it. */
 char **sandbox_env_build(const struct sandbox_env_in *in);
+
+/* ---- spawn.c ---- */
+
+/*
+ * fork(), or clone3() into the v2 group when there is one (*in_v2 says
+ * which), with extra namespace flags for the sandbox init. Returns like
+ * fork(); errno is set on failure.
+ */
+pid_t sandbox_clone(const struct sandbox_cgroup *cg, unsigned long flags,
+    bool *in_v2);
 
 /* ---- the sandbox itself ---- */
 

@@ -1,11 +1,10 @@
 /*
  * Creating and ending a sandbox (sandbox/sandbox.h).
  *
- * create: clone the sandbox init into new pid, mnt, uts, ipc and net
- * namespaces; while it waits on the go pipe, wire its netns
- * (sandbox/net.h) and put it in the cgroup; release it; it builds the
- * filesystem view and reports on the status pipe; then build the Landlock
- * ruleset against that view. The seccomp program is compiled before any
+ * create: make the cgroup; clone the sandbox init into it and into new
+ * pid, mnt, uts, ipc and net namespaces; wire its netns (sandbox/net.h)
+ * while it builds the filesystem view and reports on the status pipe;
+ * then build the Landlock ruleset against that view. The seccomp program is compiled before any
  * of it, so a failure there leaves nothing to undo.
  *
  * free: cgroup.kill (v2) and SIGKILL to init, which takes the whole pid
@@ -171,11 +170,10 @@ setup_net(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	return 0;
 }
 
-/* Parent side after clone: network, cgroup, release, wait for ready. */
+/* Parent side after clone: the network, then wait for init's view. */
 static int
 wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
-    const struct moat_resources *res, int go_fd, int status_fd,
-    struct moat_cause *cause)
+    int status_fd, struct moat_cause *cause)
 {
 	char path[64], msg[MOAT_CAUSE_LEN];
 	size_t len = 0;
@@ -183,18 +181,12 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	int r;
 
 	if ((r = open_ns(sb, cause)) != 0 ||
-	    (r = setup_net(sb, c, cause)) != 0 ||
-	    (r = sandbox_cgroup_create(sb->name, res, &sb->cg, cause)) != 0 ||
-	    (r = sandbox_cgroup_attach(sb->cg, sb->init_pid, cause)) != 0)
+	    (r = setup_net(sb, c, cause)) != 0)
 		return r;
 	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj",
 	    (int)sb->init_pid);
 	if ((r = moat_write_file(path, SANDBOX_OOM_ADJ, cause)) != 0)
 		return r;
-	if (write(go_fd, "g", 1) != 1) {
-		moat_cause_errno(cause, "sandbox %s: release init", sb->name);
-		return MOAT_ERR_SYSTEM;
-	}
 	while (len < sizeof(msg) - 1 &&
 	    ((n = read(status_fd, msg + len, sizeof(msg) - 1 - len)) > 0 ||
 	    (n < 0 && errno == EINTR)))
@@ -263,6 +255,9 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 		return MOAT_ERR_NOMEM;
 	if ((r = prepare(sb, c, &in, cause)) != 0)
 		goto out;
+	if ((r = sandbox_cgroup_create(sb->name, &in.res, &sb->cg,
+	    cause)) != 0)
+		goto out;
 	if (pipe2(go, O_CLOEXEC) != 0 || pipe2(st, O_CLOEXEC) != 0) {
 		moat_cause_errno(cause, "sandbox %s: pipe", sb->name);
 		r = MOAT_ERR_SYSTEM;
@@ -278,9 +273,10 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	    NULL;
 	ia.go_fd = go[0];
 	ia.status_fd = st[1];
-	/* fork-like clone (no new stack): the child runs on a copy. */
-	pid = syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
-	    CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+	ia.cg = sb->cg;
+	/* Born in the v2 group; it joins the v1 groups itself. */
+	pid = sandbox_clone(sb->cg, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
+	    CLONE_NEWIPC | CLONE_NEWNET, &ia.in_v2);
 	if (pid == 0)
 		_exit(sandbox_init_main(&ia));
 	if (pid < 0) {
@@ -292,7 +288,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	close(go[0]);
 	close(st[1]);
 	go[0] = st[1] = -1;
-	if ((r = wire_init(sb, c, &in.res, go[1], st[0], cause)) != 0)
+	if ((r = wire_init(sb, c, st[0], cause)) != 0)
 		goto out;
 	snprintf(root, sizeof(root), "/proc/%d/root", (int)sb->init_pid);
 	if ((r = sandbox_landlock_prepare(root, c->policy, &sb->landlock_fd,

@@ -13,14 +13,19 @@
  * nothing depends on state of the process that created the sandbox: any
  * process holding the struct (a forked SSH connection) can do this.
  *
- * The child walks the table. At an IN_PARENT row it writes {row, 0} to
- * the status pipe and waits on the sync pipe while the parent runs the
- * row. A failing child row writes {row, errno} and exits. The status
- * pipe is close-on-exec: EOF there means exec worked.
+ * The child is born in the sandbox's v2 cgroup (clone3 with
+ * CLONE_INTO_CGROUP) and joins the v1 groups itself (cgroup.c says why:
+ * a parent writing the child's pid costs an RCU grace period, 10-40 ms).
+ * So every row runs in the child; the parent only follows it. A failing
+ * row writes {row, errno} to a close-on-exec status pipe and exits; EOF
+ * there means exec worked.
  */
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/sched.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +45,7 @@ extern char **environ;
 struct spawn_ctx {
 	struct moat_sandbox *sb;
 	const struct moat_spawn *s;
-	pid_t pid;		/* the child, in the caller's pid namespace */
+	bool in_v2;		/* born in the v2 cgroup */
 	char **envp;		/* built before fork: no allocation after */
 	const char *file;	/* what to exec */
 	char *const *argv;
@@ -48,23 +53,17 @@ struct spawn_ctx {
 
 struct spawn_msg {
 	int step;
-	int err;		/* errno of a failed child step; 0: run yours */
+	int err;		/* errno of the failed step */
 };
 
-enum spawn_where {
-	IN_PARENT,
-	IN_CHILD,
-};
-
-/* Child rows return 0 or an errno; parent rows a MOAT_ERR_* and cause. */
+/* A row runs in the child after fork and returns 0 or an errno value. */
 struct spawn_step {
 	const char *name;
-	enum spawn_where where;
-	int (*run)(struct spawn_ctx *, struct moat_cause *);
+	int (*run)(struct spawn_ctx *);
 };
 
 static int
-step_signals(struct spawn_ctx *x, struct moat_cause *cause)
+step_signals(struct spawn_ctx *x)
 {
 	struct sigaction sa;
 	sigset_t none;
@@ -81,7 +80,7 @@ step_signals(struct spawn_ctx *x, struct moat_cause *cause)
 }
 
 static int
-step_setns(struct spawn_ctx *x, struct moat_cause *cause)
+step_setns(struct spawn_ctx *x)
 {
 	static const int types[SB_NS_PID] = {
 		CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNS,
@@ -97,27 +96,29 @@ step_setns(struct spawn_ctx *x, struct moat_cause *cause)
 }
 
 static int
-step_cgroup(struct spawn_ctx *x, struct moat_cause *cause)
+step_cgroup(struct spawn_ctx *x)
 {
-	char path[64];
-	int r;
+	int fd, e;
 
-	if ((r = sandbox_cgroup_attach(x->sb->cg, x->pid, cause)) != 0)
-		return r;
+	if ((e = sandbox_cgroup_join(x->sb->cg, x->in_v2)) != 0)
+		return e;
 	/* Raising is always allowed; we may run at -900 (protect_self). */
-	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)x->pid);
-	return moat_write_file(path, SANDBOX_OOM_ADJ, cause);
+	if ((fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC)) < 0)
+		return errno;
+	e = write(fd, SANDBOX_OOM_ADJ, strlen(SANDBOX_OOM_ADJ)) < 0 ? errno : 0;
+	close(fd);
+	return e;
 }
 
 static int
-step_env(struct spawn_ctx *x, struct moat_cause *cause)
+step_env(struct spawn_ctx *x)
 {
 	environ = x->envp;
 	return 0;
 }
 
 static int
-step_fds(struct spawn_ctx *x, struct moat_cause *cause)
+step_fds(struct spawn_ctx *x)
 {
 	int tmp[3];
 
@@ -146,13 +147,13 @@ step_fds(struct spawn_ctx *x, struct moat_cause *cause)
 }
 
 static int
-step_landlock(struct spawn_ctx *x, struct moat_cause *cause)
+step_landlock(struct spawn_ctx *x)
 {
 	return sandbox_landlock_apply(x->sb->landlock_fd);
 }
 
 static int
-step_seccomp(struct spawn_ctx *x, struct moat_cause *cause)
+step_seccomp(struct spawn_ctx *x)
 {
 	/* Installing a filter needs NO_NEW_PRIVS or CAP_SYS_ADMIN. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -161,13 +162,13 @@ step_seccomp(struct spawn_ctx *x, struct moat_cause *cause)
 }
 
 static int
-step_drop_privs(struct spawn_ctx *x, struct moat_cause *cause)
+step_drop_privs(struct spawn_ctx *x)
 {
 	return sandbox_privs_drop(x->sb->user.uid, x->sb->user.gid);
 }
 
 static int
-step_exec(struct spawn_ctx *x, struct moat_cause *cause)
+step_exec(struct spawn_ctx *x)
 {
 	execvpe(x->file, x->argv, x->envp);
 	return errno;
@@ -175,34 +176,26 @@ step_exec(struct spawn_ctx *x, struct moat_cause *cause)
 
 /* Order: namespaces, cgroup, Landlock, seccomp, privilege drop. */
 static const struct spawn_step spawn_steps[] = {
-	{ "signals",	IN_CHILD,  step_signals },
-	{ "setns",	IN_CHILD,  step_setns },
-	{ "cgroup",	IN_PARENT, step_cgroup },
-	{ "env",	IN_CHILD,  step_env },
-	{ "fds",	IN_CHILD,  step_fds },
-	{ "landlock",	IN_CHILD,  step_landlock },
+	{ "signals",	step_signals },
+	{ "setns",	step_setns },
+	{ "cgroup",	step_cgroup },
+	{ "env",	step_env },
+	{ "fds",	step_fds },
+	{ "landlock",	step_landlock },
 	/* the filter allows what drop-privs needs (set*id, capset, prctl) */
-	{ "seccomp",	IN_CHILD,  step_seccomp },
-	{ "drop-privs",	IN_CHILD,  step_drop_privs },
-	{ "exec",	IN_CHILD,  step_exec },
+	{ "seccomp",	step_seccomp },
+	{ "drop-privs",	step_drop_privs },
+	{ "exec",	step_exec },
 };
 
 static void __attribute__((noreturn))
-child_main(struct spawn_ctx *x, int status_fd, int sync_fd)
+child_main(struct spawn_ctx *x, int status_fd)
 {
 	struct spawn_msg m = { 0, 0 };
-	char go;
 
 	for (size_t i = 0; i < MOAT_NELEM(spawn_steps); i++) {
 		m.step = (int)i;
-		if (spawn_steps[i].where == IN_PARENT) {
-			m.err = 0;
-			if (write(status_fd, &m, sizeof(m)) != sizeof(m) ||
-			    read(sync_fd, &go, 1) != 1)
-				_exit(127);
-			continue;
-		}
-		if ((m.err = spawn_steps[i].run(x, NULL)) != 0) {
+		if ((m.err = spawn_steps[i].run(x)) != 0) {
 			(void)!write(status_fd, &m, sizeof(m));
 			_exit(127);
 		}
@@ -210,9 +203,39 @@ child_main(struct spawn_ctx *x, int status_fd, int sync_fd)
 	_exit(127);
 }
 
+/*
+ * Raw clone3/clone: glibc's fork() would not take CLONE_INTO_CGROUP.
+ * The child skips glibc's atfork handling, so callers must be
+ * single-threaded (moatd's processes are), and the child must not use
+ * raise() or abort(): glibc still holds the parent's tid.
+ */
+pid_t
+sandbox_clone(const struct sandbox_cgroup *cg, unsigned long flags,
+    bool *in_v2)
+{
+	struct clone_args a;
+	int fd = sandbox_cgroup_clone_fd(cg);
+	long pid;
+
+	*in_v2 = false;
+	if (fd >= 0) {
+		memset(&a, 0, sizeof(a));
+		a.flags = flags | CLONE_INTO_CGROUP;
+		a.exit_signal = SIGCHLD;
+		a.cgroup = (uint64_t)fd;
+		if ((pid = syscall(SYS_clone3, &a, sizeof(a))) >= 0) {
+			*in_v2 = true;
+			return (pid_t)pid;
+		}
+		if (errno != ENOSYS && errno != E2BIG && errno != EINVAL)
+			return -1;
+	}
+	return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
 /* Fork with pid_for_children pointed at the sandbox (see the top). */
 static pid_t
-fork_inside(struct moat_sandbox *sb, struct moat_cause *cause)
+fork_inside(struct moat_sandbox *sb, bool *in_v2, struct moat_cause *cause)
 {
 	const char *own = "/proc/thread-self/ns/pid_for_children";
 	int self = open(own, O_RDONLY | O_CLOEXEC);
@@ -228,7 +251,7 @@ fork_inside(struct moat_sandbox *sb, struct moat_cause *cause)
 		close(self);
 		return -1;
 	}
-	pid = fork();
+	pid = sandbox_clone(sb->cg, 0, in_v2);
 	if (pid == 0)
 		return 0;
 	if (pid < 0)
@@ -249,51 +272,29 @@ kill_reap(pid_t pid)
 
 /* Follow the child through the table until exec (EOF) or a failure. */
 static int
-parent_main(struct spawn_ctx *x, int status_fd, int sync_fd,
-    struct moat_cause *cause)
+parent_main(int status_fd, struct moat_cause *cause)
 {
 	struct spawn_msg m;
+	const char *name;
 	ssize_t n;
-	int r;
 
-	for (;;) {
-		n = read(status_fd, &m, sizeof(m));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0)
-			return 0;
-		if (n != sizeof(m) || m.step < 0 ||
-		    (size_t)m.step >= MOAT_NELEM(spawn_steps)) {
-			moat_cause_set(cause, "spawn: lost the child");
-			return MOAT_ERR_SYSTEM;
-		}
-		if (m.err != 0) {
-			moat_cause_set(cause, "spawn step '%s' failed: %s",
-			    spawn_steps[m.step].name, strerror(m.err));
-			if (strcmp(spawn_steps[m.step].name, "exec") == 0 &&
-			    (m.err == ENOENT || m.err == ENOTDIR))
-				return MOAT_ERR_NOTFOUND;
-			return m.err == EACCES && strcmp(spawn_steps[m.step].name,
-			    "exec") == 0 ? MOAT_ERR_DENIED : MOAT_ERR_SYSTEM;
-		}
-		if (spawn_steps[m.step].where != IN_PARENT) {
-			moat_cause_set(cause, "spawn: bad request from child");
-			return MOAT_ERR_SYSTEM;
-		}
-		if ((r = spawn_steps[m.step].run(x, cause)) != 0) {
-			char inner[MOAT_CAUSE_LEN];
-
-			snprintf(inner, sizeof(inner), "%s", cause ?
-			    cause->msg : "");
-			moat_cause_set(cause, "spawn step '%s' failed: %s",
-			    spawn_steps[m.step].name, inner);
-			return r;
-		}
-		if (write(sync_fd, "g", 1) != 1) {
-			moat_cause_errno(cause, "spawn: release child");
-			return MOAT_ERR_SYSTEM;
-		}
+	while ((n = read(status_fd, &m, sizeof(m))) < 0 && errno == EINTR)
+		;
+	if (n == 0)
+		return 0;
+	if (n != sizeof(m) || m.step < 0 ||
+	    (size_t)m.step >= MOAT_NELEM(spawn_steps)) {
+		moat_cause_set(cause, "spawn: lost the child");
+		return MOAT_ERR_SYSTEM;
 	}
+	name = spawn_steps[m.step].name;
+	moat_cause_set(cause, "spawn step '%s' failed: %s", name,
+	    strerror(m.err));
+	if (strcmp(name, "exec") != 0)
+		return MOAT_ERR_SYSTEM;
+	if (m.err == ENOENT || m.err == ENOTDIR)
+		return MOAT_ERR_NOTFOUND;
+	return m.err == EACCES ? MOAT_ERR_DENIED : MOAT_ERR_SYSTEM;
 }
 
 static int
@@ -339,41 +340,36 @@ moat_sandbox_spawn(struct moat_sandbox *sb, const struct moat_spawn *s,
     pid_t *pidp, struct moat_cause *cause)
 {
 	const char *shargv[2] = { NULL, NULL };
-	int status[2] = { -1, -1 }, sync[2] = { -1, -1 }, r;
+	int status[2] = { -1, -1 }, r;
 	struct spawn_ctx x;
 	char *argv0 = NULL;
 	pid_t pid;
 
 	if ((r = prepare(sb, s, &x, &argv0, shargv)) != 0)
 		goto out;
-	if (pipe2(status, O_CLOEXEC) != 0 || pipe2(sync, O_CLOEXEC) != 0) {
+	if (pipe2(status, O_CLOEXEC) != 0) {
 		moat_cause_errno(cause, "spawn: pipe");
 		r = MOAT_ERR_SYSTEM;
 		goto out;
 	}
-	if ((pid = fork_inside(sb, cause)) < 0) {
+	if ((pid = fork_inside(sb, &x.in_v2, cause)) < 0) {
 		r = MOAT_ERR_SYSTEM;
 		goto out;
 	}
 	if (pid == 0) {
 		close(status[0]);
-		close(sync[1]);
-		child_main(&x, status[1], sync[0]);
+		child_main(&x, status[1]);
 	}
 	close(status[1]);
-	close(sync[0]);
-	status[1] = sync[0] = -1;
-	x.pid = pid;
-	if ((r = parent_main(&x, status[0], sync[1], cause)) != 0) {
+	status[1] = -1;
+	if ((r = parent_main(status[0], cause)) != 0) {
 		kill_reap(pid);
 		goto out;
 	}
 	*pidp = pid;
 out:
-	for (int i = 0; i < 2; i++) {
-		moat_close(status[i]);
-		moat_close(sync[i]);
-	}
+	moat_close(status[0]);
+	moat_close(status[1]);
 	free(x.envp);
 	free(argv0);
 	return r;
