@@ -170,8 +170,7 @@ make_leaf(struct sandbox_cgroup *cg, const char *base, const char *name,
 	    v2 ? "cgroup.procs" : "tasks");
 	if (v2) {
 		cg->v2 = (int)cg->n;
-		cg->v2_dirfd = open(cg->dir[cg->n], O_RDONLY | O_DIRECTORY |
-		    O_CLOEXEC);
+		cg->v2_dirfd = open(cg->dir[cg->n], O_DIRECTORY | O_CLOEXEC);
 	}
 	cg->procs_fd[cg->n] = open(path, O_WRONLY | O_CLOEXEC);
 	cg->n++;
