@@ -1,0 +1,399 @@
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/util.h"
+#include "sandbox/net.h"
+#include "sandbox/sandbox.h"
+#include "store/store.h"
+#include "moatd/daemon.h"
+#include "moatd/state.h"
+
+/* Read a sandbox's policy file (or the embedded default). */
+static int
+read_policy_text(const struct moatd_sandbox_config *sc, char **out,
+    struct moat_cause *cause)
+{
+	if (sc->policy_path == NULL)
+		return (*out = strdup(moatd_default_policy_json)) ? 0 :
+		    MOAT_ERR_NOMEM;
+	return moat_read_file(sc->policy_path, 4 << 20, out, NULL, cause);
+}
+
+static void
+print_diags(const char *src, const struct moat_diags *dg)
+{
+	static const char *const lv[] = { "error", "warning", "note" };
+
+	for (size_t i = 0; i < dg->n; i++)
+		fprintf(stderr, "%s: %s: %s: %s\n", src, lv[dg->v[i].level],
+		    dg->v[i].path, dg->v[i].msg);
+}
+
+int
+moatd_check_policies(const struct moatd_config *c)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < c->nsandboxes; i++) {
+		const struct moatd_sandbox_config *sc = &c->sandboxes[i];
+		struct moat_cause cause = { { 0 } };
+		struct moat_policy *p = NULL;
+		struct moat_diags dg;
+		char *text = NULL;
+		const char *src = sc->policy_path ? sc->policy_path :
+		    "(embedded deny-all)";
+
+		moat_diags_init(&dg);
+		if (read_policy_text(sc, &text, &cause) != 0) {
+			fprintf(stderr, "moatd: sandbox %s: %s\n", sc->name,
+			    cause.msg);
+			bad++;
+		} else if (moat_policy_load_string(text, strlen(text), src,
+			       NULL, &p, &dg) != 0) {
+			bad++;
+		}
+		print_diags(src, &dg);
+		moat_diags_free(&dg);
+		moat_policy_free(p);
+		free(text);
+	}
+	return bad ? MOAT_ERR_INVALID : MOAT_OK;
+}
+
+struct find_file_hash {
+	const char *hash;
+	bool found;
+};
+
+static int
+match_file_version(const struct moat_store_policy *p, void *arg)
+{
+	struct find_file_hash *f = arg;
+
+	if (strcmp(p->source, "file") == 0 && strcmp(p->hash, f->hash) == 0)
+		f->found = true;
+	return 0;
+}
+
+/*
+ * The policy a sandbox starts with: the newest stored version, unless the
+ * policy file changed since it was last stored (then the file wins and
+ * becomes a new version). Approved rules so survive restarts.
+ */
+static int
+init_policy(struct moatd *d, struct moatd_sandbox *s, struct moat_cause *cause)
+{
+	const char *src = s->cfg->policy_path ? s->cfg->policy_path :
+	    "(embedded deny-all)";
+	struct moat_store_policy *latest = NULL;
+	struct find_file_hash f = { 0 };
+	struct moat_policy *filep = NULL;
+	struct moat_diags dg;
+	char *text = NULL;
+	int r;
+
+	moat_diags_init(&dg);
+	if ((r = read_policy_text(s->cfg, &text, cause)) != 0)
+		goto out;
+	if ((r = moat_policy_load_string(text, strlen(text), src, NULL, &filep,
+		 &dg)) != 0) {
+		print_diags(src, &dg);
+		moat_cause_set(cause, "sandbox %s: policy %s is invalid",
+		    s->cfg->name, src);
+		goto out;
+	}
+	print_diags(src, &dg);
+	f.hash = moat_policy_hash(filep);
+	if ((r = moat_store_policy_list(d->store, s->cfg->name,
+		 match_file_version, &f, cause)) != 0)
+		goto out;
+	if (f.found && moat_store_policy_get(d->store, s->cfg->name, 0,
+			   &latest, NULL) == 0) {
+		moat_diags_free(&dg);
+		moat_diags_init(&dg);
+		r = moat_policy_load_string(latest->json, strlen(latest->json),
+		    "store", NULL, &s->policy, &dg);
+		if (r == 0) {
+			s->version = latest->version;
+			log_info("sandbox %s: policy version %d from the store",
+			    s->cfg->name, s->version);
+			goto out;
+		}
+		log_warn("sandbox %s: stored version %d no longer loads; "
+			 "using %s", s->cfg->name, latest->version, src);
+	}
+	if ((r = moat_store_policy_add(d->store, s->cfg->name,
+		 moat_policy_json(filep), moat_policy_hash(filep), "file",
+		 "moatd", src, &s->version, cause)) != 0)
+		goto out;
+	s->policy = moat_steal_ptr(&filep);
+	log_info("sandbox %s: policy %s stored as version %d", s->cfg->name,
+	    src, s->version);
+	r = MOAT_OK;
+out:
+	moat_store_policy_free(latest);
+	moat_policy_free(filep);
+	moat_diags_free(&dg);
+	free(text);
+	return r;
+}
+
+static void
+nflog_readable(struct moat_loop *l, int fd, unsigned events, void *arg);
+
+struct nflog_ctx {
+	struct moatd *d;
+	const char *sandbox;
+};
+
+static void
+on_nflog_pkt(const struct moat_nflog_pkt *p, void *arg)
+{
+	struct nflog_ctx *x = arg;
+
+	moatd_proxy_send_bypass(x->d, x->sandbox, p);
+}
+
+static void
+nflog_readable(struct moat_loop *l, int fd, unsigned events, void *arg)
+{
+	struct moatd_sandbox *s = arg;
+	struct nflog_ctx x = { s->owner, s->cfg->name };
+	char buf[65536];
+	ssize_t n;
+
+	(void)l;
+	(void)events;
+	/* Bounded: at most 64 datagrams per turn, then back to the loop. */
+	for (int i = 0; i < 64; i++) {
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0)
+			break;
+		moat_nflog_parse(buf, (size_t)n, on_nflog_pkt, &x);
+	}
+}
+
+static int
+workspace_ready(const char *path, uid_t uid, gid_t gid,
+    struct moat_cause *cause)
+{
+	struct stat st;
+	int r;
+
+	if (stat(path, &st) == 0)
+		return MOAT_OK;
+	if ((r = moat_mkdir_p(path, 0755, cause)) != 0)
+		return r;
+	/* A workspace moatd made belongs to the sandbox's user. */
+	if (chown(path, uid, gid) == -1) {
+		moat_cause_errno(cause, "chown %s", path);
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
+}
+
+static int
+start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
+{
+	struct moatd_sandbox *s = &d->sandboxes[i];
+	struct moat_sandbox_config sc = { 0 };
+	char sdir[4096];
+	int r;
+
+	s->cfg = &d->cfg->sandboxes[i];
+	s->owner = d;
+	s->nflog_fd = -1;
+	if ((r = init_policy(d, s, cause)) != 0)
+		return r;
+	/* uid/gid 1000 is the sandbox user's default (docs/sandbox.md). */
+	if ((r = workspace_ready(s->cfg->workspace, 1000, 1000, cause)) != 0)
+		return r;
+	snprintf(sdir, sizeof(sdir), "%s/sandboxes/%s", d->cfg->state_dir,
+	    s->cfg->name);
+	if ((r = moat_mkdir_p(sdir, 0700, cause)) != 0)
+		return r;
+	sc.name = s->cfg->name;
+	sc.policy = s->policy;
+	sc.workspace = s->cfg->workspace;
+	sc.net_index = (uint32_t)i;
+	sc.proxy_port = d->cfg->proxy_port;
+	sc.state_dir = sdir;
+	if ((r = moat_sandbox_create(&sc, &s->sb, cause)) != 0)
+		return r;
+	s->init_pid = moat_sandbox_init_pid(s->sb);
+	if (moat_sandbox_nflog_open(s->sb, &s->nflog_fd, cause) != 0 ||
+	    moat_loop_add_fd(d->loop, s->nflog_fd, MOAT_EV_READ,
+		nflog_readable, s) != 0) {
+		log_warn("sandbox %s: no bypass monitor: %s", s->cfg->name,
+		    cause->msg);
+		moat_close(s->nflog_fd);
+		s->nflog_fd = -1;
+	}
+	moat_store_sandbox_upsert(d->store, s->cfg->name, moat_wall_ms(),
+	    s->cfg->workspace, NULL);
+	log_info("sandbox %s up: proxy %s:%u, init pid %d", s->cfg->name,
+	    moat_sandbox_host_addr(s->sb),
+	    (unsigned)moat_sandbox_proxy_port(s->sb),
+	    (int)moat_sandbox_init_pid(s->sb));
+	return MOAT_OK;
+}
+
+int
+moatd_start(struct moatd *d, struct moat_cause *cause)
+{
+	int r;
+
+	d->sess_fd = d->sess_wfd = -1;
+	d->relay_fd = d->relay_tcp_fd = -1;
+	d->push_policy = moatd_proxy_push_policy;
+	d->send_trust = moatd_proxy_send_trust;
+	if ((r = moat_mkdir_p(d->cfg->state_dir, 0700, cause)) != 0)
+		return r;
+	moat_sandbox_protect_self();
+	if ((r = moat_loop_new(&d->loop, cause)) != 0)
+		return r;
+	if ((r = moat_store_open(d->cfg->store_path, MOAT_STORE_CREATE,
+		 &d->store, cause)) != 0)
+		return r;
+	if ((r = moatd_export_open(d->cfg->events_path, &d->exp, cause)) != 0)
+		return r;
+	if ((r = moatd_aggregator_new(d, 200, &d->agg, cause)) != 0)
+		return r;
+	if ((d->sandboxes = calloc(d->cfg->nsandboxes,
+		 sizeof(*d->sandboxes))) == NULL)
+		return MOAT_ERR_NOMEM;
+	for (size_t i = 0; i < d->cfg->nsandboxes; i++) {
+		d->nsandboxes = i + 1;
+		if ((r = start_sandbox(d, i, cause)) != 0)
+			return r;
+	}
+	if ((r = moatd_proxy_start(d, cause)) != 0)
+		return r;
+	if ((r = moatd_control_new(d, d->cfg->control_path,
+		 d->cfg->control_gid, &d->ctl, cause)) != 0)
+		return r;
+	if ((r = moatd_retention_new(d, (int64_t)d->cfg->retention_days * 86400,
+		 60000, 5000, &d->ret, cause)) != 0)
+		return r;
+	return moatd_ssh_start(d, cause);
+}
+
+void
+moatd_stop(struct moatd *d)
+{
+	d->stopping = true;
+	moatd_ssh_stop(d);
+	moatd_control_free(d->ctl);
+	d->ctl = NULL;
+	moatd_proxy_stop(d);
+	for (size_t i = 0; i < d->nsandboxes; i++) {
+		struct moatd_sandbox *s = &d->sandboxes[i];
+		if (s->nflog_fd >= 0) {
+			moat_loop_del_fd(d->loop, s->nflog_fd);
+			moat_close(s->nflog_fd);
+		}
+		moat_sandbox_free(s->sb);
+		moat_policy_free(s->policy);
+		free(s->file_hash);
+	}
+	free(d->sandboxes);
+	d->sandboxes = NULL;
+	d->nsandboxes = 0;
+	moatd_retention_free(d->ret);
+	d->ret = NULL;
+	moatd_aggregator_free(d->agg);
+	d->agg = NULL;
+	moatd_export_close(d->exp);
+	d->exp = NULL;
+	moat_store_close(d->store);
+	d->store = NULL;
+	moat_loop_free(d->loop);
+	d->loop = NULL;
+}
+
+void
+moatd_reload_policies(struct moatd *d)
+{
+	for (size_t i = 0; i < d->nsandboxes; i++) {
+		struct moatd_sandbox *s = &d->sandboxes[i];
+		struct moat_cause cause = { { 0 } };
+		struct moat_policy *p = NULL;
+		struct moat_diags dg;
+		char *text = NULL;
+
+		if (s->cfg->policy_path == NULL)
+			continue;
+		moat_diags_init(&dg);
+		if (read_policy_text(s->cfg, &text, &cause) != 0) {
+			log_warn("sandbox %s: reload: %s; keeping version %d",
+			    s->cfg->name, cause.msg, s->version);
+		} else if (moat_policy_load_string(text, strlen(text),
+			       s->cfg->policy_path, NULL, &p, &dg) != 0) {
+			print_diags(s->cfg->policy_path, &dg);
+			log_warn("sandbox %s: %s is invalid; keeping version %d",
+			    s->cfg->name, s->cfg->policy_path, s->version);
+		} else if (strcmp(moat_policy_hash(p),
+			       moat_policy_hash(s->policy)) != 0) {
+			moat_diags_free(&dg);
+			moat_diags_init(&dg);
+			moatd_policy_apply(d, s->cfg->name, text, "file", "moatd",
+			    s->cfg->policy_path, NULL, &dg, &cause);
+		}
+		moat_policy_free(p);
+		moat_diags_free(&dg);
+		free(text);
+	}
+}
+
+void
+moatd_child_exited(struct moatd *d, pid_t pid, int status)
+{
+	for (size_t i = 0; i < d->nsandboxes; i++) {
+		if (d->sandboxes[i].sb != NULL &&
+		    moat_sandbox_init_pid(d->sandboxes[i].sb) == pid)
+			log_error("sandbox %s: its init process ended (status "
+				  "%d); sessions will fail until restart",
+			    d->sandboxes[i].cfg->name, status);
+	}
+}
+
+void
+moatd_print_ready(const struct moatd *d)
+{
+	const char *su = getenv("SUDO_USER");
+
+	printf("\nmoatd is ready (%s).\n\n", d->cfg->source);
+	for (size_t i = 0; i < d->nsandboxes; i++) {
+		const struct moatd_sandbox *s = &d->sandboxes[i];
+		for (size_t l = 0; l < d->cfg->nlisten; l++)
+			printf("  ssh -p %u %s@%s\n",
+			    (unsigned)d->cfg->listen[l].port, s->cfg->name,
+			    d->cfg->listen[l].addr);
+		if (s->cfg->nkeys == 0)
+			printf("  (sandbox %s has no authorized keys: nobody "
+			       "can log in)\n", s->cfg->name);
+	}
+	if (d->nsandboxes > 0 && d->cfg->nlisten > 0) {
+		printf("\nor put this in %s/.ssh/config and run `ssh %s`:\n\n",
+		    su ? "~" : "~", d->sandboxes[0].cfg->name);
+		printf("Host %s\n  HostName %s\n  Port %u\n  User %s\n"
+		       "  UserKnownHostsFile ~/.ssh/known_hosts.moat\n\n",
+		    d->sandboxes[0].cfg->name, d->cfg->listen[0].addr,
+		    (unsigned)d->cfg->listen[0].port, d->sandboxes[0].cfg->name);
+	}
+	printf("Operator: build/rel/moat denials | proposals | approve ID "
+	       "(MOAT_STORE=%s MOAT_CONTROL=%s)\nStop with Ctrl-C.\n\n",
+	    d->cfg->store_path, d->cfg->control_path);
+	fflush(stdout);
+}

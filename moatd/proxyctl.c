@@ -1,0 +1,129 @@
+/*
+ * moatd's use of the proxy channel: start the proxy with every sandbox
+ * and its policy, feed its denial events to the aggregator, answer the
+ * agent proposals it forwards from policy.local, restart it if it dies.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "proxy/proxy.h"
+#include "common/util.h"
+#include "moatd/daemon.h"
+#include "moatd/proxychan.h"
+#include "moatd/state.h"
+
+void
+moatd_proxy_push_policy(struct moatd *d, const struct moatd_sandbox *s)
+{
+	if (s->policy != NULL)
+		moatd_proxychan_policy(d->proxy, s->cfg->name, s->version,
+		    moat_policy_json(s->policy));
+}
+
+int
+moatd_proxy_send_trust(struct moatd *d, const char *sandbox,
+    const char *binary, const char *sha256, struct moat_cause *cause)
+{
+	if (moatd_proxychan_trust(d->proxy, sandbox, binary, sha256) != 0) {
+		moat_cause_set(cause, "cannot reach the proxy process");
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
+}
+
+void
+moatd_proxy_send_bypass(struct moatd *d, const char *sandbox,
+    const struct moat_nflog_pkt *p)
+{
+	moatd_proxychan_bypass(d->proxy, sandbox, p);
+}
+
+static void
+on_event(void *arg, const struct moat_denial_event *ev)
+{
+	struct moatd *d = arg;
+
+	moatd_aggregator_add(d->agg, ev);
+}
+
+/*
+ * Requests from policy.local: an agent's proposal. The reply carries the
+ * request id so the proxy can answer the agent's HTTP request.
+ */
+static void
+on_message(void *arg, json_t *o)
+{
+	struct moatd *d = arg;
+	const char *type = json_string_value(json_object_get(o, "type"));
+	const char *sandbox = json_string_value(json_object_get(o, "sandbox"));
+	const char *body = json_string_value(json_object_get(o, "body"));
+	json_int_t req = json_integer_value(json_object_get(o, "req"));
+	struct moat_cause cause = { { 0 } };
+	int64_t id = 0;
+	int r;
+
+	if (type != NULL && (strcmp(type, "ready") == 0 ||
+	    strcmp(type, "sandbox_ok") == 0 || strcmp(type, "policy_ok") == 0))
+		return;
+	if (type != NULL && strcmp(type, "sandbox_error") == 0) {
+		log_error("the proxy cannot serve sandbox %s: %s",
+		    json_string_value(json_object_get(o, "name")) ?: "?",
+		    json_string_value(json_object_get(o, "error")) ?: "?");
+		return;
+	}
+	if (type != NULL && strcmp(type, "policy_error") == 0) {
+		log_warn("the proxy refused a policy for %s: %s",
+		    sandbox ? sandbox : "?",
+		    json_string_value(json_object_get(o, "error")) ?: "?");
+		return;
+	}
+	if (type == NULL || strcmp(type, "proposal") != 0 || sandbox == NULL ||
+	    body == NULL || !moatd_sandbox_exists(d, sandbox)) {
+		log_warn("unexpected message from the proxy");
+		return;
+	}
+	r = moatd_proposal_from_agent(d, sandbox, body, strlen(body), &id,
+	    &cause);
+	moatd_proxychan_send(d->proxy, json_pack("{s:s, s:s, s:I, s:b, s:I, s:s}",
+	    "type", "proposal_result", "sandbox", sandbox, "req", req, "ok",
+	    r == 0, "id", (json_int_t)id, "error",
+	    r == 0 ? "" : moat_cause_str(&cause, r)));
+}
+
+int
+moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
+{
+	struct moatd_proxychan_cbs cbs = { d, on_event, on_message };
+	struct moat_proxy_config pc = { 0 };
+	int closefds[MOAT_NELEM(d->listen_fds) + 4];
+	size_t n = 0;
+	int r;
+
+	pc.port = d->cfg->proxy_port;
+	pc.hosts_file = d->cfg->hosts_file;
+	for (size_t i = 0; i < d->nlisten; i++)
+		closefds[n++] = d->listen_fds[i];
+	closefds[n++] = d->relay_fd;
+	closefds[n++] = d->relay_tcp_fd;
+	if ((r = moatd_proxychan_start(d->loop, &pc, closefds, n, &cbs,
+		 &d->proxy, cause)) != 0)
+		return r;
+	for (size_t i = 0; i < d->nsandboxes; i++) {
+		struct moatd_sandbox *s = &d->sandboxes[i];
+		if (s->sb == NULL)
+			continue;
+		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb);
+		moatd_proxy_push_policy(d, s);
+	}
+	log_info("proxy started (pid %d, port %u)",
+	    (int)moatd_proxychan_pid(d->proxy), (unsigned)pc.port);
+	return MOAT_OK;
+}
+
+void
+moatd_proxy_stop(struct moatd *d)
+{
+	moatd_proxychan_stop(d->proxy);
+	d->proxy = NULL;
+}

@@ -1,0 +1,405 @@
+/*
+ * The SSH front door as moatd wires it: TCP listeners and the relay
+ * socket on moatd's loop, one forked process per connection, and the
+ * hooks that process calls: key checks against the sandbox's keys, spawn
+ * into the sandbox, connect inside its netns, session records (sent to
+ * moatd as datagrams, since only moatd writes the store).
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/util.h"
+#include "sandbox/sandbox.h"
+#include "sshd/relay.h"
+#include "sshd/sshd.h"
+#include "store/store.h"
+#include "moatd/daemon.h"
+#include "moatd/state.h"
+
+struct moatd_sessmap {
+	int64_t key;   /* the connection process's id for the session */
+	int64_t row;   /* the store's */
+	char sandbox[64];
+	char who[160];
+	char from[64];
+	char kind[16];
+	struct moatd_sessmap *next;
+};
+
+/* Per-process SSH settings; filled once before the first fork. */
+static struct {
+	struct moat_sshd_config cfg;
+	struct moat_sshd_hooks hooks;
+	const char *hostkeys[2];
+	char *secret;
+	int64_t next_key;
+} sshw;
+
+/* ---- hooks: these run in the connection process ---- */
+
+static bool
+hook_authorized(void *arg, const char *sandbox, const char *type,
+    const char *b64)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(arg, sandbox);
+	size_t tl = strlen(type);
+
+	if (s == NULL)
+		return false;
+	for (size_t i = 0; i < s->cfg->nkeys; i++) {
+		const char *k = s->cfg->keys[i];
+		if (strncmp(k, type, tl) == 0 && k[tl] == ' ' &&
+		    strcmp(k + tl + 1, b64) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool
+hook_exists(void *arg, const char *sandbox)
+{
+	return moatd_sandbox_find(arg, sandbox) != NULL;
+}
+
+static int
+hook_spawn(void *arg, const char *sandbox, const struct moat_sshd_spawn *ss,
+    pid_t *pid, struct moat_cause *cause)
+{
+	static const char *const sftp[] = { "/usr/lib/openssh/sftp-server",
+		NULL };
+	struct moatd_sandbox *s = moatd_sandbox_find(arg, sandbox);
+	struct moat_spawn sp = { 0 };
+
+	if (s == NULL || s->sb == NULL) {
+		moat_cause_set(cause, "no sandbox named '%s'", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	sp.argv = ss->subsystem != NULL ? sftp : ss->argv;
+	sp.env = ss->env;
+	memcpy(sp.fds, ss->fds, sizeof(sp.fds));
+	sp.pty = ss->pty;
+	sp.login = ss->login;
+	return moat_sandbox_spawn(s->sb, &sp, pid, cause);
+}
+
+static int
+hook_connect(void *arg, const char *sandbox, const char *host, uint16_t port,
+    int *fdp, struct moat_cause *cause)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(arg, sandbox);
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl;
+	int fd, r;
+
+	if (s == NULL || s->sb == NULL) {
+		moat_cause_set(cause, "no sandbox named '%s'", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if (strcmp(host, "localhost") == 0)
+		host = "127.0.0.1";
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		sl = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		sl = sizeof(*s6);
+	} else {
+		moat_cause_set(cause, "'%s' is not a loopback address", host);
+		return MOAT_ERR_INVALID;
+	}
+	fd = moat_sandbox_socket(s->sb, ss.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, cause);
+	if (fd < 0)
+		return MOAT_ERR_SYSTEM;
+	r = connect(fd, (struct sockaddr *)&ss, sl);
+	if (r == -1 && errno != EINPROGRESS) {
+		moat_cause_errno(cause, "connect %s:%u in sandbox %s", host,
+		    (unsigned)port, sandbox);
+		close(fd);
+		return MOAT_ERR_SYSTEM;
+	}
+	*fdp = fd;
+	return MOAT_OK;
+}
+
+static void
+send_sess(struct moatd *d, json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+
+	/* A datagram per record: moatd reads whole messages. */
+	if (s != NULL && d->sess_wfd >= 0 &&
+	    send(d->sess_wfd, s, strlen(s), MSG_NOSIGNAL) == -1)
+		log_warn_errno("session record to moatd");
+	free(s);
+	json_decref(o);
+}
+
+static void
+hook_session_start(void *arg, const char *sandbox, const char *who,
+    const char *from, const char *kind, int64_t *id)
+{
+	/* Unique across connection processes: pid, then a counter. */
+	*id = (int64_t)getpid() * 100000 + ++sshw.next_key;
+	send_sess(arg, json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "t",
+	    "start", "key", (json_int_t)*id, "sandbox", sandbox, "who", who,
+	    "from", from, "kind", kind));
+}
+
+static void
+hook_session_end(void *arg, int64_t id, int status, const char *sig)
+{
+	send_sess(arg, json_pack("{s:s, s:I, s:i, s:s}", "t", "end", "key",
+	    (json_int_t)id, "status", status, "signal", sig ? sig : ""));
+}
+
+/* ---- moatd's side ---- */
+
+static int
+ensure_secret(const char *path, struct moat_cause *cause)
+{
+	unsigned char raw[32];
+	char hex[65];
+	int fd;
+
+	if (access(path, F_OK) == 0)
+		return MOAT_OK;
+	if (RAND_bytes(raw, sizeof(raw)) != 1) {
+		moat_cause_set(cause, "no randomness for %s", path);
+		return MOAT_ERR_SYSTEM;
+	}
+	moat_hex(raw, sizeof(raw), hex);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd == -1 || moat_write_all(fd, hex, 64) != 0 ||
+	    moat_write_all(fd, "\n", 1) != 0) {
+		moat_cause_errno(cause, "write %s", path);
+		moat_close(fd);
+		return MOAT_ERR_SYSTEM;
+	}
+	close(fd);
+	explicit_bzero(raw, sizeof(raw));
+	return MOAT_OK;
+}
+
+
+static void
+sess_record(struct moatd *d, json_t *o)
+{
+	const char *t = json_string_value(json_object_get(o, "t"));
+	int64_t key = json_integer_value(json_object_get(o, "key"));
+	struct moatd_sessmap *m, **pp;
+
+	if (t == NULL)
+		return;
+	if (strcmp(t, "start") == 0) {
+		if ((m = calloc(1, sizeof(*m))) == NULL)
+			return;
+		m->key = key;
+		moat_strlcpy(m->sandbox, json_string_value(json_object_get(o,
+		    "sandbox")) ?: "", sizeof(m->sandbox));
+		moat_strlcpy(m->who, json_string_value(json_object_get(o,
+		    "who")) ?: "", sizeof(m->who));
+		moat_strlcpy(m->from, json_string_value(json_object_get(o,
+		    "from")) ?: "", sizeof(m->from));
+		moat_strlcpy(m->kind, json_string_value(json_object_get(o,
+		    "kind")) ?: "", sizeof(m->kind));
+		if (moat_store_session_start(d->store, m->sandbox, m->who,
+			m->from, m->kind, moat_wall_ms(), &m->row, NULL) != 0)
+			log_warn("session record for %s not stored", m->sandbox);
+		moatd_export_session(d->exp, true, m->sandbox, m->who, m->from,
+		    m->kind, 0, NULL);
+		m->next = d->sessions;
+		d->sessions = m;
+		return;
+	}
+	for (pp = &d->sessions; (m = *pp) != NULL; pp = &m->next) {
+		if (m->key != key)
+			continue;
+		const char *sig = json_string_value(json_object_get(o,
+		    "signal"));
+		int st = (int)json_integer_value(json_object_get(o, "status"));
+		moat_store_session_end(d->store, m->row, moat_wall_ms(), st,
+		    sig && *sig ? sig : NULL, NULL);
+		moatd_export_session(d->exp, false, m->sandbox, m->who,
+		    m->from, m->kind, st, sig);
+		*pp = m->next;
+		free(m);
+		return;
+	}
+}
+
+static void
+sess_readable(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	char buf[4096];
+	ssize_t n;
+
+	(void)l;
+	(void)ev;
+	for (int i = 0; i < 64; i++) {
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0)
+			return;
+		json_t *o = json_loadb(buf, (size_t)n, 0, NULL);
+		if (o != NULL)
+			sess_record(arg, o);
+		json_decref(o);
+	}
+}
+
+static void
+accept_ready(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	struct moatd *d = arg;
+	bool relay = fd == d->relay_fd || fd == d->relay_tcp_fd;
+	pid_t child;
+	int r;
+
+	(void)l;
+	(void)ev;
+	/* One connection per readiness: the loop calls again if more wait. */
+	r = moat_sshd_accept_fork(fd, relay, &sshw.cfg, &sshw.hooks, &child);
+	if (r != 0 && r != MOAT_ERR_AGAIN)
+		log_warn_r(r, "accept on fd %d", fd);
+}
+
+static int
+listen_unix(const char *path, int *fdp, struct moat_cause *cause)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		moat_cause_set(cause, "relay socket path too long: %s", path);
+		return MOAT_ERR_INVALID;
+	}
+	strcpy(sun.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    chmod(path, 0600) == -1 || listen(fd, 64) == -1) {
+		moat_cause_errno(cause, "relay socket %s", path);
+		moat_close(fd);
+		return MOAT_ERR_SYSTEM;
+	}
+	*fdp = fd;
+	return MOAT_OK;
+}
+
+int
+moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
+{
+	int sv[2], r;
+
+	if ((r = moat_sshd_hostkey_ensure(d->cfg->hostkey_path, cause)) != 0)
+		return r;
+	if ((r = ensure_secret(d->cfg->relay_secret_path, cause)) != 0)
+		return r;
+	if ((r = moat_read_file(d->cfg->relay_secret_path, 4096, &sshw.secret,
+		 NULL, cause)) != 0)
+		return r;
+	sshw.secret[strcspn(sshw.secret, "\r\n")] = '\0';
+	sshw.hostkeys[0] = d->cfg->hostkey_path;
+	sshw.cfg.hostkey_paths = sshw.hostkeys;
+	sshw.cfg.max_auth_tries = d->cfg->max_auth_tries;
+	sshw.cfg.login_grace_s = d->cfg->login_grace_s;
+	sshw.cfg.relay_secret = sshw.secret;
+	sshw.cfg.relay_skew_s = 300;
+	if ((r = moat_relay_cache_new(0, &d->relay_cache, cause)) != 0)
+		return r;
+	sshw.cfg.relay_cache = d->relay_cache;
+	sshw.hooks = (struct moat_sshd_hooks){ d, hook_authorized, hook_exists,
+		hook_spawn, hook_connect, hook_session_start,
+		hook_session_end };
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		moat_cause_errno(cause, "socketpair for session records");
+		return MOAT_ERR_SYSTEM;
+	}
+	d->sess_fd = sv[0];
+	d->sess_wfd = sv[1];
+	moat_loop_add_fd(d->loop, d->sess_fd, MOAT_EV_READ, sess_readable, d);
+	for (size_t i = 0; i < d->cfg->nlisten && i < MOAT_NELEM(d->listen_fds);
+	     i++) {
+		if ((r = moat_sshd_listen(d->cfg->listen[i].addr,
+			 d->cfg->listen[i].port, &d->listen_fds[i], cause)) != 0)
+			return r;
+		d->nlisten++;
+		moat_loop_add_fd(d->loop, d->listen_fds[i], MOAT_EV_READ,
+		    accept_ready, d);
+	}
+	if (d->cfg->relay_socket != NULL) {
+		if ((r = listen_unix(d->cfg->relay_socket, &d->relay_fd,
+			 cause)) != 0)
+			return r;
+		moat_loop_add_fd(d->loop, d->relay_fd, MOAT_EV_READ,
+		    accept_ready, d);
+	}
+	if (d->cfg->relay_tcp.port != 0) {
+		if ((r = moat_sshd_listen(d->cfg->relay_tcp.addr,
+			 d->cfg->relay_tcp.port, &d->relay_tcp_fd, cause)) != 0)
+			return r;
+		moat_loop_add_fd(d->loop, d->relay_tcp_fd, MOAT_EV_READ,
+		    accept_ready, d);
+	}
+	return MOAT_OK;
+}
+
+void
+moatd_ssh_stop(struct moatd *d)
+{
+	for (size_t i = 0; i < d->nlisten; i++) {
+		moat_loop_del_fd(d->loop, d->listen_fds[i]);
+		moat_close(d->listen_fds[i]);
+	}
+	d->nlisten = 0;
+	if (d->relay_fd >= 0) {
+		moat_loop_del_fd(d->loop, d->relay_fd);
+		moat_close(d->relay_fd);
+		if (d->cfg->relay_socket != NULL)
+			unlink(d->cfg->relay_socket);
+		d->relay_fd = -1;
+	}
+	if (d->relay_tcp_fd >= 0) {
+		moat_loop_del_fd(d->loop, d->relay_tcp_fd);
+		moat_close(d->relay_tcp_fd);
+		d->relay_tcp_fd = -1;
+	}
+	if (d->sess_fd >= 0) {
+		moat_loop_del_fd(d->loop, d->sess_fd);
+		moat_close(d->sess_fd);
+		moat_close(d->sess_wfd);
+		d->sess_fd = d->sess_wfd = -1;
+	}
+	while (d->sessions != NULL) {
+		struct moatd_sessmap *m = d->sessions;
+		d->sessions = m->next;
+		free(m);
+	}
+	moat_relay_cache_free(d->relay_cache);
+	d->relay_cache = NULL;
+	if (sshw.secret != NULL)
+		explicit_bzero(sshw.secret, strlen(sshw.secret));
+	free(sshw.secret);
+	sshw.secret = NULL;
+}
