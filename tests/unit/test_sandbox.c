@@ -1,0 +1,227 @@
+/*
+ * sandbox/: the environment and passwd builders (pure), then (as root)
+ * a real sandbox: create, spawn with captured output, a spawn from a
+ * forked holder, a failing spawn, and free leaving nothing behind.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/internal.h"
+#include "sandbox/sandbox.h"
+#include "tests/unit/tap.h"
+
+static const char *
+env_get(char **env, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (; *env != NULL; env++)
+		if (strncmp(*env, key, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+static void
+test_env(void)
+{
+	struct sandbox_user u = { 1000, 1000, "sandbox", "/bin/bash" };
+	const char *extra[] = { "TERM=vt100", "HOME=/root", "HTTP_PROXY=x",
+		"LANG=de_DE.UTF-8", "NOEQUALS", NULL };
+	struct sandbox_env_in in = { &u, "/sandbox", "10.200.0.1", 3128,
+		false, extra };
+	char **env = sandbox_env_build(&in);
+
+	ok(env != NULL, "env builds");
+	is_str(env_get(env, "HOME"), "/sandbox", "HOME is not overridable");
+	is_str(env_get(env, "HTTP_PROXY"), "http://10.200.0.1:3128",
+	    "HTTP_PROXY is not overridable");
+	is_str(env_get(env, "grpc_proxy"), "http://10.200.0.1:3128",
+	    "grpc_proxy set");
+	is_str(env_get(env, "no_proxy"), "127.0.0.1,localhost,::1",
+	    "no_proxy set");
+	is_str(env_get(env, "TERM"), "vt100", "TERM from the caller");
+	is_str(env_get(env, "LANG"), "de_DE.UTF-8", "LANG replaced");
+	ok(env_get(env, "NOEQUALS") == NULL, "entries without = dropped");
+	free(env);
+	in.proxy_addr = "";
+	in.extra = NULL;
+	in.pty = true;
+	env = sandbox_env_build(&in);
+	ok(env_get(env, "HTTP_PROXY") == NULL, "no proxy: no variables");
+	is_str(env_get(env, "TERM"), "xterm-256color", "pty default TERM");
+	free(env);
+}
+
+static void
+test_passwd(void)
+{
+	struct sandbox_user u = { 1000, 1000, "sandbox", "/bin/bash" };
+	char dir[] = "/tmp/moat-ut-XXXXXX", path[64], *out = NULL;
+
+	ok(mkdtemp(dir) != NULL, "tmp root");
+	snprintf(path, sizeof(path), "%s/etc", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/etc/passwd", dir);
+	moat_write_file(path, "", NULL); /* must exist for write_file */
+	{
+		FILE *f = fopen(path, "we");
+
+		fputs("root:x:0:0:root:/root:/bin/sh\n"
+		    "debian:x:1000:1000::/home/debian:/bin/bash\n"
+		    "sandbox:x:77:77::/x:/bin/sh\nnobody:x:65534:65534::/:/\n",
+		    f);
+		fclose(f);
+	}
+	is_int(sandbox_user_passwd(&u, dir, &out, NULL), 0, "passwd built");
+	is_str(out, "root:x:0:0:root:/root:/bin/sh\n"
+	    "nobody:x:65534:65534::/:/\n"
+	    "sandbox:x:1000:1000:sandbox:/sandbox:/bin/bash\n",
+	    "same id and same name replaced, others kept");
+	free(out);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/etc", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
+static int
+read_all(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+	ssize_t r;
+
+	while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* Spawn `sh -c script` with stdout on a pipe; returns its exit status. */
+static int
+run(struct moat_sandbox *sb, const char *script, char *out, size_t len)
+{
+	const char *argv[] = { "/bin/sh", "-c", script, NULL };
+	struct moat_spawn s = { .argv = argv, .fds = { -1, -1, 2 } };
+	struct moat_cause cause = { { 0 } };
+	int p[2], st = -1;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	s.fds[1] = p[1];
+	if (moat_sandbox_spawn(sb, &s, &pid, &cause) != 0) {
+		diag("spawn: %s", cause.msg);
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	close(p[1]);
+	read_all(p[0], out, len);
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void
+test_sandbox(void)
+{
+	char ws[] = "/tmp/moat-ut-ws-XXXXXX", name[32], out[512], cg[128];
+	struct moat_sandbox_config c = { .name = name, .net_index = 77 };
+	struct moat_cause cause = { { 0 } };
+	struct moat_sandbox *sb = NULL;
+	const char *argv[] = { "/no/such/binary", NULL };
+	struct moat_spawn bad = { .argv = argv, .fds = { -1, -1, -1 } };
+	int64_t t0;
+	pid_t pid, holder;
+	int r, st;
+
+	snprintf(name, sizeof(name), "ut%d", (int)getpid() % 100000);
+	ok(mkdtemp(ws) != NULL && chown(ws, 1000, 1000) == 0, "workspace");
+	c.workspace = ws;
+	t0 = moat_now_us();
+	r = moat_sandbox_create(&c, &sb, &cause);
+	is_int(r, 0, "create: %s", cause.msg);
+	if (r != 0)
+		return;
+	diag("create took %lld us", (long long)(moat_now_us() - t0));
+	is_str(moat_sandbox_name(sb), name, "name");
+	is_str(moat_sandbox_home(sb), "/sandbox", "home");
+	is_int((int)moat_sandbox_uid(sb), 1000, "uid");
+	ok(moat_sandbox_init_pid(sb) > 0, "init pid");
+	ok(moat_sandbox_netns_fd(sb) >= 0, "netns fd");
+	ok(moat_sandbox_host_addr(sb)[0] != '\0', "host addr %s",
+	    moat_sandbox_host_addr(sb));
+	{
+		char *procs = NULL;
+		char want[16];
+
+		snprintf(want, sizeof(want), "%d\n",
+		    (int)moat_sandbox_init_pid(sb));
+		moat_read_file(moat_sandbox_procs_path(sb), 4096, &procs, NULL,
+		    NULL);
+		ok(procs != NULL && strstr(procs, want) != NULL,
+		    "init is listed in %s", moat_sandbox_procs_path(sb));
+		free(procs);
+	}
+	t0 = moat_now_us();
+	is_int(run(sb, "id -un; hostname; echo $HOME", out, sizeof(out)), 0,
+	    "spawn runs");
+	diag("spawn+run took %lld us", (long long)(moat_now_us() - t0));
+	snprintf(cg, sizeof(cg), "sandbox\n%s\n/sandbox\n", name);
+	is_str(out, cg, "user, hostname, HOME");
+	is_int(run(sb, "exit 3", out, sizeof(out)), 3, "exit status");
+
+	/* A forked holder spawns and reaps its own child. */
+	if ((holder = fork()) == 0) {
+		int rc = run(sb, "echo holder", out, sizeof(out));
+
+		_exit(rc == 0 && strcmp(out, "holder\n") == 0 ? 0 : 1);
+	}
+	waitpid(holder, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "spawn from a forked holder");
+
+	r = moat_sandbox_spawn(sb, &bad, &pid, &cause);
+	is_int(r, MOAT_ERR_NOTFOUND, "missing command is NOTFOUND");
+	ok(strstr(cause.msg, "spawn step 'exec'") != NULL, "cause: %s",
+	    cause.msg);
+	/* init is our only child left, and alive: no zombie to collect */
+	ok(waitpid(-1, NULL, WNOHANG) == 0, "the failed child was reaped");
+
+	/* A background process is killed by free. */
+	is_int(run(sb, "sleep 100 </dev/null >/dev/null 2>&1 &", out,
+	    sizeof(out)), 0, "background job started");
+	snprintf(cg, sizeof(cg), "/sys/fs/cgroup/unified/moat/%s", name);
+	t0 = moat_now_us();
+	moat_sandbox_free(sb);
+	diag("free took %lld us", (long long)(moat_now_us() - t0));
+	ok(access(cg, F_OK) != 0, "cgroup %s removed", cg);
+	snprintf(cg, sizeof(cg), "/sys/fs/cgroup/pids/moat/%s", name);
+	ok(access(cg, F_OK) != 0, "cgroup %s removed", cg);
+	snprintf(cg, sizeof(cg), "/run/netns/moat-%s", name);
+	ok(access(cg, F_OK) != 0, "netns %s removed", cg);
+	rmdir(ws);
+
+	c.name = "Bad Name";
+	is_int(moat_sandbox_create(&c, &sb, &cause), MOAT_ERR_INVALID,
+	    "bad name refused");
+	moat_sandbox_free(NULL);
+}
+
+int
+main(void)
+{
+	test_env();
+	test_passwd();
+	if (geteuid() != 0)
+		skip("a real sandbox needs root");
+	else
+		test_sandbox();
+	return done_testing();
+}
