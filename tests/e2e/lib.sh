@@ -75,7 +75,7 @@ while True:
 	on_cleanup "kill $!"
 	# Wait (bounded) for both servers.
 	for _ in $(seq 50); do
-		ip netns exec "$UP_NS" sh -c "exec 3<>/dev/tcp/$UP_ADDR/80 && exec 4<>/dev/tcp/$UP_ADDR/7" 2>/dev/null && return 0
+		ip netns exec "$UP_NS" bash -c "exec 3<>/dev/tcp/$UP_ADDR/80 && exec 4<>/dev/tcp/$UP_ADDR/7" 2>/dev/null && return 0
 		sleep 0.1
 	done
 	return 1

@@ -140,7 +140,9 @@ is "paramiko exec, exit status, signal death, sftp" "$(timeout 60 /usr/bin/pytho
 is "paramiko sftp sums" "$(sha256sum < "$OBJ/pm.back")" "$(sha256sum < "$OBJ/f1")"
 
 # refusals
-t_not "a wrong key is refused" ssh -F "$OBJ/ssh_config" -i "$OBJ/id_other" -o IdentitiesOnly=yes box true
+t_not "a wrong key is refused" ssh -F /dev/null -p "$SSH_PORT" -i "$OBJ/id_other" \
+	-o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+	-o BatchMode=yes box@127.0.0.1 true
 ssh -v -F "$OBJ/ssh_config" -o IdentityFile="$OBJ/id_other" box true > "$OBJ/probe.log" 2>&1
 t_not "the key probe does not accept an unauthorized key" grep -q "Server accepts key: $OBJ/id_other" "$OBJ/probe.log"
 t_not "an unknown sandbox is refused" ssh -F "$OBJ/ssh_config" -o User=nosuch box true
@@ -182,11 +184,14 @@ is "relay preface: fresh OK, replay refused, expired refused, long line refused"
 
 # a killed connection process does not affect another session
 $SSH box 'sleep 5; echo survivor' > "$OBJ/surv" 2>&1 & keep=$!
-$SSH box 'sleep 30' & victim=$!
+$SSH box 'exec sleep 31' & victim=$!
 sleep 1.5
-vpid=$(pgrep -P "$MOATD_PID" | while read p; do
-	[ "$(cat /proc/$p/comm)" = moatd ] && echo $p; done | tail -n 1)
-[ -n "$vpid" ] && kill -KILL "$vpid"
+# The victim's connection process: the nearest moatd above its sleep.
+vpid=$(pgrep -x -f 'sleep 31' | head -n 1)
+while [ -n "$vpid" ] && [ "$vpid" != 1 ] && [ "$(cat /proc/$vpid/comm 2>/dev/null)" != moatd ]; do
+	vpid=$(awk '{print $4}' /proc/$vpid/stat 2>/dev/null)
+done
+[ -n "$vpid" ] && [ "$vpid" != "$MOATD_PID" ] && kill -KILL "$vpid"
 wait $keep
 is "killing one connection process leaves another session intact" "$(cat "$OBJ/surv")" survivor
 kill $victim 2>/dev/null
