@@ -141,8 +141,6 @@ step_fds(struct spawn_ctx *x)
 	/* Whatever the caller's libraries opened never reaches exec. */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
 		return errno;
-	if (chdir(x->s->cwd != NULL ? x->s->cwd : SANDBOX_HOME) != 0)
-		return errno;
 	return 0;
 }
 
@@ -170,6 +168,9 @@ step_drop_privs(struct spawn_ctx *x)
 static int
 step_exec(struct spawn_ctx *x)
 {
+	/* As the user: a directory they cannot enter fails here. */
+	if (chdir(x->s->cwd != NULL ? x->s->cwd : SANDBOX_HOME) != 0)
+		return errno;
 	execvpe(x->file, x->argv, x->envp);
 	return errno;
 }
