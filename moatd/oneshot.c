@@ -1,0 +1,189 @@
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/event.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/util.h"
+#include "policies/policy.h"
+#include "proxy/proxy.h"
+#include "sandbox/net.h"
+#include "sandbox/sandbox.h"
+#include "store/store.h"
+#include "moatd/oneshot.h"
+#include "moatd/proxychan.h"
+
+struct moatd_oneshot {
+	struct moat_loop *loop;
+	struct moatd_proxychan *proxy;
+	char name[64];
+	int nflog_fd;
+	int pidfd;
+	pid_t child;
+	int status;
+	bool exited;
+	struct moat_denial_event *ev; /* the run's denials */
+	size_t nev;
+	size_t cap;
+};
+
+static void
+on_event(void *arg, const struct moat_denial_event *ev)
+{
+	struct moatd_oneshot *o = arg;
+
+	if (o->nev == o->cap) {
+		size_t nc = o->cap ? o->cap * 2 : 64;
+		struct moat_denial_event *nv;
+		/* A runaway command cannot grow this without bound. */
+		if (nc > 100000 || (nv = realloc(o->ev, nc * sizeof(*nv))) ==
+		    NULL)
+			return;
+		o->ev = nv;
+		o->cap = nc;
+	}
+	o->ev[o->nev++] = *ev;
+}
+
+static void
+on_nflog_pkt(const struct moat_nflog_pkt *p, void *arg)
+{
+	struct moatd_oneshot *o = arg;
+
+	moatd_proxychan_bypass(o->proxy, o->name, p);
+}
+
+static void
+nflog_readable(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	char buf[65536];
+	ssize_t n;
+
+	(void)l;
+	(void)ev;
+	for (int i = 0; i < 64; i++) {
+		if ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) <= 0)
+			break;
+		moat_nflog_parse(buf, (size_t)n, on_nflog_pkt, arg);
+	}
+}
+
+static void
+child_exited(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	struct moatd_oneshot *o = arg;
+
+	(void)fd;
+	(void)ev;
+	while (waitpid(o->child, &o->status, 0) < 0 && errno == EINTR)
+		;
+	o->exited = true;
+	moat_loop_stop(l);
+}
+
+static void
+drain_done(struct moat_loop *l, void *arg)
+{
+	(void)arg;
+	moat_loop_stop(l);
+}
+
+int
+moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
+    const struct moat_policy *p, const char *hosts_file,
+    struct moatd_oneshot **out, struct moat_cause *cause)
+{
+	struct moatd_proxychan_cbs cbs = { NULL, on_event, NULL };
+	struct moat_proxy_config pc = { 0 };
+	struct moatd_oneshot *o;
+	int r;
+
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return MOAT_ERR_NOMEM;
+	o->nflog_fd = o->pidfd = -1;
+	moat_strlcpy(o->name, name, sizeof(o->name));
+	cbs.arg = o;
+	pc.port = moat_sandbox_proxy_port(sb);
+	pc.hosts_file = hosts_file;
+	if ((r = moat_loop_new(&o->loop, cause)) != 0 ||
+	    (r = moatd_proxychan_start(o->loop, &pc, NULL, 0, &cbs, &o->proxy,
+		 cause)) != 0) {
+		moatd_oneshot_finish(o, NULL, NULL);
+		return r;
+	}
+	moatd_proxychan_sandbox(o->proxy, name, sb);
+	moatd_proxychan_policy(o->proxy, name, 0, moat_policy_json(p));
+	/* No bypass monitor is a degraded run, not a failed one. */
+	if (moat_sandbox_nflog_open(sb, &o->nflog_fd, NULL) == 0)
+		moat_loop_add_fd(o->loop, o->nflog_fd, MOAT_EV_READ,
+		    nflog_readable, o);
+	*out = o;
+	return MOAT_OK;
+}
+
+int
+moatd_oneshot_wait(struct moatd_oneshot *o, pid_t child, int *status)
+{
+	o->child = child;
+	o->pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+	if (o->pidfd < 0) {
+		/* Old kernel: no events while the command runs. */
+		while (waitpid(child, status, 0) < 0)
+			if (errno != EINTR)
+				return MOAT_ERR_SYSTEM;
+		return MOAT_OK;
+	}
+	moat_fd_cloexec(o->pidfd);
+	moat_loop_add_fd(o->loop, o->pidfd, MOAT_EV_READ, child_exited, o);
+	while (!o->exited)
+		if (moat_loop_run(o->loop) != 0)
+			return MOAT_ERR_SYSTEM;
+	/* Let the last denials (a bypass just before exit) arrive. */
+	moat_loop_timer(o->loop, 150, drain_done, NULL);
+	moat_loop_run(o->loop);
+	*status = o->status;
+	return MOAT_OK;
+}
+
+int
+moatd_oneshot_finish(struct moatd_oneshot *o, const char *store_path,
+    struct moat_cause *cause)
+{
+	struct moat_store *s = NULL;
+	int r = MOAT_OK;
+
+	if (o == NULL)
+		return MOAT_OK;
+	if (o->pidfd >= 0) {
+		moat_loop_del_fd(o->loop, o->pidfd);
+		close(o->pidfd);
+	}
+	if (o->nflog_fd >= 0) {
+		moat_loop_del_fd(o->loop, o->nflog_fd);
+		close(o->nflog_fd);
+	}
+	moatd_proxychan_stop(o->proxy);
+	if (store_path != NULL && o->nev > 0) {
+		char dir[4096], *slash;
+		moat_strlcpy(dir, store_path, sizeof(dir));
+		if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+			*slash = '\0';
+			moat_mkdir_p(dir, 0700, NULL);
+		}
+		if ((r = moat_store_open(store_path, MOAT_STORE_CREATE, &s,
+			 cause)) == 0)
+			r = moat_store_denials_add(s, o->ev, o->nev, cause);
+		moat_store_close(s);
+	}
+	moat_loop_free(o->loop);
+	free(o->ev);
+	free(o);
+	return r;
+}
