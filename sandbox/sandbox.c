@@ -11,6 +11,7 @@
  * namespace with it; reap init; wait for the cgroups to empty and remove
  * them leaf-first; release the network.
  */
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -307,6 +308,34 @@ out:
 	free(in.passwd);
 	free(in.group);
 	return r;
+}
+
+int
+moat_sandbox_openpty(struct moat_sandbox *sb, int *masterp, int *slavep,
+    struct moat_cause *cause)
+{
+	char path[64];
+	int m = -1, s = -1, unlock = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/root/dev/pts/ptmx",
+	    (int)sb->init_pid);
+	if ((m = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+		moat_cause_errno(cause, "sandbox %s: open %s", sb->name, path);
+		return MOAT_ERR_SYSTEM;
+	}
+	/* TIOCGPTPEER: the slave without a path lookup anyone could race. */
+	if (ioctl(m, TIOCSPTLCK, &unlock) != 0 ||
+	    (s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 ||
+	    fchown(s, sb->user.uid, sb->user.gid) != 0 ||
+	    fchmod(s, 0620) != 0) {
+		moat_cause_errno(cause, "sandbox %s: pty", sb->name);
+		moat_close(s);
+		close(m);
+		return MOAT_ERR_SYSTEM;
+	}
+	*masterp = m;
+	*slavep = s;
+	return 0;
 }
 
 void

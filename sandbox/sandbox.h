@@ -81,6 +81,15 @@ int moat_sandbox_spawn(struct moat_sandbox *sb, const struct moat_spawn *s,
     pid_t *pid, struct moat_cause *cause);
 
 /*
+ * A pty from the sandbox's own devpts (so `tty` inside names it and
+ * /dev/pts/N exists there), its slave owned by the sandbox user, mode
+ * 0620. Give *slave as fds[0..2] with pty = true; the caller keeps
+ * *master. Both close-on-exec. MOAT_ERR_SYSTEM with the cause.
+ */
+int moat_sandbox_openpty(struct moat_sandbox *sb, int *master, int *slave,
+    struct moat_cause *cause);
+
+/*
  * Once per daemon (moatd, moat run): make the OOM killer pick sandbox
  * processes before us (-900 for us; sandbox processes get +500).
  */

@@ -178,6 +178,30 @@ test_sandbox(void)
 	is_str(out, cg, "user, hostname, HOME");
 	is_int(run(sb, "exit 3", out, sizeof(out)), 3, "exit status");
 
+	/* A pty from the sandbox's devpts: tty names it, the user owns it. */
+	{
+		const char *targv[] = { "/bin/sh", "-c",
+		    "tty; stat -c %U /proc/self/fd/0", NULL };
+		struct moat_spawn ts = { .argv = targv, .pty = true };
+		int m = -1, sl = -1;
+
+		r = moat_sandbox_openpty(sb, &m, &sl, &cause);
+		is_int(r, 0, "openpty: %s", cause.msg);
+		ts.fds[0] = ts.fds[1] = ts.fds[2] = sl;
+		if (r == 0 && moat_sandbox_spawn(sb, &ts, &pid, &cause) == 0) {
+			close(sl);
+			waitpid(pid, &st, 0);
+			memset(out, 0, sizeof(out));
+			(void)!read(m, out, sizeof(out) - 1);
+			ok(strncmp(out, "/dev/pts/0\r\nsandbox", 19) == 0,
+			    "tty inside is /dev/pts/0 owned by sandbox");
+			diag("%s", out);
+		} else
+			ok(0, "pty spawn: %s", cause.msg);
+		if (m >= 0)
+			close(m);
+	}
+
 	/* A forked holder spawns and reaps its own child. */
 	if ((holder = fork()) == 0) {
 		int rc = run(sb, "echo holder", out, sizeof(out));
