@@ -119,6 +119,18 @@ ws="$OBJ/ws" && mkdir -p "$ws" && chown 1000:1000 "$ws"
 "$MOAT" run --name "$(nm)" -w "$ws" -- sh -c 'echo made > /sandbox/out'
 is "writes in /sandbox land in the workspace" "$(cat "$ws/out" 2>/dev/null)" made
 
+# policy read_write: a host path outside the sandbox's own is bound
+# read-write; its sibling, not in the policy, stays read-only
+rw="/srv/moat-e2e-$$-rw"; ro="/srv/moat-e2e-$$-ro"
+mkdir -p "$rw" "$ro" && chown 1000:1000 "$rw" "$ro"
+on_cleanup "rm -rf $rw $ro"
+printf '{"version":1,"filesystem_policy":{"read_write":["%s"]},"network_policies":{}}\n' \
+    "$rw" > "$OBJ/rw.json"
+"$MOAT" run --name "$(nm)" -p "$OBJ/rw.json" -- sh -c "echo rw > $rw/f"
+is "policy read_write path is writable" "$(cat "$rw/f" 2>/dev/null)" rw
+"$MOAT" run --name "$(nm)" -p "$OBJ/rw.json" -- sh -c "echo ro > $ro/f" 2>/dev/null
+is "a host path not in the policy stays read-only" "$([ -e "$ro/f" ]; echo $?)" 1
+
 # network: everything but the proxy is refused at once
 if upstream_start sb; then
 	confine connect "$UP_ADDR" 80
