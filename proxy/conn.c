@@ -6,6 +6,8 @@
  *        -> CONNECT -> RELAY
  *   any step may end in RESPOND (an error or 403) -> LINGER -> freed
  *
+ *   HEAD for http://policy.local -> (LBODY -> LWAIT, a proposal) -> RESPOND
+ *
  * Nothing read after a malformed or denied head is ever forwarded: the
  * client fd is not read again except to discard while lingering.
  */
@@ -28,6 +30,8 @@ enum px_state {
 	ST_RELAY,
 	ST_RESPOND,
 	ST_LINGER,
+	ST_LBODY, /* reading a policy.local proposal's body */
+	ST_LWAIT, /* waiting for moatd's answer to it */
 };
 
 struct px_conn {
@@ -60,6 +64,13 @@ struct px_conn {
 	struct px_relay relay;
 	bool relay_on;
 	struct moat_timer *timer;
+	char *body; /* policy.local proposal */
+	size_t blen;
+	size_t bneed;
+	uint64_t preq;
+	bool answered;
+	char *lresp;
+	size_t lresplen;
 };
 
 static void client_cb(struct moat_loop *, int, unsigned, void *);
@@ -119,6 +130,8 @@ px_conn_free(struct px_conn *c)
 	close(c->cfd);
 	moat_policy_free(c->pol);
 	free(c->out);
+	free(c->body);
+	free(c->lresp);
 	free(c);
 }
 
@@ -691,6 +704,148 @@ try_connect(struct px_conn *c)
 	    "no address of the host accepted the connection");
 }
 
+/* ---- policy.local (routes and bodies in local.c) ---- */
+
+static void
+local_scheme(struct px_conn *c)
+{
+	size_t len = 0;
+	char *r = px_local_scheme_error(&len);
+
+	respond(c, r, len);
+}
+
+static void
+wait_timeout(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+	size_t len = 0;
+	char *r;
+
+	(void)l;
+	c->timer = NULL;
+	r = px_local_unavailable("moatd did not answer the proposal in time",
+	    &len);
+	respond(c, r, len);
+}
+
+static void
+proposal_answer(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+	char *r = c->lresp;
+
+	(void)l;
+	c->timer = NULL;
+	c->lresp = NULL;
+	respond(c, r, c->lresplen);
+}
+
+void
+px_conn_proposal_result(struct moat_proxy *p, uint64_t req, char *resp,
+    size_t len)
+{
+	for (struct px_conn *c = p->conns; c != NULL; c = c->next) {
+		if (c->st != ST_LWAIT || c->preq != req || c->answered)
+			continue;
+		c->answered = true;
+		c->lresp = resp;
+		c->lresplen = len;
+		/*
+		 * Answer from a timer: the result may arrive from inside the
+		 * propose callback, which must not see the connection go.
+		 */
+		arm(c, 0, proposal_answer);
+		return;
+	}
+	log_debug("proposal result %llu has no waiting request",
+	    (unsigned long long)req);
+	free(resp);
+}
+
+static void
+local_propose(struct px_conn *c)
+{
+	struct moat_proxy *p = c->p;
+	size_t len = 0;
+	char *r;
+
+	moat_loop_mod_fd(p->loop, c->cfd, 0);
+	if (!px_local_body_ok(c->body, c->blen)) {
+		r = px_local_invalid("the body is not UTF-8 text", &len);
+		respond(c, r, len);
+		return;
+	}
+	c->st = ST_LWAIT;
+	c->preq = ++p->next_req;
+	arm(c, p->cfg.proposal_timeout_ms, wait_timeout);
+	if (p->cfg.propose(p->cfg.propose_arg, c->sb->name, c->preq, c->body,
+	    c->blen) != 0) {
+		r = px_local_unavailable("moatd cannot be reached", &len);
+		respond(c, r, len);
+	}
+}
+
+static void
+body_timeout(struct moat_loop *l, void *arg)
+{
+	struct px_conn *c = arg;
+	size_t len = 0;
+	char *r;
+
+	(void)l;
+	c->timer = NULL;
+	r = px_local_timeout(&len);
+	respond(c, r, len);
+}
+
+static void
+read_body(struct px_conn *c)
+{
+	ssize_t n = recv(c->cfd, c->body + c->blen, c->bneed - c->blen, 0);
+
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		px_conn_free(c);
+		return;
+	}
+	c->blen += (size_t)n;
+	if (c->blen == c->bneed)
+		local_propose(c);
+}
+
+static void
+local_start(struct px_conn *c)
+{
+	size_t len = 0, extra = c->hlen - c->req.head_len;
+	bool propose = false;
+	char *r;
+
+	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
+	moat_loop_timer_cancel(c->p->loop, c->timer);
+	c->timer = NULL;
+	r = px_local_answer(c->sb, &c->req, c->head, &len, &propose);
+	if (!propose) {
+		respond(c, r, len);
+		return;
+	}
+	c->bneed = (size_t)c->req.content_length;
+	if ((c->body = malloc(c->bneed + 1)) == NULL) {
+		px_conn_free(c);
+		return;
+	}
+	c->blen = extra < c->bneed ? extra : c->bneed;
+	memcpy(c->body, c->head + c->req.head_len, c->blen);
+	if (c->blen == c->bneed) {
+		local_propose(c);
+		return;
+	}
+	c->st = ST_LBODY;
+	moat_loop_mod_fd(c->p->loop, c->cfd, MOAT_EV_READ);
+	arm(c, PX_LOCAL_BODY_TIMEOUT_MS, body_timeout);
+}
+
 /* ---- reading the head ---- */
 
 static void
@@ -713,9 +868,24 @@ read_head(struct px_conn *c)
 		return;
 	if (rc != MOAT_OK) {
 		moat_loop_mod_fd(c->p->loop, c->cfd, 0);
+		if (status == 400 && px_local_https(c->head, c->hlen)) {
+			local_scheme(c);
+			return;
+		}
 		respond_error(c, status, status == 431 ?
 		    "request_header_too_large" : "bad_request", cause.msg);
 		return;
+	}
+	/* policy.local is answered here: no identity, policy or DNS. */
+	switch (px_local_match(&c->req)) {
+	case PX_LOCAL_YES:
+		local_start(c);
+		return;
+	case PX_LOCAL_SCHEME:
+		local_scheme(c);
+		return;
+	default:
+		break;
 	}
 	start(c);
 }
@@ -739,6 +909,9 @@ client_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 		break;
 	case ST_LINGER:
 		linger_io(c);
+		break;
+	case ST_LBODY:
+		read_body(c);
 		break;
 	default:
 		/* Not reading while deciding; a hang-up ends the work. */

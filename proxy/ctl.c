@@ -3,7 +3,9 @@
  * socketpair, ctl_fd, and talks JSON lines both ways (docs/protocols.md,
  * "moatd <-> proxy control channel"). moatd sends sandboxes, policies,
  * bypass packets; the proxy answers each request and writes every
- * denial as {"type":"denial", ...event fields}.
+ * denial as {"type":"denial", ...event fields}. An agent's policy.local
+ * proposal goes up as {"type":"proposal"} and moatd's
+ * {"type":"proposal_result"} answers the waiting HTTP request.
  *
  * Writes are buffered and never block the loop; when moatd stops
  * reading for long, events beyond a cap are dropped and counted.
@@ -55,39 +57,45 @@ ctl_flush(struct ctl *c)
 	    (c->outlen > 0 ? MOAT_EV_WRITE : 0));
 }
 
-static void
+static int
 ctl_write(struct ctl *c, const char *line, size_t len)
 {
 	if (c->outlen + len > CTL_OUT_MAX) {
 		if (c->dropped++ % 1000 == 0)
 			log_warn("moatd is not reading; %lu lines dropped",
 			    c->dropped);
-		return;
+		return -1;
 	}
 	if (c->outlen + len > c->outcap) {
 		size_t nc = (c->outlen + len) * 2;
 		char *n = realloc(c->out, nc);
 		if (n == NULL)
-			return;
+			return -1;
 		c->out = n;
 		c->outcap = nc;
 	}
 	memcpy(c->out + c->outlen, line, len);
 	c->outlen += len;
 	ctl_flush(c);
+	return 0;
 }
 
-static void
+/* One line, whole or not at all (0, or -1 when it was dropped). */
+static int
 ctl_reply(struct ctl *c, json_t *o)
 {
-	char *s = json_dumps(o, JSON_COMPACT);
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	size_t n;
+	int r = -1;
 
 	json_decref(o);
 	if (s == NULL)
-		return;
-	ctl_write(c, s, strlen(s));
-	ctl_write(c, "\n", 1);
+		return -1;
+	n = strlen(s);
+	s[n] = '\n'; /* json_dumps' NUL becomes the line end */
+	r = ctl_write(c, s, n + 1);
 	free(s);
+	return r;
 }
 
 static void
@@ -103,6 +111,18 @@ emit_event(void *arg, const struct moat_denial_event *ev)
 	/* The event's own '{' is replaced by the type member's comma. */
 	buf[16] = ',';
 	ctl_write(c, buf, 16 + n);
+}
+
+/* An agent's proposal from policy.local: hand it to moatd. */
+static int
+ctl_propose(void *arg, const char *sandbox, uint64_t req, const char *body,
+    size_t len)
+{
+	struct ctl *c = arg;
+
+	return ctl_reply(c, json_pack("{s:s,s:s,s:I,s:s%}", "type",
+	    "proposal", "sandbox", sandbox, "req", (json_int_t)req, "body",
+	    body, len));
 }
 
 static const char *
@@ -234,6 +254,10 @@ handle_line(struct ctl *c, const char *line, size_t len)
 		do_policy(c, o);
 	} else if (strcmp(type, "bypass") == 0) {
 		do_bypass(c, o);
+	} else if (strcmp(type, "proposal_result") == 0) {
+		moat_proxy_proposal_result(c->p, (uint64_t)jint(o, "req", 0),
+		    json_is_true(json_object_get(o, "ok")), jint(o, "id", 0),
+		    jstr(o, "error"));
 	} else if (strcmp(type, "retrust") == 0) {
 		const char *n = jstr(o, "sandbox"), *b = jstr(o, "binary");
 		if (n != NULL && b != NULL)
@@ -308,6 +332,8 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	}
 	pc.emit = emit_event;
 	pc.emit_arg = &c;
+	pc.propose = ctl_propose;
+	pc.propose_arg = &c;
 	if ((r = moat_proxy_new(c.loop, &pc, &c.p, &cause)) != 0) {
 		log_error("proxy: %s", moat_cause_str(&cause, r));
 		goto out;

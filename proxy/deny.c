@@ -25,10 +25,22 @@ px_status_text(int status)
 	switch (status) {
 	case 200:
 		return "OK";
+	case 202:
+		return "Accepted";
 	case 400:
 		return "Bad Request";
 	case 403:
 		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 502:
@@ -42,8 +54,8 @@ px_status_text(int status)
 	}
 }
 
-static char *
-response(int status, const char *ctype, const char *body, size_t blen,
+char *
+px_response(int status, const char *ctype, const char *body, size_t blen,
     size_t *len)
 {
 	char *out = NULL;
@@ -113,7 +125,7 @@ px_deny_response(const struct px_deny *d, size_t *len)
 	json_object_set_new(o, "agent_guidance", json_string(GUIDANCE));
 	if ((body = json_dumps(o, JSON_COMPACT)) == NULL)
 		goto out;
-	out = response(403, "application/json", body, strlen(body), len);
+	out = px_response(403, "application/json", body, strlen(body), len);
 out:
 	free(body);
 	json_decref(anc);
@@ -131,7 +143,7 @@ px_simple_response(int status, const char *error, const char *detail,
 	/* OpenShell's plain-text answer for the https:// mistake. */
 	if (status == 400 && detail != NULL &&
 	    strcmp(detail, "Use CONNECT for HTTPS URLs") == 0)
-		return response(400, "text/plain", detail, strlen(detail), len);
+		return px_response(400, "text/plain", detail, strlen(detail), len);
 	o = json_pack("{s:s,s:s}", "error", error, "detail",
 	    detail != NULL ? detail : "");
 	if (o == NULL)
@@ -140,7 +152,7 @@ px_simple_response(int status, const char *error, const char *detail,
 	json_decref(o);
 	if (body == NULL)
 		return NULL;
-	out = response(status, "application/json", body, strlen(body), len);
+	out = px_response(status, "application/json", body, strlen(body), len);
 	free(body);
 	return out;
 }

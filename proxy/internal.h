@@ -120,6 +120,8 @@ struct px_deny {
 };
 /* A whole HTTP response (head and body), malloc'd; NULL on ENOMEM. */
 char *px_deny_response(const struct px_deny *d, size_t *len);
+char *px_response(int status, const char *ctype, const char *body,
+    size_t blen, size_t *len);
 char *px_simple_response(int status, const char *error, const char *detail,
     size_t *len);
 const char *px_status_text(int status);
@@ -181,6 +183,7 @@ struct px_sandbox {
 	int version;
 	int nconns;
 	struct px_trust *trust;
+	struct px_ring *ring; /* recent denials, for policy.local */
 	struct px_sandbox *next;
 };
 
@@ -195,6 +198,7 @@ struct moat_proxy {
 	struct px_hasher *hasher;
 	struct px_resolver *resolver;
 	struct moat_ratelimit rl;
+	uint64_t next_req; /* proposal request ids, from 1 */
 };
 
 struct px_sandbox *px_sandbox_find(struct moat_proxy *p, const char *name);
@@ -209,6 +213,47 @@ struct px_conn *px_conn_next(struct px_conn *c);
 struct px_sandbox *px_conn_sandbox(struct px_conn *c);
 /* Decide an open tunnel again after a policy swap; closes it if denied. */
 void px_conn_redecide(struct px_conn *c);
+
+/*
+ * A proposal's answer (a whole response, taken over; NULL: out of
+ * memory) for the connection waiting on request id req, if any.
+ */
+void px_conn_proposal_result(struct moat_proxy *p, uint64_t req, char *resp,
+    size_t len);
+
+/* ---- local.c: policy.local, the proxy's own API for agents */
+
+#define PX_RING_MAX 100
+#define PX_LOCAL_BODY_MAX (64 * 1024)
+#define PX_LOCAL_BODY_TIMEOUT_MS 15000
+#define PX_LOCAL_WAIT_MS 10000
+
+enum px_local {
+	PX_LOCAL_NO = 0, /* not for policy.local */
+	PX_LOCAL_YES,    /* http://policy.local[:80]/... */
+	PX_LOCAL_SCHEME, /* CONNECT policy.local:PORT: 400 */
+};
+
+struct px_ring;
+/* Keep a denial (not an audit allow) in its sandbox's ring. */
+void px_ring_add(struct px_sandbox *sb, const struct moat_denial_event *ev);
+void px_ring_free(struct px_ring *r);
+
+enum px_local px_local_match(const struct moat_http_req *r);
+/* Does a head the parser refused ask for https://policy.local? */
+bool px_local_https(const char *buf, size_t len);
+/*
+ * Answer a policy.local request: a whole response (malloc'd), or NULL
+ * with *propose set when it is a proposal whose Content-Length body must
+ * be read and forwarded (NULL without *propose: out of memory).
+ */
+char *px_local_answer(struct px_sandbox *sb, const struct moat_http_req *r,
+    const char *buf, size_t *len, bool *propose);
+bool px_local_body_ok(const char *body, size_t n);
+char *px_local_scheme_error(size_t *len);
+char *px_local_invalid(const char *detail, size_t *len);
+char *px_local_unavailable(const char *detail, size_t *len);
+char *px_local_timeout(size_t *len);
 
 /* forward.c: the rewritten head of a forward request; malloc'd. */
 char *px_forward_head(const struct moat_http_req *r, const char *buf,

@@ -84,6 +84,11 @@ px_is_listen_addr(struct moat_proxy *p, const struct sockaddr *sa)
 void
 px_emit(struct moat_proxy *p, const struct moat_denial_event *ev)
 {
+	struct px_sandbox *sb = px_sandbox_find(p, ev->sandbox);
+
+	/* Every denial passes here: policy.local's ring sees them all. */
+	if (sb != NULL)
+		px_ring_add(sb, ev);
 	if (p->cfg.emit != NULL)
 		p->cfg.emit(p->cfg.emit_arg, ev);
 }
@@ -184,6 +189,8 @@ moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 		p->cfg.connect_timeout_ms = 10000;
 	if (p->cfg.idle_timeout_ms <= 0)
 		p->cfg.idle_timeout_ms = 300000;
+	if (p->cfg.proposal_timeout_ms <= 0)
+		p->cfg.proposal_timeout_ms = PX_LOCAL_WAIT_MS;
 	if (p->cfg.max_conns_total <= 0)
 		p->cfg.max_conns_total = 4096;
 	if (p->cfg.max_conns_per_sandbox <= 0)
@@ -253,6 +260,7 @@ sandbox_free(struct px_sandbox *sb)
 		free(t);
 	}
 	moat_policy_free(sb->policy);
+	px_ring_free(sb->ring);
 	free(sb->procs_path);
 	free(sb);
 }

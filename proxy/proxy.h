@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/errors.h"
@@ -37,6 +38,19 @@ struct moat_proxy_config {
 	/* Called on the loop thread for every denial (and audit allow). */
 	void (*emit)(void *arg, const struct moat_denial_event *ev);
 	void *emit_arg;
+	/*
+	 * Called on the loop thread with an agent's POST to
+	 * http://policy.local/v1/proposals (body: len bytes of UTF-8, no
+	 * NUL, at most 64 KiB; not NUL-terminated). Return 0 when it was
+	 * handed on: the agent's request then waits up to 10 s for
+	 * moat_proxy_proposal_result() with the same req. Nonzero, or
+	 * NULL here (no moatd, as in moat run): the agent gets 503
+	 * gateway_unavailable.
+	 */
+	int (*propose)(void *arg, const char *sandbox, uint64_t req,
+	    const char *body, size_t len);
+	void *propose_arg;
+	int proposal_timeout_ms;  /* moatd's answer to a proposal, 10000 */
 };
 
 struct moat_proxy_sandbox {
@@ -98,6 +112,14 @@ int moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
 /* Turn a packet that bypassed the proxy into a "bypass" denial event. */
 void moat_proxy_bypass(struct moat_proxy *p, const char *sandbox,
     const struct moat_proxy_bypass_pkt *pkt);
+
+/*
+ * moatd's answer to proposal req: ok with the stored proposal's id (the
+ * agent gets 202), or not ok with a sentence (400 invalid_proposal). An
+ * unknown or expired req is ignored. Loop thread only.
+ */
+void moat_proxy_proposal_result(struct moat_proxy *p, uint64_t req, bool ok,
+    int64_t id, const char *error);
 
 /* Live connection count (all sandboxes, or one). */
 int moat_proxy_conn_count(const struct moat_proxy *p, const char *sandbox);
