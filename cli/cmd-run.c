@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <glob.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -95,6 +96,34 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
 	else
 		unlink(path);
 	return 0;
+}
+
+/*
+ * Sandboxes of moat runs that were killed (SIGKILL leaves no chance to
+ * tear down): run-PID whose PID is gone. Their processes died with their
+ * init (PDEATHSIG); the cgroups and network are removed here.
+ */
+static void
+purge_stale_runs(void)
+{
+	glob_t g;
+
+	if (glob("/sys/fs/cgroup/*/moat/run-*", GLOB_NOSORT, NULL, &g) != 0 &&
+	    glob("/sys/fs/cgroup/moat/run-*", GLOB_NOSORT, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		const char *name = strrchr(g.gl_pathv[i], '/') + 1;
+		struct moat_cause cause = { { 0 } };
+		char *end = NULL;
+		long pid = strtol(name + 4, &end, 10);
+
+		if (end == name + 4 || *end != '\0' || pid <= 0 ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (moat_sandbox_purge(name, &cause) != 0)
+			log_warn("stale sandbox %s: %s", name, cause.msg);
+	}
+	globfree(&g);
 }
 
 static int
@@ -193,6 +222,7 @@ run_exec(int argc, char **argv)
 		own_ws = true;
 	}
 	moat_sandbox_protect_self();
+	purge_stale_runs();
 	memset(&c, 0, sizeof(c));
 	c.name = name;
 	c.policy = p;

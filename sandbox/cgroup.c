@@ -449,6 +449,39 @@ sandbox_cgroup_destroy(struct sandbox_cgroup *cg)
 	sandbox_cgroup_release(cg);
 }
 
+int
+sandbox_cgroup_purge(const char *name, struct moat_cause *cause)
+{
+	struct cg_mounts m;
+	const char *bases[4];
+	char dir[600];
+	int r;
+
+	if ((r = find_mounts(&m, cause)) != 0)
+		return r;
+	bases[0] = m.v2;
+	bases[1] = m.memory;
+	bases[2] = m.pids;
+	bases[3] = m.cpu;
+	for (size_t i = 0; i < MOAT_NELEM(bases); i++) {
+		int64_t deadline = moat_now_ms() + 500;
+
+		if (bases[i][0] == '\0')
+			continue;
+		snprintf(dir, sizeof(dir), "%s/moat/%s", bases[i], name);
+		if (i == 0)
+			knob(dir, "cgroup.kill", "1", true, NULL);
+		while (rmdir(dir) != 0 && errno == EBUSY &&
+		    moat_now_ms() < deadline)
+			usleep(2000);
+		if (access(dir, F_OK) == 0) {
+			moat_cause_errno(cause, "cgroup %s still in use", dir);
+			return MOAT_ERR_AGAIN;
+		}
+	}
+	return 0;
+}
+
 const char *
 sandbox_cgroup_procs_path(const struct sandbox_cgroup *cg)
 {

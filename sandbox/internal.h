@@ -48,6 +48,8 @@ void sandbox_cgroup_destroy(struct sandbox_cgroup *cg);
 /* Free memory and fds only (a forked holder). */
 void sandbox_cgroup_release(struct sandbox_cgroup *cg);
 const char *sandbox_cgroup_procs_path(const struct sandbox_cgroup *cg);
+/* Kill what is left in the groups of NAME and remove them. */
+int sandbox_cgroup_purge(const char *name, struct moat_cause *cause);
 
 /* ---- user.c: who runs inside, and the passwd/group files they see ---- */
 

@@ -338,6 +338,21 @@ moat_sandbox_openpty(struct moat_sandbox *sb, int *masterp, int *slavep,
 	return 0;
 }
 
+int
+moat_sandbox_purge(const char *name, struct moat_cause *cause)
+{
+	int r, r2;
+
+	if (!name_ok(name)) {
+		moat_cause_set(cause, "sandbox name '%s' is not valid", name);
+		return MOAT_ERR_INVALID;
+	}
+	r = sandbox_cgroup_purge(name, cause);
+	if ((r2 = moat_net_purge(name, r == 0 ? cause : NULL)) != 0 && r == 0)
+		r = r2;
+	return r;
+}
+
 void
 moat_sandbox_protect_self(void)
 {

@@ -59,6 +59,15 @@ int moat_sandbox_create(const struct moat_sandbox_config *c,
  */
 void moat_sandbox_free(struct moat_sandbox *sb);
 
+/*
+ * Remove what a sandbox of this name left behind when its creator was
+ * killed (SIGKILL, a crash): cgroups (killing any process still in
+ * them) and the network (moat_net_purge). Nothing there is fine. Never
+ * call it for a live sandbox. 0, MOAT_ERR_AGAIN (a cgroup would not
+ * empty) or MOAT_ERR_SYSTEM.
+ */
+int moat_sandbox_purge(const char *name, struct moat_cause *cause);
+
 struct moat_spawn {
 	const char *const *argv; /* NULL: the user's login shell */
 	/* Extra K=V, already allowlisted by the caller (TERM, LANG, ...). */

@@ -153,6 +153,20 @@ else
 fi
 skip "NFLOG logging of the refused packets is tested by tests/unit/test_net"
 
+# a moat run killed with SIGKILL leaves its cgroups and network; the
+# next moat run removes them
+"$MOAT" run -- sleep 30 &
+victim=$!
+for _ in $(seq 50); do
+	[ -d "/sys/fs/cgroup/pids/moat/run-$victim" ] && break; sleep 0.05
+done
+sleep 0.2
+kill -KILL "$victim"; wait "$victim" 2>/dev/null
+"$MOAT" run --name "$(nm)" -- true
+left=$(ls -d /sys/fs/cgroup/*/moat/run-$victim 2>/dev/null; ip netns list |
+	grep "moat-run-$victim "; nft list tables | grep "moat-run-$victim\$")
+is "a killed run is cleaned up by the next one" "$left" ""
+
 # nothing left behind (veth pairs go with their netns, asynchronously)
 for _ in $(seq 30); do
 	[ "$(traces)" = "$before" ] && break
