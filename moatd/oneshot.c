@@ -52,6 +52,21 @@ on_event(void *arg, const struct moat_denial_event *ev)
 	o->ev[o->nev++] = *ev;
 }
 
+/* A one-shot run has no operator: refuse agent proposals at once. */
+static void
+on_message(void *arg, json_t *msg)
+{
+	struct moatd_oneshot *o = arg;
+	const char *type = json_string_value(json_object_get(msg, "type"));
+
+	if (type == NULL || strcmp(type, "proposal") != 0)
+		return;
+	moatd_proxychan_send(o->proxy, json_pack("{s:s, s:s, s:O, s:b, s:i, s:s}",
+	    "type", "proposal_result", "sandbox", o->name, "req",
+	    json_object_get(msg, "req"), "ok", 0, "id", 0, "error",
+	    "moat run is one-shot: proposals need a running moatd"));
+}
+
 static void
 on_nflog_pkt(const struct moat_nflog_pkt *p, void *arg)
 {
@@ -100,7 +115,7 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
     const struct moat_policy *p, const char *hosts_file,
     struct moatd_oneshot **out, struct moat_cause *cause)
 {
-	struct moatd_proxychan_cbs cbs = { NULL, on_event, NULL };
+	struct moatd_proxychan_cbs cbs = { NULL, on_event, on_message };
 	struct moat_proxy_config pc = { 0 };
 	struct moatd_oneshot *o;
 	int r;
