@@ -4,8 +4,9 @@
  * create: make the cgroup; clone the sandbox init into it and into new
  * pid, mnt, uts, ipc and net namespaces; wire its netns (sandbox/net.h)
  * while it builds the filesystem view and reports on the status pipe;
- * then build the Landlock ruleset against that view. The seccomp program is compiled before any
- * of it, so a failure there leaves nothing to undo.
+ * then build the Landlock ruleset against that view. The seccomp program
+ * is compiled before any of it, so a failure there leaves nothing to
+ * undo.
  *
  * free: cgroup.kill (v2) and SIGKILL to init, which takes the whole pid
  * namespace with it; reap init; wait for the cgroups to empty and remove

@@ -54,6 +54,11 @@ static const unsigned long clone_new[] = {
 	CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
 };
 
+/* Both data always given: clang warns about the half-filled struct. */
+#define CMP(n, op, a) ((struct scmp_arg_cmp){ (n), (op), (a), 0 })
+#define MASKED(n, m, v) \
+	((struct scmp_arg_cmp){ (n), SCMP_CMP_MASKED_EQ, (m), (v) })
+
 #define RULE(ctx, name, ...)                                                 \
 	rule((ctx), (name), SCMP_ACT_ERRNO(EPERM),                           \
 	    (const struct scmp_arg_cmp[]){ __VA_ARGS__ },                    \
@@ -80,31 +85,28 @@ add_socket_rules(scmp_filter_ctx ctx)
 	int r = 0;
 
 	/* Families: only unix, inet, inet6 and netlink. */
-	r |= RULE(ctx, "socket", SCMP_A0(SCMP_CMP_GE, AF_NETLINK + 1));
+	r |= RULE(ctx, "socket", CMP(0, SCMP_CMP_GE, AF_NETLINK + 1));
 	for (unsigned long af = 0; af < AF_NETLINK; af++) {
 		if (af == AF_UNIX || af == AF_INET || af == AF_INET6)
 			continue;
-		r |= RULE(ctx, "socket", SCMP_A0(SCMP_CMP_MASKED_EQ, M32, af));
+		r |= RULE(ctx, "socket", MASKED(0, M32, af));
 	}
 	/* Netlink: routing only (getifaddrs); never audit, netfilter, ... */
-	r |= RULE(ctx, "socket", SCMP_A0(SCMP_CMP_MASKED_EQ, M32, AF_NETLINK),
-	    SCMP_A2(SCMP_CMP_NE, 0));
+	r |= RULE(ctx, "socket", MASKED(0, M32, AF_NETLINK),
+	    CMP(2, SCMP_CMP_NE, 0));
 	/* No raw IP sockets (netlink is SOCK_RAW too: getifaddrs, ip). */
 	for (size_t i = 0; i < MOAT_NELEM(inet); i++) {
-		r |= RULE(ctx, "socket", SCMP_A0(SCMP_CMP_MASKED_EQ, M32,
-		    inet[i]), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW));
-		r |= RULE(ctx, "socket", SCMP_A0(SCMP_CMP_MASKED_EQ, M32,
-		    inet[i]), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET));
+		r |= RULE(ctx, "socket", MASKED(0, M32, inet[i]),
+		    MASKED(1, 0xf, SOCK_RAW));
+		r |= RULE(ctx, "socket", MASKED(0, M32, inet[i]),
+		    MASKED(1, 0xf, SOCK_PACKET));
 	}
 	/* TCP Fast Open puts data in the SYN, before any decision. */
-	r |= RULE(ctx, "sendto", SCMP_A3(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN,
-	    MSG_FASTOPEN));
-	r |= RULE(ctx, "sendmsg", SCMP_A2(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN,
-	    MSG_FASTOPEN));
-	r |= RULE(ctx, "sendmmsg", SCMP_A3(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN,
-	    MSG_FASTOPEN));
-	r |= RULE(ctx, "setsockopt", SCMP_A1(SCMP_CMP_MASKED_EQ, M32, 6),
-	    SCMP_A2(SCMP_CMP_MASKED_EQ, M32, 30)); /* TCP_FASTOPEN_CONNECT */
+	r |= RULE(ctx, "sendto", MASKED(3, MSG_FASTOPEN, MSG_FASTOPEN));
+	r |= RULE(ctx, "sendmsg", MASKED(2, MSG_FASTOPEN, MSG_FASTOPEN));
+	r |= RULE(ctx, "sendmmsg", MASKED(3, MSG_FASTOPEN, MSG_FASTOPEN));
+	r |= RULE(ctx, "setsockopt", MASKED(1, M32, 6),
+	    MASKED(2, M32, 30)); /* TCP_FASTOPEN_CONNECT */
 	return r;
 }
 
@@ -116,17 +118,15 @@ add_rules(scmp_filter_ctx ctx)
 	for (size_t i = 0; i < MOAT_NELEM(denied); i++)
 		r |= rule(ctx, denied[i], SCMP_ACT_ERRNO(EPERM), NULL, 0);
 	for (size_t i = 0; i < MOAT_NELEM(clone_new); i++)
-		r |= RULE(ctx, "clone", SCMP_A0(SCMP_CMP_MASKED_EQ,
-		    clone_new[i], clone_new[i]));
+		r |= RULE(ctx, "clone", MASKED(0, clone_new[i], clone_new[i]));
 	/* Its flags sit in memory seccomp cannot read: glibc falls back. */
 	r |= rule(ctx, "clone3", SCMP_ACT_ERRNO(ENOSYS), NULL, 0);
 	/* Typing into the terminal of whoever reads it. */
-	r |= RULE(ctx, "ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, M32, 0x5412));
-	r |= RULE(ctx, "ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, M32, 0x541C));
+	r |= RULE(ctx, "ioctl", MASKED(1, M32, 0x5412));
+	r |= RULE(ctx, "ioctl", MASKED(1, M32, 0x541C));
 	/* No filters of its own: they could hide calls from ours' logs. */
-	r |= RULE(ctx, "seccomp", SCMP_A0(SCMP_CMP_EQ,
-	    SECCOMP_SET_MODE_FILTER));
-	r |= RULE(ctx, "prctl", SCMP_A0(SCMP_CMP_EQ, PR_SET_SECCOMP));
+	r |= RULE(ctx, "seccomp", CMP(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER));
+	r |= RULE(ctx, "prctl", CMP(0, SCMP_CMP_EQ, PR_SET_SECCOMP));
 	r |= add_socket_rules(ctx);
 	return r;
 }
