@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <glob.h>
 #include <limits.h>
@@ -206,6 +207,11 @@ run_exec(int argc, char **argv)
 		else
 			return moat_cli_usage(&moat_cmd_run);
 	}
+	/* A closed 0-2 would be taken by our fds and handed to the command. */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 &&
+		    open("/dev/null", O_RDWR | O_CLOEXEC) != fd)
+			return MOAT_EXIT_SYSTEM;
 	if (load_policy(policy, &p) != 0)
 		return MOAT_EXIT_USAGE;
 	if (name == NULL) {

@@ -46,6 +46,7 @@ struct spawn_ctx {
 	struct moat_sandbox *sb;
 	const struct moat_spawn *s;
 	bool in_v2;		/* born in the v2 cgroup */
+	int landlock_fd;	/* moved above 2 before the fds step */
 	char **envp;		/* built before fork: no allocation after */
 	const char *file;	/* what to exec */
 	char *const *argv;
@@ -122,6 +123,10 @@ step_fds(struct spawn_ctx *x)
 {
 	int tmp[3];
 
+	/* A daemon with 0-2 closed may hold the ruleset there. */
+	if (x->landlock_fd >= 0 && x->landlock_fd < 3 &&
+	    (x->landlock_fd = fcntl(x->landlock_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+		return errno;
 	/* Copies above 2 first, so fds[] may name 0-2 in any order. */
 	for (int i = 0; i < 3; i++) {
 		int fd = x->s->fds[i];
@@ -147,7 +152,7 @@ step_fds(struct spawn_ctx *x)
 static int
 step_landlock(struct spawn_ctx *x)
 {
-	return sandbox_landlock_apply(x->sb->landlock_fd);
+	return sandbox_landlock_apply(x->landlock_fd);
 }
 
 static int
@@ -194,6 +199,10 @@ child_main(struct spawn_ctx *x, int status_fd)
 {
 	struct spawn_msg m = { 0, 0 };
 
+	/* The fds step must not overwrite our report channel. */
+	if (status_fd < 3 &&
+	    (status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+		_exit(127);
 	for (size_t i = 0; i < MOAT_NELEM(spawn_steps); i++) {
 		m.step = (int)i;
 		if ((m.err = spawn_steps[i].run(x)) != 0) {
@@ -314,6 +323,7 @@ prepare(struct moat_sandbox *sb, const struct moat_spawn *s,
 
 	memset(x, 0, sizeof(*x));
 	x->sb = sb;
+	x->landlock_fd = sb->landlock_fd;
 	x->s = s;
 	if ((x->envp = sandbox_env_build(&ein)) == NULL)
 		return MOAT_ERR_NOMEM;
