@@ -204,6 +204,7 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 struct create_in {
 	struct moat_resources res;
 	char *workspace;	/* realpath */
+	char *rootfs;		/* realpath, or "/" */
 	char *passwd;
 	char *group;
 };
@@ -222,6 +223,14 @@ prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 		    c->workspace ? c->workspace : "(none)");
 		return MOAT_ERR_INVALID;
 	}
+	if (c->rootfs != NULL &&
+	    ((in->rootfs = realpath(c->rootfs, NULL)) == NULL ||
+	    stat(in->rootfs, &st) != 0 || !S_ISDIR(st.st_mode))) {
+		moat_cause_set(cause, "rootfs %s: not a directory", c->rootfs);
+		return MOAT_ERR_INVALID;
+	}
+	if (in->rootfs == NULL && (in->rootfs = strdup("/")) == NULL)
+		return MOAT_ERR_NOMEM;
 	memset(&in->res, 0, sizeof(in->res));
 	if (c->policy != NULL)
 		moat_policy_resources(c->policy, &in->res);
@@ -229,10 +238,10 @@ prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 		in->res.pids_max = SANDBOX_DEFAULT_PIDS;
 	sb->proxy_port = c->proxy_port ? c->proxy_port : SANDBOX_DEFAULT_PORT;
 	if ((r = sandbox_user_resolve(c->policy, &sb->user, cause)) != 0 ||
-	    (r = sandbox_user_passwd(&sb->user, c->rootfs ? c->rootfs : "/",
-	    &in->passwd, cause)) != 0 ||
-	    (r = sandbox_user_group(&sb->user, c->rootfs ? c->rootfs : "/",
-	    &in->group, cause)) != 0)
+	    (r = sandbox_user_passwd(&sb->user, in->rootfs, &in->passwd,
+	    cause)) != 0 ||
+	    (r = sandbox_user_group(&sb->user, in->rootfs, &in->group,
+	    cause)) != 0)
 		return r;
 	return sandbox_seccomp_prepare(&sb->seccomp, cause);
 }
@@ -266,7 +275,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 		goto out;
 	}
 	memset(&ia, 0, sizeof(ia));
-	ia.fs.root = c->rootfs != NULL ? c->rootfs : "/";
+	ia.fs.root = in.rootfs;
 	ia.fs.workspace = in.workspace;
 	ia.fs.hostname = sb->name;
 	ia.fs.passwd = in.passwd;
@@ -306,6 +315,7 @@ out:
 	}
 	moat_sandbox_free(sb);
 	free(in.workspace);
+	free(in.rootfs);
 	free(in.passwd);
 	free(in.group);
 	return r;
