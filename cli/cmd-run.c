@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "policies/policy.h"
 #include "sandbox/sandbox.h"
+#include "moatd/oneshot.h"
 #include "cli/cli.h"
 
 /* What the run uses when no -p is given and no preset file is found. */
@@ -54,16 +55,20 @@ forward(int sig)
 }
 
 /*
- * Hook for issue 5: start the egress proxy for this sandbox here (listen
- * on moat_sandbox_host_addr():moat_sandbox_proxy_port()). Does nothing
- * yet, so every connection attempt from the sandbox is refused.
+ * The run's egress proxy and bypass monitor (moatd/oneshot.c): moat run
+ * is the orchestrator of its one sandbox.
  */
 static int
-run_start_proxy(struct moat_sandbox *sb, struct moat_policy *p)
+run_start_proxy(struct moat_sandbox *sb, const char *name,
+    struct moat_policy *p, const char *hosts, struct moatd_oneshot **out)
 {
-	(void)sb;
-	(void)p;
-	return 0;
+	struct moat_cause cause = { { 0 } };
+	int r;
+
+	if ((r = moatd_oneshot_start(sb, name, p, hosts, out, &cause)) != 0)
+		fprintf(stderr, "moat run: proxy: %s\n",
+		    moat_cause_str(&cause, r));
+	return r;
 }
 
 static int
@@ -128,20 +133,19 @@ purge_stale_runs(void)
 }
 
 static int
-wait_child(pid_t pid)
+wait_child(struct moatd_oneshot *o, pid_t pid)
 {
 	int status = 0;
 
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return MOAT_EXIT_SYSTEM;
+	if (moatd_oneshot_wait(o, pid, &status) != 0)
+		return MOAT_EXIT_SYSTEM;
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
 }
 
 static int
-spawn_wait(struct moat_sandbox *sb, char **cmd)
+spawn_wait(struct moat_sandbox *sb, struct moatd_oneshot *o, char **cmd)
 {
 	const char *env[MOAT_NELEM(pass_env) + 1];
 	char envbuf[MOAT_NELEM(pass_env)][512];
@@ -172,13 +176,14 @@ spawn_wait(struct moat_sandbox *sb, char **cmd)
 		    r == MOAT_ERR_DENIED ? 126 : MOAT_EXIT_SYSTEM;
 	}
 	run_child = pid;
-	return wait_child(pid);
+	return wait_child(o, pid);
 }
 
 static int
 run_exec(int argc, char **argv)
 {
-	const char *policy = NULL, *ws = NULL, *name = NULL;
+	const char *policy = NULL, *ws = NULL, *name = NULL, *hosts = NULL;
+	struct moatd_oneshot *o = NULL;
 	struct moat_sandbox_config c;
 	struct moat_sandbox *sb = NULL;
 	struct moat_policy *p = NULL;
@@ -204,6 +209,8 @@ run_exec(int argc, char **argv)
 			ws = argv[++i];
 		else if (strcmp(argv[i], "--name") == 0)
 			name = argv[++i];
+		else if (strcmp(argv[i], "--hosts") == 0)
+			hosts = argv[++i];
 		else
 			return moat_cli_usage(&moat_cmd_run);
 	}
@@ -245,7 +252,7 @@ run_exec(int argc, char **argv)
 		    strerror(errno));
 		goto out;
 	}
-	if (run_start_proxy(sb, p) != 0)
+	if (run_start_proxy(sb, name, p, hosts, &o) != 0)
 		goto out;
 	/* Like system(): the terminal's ^C and ^\ are for the command. */
 	memset(&sa, 0, sizeof(sa));
@@ -255,8 +262,12 @@ run_exec(int argc, char **argv)
 	sa.sa_handler = forward;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	rc = spawn_wait(sb, i < argc ? argv + i : NULL);
+	rc = spawn_wait(sb, o, i < argc ? argv + i : NULL);
 out:
+	if (o != NULL && moatd_oneshot_finish(o, moat_cli_store_path(),
+	    &cause) != 0)
+		fprintf(stderr, "moat run: denials not stored: %s\n",
+		    cause.msg);
 	moat_sandbox_free(sb);
 	moat_policy_free(p);
 	if (own_ws)
@@ -266,7 +277,8 @@ out:
 
 const struct moat_cli_cmd moat_cmd_run = {
 	"run",
-	"run [-p POLICY] [-w WORKSPACE] [--name NAME] [--] [CMD [ARGS...]]",
+	"run [-p POLICY] [-w WORKSPACE] [--name NAME] [--hosts FILE] [--] "
+	"[CMD [ARGS...]]",
 	"run a command (default: a shell) in a fresh sandbox",
 	run_exec,
 };

@@ -29,6 +29,7 @@ struct moatd_oneshot {
 	pid_t child;
 	int status;
 	bool exited;
+	bool synced;      /* the proxy answered our ping */
 	struct moat_denial_event *ev; /* the run's denials */
 	size_t nev;
 	size_t cap;
@@ -59,6 +60,11 @@ on_message(void *arg, json_t *msg)
 	struct moatd_oneshot *o = arg;
 	const char *type = json_string_value(json_object_get(msg, "type"));
 
+	if (type != NULL && strcmp(type, "pong") == 0) {
+		o->synced = true;
+		moat_loop_stop(o->loop);
+		return;
+	}
 	if (type == NULL || strcmp(type, "proposal") != 0)
 		return;
 	moatd_proxychan_send(o->proxy, json_pack("{s:s, s:s, s:O, s:b, s:i, s:s}",
@@ -95,8 +101,9 @@ child_exited(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
 	struct moatd_oneshot *o = arg;
 
-	(void)fd;
 	(void)ev;
+	/* An exited process's pidfd stays readable: stop watching it. */
+	moat_loop_del_fd(l, fd);
 	while (waitpid(o->child, &o->status, 0) < 0 && errno == EINTR)
 		;
 	o->exited = true;
@@ -104,7 +111,7 @@ child_exited(struct moat_loop *l, int fd, unsigned ev, void *arg)
 }
 
 static void
-drain_done(struct moat_loop *l, void *arg)
+drain_timeout(struct moat_loop *l, void *arg)
 {
 	(void)arg;
 	moat_loop_stop(l);
@@ -160,9 +167,23 @@ moatd_oneshot_wait(struct moatd_oneshot *o, pid_t child, int *status)
 	while (!o->exited)
 		if (moat_loop_run(o->loop) != 0)
 			return MOAT_ERR_SYSTEM;
-	/* Let the last denials (a bypass just before exit) arrive. */
-	moat_loop_timer(o->loop, 150, drain_done, NULL);
-	moat_loop_run(o->loop);
+	/*
+	 * The last denials (a bypass just before exit) may still be on the
+	 * way: read what NFLOG holds, then ping the proxy; its pong comes
+	 * after every event those lines caused. Bounded by a timeout.
+	 */
+	if (o->nflog_fd >= 0)
+		nflog_readable(o->loop, o->nflog_fd, 0, o);
+	if (moatd_proxychan_send(o->proxy, json_pack("{s:s, s:i}", "type",
+		"ping", "seq", 1)) == 0) {
+		struct moat_timer *t = moat_loop_timer(o->loop, 2000,
+		    drain_timeout, NULL);
+		moat_loop_run(o->loop);
+		if (!o->synced)
+			log_warn("the proxy did not answer; some denials of this "
+				 "run may be missing");
+		moat_loop_timer_cancel(o->loop, t);
+	}
 	*status = o->status;
 	return MOAT_OK;
 }

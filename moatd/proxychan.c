@@ -211,7 +211,9 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 		prctl(PR_SET_NAME, "moat-proxy");
 		/* Die with the parent rather than linger as an orphan. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		moat_log_init("proxy", MOAT_LOG_INFO);
+		/* As talkative as the parent (moat run: warnings only). */
+		moat_log_init("proxy", moat_log_enabled(MOAT_LOG_INFO) ?
+		    MOAT_LOG_INFO : MOAT_LOG_WARN);
 		_exit(moat_proxy_process_main(sv[1], pc) == 0 ? 0 : 111);
 	}
 	close(sv[1]);

@@ -258,6 +258,11 @@ handle_line(struct ctl *c, const char *line, size_t len)
 		moat_proxy_proposal_result(c->p, (uint64_t)jint(o, "req", 0),
 		    json_is_true(json_object_get(o, "ok")), jint(o, "id", 0),
 		    jstr(o, "error"));
+	} else if (strcmp(type, "ping") == 0) {
+		/* Lines are answered in order: a pong follows every event
+		 * caused by the lines before the ping. */
+		ctl_reply(c, json_pack("{s:s, s:I}", "type", "pong", "seq",
+		    (json_int_t)jint(o, "seq", 0)));
 	} else if (strcmp(type, "retrust") == 0) {
 		const char *n = jstr(o, "sandbox"), *b = jstr(o, "binary");
 		if (n != NULL && b != NULL)
