@@ -110,7 +110,7 @@ chan_sync_watches(struct chan *ch)
 	}
 	if (ch->ch != NULL && !ch->finished)
 		win = ssh_channel_window_size(ch->ch);
-	if (!ch->finished && !ch->tcp_connecting) {
+	if (!ch->finished) {
 		if (ch->in_fd >= 0 && !ch->in_done && ch->in_len > 0)
 			want(ch, ch->in_fd, POLLOUT);
 		/*
@@ -121,8 +121,6 @@ chan_sync_watches(struct chan *ch)
 			if (ch->out_fd[i] >= 0 && !ch->out_eof[i] && win > 0)
 				want(ch, ch->out_fd[i], POLLIN);
 	}
-	if (ch->tcp_connecting && ch->in_fd >= 0)
-		want(ch, ch->in_fd, POLLOUT);
 	if (ch->pidfd >= 0 && !ch->exited)
 		want(ch, ch->pidfd, POLLIN);
 	for (int i = 0; i < CHAN_MAX_WATCH; i++) {
@@ -154,7 +152,7 @@ on_data(ssh_session s, ssh_channel c, void *data, uint32_t len,
 
 	if (is_stderr || ch->in_done || ch->remote_closed)
 		return (int)len;	/* nobody will read it */
-	if (ch->in_fd < 0 || ch->in_len > 0 || ch->tcp_connecting) {
+	if (ch->in_fd < 0 || ch->in_len > 0) {
 		/* Not started, or older bytes first: libssh keeps these. */
 		ch->in_pending = true;
 		return 0;

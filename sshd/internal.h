@@ -96,7 +96,6 @@ struct chan {
 	bool remote_closed;
 	bool finished;			/* exit/EOF/CLOSE sent (or channel gone) */
 	int64_t grace_until_ms;		/* bg-job grace after the child exited */
-	bool tcp_connecting;
 };
 
 struct conn {
