@@ -223,6 +223,10 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	    s->cfg->name);
 	if ((r = moat_mkdir_p(sdir, 0700, cause)) != 0)
 		return r;
+	/* A moatd killed with SIGKILL left its sandboxes behind: clear them. */
+	if (moat_sandbox_purge(s->cfg->name, cause) != 0)
+		log_warn("sandbox %s: leftovers not purged: %s", s->cfg->name,
+		    cause->msg);
 	sc.name = s->cfg->name;
 	sc.policy = s->policy;
 	sc.workspace = s->cfg->workspace;

@@ -71,7 +71,8 @@ write_new(const char *path, const char *s, mode_t mode,
 
 	if (fd < 0)
 		return fail(cause, "create", path);
-	if (moat_write_all(fd, s, strlen(s)) != 0) {
+	/* Exactly mode: the caller's umask (moatd's is 077) must not apply. */
+	if (fchmod(fd, mode) != 0 || moat_write_all(fd, s, strlen(s)) != 0) {
 		close(fd);
 		return fail(cause, "write", path);
 	}

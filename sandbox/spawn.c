@@ -20,6 +20,7 @@
  * row writes {row, errno} to a close-on-exec status pipe and exits; EOF
  * there means exec worked.
  */
+#include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -115,6 +116,8 @@ static int
 step_env(struct spawn_ctx *x)
 {
 	environ = x->envp;
+	/* A login's umask, not the daemon's 077. */
+	umask(022);
 	return 0;
 }
 

@@ -167,6 +167,11 @@ left=$(ls -d /sys/fs/cgroup/*/moat/run-$victim 2>/dev/null; ip netns list |
 	grep "moat-run-$victim "; nft list tables | grep "moat-run-$victim\$")
 is "a killed run is cleaned up by the next one" "$left" ""
 
+# moatd runs with umask 077: the sandbox's generated files must still be
+# readable, and its processes get a login's umask.
+is "whoami and umask with the caller's umask 077" \
+	"$(umask 077; "$MOAT" run --name "$(nm)" -- sh -c 'whoami; umask' | tr '\n' ' ')" "sandbox 0022 "
+
 # nothing left behind (veth pairs go with their netns, asynchronously)
 for _ in $(seq 30); do
 	[ "$(traces)" = "$before" ] && break
