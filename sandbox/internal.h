@@ -107,6 +107,9 @@ int sandbox_landlock_abi(void);
 
 /* Compile the filter once; the child only installs it. */
 int sandbox_seccomp_prepare(struct sock_fprog *prog, struct moat_cause *cause);
+/* The same filter for another libseccomp arch (SCMP_ARCH_*; 0 = native). */
+int sandbox_seccomp_build(uint32_t arch, struct sock_fprog *prog,
+    struct moat_cause *cause);
 int sandbox_seccomp_apply(const struct sock_fprog *prog);
 
 /* ---- privs.c ---- */

@@ -177,14 +177,32 @@ personality_prefix(struct sock_filter *f)
 int
 sandbox_seccomp_prepare(struct sock_fprog *prog, struct moat_cause *cause)
 {
+	return sandbox_seccomp_build(0, prog, cause);
+}
+
+int
+sandbox_seccomp_build(uint32_t arch, struct sock_fprog *prog,
+    struct moat_cause *cause)
+{
 	scmp_filter_ctx ctx = NULL;
 	struct sock_filter *f = NULL;
 	off_t len;
-	int fd = -1, pre, r = MOAT_ERR_SYSTEM;
+	int fd = -1, pre = 0, r = MOAT_ERR_SYSTEM;
 
 	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
 		moat_cause_set(cause, "seccomp: cannot initialise libseccomp");
 		return MOAT_ERR_NOMEM;
+	}
+	/*
+	 * Another architecture's table (the tests build aarch64 on x86_64):
+	 * rules name calls, and libseccomp translates each name per arch.
+	 */
+	if (arch != 0 && arch != seccomp_arch_native() &&
+	    (seccomp_arch_add(ctx, arch) != 0 ||
+	     seccomp_arch_remove(ctx, SCMP_ARCH_NATIVE) != 0)) {
+		moat_cause_set(cause, "seccomp: libseccomp lacks arch 0x%x",
+		    arch);
+		goto out;
 	}
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
 	    SCMP_ACT_KILL_PROCESS) != 0 || add_rules(ctx) != 0) {
@@ -202,7 +220,9 @@ sandbox_seccomp_prepare(struct sock_fprog *prog, struct moat_cause *cause)
 		r = MOAT_ERR_NOMEM;
 		goto out;
 	}
-	pre = personality_prefix(f);
+	/* The hand-written prefix speaks the native ABI only. */
+	if (arch == 0 || arch == seccomp_arch_native())
+		pre = personality_prefix(f);
 	if (pread(fd, f + pre, (size_t)len, 0) != len) {
 		moat_cause_errno(cause, "seccomp: read the filter back");
 		goto out;
