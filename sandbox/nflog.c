@@ -145,12 +145,18 @@ parse_attr(const struct nlattr *a, struct moat_nflog_pkt *pkt)
 	return MOAT_OK;
 }
 
-/* mnl_nlmsg_ok() casts nlmsg_len to int: a huge length passes it. */
+/*
+ * mnl_nlmsg_ok() casts nlmsg_len to int: a huge length passes it. And
+ * libmnl walks attributes up to the ALIGNED end of a message, so the
+ * aligned length must fit too (the kernel always pads; found by
+ * fuzz_nflog).
+ */
 static bool
 msg_ok(const struct nlmsghdr *nlh, int left)
 {
 	return left >= (int)sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
-	    nlh->nlmsg_len <= (uint32_t)left;
+	    nlh->nlmsg_len <= (uint32_t)left &&
+	    MNL_ALIGN(nlh->nlmsg_len) <= (uint32_t)left;
 }
 
 static int
