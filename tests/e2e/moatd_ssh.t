@@ -101,26 +101,30 @@ is "VS Code style SOCKS request reaches the server" \
 	"$(curl -s -m 5 --socks5-hostname "127.0.0.1:$vp" http://127.0.0.1:8799/)" vscode-ok
 exec 7>&-
 
-# interactive PTY through tmux
+# interactive PTY through tmux; every step polls (bounded) for its result
 tm="moate2e$$"
+screen_has() {	# PATTERN: wait up to 10 s for a screen line matching it
+	for _ in $(seq 100); do
+		tmux capture-pane -p -t "$tm" 2>/dev/null | grep -qx "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
 tmux new-session -d -s "$tm" -x 100 -y 30 "$SSH -t box"
 on_cleanup "tmux kill-session -t $tm"
-sleep 2
+tmux send-keys -t "$tm" 'echo READY-$((1+1))' Enter
+screen_has 'READY-2' || diag "the pty shell did not start"
 tmux send-keys -t "$tm" 'tput cols' Enter
-sleep 1
-t "pty: tput cols follows the terminal (100)" sh -c "tmux capture-pane -p -t $tm | grep -qx 100"
+t "pty: tput cols follows the terminal (100)" screen_has 100
 tmux resize-window -t "$tm" -x 120 -y 30 2>/dev/null || tmux resize-pane -t "$tm" -x 120
-sleep 1
+sleep 0.3
 tmux send-keys -t "$tm" 'tput cols' Enter
-sleep 1
-t "pty: window-change reaches the shell (120)" sh -c "tmux capture-pane -p -t $tm | grep -qx 120"
+t "pty: window-change reaches the shell (120)" screen_has 120
 tmux send-keys -t "$tm" 'sleep 100; echo after-sleep' Enter
-sleep 1
+sleep 0.5
 tmux send-keys -t "$tm" C-c
-sleep 1
 tmux send-keys -t "$tm" 'echo alive-$((6*7))' Enter
-sleep 1
-t "pty: Ctrl-C interrupts sleep" sh -c "tmux capture-pane -p -t $tm | grep -q alive-42"
+t "pty: Ctrl-C interrupts sleep" screen_has alive-42
 tmux kill-session -t "$tm" 2>/dev/null
 
 # paramiko
@@ -185,7 +189,7 @@ is "relay preface: fresh OK, replay refused, expired refused, long line refused"
 # a killed connection process does not affect another session
 $SSH box 'sleep 5; echo survivor' > "$OBJ/surv" 2>&1 & keep=$!
 $SSH box 'exec sleep 31' & victim=$!
-sleep 1.5
+for _ in $(seq 100); do pgrep -x -f 'sleep 31' >/dev/null && break; sleep 0.1; done
 # The victim's connection process: the nearest moatd above its sleep.
 vpid=$(pgrep -x -f 'sleep 31' | head -n 1)
 while [ -n "$vpid" ] && [ "$vpid" != 1 ] && [ "$(cat /proc/$vpid/comm 2>/dev/null)" != moatd ]; do
