@@ -25,19 +25,6 @@
 #include "moatd/oneshot.h"
 #include "cli/cli.h"
 
-/* What the run uses when no -p is given and no preset file is found. */
-static const char deny_all_json[] =
-    "{\"version\":1,"
-    "\"filesystem_policy\":{\"include_workdir\":true,"
-    "\"read_only\":[\"/usr\",\"/lib\",\"/lib64\",\"/bin\",\"/sbin\","
-    "\"/etc\",\"/opt\",\"/proc\",\"/dev/urandom\",\"/dev/random\","
-    "\"/dev/zero\"],"
-    "\"read_write\":[\"/sandbox\",\"/tmp\",\"/var/tmp\",\"/dev/null\","
-    "\"/dev/tty\"]},"
-    "\"landlock\":{\"compatibility\":\"best_effort\"},"
-    "\"process\":{\"run_as_user\":\"sandbox\",\"run_as_group\":\"sandbox\"},"
-    "\"resources\":{\"memory_mb\":4096,\"pids_max\":1024},"
-    "\"network_policies\":{}}";
 
 /* Host variables a command may see (the rest of the environment stays out). */
 static const char *const pass_env[] = {
@@ -82,8 +69,8 @@ load_policy(const char *path, struct moat_policy **out)
 	if (path != NULL)
 		r = moat_policy_load_file(path, &o, out, &d);
 	else
-		r = moat_policy_load_string(deny_all_json,
-		    sizeof(deny_all_json) - 1, "deny-all", &o, out, &d);
+		r = moat_policy_load_string(moat_policy_default_json,
+		    strlen(moat_policy_default_json), "deny-all", &o, out, &d);
 	for (size_t i = 0; i < d.n; i++)
 		if (d.v[i].level == MOAT_DIAG_ERROR)
 			fprintf(stderr, "moat run: %s: %s: %s\n",

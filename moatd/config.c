@@ -17,15 +17,6 @@
 #include "common/util.h"
 #include "moatd/config.h"
 
-const char moatd_default_policy_json[] =
-    "{\"version\":1,"
-    "\"filesystem_policy\":{\"include_workdir\":true,"
-    "\"read_only\":[\"/usr\",\"/lib\",\"/lib64\",\"/bin\",\"/sbin\","
-    "\"/etc\",\"/opt\",\"/var/lib\"],"
-    "\"read_write\":[\"/tmp\",\"/dev/null\"]},"
-    "\"landlock\":{\"compatibility\":\"best_effort\"},"
-    "\"process\":{\"run_as_user\":\"sandbox\",\"run_as_group\":\"sandbox\"},"
-    "\"network_policies\":{}}";
 
 /* What the embedded default looks like as a file (docs/operator.md). */
 static const char default_config_json[] =

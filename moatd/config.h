@@ -55,7 +55,4 @@ int moatd_config_load(const char *path, struct moatd_config **out,
     struct moat_cause *cause);
 void moatd_config_free(struct moatd_config *c);
 
-/* The embedded deny-all policy (same as policies/presets/deny-all.json). */
-extern const char moatd_default_policy_json[];
-
 #endif

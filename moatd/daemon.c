@@ -25,7 +25,7 @@ read_policy_text(const struct moatd_sandbox_config *sc, char **out,
     struct moat_cause *cause)
 {
 	if (sc->policy_path == NULL)
-		return (*out = strdup(moatd_default_policy_json)) ? 0 :
+		return (*out = strdup(moat_policy_default_json)) ? 0 :
 		    MOAT_ERR_NOMEM;
 	return moat_read_file(sc->policy_path, 4 << 20, out, NULL, cause);
 }

@@ -97,6 +97,12 @@ int moat_policy_merge_rule(const struct moat_policy *base,
     const char *rule_json, const struct moat_policy_opts *o,
     struct moat_policy **out, struct moat_diags *d);
 
+/*
+ * The built-in deny-all policy (policies/presets/deny-all.json): used
+ * when no policy file is named.
+ */
+extern const char moat_policy_default_json[];
+
 /* ---- the static sections, for the sandbox ---- */
 
 enum moat_landlock_compat {

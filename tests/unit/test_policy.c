@@ -477,6 +477,24 @@ test_files(void)
 		p = NULL;
 		moat_diags_free(&d);
 	}
+	/* The built-in default is the deny-all preset, byte for byte in
+	 * canonical form. */
+	{
+		struct moat_policy *b = NULL;
+		snprintf(path, sizeof(path), "%s/policies/presets/deny-all.json",
+		    srcdir());
+		moat_diags_init(&d);
+		r = moat_policy_load_file(path, &o, &p, &d);
+		r |= moat_policy_load_string(moat_policy_default_json,
+		    strlen(moat_policy_default_json), "default", &o, &b, &d);
+		ok(r == 0 && p != NULL && b != NULL &&
+		    strcmp(moat_policy_hash(p), moat_policy_hash(b)) == 0,
+		    "the built-in default equals presets/deny-all.json");
+		moat_policy_free(b);
+		moat_policy_free(p);
+		p = NULL;
+		moat_diags_free(&d);
+	}
 	moat_diags_init(&d);
 	ok(moat_policy_load_file("/nonexistent/p.json", &o, &p, &d) ==
 	    MOAT_ERR_NOTFOUND && d.n == 1, "missing file: NOTFOUND, one diag");
