@@ -124,9 +124,13 @@ add_rules(scmp_filter_ctx ctx)
 	/* Typing into the terminal of whoever reads it. */
 	r |= RULE(ctx, "ioctl", MASKED(1, M32, 0x5412));
 	r |= RULE(ctx, "ioctl", MASKED(1, M32, 0x541C));
-	/* No filters of its own: they could hide calls from ours' logs. */
-	r |= RULE(ctx, "seccomp", CMP(0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER));
-	r |= RULE(ctx, "prctl", CMP(0, SCMP_CMP_EQ, PR_SET_SECCOMP));
+	/*
+	 * No filters of its own: they could hide calls from ours' logs.
+	 * The kernel reads op and option as 32-bit ints: compare only those
+	 * bits, or high garbage walks past a 64-bit comparison.
+	 */
+	r |= RULE(ctx, "seccomp", MASKED(0, M32, SECCOMP_SET_MODE_FILTER));
+	r |= RULE(ctx, "prctl", MASKED(0, M32, PR_SET_SECCOMP));
 	r |= add_socket_rules(ctx);
 	return r;
 }

@@ -418,10 +418,17 @@ c_seccomp(char **a)
 	struct sock_filter f = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 	struct sock_fprog p = { 1, &f };
 
+	/* The kernel reads op and option as 32 bits: high bits are noise. */
+	unsigned long hi = sizeof(long) > 4 ? ~0UL << 31 << 1 : 0;
+
 	return want_eperm("seccomp(SET_MODE_FILTER)", syscall(SYS_seccomp,
 	    SECCOMP_SET_MODE_FILTER, 0, &p)) |
 	    want_eperm("prctl(PR_SET_SECCOMP)", prctl(PR_SET_SECCOMP,
-	    SECCOMP_MODE_FILTER, &p, 0, 0));
+	    SECCOMP_MODE_FILTER, &p, 0, 0)) |
+	    want_eperm("seccomp(high bits | SET_MODE_FILTER)",
+	    syscall(SYS_seccomp, hi | SECCOMP_SET_MODE_FILTER, 0, &p)) |
+	    want_eperm("prctl(high bits | PR_SET_SECCOMP)", syscall(SYS_prctl,
+	    hi | PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p, 0, 0));
 }
 
 static int
