@@ -134,6 +134,8 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 	cbs.arg = o;
 	pc.port = moat_sandbox_proxy_port(sb);
 	pc.hosts_file = hosts_file;
+	/* Never dial another sandbox (moat run uses the default pool). */
+	pc.deny_cidr = MOAT_NET_DEFAULT_POOL;
 	if ((r = moat_loop_new(&o->loop, cause)) != 0 ||
 	    (r = moatd_proxychan_start(o->loop, &pc, NULL, 0, &cbs, &o->proxy,
 		 cause)) != 0) {

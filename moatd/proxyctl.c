@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "proxy/proxy.h"
+#include "sandbox/net.h"
 #include "common/util.h"
 #include "moatd/daemon.h"
 #include "moatd/proxychan.h"
@@ -97,11 +98,20 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 	struct moatd_proxychan_cbs cbs = { d, on_event, on_message };
 	struct moat_proxy_config pc = { 0 };
 	int closefds[MOAT_NELEM(d->listen_fds) + 4];
+	char deny[256];
 	size_t n = 0;
 	int r;
 
 	pc.port = d->cfg->proxy_port;
 	pc.hosts_file = d->cfg->hosts_file;
+	/*
+	 * The proxy dials from the host netns, which routes to every
+	 * sandbox: it must never dial the pool (the configured one, and
+	 * the default one the sandbox code falls back to).
+	 */
+	snprintf(deny, sizeof(deny), "%s, %s", d->cfg->net_pool != NULL ?
+	    d->cfg->net_pool : MOAT_NET_DEFAULT_POOL, MOAT_NET_DEFAULT_POOL);
+	pc.deny_cidr = deny;
 	for (size_t i = 0; i < d->nlisten; i++)
 		closefds[n++] = d->listen_fds[i];
 	closefds[n++] = d->relay_fd;

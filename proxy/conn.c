@@ -457,7 +457,7 @@ static void
 got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 {
 	struct px_conn *c = arg;
-	char ip[64];
+	char ip[64], why[512];
 
 	c->rjob = NULL;
 	if (rc != MOAT_OK || n == 0) {
@@ -470,15 +470,14 @@ got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 		const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
 
 		px_addr_str(sa, ip, sizeof(ip));
-		if (px_is_listen_addr(c->p, sa)) {
-			char why[128];
-			snprintf(why, sizeof(why), "%s is the proxy's own "
-			    "address", ip);
-			deny(c, "ssrf", "ssrf_denied", why, ip, NULL);
-			return;
-		}
 		if (!moat_policy_check_addr(&d, sa)) {
 			deny(c, "ssrf", "ssrf_denied", d.text, ip, d.policy);
+			return;
+		}
+		/* Whatever the policy allows: not us, a sandbox or the host. */
+		if (px_guard_refuses(c->p, c->host, sa, why,
+		    sizeof(why))) {
+			deny(c, "ssrf", "ssrf_denied", why, ip, d.policy);
 			return;
 		}
 		c->addrs[i] = addrs[i];

@@ -159,6 +159,23 @@ int px_relay_step(struct px_relay *r);
 unsigned px_relay_mask(const struct px_relay *r, int fd);
 void px_relay_fini(struct px_relay *r);
 
+/* ---- guard.c: addresses never dialled (own, sandbox pool, host) */
+
+#define PX_MAX_DENY_CIDRS 16
+
+struct px_cidr {
+	uint8_t a[16]; /* IPv4 mapped */
+	unsigned prefix;
+};
+
+/* Parse the config's deny_cidr list (comma or space separated). */
+int px_guard_init(struct moat_proxy *p, const char *list,
+    struct moat_cause *cause);
+void px_guard_free(struct moat_proxy *p);
+/* true with why filled when sa (an answer for host) is never dialled. */
+bool px_guard_refuses(struct moat_proxy *p, const char *host,
+    const struct sockaddr *sa, char *why, size_t len);
+
 /* ---- proxy.c, conn.c */
 
 struct px_trust {
@@ -199,6 +216,11 @@ struct moat_proxy {
 	struct px_resolver *resolver;
 	struct moat_ratelimit rl;
 	uint64_t next_req; /* proposal request ids, from 1 */
+	struct px_cidr deny[PX_MAX_DENY_CIDRS]; /* cfg.deny_cidr */
+	size_t ndeny;
+	uint8_t (*local)[16]; /* the host's addresses (getifaddrs) */
+	size_t nlocal;
+	int64_t local_ms;     /* when local was read */
 };
 
 struct px_sandbox *px_sandbox_find(struct moat_proxy *p, const char *name);

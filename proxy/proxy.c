@@ -196,7 +196,8 @@ moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 	if (p->cfg.max_conns_per_sandbox <= 0)
 		p->cfg.max_conns_per_sandbox = 1024;
 	p->rl.burst = 10;
-	if ((r = px_hasher_new(l, &p->hasher, cause)) != 0 ||
+	if ((r = px_guard_init(p, c->deny_cidr, cause)) != 0 ||
+	    (r = px_hasher_new(l, &p->hasher, cause)) != 0 ||
 	    (r = px_resolver_new(l, c->hosts_file, &p->resolver, cause)) != 0) {
 		moat_proxy_free(p);
 		return r;
@@ -419,5 +420,6 @@ moat_proxy_free(struct moat_proxy *p)
 	moat_loop_timer_cancel(p->loop, p->resume_timer);
 	px_hasher_free(p->hasher);
 	px_resolver_free(p->resolver);
+	px_guard_free(p);
 	free(p);
 }

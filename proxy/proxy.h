@@ -51,6 +51,13 @@ struct moat_proxy_config {
 	    const char *body, size_t len);
 	void *propose_arg;
 	int proposal_timeout_ms;  /* moatd's answer to a proposal, 10000 */
+	/*
+	 * Addresses never dialled whatever the policy says: the sandbox
+	 * address pool, as CIDRs separated by commas or spaces
+	 * ("10.200.0.0/16"); NULL: none. The host's own addresses and the
+	 * proxy's listen addresses are always refused.
+	 */
+	const char *deny_cidr;
 };
 
 struct moat_proxy_sandbox {

@@ -21,6 +21,8 @@ cat > "$OBJ/hosts" <<EOF
 $UP_ADDR upstream.test a.wild.test b.c.wild.test wild.test
 127.0.0.1 loopback.test
 169.254.169.254 metadata.test
+$UP_HOSTSIDE hostside.test
+10.200.255.250 pool.test
 EOF
 
 # A logging TCP server in the upstream netns on 8081: it appends every byte
@@ -193,6 +195,16 @@ pol aips2 "$(rule h '{"host":"upstream.test","port":80,"allowed_ips":["10.99.0.0
 out=$(mrun aips2 "$CURL http://upstream.test/")
 check "an address outside allowed_ips is refused" "$out" code=403 \
 	'"error":"ssrf_denied"' "outside the endpoint's allowed_ips"
+pol inner "$(rule i '{"host":"hostside.test","port":80},{"host":"pool.test","port":80},{"host":"pool.test","port":81,"allowed_ips":["10.200.255.0/24"]}' /usr/bin/curl)"
+out=$(mrun inner "$CURL http://hostside.test/")
+check "an exact host resolving to an address of the host is refused" "$out" \
+	code=403 '"error":"ssrf_denied"' "hostside.test resolves to $UP_HOSTSIDE, which is an address of this host"
+out=$(mrun inner "$CURL http://pool.test/; echo; $CURL http://pool.test:81/")
+check "exact host and allowed_ips into the sandbox pool are refused" "$out" \
+	code=403 '"error":"ssrf_denied"' "pool.test resolves to 10.200.255.250, which is an address of a sandbox"
+[ "$(printf '%s' "$out" | grep -o 'which is an address of a sandbox' | wc -l)" = 2 ] &&
+	t_ok "pool.test: both the exact and the allowed_ips endpoint refused" ||
+	t_fail "pool.test: both the exact and the allowed_ips endpoint refused"
 pol literal "$(rule l "{\"host\":\"$UP_ADDR\",\"port\":80}" /usr/bin/curl)"
 out=$(mrun literal "$CURL http://$UP_ADDR/")
 check "a private IP-literal host is allowed" "$out" upstream-ok code=200

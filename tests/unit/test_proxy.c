@@ -36,6 +36,7 @@ static struct {
 	char ns[32];
 	char veth[16];
 	char up_ip[32];
+	char host_ip[32];
 	char dir[64];
 	char hosts[128];
 	char self[512];
@@ -450,6 +451,7 @@ setup_net(void)
 	snprintf(E.ns, sizeof(E.ns), "mpx%d", (int)getpid());
 	snprintf(E.veth, sizeof(E.veth), "mpxh%d", (int)(getpid() % 100000));
 	snprintf(E.up_ip, sizeof(E.up_ip), "10.99.%d.2", n);
+	snprintf(E.host_ip, sizeof(E.host_ip), "10.99.%d.1", n);
 	snprintf(cmd, sizeof(cmd),
 	    "ip netns add %s && ip link add %s type veth peer name mpxn%d "
 	    "netns %s && ip addr add 10.99.%d.1/30 dev %s && ip link set %s up "
@@ -472,7 +474,11 @@ base_policy(const char *extra_bins, bool with_9002)
 	    "\"up\":{\"name\":\"up\",\"endpoints\":["
 	    "{\"host\":\"upstream.test\",\"port\":8080},"
 	    "{\"host\":\"upstream.test\",\"port\":9000}%s,"
-	    "{\"host\":\"loop.test\",\"port\":9000}],"
+	    "{\"host\":\"loop.test\",\"port\":9000},"
+	    "{\"host\":\"hostself.test\",\"port\":9000},"
+	    "{\"host\":\"pool.test\",\"port\":9000},"
+	    "{\"host\":\"pool6.test\",\"port\":9000,"
+	    "\"allowed_ips\":[\"fd98::/16\"]}],"
 	    "\"binaries\":[{\"path\":\"%s\"},{\"path\":\"/usr/bin/curl\"}%s]},"
 	    "\"other\":{\"name\":\"other\",\"endpoints\":["
 	    "{\"host\":\"upstream.test\",\"port\":8081}],"
@@ -592,6 +598,27 @@ test_connect(void)
 		ok(has(r, "\"error\":\"ssrf_denied\"") &&
 		    has(r, "blocked: internal address"),
 		    "a name resolving to loopback is ssrf_denied");
+		free(r);
+	}
+	{
+		/* Exact hosts may reach internal addresses, but not these. */
+		char *r = xfers("CONNECT hostself.test:9000 HTTP/1.1\r\n\r\n");
+		ok(has(r, "\"error\":\"ssrf_denied\"") &&
+		    has(r, "which is an address of this host"),
+		    "an exact host resolving to an address of this host is "
+		    "ssrf_denied");
+		free(r);
+		r = xfers("GET http://pool.test:9000/ HTTP/1.1\r\n\r\n");
+		ok(has(r, "\"error\":\"ssrf_denied\"") &&
+		    has(r, "10.98.7.7, which is an address of a sandbox"),
+		    "an exact host resolving into the sandbox pool is "
+		    "ssrf_denied");
+		free(r);
+		r = xfers("CONNECT pool6.test:9000 HTTP/1.1\r\n\r\n");
+		ok(has(r, "\"error\":\"ssrf_denied\"") &&
+		    has(r, "an address of a sandbox"),
+		    "allowed_ips covering the sandbox pool still cannot reach "
+		    "it");
 		free(r);
 	}
 }
@@ -1091,8 +1118,9 @@ main(void)
 	snprintf(E.hosts, sizeof(E.hosts), "%s/hosts", E.dir);
 	{
 		FILE *f = fopen(E.hosts, "we");
-		fprintf(f, "# test names\n%s upstream.test\n127.0.0.1 loop.test\n",
-		    E.up_ip);
+		fprintf(f, "# test names\n%s upstream.test\n127.0.0.1 loop.test\n"
+		    "%s hostself.test\n10.98.7.7 pool.test\n"
+		    "fd98::7 pool6.test\n", E.up_ip, E.host_ip);
 		fclose(f);
 	}
 	if ((E.upstream = fork()) == 0) {
@@ -1129,6 +1157,7 @@ main(void)
 	cfg.max_conns_per_sandbox = 20;
 	cfg.idle_timeout_ms = 2000;
 	cfg.emit = on_event;
+	cfg.deny_cidr = "10.98.0.0/16, fd98::/16";
 	if (moat_loop_new(&E.l, NULL) != 0 || moat_proxy_new(E.l, &cfg, &E.p,
 	    NULL) != 0 || pipe2(E.cmd, O_CLOEXEC) != 0 ||
 	    pipe2(E.done, O_CLOEXEC) != 0)
