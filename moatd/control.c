@@ -64,7 +64,12 @@ struct ctl_client {
 	size_t outlen;
 	size_t outoff;
 	bool closing; /* close once out is written */
+	bool eof;     /* the client half-closed */
+	size_t drained; /* bytes discarded after a refusal */
 };
+
+/* After refusing a request: how much more input we swallow, unread. */
+#define CTL_DRAIN_MAX (8u << 20)
 
 struct moatd_control {
 	struct moatd *d;
@@ -366,11 +371,29 @@ flush_out(struct ctl_client *cl)
 		cl->outoff += (size_t)w;
 	}
 	cl->outoff = cl->outlen = 0;
-	return !cl->closing;
+	/* A closing client stays until drained (see client_ready). */
+	return !cl->closing || !cl->eof;
 }
 
 static void client_ready(struct moat_loop *l, int fd, unsigned events,
     void *arg);
+
+/*
+ * The reply to a refused request is out and we are half-closed: swallow
+ * what the client is still sending (bounded) so that our close cannot
+ * reset the connection before it has read the reply.
+ */
+static bool
+client_drain(struct ctl_client *cl)
+{
+	char scratch[65536];
+	ssize_t n = read(cl->fd, scratch, sizeof(scratch));
+
+	if (n == -1)
+		return errno == EAGAIN || errno == EINTR;
+	cl->drained += (size_t)n;
+	return n > 0 && cl->drained < CTL_DRAIN_MAX;
+}
 
 static bool
 client_read(struct ctl_client *cl)
@@ -379,6 +402,8 @@ client_read(struct ctl_client *cl)
 	ssize_t n;
 	bool eof = false;
 
+	if (cl->closing && cl->outlen == 0)
+		return client_drain(cl);
 	if ((ni = realloc(cl->in, cl->inlen + CTL_READ_CHUNK)) == NULL)
 		return false;
 	cl->in = ni;
@@ -386,7 +411,7 @@ client_read(struct ctl_client *cl)
 	if (n == -1)
 		return errno == EAGAIN || errno == EINTR;
 	if (n == 0)
-		eof = cl->closing = true;
+		eof = cl->eof = cl->closing = true;
 	cl->inlen += (size_t)n;
 	if (handle_lines(cl, eof) != 0)
 		return false;
@@ -403,6 +428,12 @@ client_ready(struct moat_loop *l, int fd, unsigned events, void *arg)
 		alive = flush_out(cl);
 	else if (events & (MOAT_EV_READ | MOAT_EV_ERROR))
 		alive = client_read(cl) && flush_out(cl);
+	if (alive && cl->closing && cl->outlen == 0 && !cl->eof) {
+		/* Half-close, then drain until the client's EOF. */
+		shutdown(fd, SHUT_WR);
+		moat_loop_mod_fd(l, fd, MOAT_EV_READ);
+		return;
+	}
 	if (!alive || (cl->closing && cl->outlen == 0)) {
 		client_free(cl);
 		return;
