@@ -30,8 +30,19 @@ struct range {
 static const struct range ranges[] = {
 	{ V4(169, 254, 169, 254, 32), MOAT_ADDR_METADATA,
 	    "cloud metadata 169.254.169.254" },
-	{ { { { 0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe } },
-	    128 }, MOAT_ADDR_METADATA, "cloud metadata fd00:ec2::fe" },
+	/* AWS over IPv6: instance metadata, DNS resolver, time sync. */
+	{ { { { 0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+	    0x54 } }, 128 }, MOAT_ADDR_METADATA,
+	    "cloud metadata fd00:ec2::254" },
+	{ { { { 0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+	    0x53 } }, 128 }, MOAT_ADDR_METADATA,
+	    "cloud metadata fd00:ec2::253" },
+	{ { { { 0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+	    0x23 } }, 128 }, MOAT_ADDR_METADATA,
+	    "cloud metadata fd00:ec2::123" },
+	/* Alibaba Cloud, inside 100.64.0.0/10: before that row. */
+	{ V4(100, 100, 100, 200, 32), MOAT_ADDR_METADATA,
+	    "cloud metadata 100.100.100.200" },
 	{ V4(127, 0, 0, 0, 8), MOAT_ADDR_ALWAYS_BLOCKED,
 	    "loopback 127.0.0.0/8" },
 	{ { { { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 } }, 128 },
@@ -63,6 +74,7 @@ static const struct range ranges[] = {
 };
 
 static const uint8_t nat64[12] = { 0, 0x64, 0xff, 0x9b };
+static const uint8_t nat64_local[6] = { 0, 0x64, 0xff, 0x9b, 0, 0x01 };
 static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
 	0xff };
 
@@ -171,7 +183,7 @@ pol_cidr_blocked_overlap(const struct pol_cidr *c)
 		/*
 		 * A range that merely contains a metadata address still
 		 * works for its other addresses (fd00::/8 holds AWS's
-		 * fd00:ec2::fe); one inside it never does.
+		 * fd00:ec2::254); one inside it never does.
 		 */
 		if (r->cls == MOAT_ADDR_METADATA && c->prefix < r->c.prefix)
 			continue;
@@ -184,21 +196,88 @@ pol_cidr_blocked_overlap(const struct pol_cidr *c)
 	return NULL;
 }
 
-enum moat_addr_class
-pol_ip_classify(const struct pol_ip *ip)
+static enum moat_addr_class
+classify_plain(const struct pol_ip *ip)
 {
-	struct pol_ip v4;
-
-	/* NAT64 carries an IPv4 address that the gateway will dial. */
-	if (memcmp(ip->a, nat64, 12) == 0) {
-		memcpy(v4.a, mapped, 12);
-		memcpy(v4.a + 12, ip->a + 12, 4);
-		ip = &v4;
-	}
 	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
 		if (pol_cidr_contains(&ranges[i].c, ip))
 			return ranges[i].cls;
 	return MOAT_ADDR_PUBLIC;
+}
+
+/* How much a class keeps out: refused in every mode beats internal. */
+static int
+severity(enum moat_addr_class c)
+{
+	switch (c) {
+	case MOAT_ADDR_PUBLIC:
+		return 0;
+	case MOAT_ADDR_INTERNAL:
+		return 1;
+	case MOAT_ADDR_ALWAYS_BLOCKED:
+	case MOAT_ADDR_METADATA:
+		return 2;
+	}
+	return 2;
+}
+
+/* The IPv4 address at byte offsets off[0..3] of ip, as an address. */
+static enum moat_addr_class
+classify_embedded(const struct pol_ip *ip, const unsigned off[4])
+{
+	struct pol_ip v4;
+
+	memcpy(v4.a, mapped, 12);
+	for (int i = 0; i < 4; i++)
+		v4.a[12 + i] = ip->a[off[i]];
+	return classify_plain(&v4);
+}
+
+enum moat_addr_class
+pol_ip_classify(const struct pol_ip *ip)
+{
+	/*
+	 * RFC 6052 places the IPv4 address after the prefix, skipping
+	 * byte 8 (zero), then a zero suffix: where it sits, and where the
+	 * suffix starts, for a /48, /56, /64 and /96 prefix inside the
+	 * local-use 64:ff9b:1::/48.
+	 */
+	static const unsigned local_off[4][4] = {
+		{ 6, 7, 9, 10 }, { 7, 9, 10, 11 }, { 9, 10, 11, 12 },
+		{ 12, 13, 14, 15 },
+	};
+	static const unsigned local_suffix[4] = { 11, 12, 13, 16 };
+	static const unsigned at12[4] = { 12, 13, 14, 15 };
+	static const unsigned at2[4] = { 2, 3, 4, 5 };
+	enum moat_addr_class c, worst;
+
+	/* NAT64 carries an IPv4 address that the gateway will dial. */
+	if (memcmp(ip->a, nat64, 12) == 0)
+		return classify_embedded(ip, at12);
+	/*
+	 * Local-use NAT64: the gateway's prefix length is not knowable
+	 * here, so every place the IPv4 address could sit (the /96 one
+	 * always, the others when byte 8 and their suffix are zero as RFC
+	 * 6052 requires) is checked and the most restrictive answer wins.
+	 */
+	if (memcmp(ip->a, nat64_local, 6) == 0) {
+		worst = MOAT_ADDR_PUBLIC;
+		for (int i = 0; i < 4; i++) {
+			bool zero = i == 3 || ip->a[8] == 0;
+			for (unsigned k = local_suffix[i]; zero && k < 16; k++)
+				zero = ip->a[k] == 0;
+			if (!zero)
+				continue;
+			c = classify_embedded(ip, local_off[i]);
+			if (severity(c) > severity(worst))
+				worst = c;
+		}
+		return worst;
+	}
+	/* 6to4 (2002:V4ADDR::/48): a relay dials the embedded address. */
+	if (ip->a[0] == 0x20 && ip->a[1] == 0x02)
+		return classify_embedded(ip, at2);
+	return classify_plain(ip);
 }
 
 enum moat_addr_class
