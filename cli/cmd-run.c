@@ -31,14 +31,18 @@ static const char *const pass_env[] = {
 	"TERM", "LANG", "LC_ALL", "LC_CTYPE", "COLORTERM", "TZ",
 };
 
-/* The child, for the signal handler that forwards SIGTERM/SIGHUP. */
+/* The child, for the signal handler that forwards signals. */
 static volatile sig_atomic_t run_child = -1;
 
+/* The child leads its own process group (spawn always setsid()s). */
 static void
 forward(int sig)
 {
-	if (run_child > 0)
+	int e = errno;
+
+	if (run_child > 0 && killpg((pid_t)run_child, sig) != 0)
 		kill((pid_t)run_child, sig);
+	errno = e;
 }
 
 /*
@@ -241,12 +245,14 @@ run_exec(int argc, char **argv)
 	}
 	if (run_start_proxy(sb, name, p, hosts, &o) != 0)
 		goto out;
-	/* Like system(): the terminal's ^C and ^\ are for the command. */
+	/*
+	 * The terminal's ^C and ^\ are for the command; it has a session
+	 * of its own (not the terminal's foreground group), so we pass them.
+	 */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
+	sa.sa_handler = forward;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGQUIT, &sa, NULL);
-	sa.sa_handler = forward;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	rc = spawn_wait(sb, o, i < argc ? argv + i : NULL);

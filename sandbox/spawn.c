@@ -142,10 +142,16 @@ step_fds(struct spawn_ctx *x)
 	for (int i = 0; i < 3; i++)
 		if (dup3(tmp[i], i, 0) < 0)
 			return errno;
-	if (x->s->pty) {
-		if (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) != 0)
-			return errno;
-	}
+	/*
+	 * Always a session of its own: else the child keeps the caller's
+	 * controlling terminal (moatd in the foreground holds the
+	 * operator's), reachable through /dev/tty. It also makes the child
+	 * a group leader, so a hangup by killpg() reaches it.
+	 */
+	if (setsid() < 0)
+		return errno;
+	if (x->s->pty && ioctl(0, TIOCSCTTY, 0) != 0)
+		return errno;
 	/* Whatever the caller's libraries opened never reaches exec. */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
 		return errno;

@@ -84,6 +84,51 @@ if kill -0 "$host" 2>/dev/null; then t_ok "host process of uid 1000 survives kil
 else t_fail "host process of uid 1000 survives kill(-1)"; fi
 kill "$host" 2>/dev/null
 
+# The caller's terminal stays out: started from a process whose
+# controlling terminal is a pty, the command leads its own session, has
+# no controlling terminal, and /dev/tty does not open.
+cat > "$OBJ/ctty.py" <<'EOF'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out, end = b"", time.time() + 20
+while time.time() < end:
+    if not select.select([fd], [], [], 0.5)[0]:
+        continue
+    try:
+        b = os.read(fd, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+EOF
+out=$(python3 "$OBJ/ctty.py" "$MOAT" run --name "$(nm)" -- /bin/sh -c \
+    'if (echo x > /dev/tty) 2>/dev/null; then echo TTY; else echo NOTTY; fi
+    read -r l < /proc/$$/stat; set -- $l
+    [ "$6" = "$1" ] && [ "$5" = "$1" ] && [ "$7" = 0 ] && echo LEADER' |
+    tr -d '\r')
+echo "$out" | grep -qx NOTTY
+is "/dev/tty does not reach the caller's terminal" "$?" 0
+echo "$out" | grep -qx LEADER
+is "the command leads its own session, without a terminal" "$?" 0
+[ -n "$out" ] && diag "$out"
+# Not in the terminal's foreground group any more: moat run passes ^C on.
+name=$(nm)
+"$MOAT" run --name "$name" -- sleep 30 &
+victim=$!
+for _ in $(seq 100); do
+	grep -qs . "/sys/fs/cgroup/pids/moat/$name/tasks" &&
+		[ "$(wc -l < "/sys/fs/cgroup/pids/moat/$name/tasks")" -ge 2 ] && break
+	sleep 0.05
+done
+kill -INT "$victim"
+wait "$victim"
+is "SIGINT to moat run reaches the command" "$?" 130
+
 # exit status
 "$MOAT" run --name "$(nm)" -- sh -c 'exit 7'
 is "exit status passes through" "$?" 7
