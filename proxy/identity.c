@@ -385,9 +385,22 @@ px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
 		snprintf(why, whylen, "cannot list the sandbox's processes");
 		return MOAT_ERR_NOTFOUND;
 	}
-	for (size_t i = 0; i < npids && nown < MAX_OWNERS; i++)
-		if (holds_inode(pids[i], want))
-			owners[nown++] = pids[i];
+	/*
+	 * Every pid is scanned: stopping at MAX_OWNERS would let that many
+	 * co-holders of an allowed binary hide the real caller.
+	 */
+	for (size_t i = 0; i < npids; i++) {
+		if (!holds_inode(pids[i], want))
+			continue;
+		if (nown == MAX_OWNERS) {
+			snprintf(why, whylen, "ambiguous shared socket "
+			    "ownership: inode %lu is held by more than %d "
+			    "processes", inode, MAX_OWNERS);
+			rc = MOAT_ERR_DENIED;
+			goto out;
+		}
+		owners[nown++] = pids[i];
+	}
 	if (nown == 0) {
 		snprintf(why, whylen, "no process holds socket inode %lu",
 		    inode);
@@ -405,9 +418,19 @@ px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
 		goto out;
 	}
 	for (size_t i = 1; i < nown; i++) {
-		if (describe(sb, owners[i], pids, npids, &other) != 0)
-			continue;
-		bool same = same_caller(out, &other);
+		bool same;
+
+		/* An owner that cannot be described could be anyone. */
+		if (describe(sb, owners[i], pids, npids, &other) != 0) {
+			snprintf(why, whylen, "ambiguous shared socket "
+			    "ownership: inode %lu is also held by PID %d, "
+			    "which cannot be identified", inode,
+			    (int)owners[i]);
+			px_identity_clear(out);
+			rc = MOAT_ERR_DENIED;
+			goto out;
+		}
+		same = same_caller(out, &other);
 		px_identity_clear(&other);
 		if (!same) {
 			snprintf(why, whylen, "ambiguous shared socket ownership: "

@@ -27,6 +27,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "policies/policy.h"
+#include "proxy/internal.h"
 #include "proxy/proxy.h"
 #include "tests/unit/tap.h"
 
@@ -1081,6 +1082,111 @@ test_ctl(void)
 	    "bypass message becomes a bypass event");
 }
 
+/* Wait (bounded) until pid runs an executable whose path ends in tail. */
+static bool
+wait_exe(pid_t pid, const char *tail)
+{
+	char path[64], buf[512];
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	for (int i = 0; i < 200; i++) {
+		ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strlen(buf) >= strlen(tail) &&
+			    strcmp(buf + strlen(buf) - strlen(tail), tail) == 0)
+				return true;
+		}
+		usleep(10 * 1000);
+	}
+	return false;
+}
+
+/*
+ * A socket held by the real caller and by many co-holders of another
+ * binary (listed first, as a hostile cgroup.procs order could): the
+ * owner scan must see them all and call it ambiguous, not name the
+ * co-holders' binary.
+ */
+static void
+test_owners(void)
+{
+	enum { NHOLD = 16 };
+	struct sockaddr_in sa = { .sin_family = AF_INET }, cl;
+	socklen_t len = sizeof(sa);
+	struct px_sandbox sb;
+	struct px_identity id;
+	pid_t kids[NHOLD] = { 0 };
+	char procs[128], why[256];
+	int lfd, cfd, afd, rc, nk = 0;
+	FILE *f;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* No CLOEXEC: the children keep the client socket across exec. */
+	cfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(lfd, 4) != 0 || getsockname(lfd, (struct sockaddr *)&sa,
+	    &len) != 0 || connect(cfd, (struct sockaddr *)&sa,
+	    sizeof(sa)) != 0 || (afd = accept4(lfd, NULL, NULL,
+	    SOCK_CLOEXEC)) < 0) {
+		skip("loopback socket pair");
+		return;
+	}
+	len = sizeof(cl);
+	getsockname(cfd, (struct sockaddr *)&cl, &len);
+	memset(&sb, 0, sizeof(sb));
+	sb.diag_fd = -1;
+	snprintf(procs, sizeof(procs), "%s/procs", E.dir);
+	sb.procs_path = procs;
+
+	/* Alone, this process is the caller. */
+	f = fopen(procs, "we");
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+	rc = px_identity_lookup(&sb, (struct sockaddr *)&cl,
+	    (struct sockaddr *)&sa, &id, why, sizeof(why));
+	ok(rc == 0 && id.nbin > 0 && strcmp(id.bin[0].path, E.self) == 0,
+	    "a socket held by one process names it");
+	if (rc == 0)
+		px_identity_clear(&id);
+
+	for (nk = 0; nk < NHOLD; nk++) {
+		if ((kids[nk] = fork()) == 0) {
+			execl("/bin/sleep", "sleep", "30", (char *)NULL);
+			_exit(127);
+		}
+		if (kids[nk] < 0 || !wait_exe(kids[nk], "/sleep"))
+			break;
+	}
+	f = fopen(procs, "we");
+	for (int i = 0; i < nk; i++)
+		fprintf(f, "%d\n", (int)kids[i]);
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+	rc = px_identity_lookup(&sb, (struct sockaddr *)&cl,
+	    (struct sockaddr *)&sa, &id, why, sizeof(why));
+	ok(nk == NHOLD && rc == MOAT_ERR_DENIED &&
+	    strstr(why, "ambiguous") != NULL,
+	    "16 co-holders listed before the caller: ambiguous, not 'sleep'");
+	if (rc == 0) {
+		diag("identity: %s", id.bin[0].path);
+		px_identity_clear(&id);
+	} else
+		diag("%s", why);
+
+	for (int i = 0; i < nk; i++) {
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+		}
+	}
+	close(afd);
+	close(cfd);
+	close(lfd);
+	unlink(procs);
+}
+
 static void
 add_sandbox_fn(void *arg)
 {
@@ -1172,6 +1278,7 @@ main(void)
 	ok(set_policy(base_policy(NULL, false)) == 0, "policy installed");
 	usleep(200 * 1000); /* the upstream binds in its netns */
 
+	test_owners();
 	test_connect();
 	test_events();
 	test_forward();
