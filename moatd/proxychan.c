@@ -81,13 +81,16 @@ moatd_proxychan_trust(struct moatd_proxychan *ch, const char *sandbox,
     const char *binary, const char *sha256)
 {
 	/*
-	 * The proxy forgets the hash it trusted for the path; the next use
-	 * is trusted on first use again (the approved upgrade). sha256 is
-	 * what the operator saw; the proxy records what it hashes next.
+	 * The proxy trusts exactly the hash the operator approved; a file
+	 * swapped in after the review is still "binary changed". Without
+	 * a hash the proxy only forgets (the next use is trusted).
 	 */
-	(void)sha256;
-	return moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:s}", "type",
-	    "retrust", "sandbox", sandbox, "binary", binary));
+	if (sha256 == NULL || sha256[0] == '\0')
+		return moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:s}",
+		    "type", "retrust", "sandbox", sandbox, "binary", binary));
+	return moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:s, s:s}",
+	    "type", "retrust", "sandbox", sandbox, "binary", binary,
+	    "sha256", sha256));
 }
 
 void

@@ -311,27 +311,35 @@ fill_event(struct px_conn *c, struct moat_denial_event *ev,
  * is the event's; error is "policy_denied" or "ssrf_denied".
  */
 static void
-deny(struct px_conn *c, const char *stage, const char *error,
-    const char *reason, const char *ip, const char *policy)
+deny_event(struct px_conn *c, const struct moat_denial_event *ev,
+    const char *error, const char *reason, const char *policy)
 {
-	struct moat_denial_event ev;
 	struct px_deny d = { 0 };
 	size_t len = 0;
 	char *r;
 
-	fill_event(c, &ev, stage, reason, ip);
-	px_emit(c->p, &ev);
+	px_emit(c->p, ev);
 	d.error = error;
 	d.method = method_of(c);
-	d.host = ev.host;
+	d.host = ev->host;
 	d.port = c->req.port;
 	d.reason = reason;
-	d.binary = ev.binary;
+	d.binary = c->id.nbin > 0 ? c->id.bin[0].path : ev->binary;
 	d.ancestors = c->id.nbin > 1 ? c->id.anc : NULL;
 	d.nancestors = c->id.nbin > 1 ? c->id.nbin - 1 : 0;
 	d.policy = policy;
 	r = px_deny_response(&d, &len);
 	respond(c, r, len);
+}
+
+static void
+deny(struct px_conn *c, const char *stage, const char *error,
+    const char *reason, const char *ip, const char *policy)
+{
+	struct moat_denial_event ev;
+
+	fill_event(c, &ev, stage, reason, ip);
+	deny_event(c, &ev, error, reason, policy);
 }
 
 static const char *
@@ -381,11 +389,21 @@ after_hash(struct px_conn *c)
 			continue;
 		}
 		if (strcmp(t->sha, b->sha) != 0) {
+			struct moat_denial_event ev;
+
 			snprintf(why, sizeof(why), "binary changed: %s "
 			    "(sha256 %.12s... was trusted, now %.12s...); an "
 			    "operator must approve the new binary", b->path,
 			    t->sha, b->sha);
-			deny(c, "identity", "policy_denied", why, NULL, NULL);
+			/*
+			 * The event names the changed file and its new hash
+			 * (an ancestor's, maybe): that is what an approval
+			 * pins.
+			 */
+			fill_event(c, &ev, "identity", why, NULL);
+			moat_strlcpy(ev.binary, b->path, sizeof(ev.binary));
+			moat_strlcpy(ev.sha256, b->sha, sizeof(ev.sha256));
+			deny_event(c, &ev, "policy_denied", why, NULL);
 			return;
 		}
 	}

@@ -265,8 +265,12 @@ handle_line(struct ctl *c, const char *line, size_t len)
 		    (json_int_t)jint(o, "seq", 0)));
 	} else if (strcmp(type, "retrust") == 0) {
 		const char *n = jstr(o, "sandbox"), *b = jstr(o, "binary");
-		if (n != NULL && b != NULL)
-			moat_proxy_retrust(c->p, n, b);
+		const char *h = jstr(o, "sha256");
+		if (h != NULL && h[0] == '\0')
+			h = NULL;
+		if (n != NULL && b != NULL &&
+		    moat_proxy_retrust(c->p, n, b, h) == MOAT_ERR_INVALID)
+			log_warn("retrust %s: sha256 is not 64 hex digits", b);
 	} else {
 		log_warn("unknown control message type %s", type);
 	}

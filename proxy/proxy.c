@@ -373,17 +373,53 @@ moat_proxy_set_policy(struct moat_proxy *p, const char *sandbox,
 	return MOAT_OK;
 }
 
+static bool
+sha_ok(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return i == 64;
+}
+
 int
 moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
-    const char *path)
+    const char *path, const char *sha256)
 {
 	struct px_sandbox *sb = px_sandbox_find(p, sandbox);
-	struct px_trust **pp;
+	struct px_trust **pp, *t;
 
 	if (sb == NULL)
 		return MOAT_ERR_NOTFOUND;
+	if (sha256 != NULL) {
+		/*
+		 * Pin what was approved: forgetting would trust whatever
+		 * file is at the path at its next use.
+		 */
+		if (!sha_ok(sha256))
+			return MOAT_ERR_INVALID;
+		for (t = sb->trust; t != NULL; t = t->next)
+			if (strcmp(t->path, path) == 0)
+				break;
+		if (t == NULL) {
+			if ((t = calloc(1, sizeof(*t))) == NULL ||
+			    (t->path = strdup(path)) == NULL) {
+				free(t);
+				return MOAT_ERR_NOMEM;
+			}
+			t->next = sb->trust;
+			sb->trust = t;
+		}
+		memcpy(t->sha, sha256, 65);
+		log_info("sandbox %s: %s trusted with sha256 %.12s...",
+		    sb->name, path, sha256);
+		return MOAT_OK;
+	}
 	for (pp = &sb->trust; *pp != NULL; pp = &(*pp)->next) {
-		struct px_trust *t = *pp;
+		t = *pp;
 		if (strcmp(t->path, path) == 0) {
 			*pp = t->next;
 			free(t->path);

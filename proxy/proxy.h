@@ -110,11 +110,15 @@ int moat_proxy_set_policy(struct moat_proxy *p, const char *sandbox,
     struct moat_policy *snap, int version);
 
 /*
- * Forget the trusted (TOFU) hash of a binary path in a sandbox, so that
- * its next use is trusted again (an operator approved the new binary).
+ * An operator approved a changed binary: trust exactly sha256 (64 hex
+ * digits, the hash the operator saw) for path in the sandbox; any other
+ * hash stays "binary changed". sha256 NULL forgets the trusted hash, so
+ * the path's next use is trusted on first use again.
+ * MOAT_ERR_NOTFOUND (unknown sandbox, or nothing to forget),
+ * MOAT_ERR_INVALID (sha256 is not 64 hex digits).
  */
 int moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
-    const char *path);
+    const char *path, const char *sha256);
 
 /* Turn a packet that bypassed the proxy into a "bypass" denial event. */
 void moat_proxy_bypass(struct moat_proxy *p, const char *sandbox,

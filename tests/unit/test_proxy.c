@@ -730,10 +730,26 @@ test_curl(void)
 	set_policy(base_policy(NULL, false));
 }
 
+struct retrust {
+	const char *path;
+	char sha[65];
+	int rc;
+};
+
+static void
+retrust_fn(void *arg)
+{
+	struct retrust *rt = arg;
+
+	rt->rc = moat_proxy_retrust(E.p, "box", rt->path,
+	    rt->sha[0] ? rt->sha : NULL);
+}
+
 static void
 test_tofu(void)
 {
-	char out[65536], bin[256], extra[300], tmp[300];
+	struct retrust rt = { 0 };
+	char out[65536], bin[256], extra[300], tmp[300], v2[300];
 	int rc, n0;
 
 	snprintf(bin, sizeof(bin), "%s/tcurl", E.dir);
@@ -752,9 +768,37 @@ test_tofu(void)
 	    "changed binary at the same path is denied: binary changed");
 	pthread_mutex_lock(&E.mu);
 	ok(E.nev > n0 && strcmp(E.ev[E.nev - 1].stage, "identity") == 0 &&
-	    strlen(E.ev[E.nev - 1].sha256) == 64,
+	    strlen(E.ev[E.nev - 1].sha256) == 64 &&
+	    strcmp(E.ev[E.nev - 1].binary, bin) == 0,
 	    "binary changed event carries the new sha256");
+	memcpy(rt.sha, E.ev[E.nev - 1].sha256, 65);
 	pthread_mutex_unlock(&E.mu);
+
+	/* The operator approves that hash; then the file is swapped. */
+	snprintf(v2, sizeof(v2), "%s.v2", bin);
+	sh("cp %s %s", bin, v2);
+	rt.path = bin;
+	in_loop(retrust_fn, &rt);
+	ok(rt.rc == 0, "retrust with the approved sha256");
+	sh("cp /usr/bin/curl %s && printf swapped >> %s && mv %s %s", tmp, tmp,
+	    tmp, bin);
+	rc = curl(bin, "http://upstream.test:8080/t3", false, out, sizeof(out));
+	ok(has(out, "binary changed") && !has(out, "GET /t3"),
+	    "a file swapped in after the approval is still binary changed");
+	sh("cp %s %s && mv %s %s", v2, tmp, tmp, bin);
+	rc = curl(bin, "http://upstream.test:8080/t4", false, out, sizeof(out));
+	ok(rc == 0 && has(out, "GET /t4"), "the approved file is allowed");
+	memcpy(rt.sha, "xyz", 4);
+	in_loop(retrust_fn, &rt);
+	ok(rt.rc == MOAT_ERR_INVALID, "retrust refuses a malformed sha256");
+	/* Without a hash: forget, and trust the next use (old behaviour). */
+	sh("cp /usr/bin/curl %s && printf third >> %s && mv %s %s", tmp, tmp,
+	    tmp, bin);
+	rt.sha[0] = '\0';
+	in_loop(retrust_fn, &rt);
+	rc = curl(bin, "http://upstream.test:8080/t5", false, out, sizeof(out));
+	ok(rt.rc == 0 && rc == 0 && has(out, "GET /t5"),
+	    "retrust without a hash forgets: the next use is trusted");
 }
 
 static void
