@@ -491,8 +491,10 @@ void
 chan_hangup(struct chan *ch)
 {
 	close_all_fds(ch);
-	if (ch->started && !ch->exited && ch->pid > 0)
-		(void)killpg(ch->pid, SIGHUP);
+	/* A child not leading its group (another spawn hook): itself. */
+	if (ch->started && !ch->exited && ch->pid > 0 &&
+	    killpg(ch->pid, SIGHUP) == -1 && errno == ESRCH)
+		(void)kill(ch->pid, SIGHUP);
 	release_channel(ch);
 	ch->finished = true;
 }

@@ -200,6 +200,13 @@ wait $keep
 is "killing one connection process leaves another session intact" "$(cat "$OBJ/surv")" survivor
 kill $victim 2>/dev/null
 
+# a client that goes away hangs up its exec command (no pty)
+$SSH box 'sleep 1017' < /dev/null & hup=$!
+for _ in $(seq 100); do pgrep -x -f 'sleep 1017' >/dev/null && break; sleep 0.1; done
+kill -KILL "$hup"; wait "$hup" 2>/dev/null
+for _ in $(seq 50); do pgrep -x -f 'sleep 1017' >/dev/null || break; sleep 0.1; done
+t_not "a vanished client's exec command is hung up" pgrep -x -f 'sleep 1017'
+
 # sessions recorded
 sleep 1
 t "moat sessions lists sessions with key and address" sh -c "$MOAT sessions --sandbox box | grep -q 127.0.0.1"
