@@ -1,6 +1,8 @@
 /*
  * Proposals from agents (policy.local's POST /v1/proposals): OpenShell's
  * body shape, only addRule operations, its invalid_proposal messages.
+ * An agent may only add a new rule of plain host:port endpoints and
+ * binaries (docs/policy.md, "Merging approved rules").
  * Each rule is checked against the sandbox's current policy by merging
  * it, so a pending agent proposal is always one that could be applied.
  */
@@ -60,11 +62,40 @@ never_allowed_host(const char *host)
 	return cls == MOAT_ADDR_ALWAYS_BLOCKED || cls == MOAT_ADDR_METADATA;
 }
 
-/* OpenShell's checks on one endpoint. */
+/*
+ * An agent may ask for host:port and binaries, nothing that widens a
+ * rule beyond that (audit mode, address ranges, L7 access): an operator
+ * can widen by hand. Fields outside these lists are refused by name.
+ */
+static const char *const agent_ep_fields[] = { "host", "port", "ports" };
+static const char *const agent_rule_fields[] = { "name", "endpoints",
+	"binaries" };
+static const char *const agent_bin_fields[] = { "path", "harness" };
+
+static const char *
+unknown_field(json_t *o, const char *const *allowed, size_t n)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(o, k, v) {
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(k, allowed[i]) == 0)
+				break;
+		if (i == n)
+			return k;
+	}
+	return NULL;
+}
+
+/* OpenShell's checks on one endpoint, and moat's narrower agent shape. */
 static int
 check_endpoint(json_t *ep, struct moat_cause *cause)
 {
 	json_t *host = json_object_get(ep, "host"), *rules, *r;
+	const char *f;
 	size_t i;
 
 	if (!json_is_object(ep))
@@ -75,6 +106,10 @@ check_endpoint(json_t *ep, struct moat_cause *cause)
 		return bad(cause, "endpoint.host %s is a loopback, link-local "
 		    "or metadata address and can never be allowed",
 		    json_string_value(host));
+	if (moat_host_is_ip_literal(json_string_value(host)))
+		return bad(cause, "endpoint.host %s is an IP address; agents "
+		    "may propose host names only (an operator can add an "
+		    "address by hand)", json_string_value(host));
 	if (json_object_get(ep, "port") == NULL &&
 	    json_object_get(ep, "ports") == NULL)
 		return bad(cause, "endpoint.port or endpoint.ports is "
@@ -88,7 +123,49 @@ check_endpoint(json_t *ep, struct moat_cause *cause)
 			return bad(cause, "L7 allow paths must not include "
 			    "query strings");
 	}
+	if ((f = unknown_field(ep, agent_ep_fields,
+	    MOAT_NELEM(agent_ep_fields))) != NULL)
+		return bad(cause, "endpoint.%s is not allowed in an agent "
+		    "proposal: agents may propose host and port only (an "
+		    "operator can widen the rule by hand)", f);
 	return MOAT_OK;
+}
+
+/* The rule's own fields and its binaries: plain paths only. */
+static int
+check_rule_shape(json_t *rule, json_t *bins, struct moat_cause *cause)
+{
+	const char *f;
+	json_t *b;
+	size_t i;
+
+	if ((f = unknown_field(rule, agent_rule_fields,
+	    MOAT_NELEM(agent_rule_fields))) != NULL)
+		return bad(cause, "rule.%s is not allowed in an agent "
+		    "proposal: agents may propose endpoints and binaries "
+		    "only", f);
+	json_array_foreach(bins, i, b) {
+		if (!json_is_object(b))
+			return bad(cause, "binary must be an object");
+		if ((f = unknown_field(b, agent_bin_fields,
+		    MOAT_NELEM(agent_bin_fields))) != NULL)
+			return bad(cause, "binary.%s is not allowed in an agent "
+			    "proposal", f);
+	}
+	return MOAT_OK;
+}
+
+/* Does the sandbox's policy already have a rule under this key? */
+static bool
+key_exists(const struct moat_policy *cur, const char *key)
+{
+	json_t *doc = json_loads(moat_policy_json(cur), 0, NULL);
+	bool found;
+
+	found = doc == NULL || json_object_get(json_object_get(doc,
+	    "network_policies"), key) != NULL;
+	json_decref(doc);
+	return found;
 }
 
 /* Validate one addRule; on success *rule_json is {"NAME": rule}. */
@@ -127,10 +204,17 @@ check_add_rule(struct moatd *d, const char *sandbox, json_t *op,
 	if (!json_is_array(bins) || json_array_size(bins) == 0)
 		return bad(cause, "rule.binaries must list at least one "
 		    "binary");
+	if ((r = check_rule_shape(rule, bins, cause)) != 0)
+		return r;
 	if ((cur = moatd_policy_current(d, sandbox, &ver)) == NULL) {
 		moat_cause_set(cause, "sandbox_name_unavailable: %s", sandbox);
 		return MOAT_ERR_NOTFOUND;
 	}
+	/* An agent adds rules; it never changes one (the operator's). */
+	if (key_exists(cur, rname))
+		return bad(cause, "ruleName '%s' already exists in the "
+		    "sandbox's policy; propose the rule under a new name",
+		    rname);
 	if ((wrap = json_object()) == NULL)
 		return MOAT_ERR_NOMEM;
 	json_object_set(wrap, rname, rule);

@@ -1,9 +1,11 @@
 /*
  * Merging one approved rule into a policy. What the operator approved is
  * exactly what gets merged: the rule's JSON is validated on its own first
- * (so messages name its own paths), then unioned into the base and the
+ * (so messages name its own paths), then added to the base (a new key, or
+ * an existing key with the same endpoints or the same binaries) and the
  * result is validated again as a whole.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -40,8 +42,35 @@ union_array(json_t *base, json_t *add, const char *key)
 	return 0;
 }
 
+/* Do base[key] and add[key] hold the same elements (as sets)? */
+static bool
+same_set(json_t *base, json_t *add, const char *key)
+{
+	json_t *b = json_object_get(base, key), *a = json_object_get(add, key);
+	json_t *v;
+	size_t i;
+
+	if (!json_is_array(a) || !json_is_array(b))
+		return a == NULL && b == NULL;
+	json_array_foreach(a, i, v)
+		if (!array_has(b, v))
+			return false;
+	json_array_foreach(b, i, v)
+		if (!array_has(a, v))
+			return false;
+	return true;
+}
+
+/*
+ * Into an existing key only what was approved is granted: a union of
+ * endpoints and binaries would give the old binaries the new endpoints
+ * and the new binaries the old ones. So the rule must have the same
+ * endpoints (its binaries are added) or the same binaries (its endpoints
+ * are added); anything else needs a new key.
+ * 0, -1 (out of memory), or MOAT_ERR_INVALID with a diagnostic.
+ */
 static int
-merge_doc(json_t *doc, json_t *rule)
+merge_doc(json_t *doc, json_t *rule, struct moat_diags *d)
 {
 	json_t *np = json_object_get(doc, "network_policies"), *v, *cur;
 	const char *key;
@@ -57,9 +86,24 @@ merge_doc(json_t *doc, json_t *rule)
 				return -1;
 			continue;
 		}
-		if (union_array(cur, v, "endpoints") != 0 ||
-		    union_array(cur, v, "binaries") != 0)
-			return -1;
+		if (same_set(cur, v, "endpoints")) {
+			if (union_array(cur, v, "binaries") != 0)
+				return -1;
+		} else if (same_set(cur, v, "binaries")) {
+			if (union_array(cur, v, "endpoints") != 0)
+				return -1;
+		} else {
+			char path[160];
+
+			snprintf(path, sizeof(path), "network_policies.%s", key);
+			moat_diags_add(d, MOAT_DIAG_ERROR, path,
+			    "rule '%s' already exists with "
+			    "other endpoints and binaries; merging would grant "
+			    "more than this rule says (its binaries the new "
+			    "endpoints, the new binaries its endpoints): give "
+			    "the rule a new name", key);
+			return MOAT_ERR_INVALID;
+		}
 	}
 	return 0;
 }
@@ -93,8 +137,13 @@ moat_policy_merge_rule(const struct moat_policy *base, const char *rule_json,
 	doc = base != NULL ? json_loads(base->json, 0, NULL) :
 	    json_pack("{s:i}", "version", 1);
 	r = MOAT_ERR_NOMEM;
-	if (doc == NULL || merge_doc(doc, rule) != 0)
+	if (doc == NULL)
 		goto out;
+	if ((r = merge_doc(doc, rule, d != NULL ? d : &scratch)) != 0) {
+		if (r != MOAT_ERR_INVALID)
+			r = MOAT_ERR_NOMEM;
+		goto out;
+	}
 	moat_diags_free(&scratch);
 	r = pol_load_doc(doc, o, out, &scratch);
 	/* Only new problems of the union matter; notes were given above. */

@@ -89,8 +89,10 @@ char *moat_policy_json_pretty(const struct moat_policy *p);
 
 /*
  * Merge one network_policies entry (a JSON object {"KEY": {rule}}) into
- * base and validate the result: a new snapshot in *out. Adding a key that
- * exists replaces nothing: its endpoints and binaries are unioned.
+ * base and validate the result: a new snapshot in *out. A key that
+ * exists takes the rule only when the rule has the same endpoints (its
+ * binaries are added) or the same binaries (its endpoints are added);
+ * otherwise MOAT_ERR_INVALID: the union would grant more than the rule.
  * Used by `moat approve` and policy.local proposals.
  */
 int moat_policy_merge_rule(const struct moat_policy *base,

@@ -343,6 +343,39 @@ test_agent(struct moatd *d, struct moat_store *s)
 		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":70000}],"
 		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}", "port" },
 		{ "not json", "not a JSON object" },
+		/* agents propose host:port and binaries, nothing wider */
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":443,"
+		  "\"enforcement\":\"audit\"}],\"binaries\":[{\"path\":"
+		  "\"/b\"}]}}}]}", "endpoint.enforcement is not allowed" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":443,"
+		  "\"allowed_ips\":[\"10.0.0.0/8\"]}],\"binaries\":[{\"path\":"
+		  "\"/b\"}]}}}]}", "endpoint.allowed_ips is not allowed" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":443,"
+		  "\"protocol\":\"rest\",\"access\":\"full\"}],"
+		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}",
+		  "is not allowed in an agent proposal" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":443,"
+		  "\"rules\":[{\"allow\":{\"method\":\"GET\",\"path\":\"/\"}}],"
+		  "\"deny_rules\":[{\"method\":\"POST\"}]}],"
+		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}",
+		  "is not allowed in an agent proposal" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"10.0.0.5\",\"port\":443}],"
+		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}",
+		  "is an IP address; agents may propose host names only" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":443}],"
+		  "\"binaries\":[{\"path\":\"/b\"}],\"extra\":1}}}]}",
+		  "rule.extra is not allowed" },
+		/* gh exists: the agent would widen the operator's rule */
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"gh\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"api.github.com\",\"port\":443}],"
+		  "\"binaries\":[{\"path\":\"/usr/bin/curl\"}]}}}]}",
+		  "ruleName 'gh' already exists" },
 	};
 
 	is_int(moatd_proposal_from_agent(d, "box", good, strlen(good), &id, &c),

@@ -352,7 +352,7 @@ test_binaries(void)
 static void
 test_canonical(void)
 {
-	struct moat_policy *a = NULL, *b = NULL, *m = NULL;
+	struct moat_policy *a = NULL, *b = NULL, *m = NULL, *b2 = NULL;
 	struct moat_diags d;
 	char *pretty;
 
@@ -379,28 +379,56 @@ test_canonical(void)
 	moat_policy_free(a); /* still one reference */
 	is_int(moat_policy_count(a), 1, "alive after one free");
 
-	/* merge: a new key is added, an existing key is unioned */
+	/* merge: a new key is added; an existing key never broadens */
 	moat_diags_init(&d);
 	ok(moat_policy_merge_rule(a, "{\"z\":{\"endpoints\":[{\"host\":"
 	    "\"b.com\",\"port\":443},{\"host\":\"a.com\",\"port\":443}],"
 	    "\"binaries\":[{\"path\":\"/bin/b\"}]},\"y\":{\"endpoints\":"
 	    "[{\"host\":\"c.com\",\"port\":80}],\"binaries\":[{\"path\":"
-	    "\"/bin/c\"}]}}", NULL, &m, &d) == MOAT_OK && m != NULL,
-	    "merge loads");
+	    "\"/bin/c\"}]}}", NULL, &m, &d) == MOAT_ERR_INVALID && m == NULL &&
+	    find_diag(&d, MOAT_DIAG_ERROR, "network_policies.z",
+	    "new name") != NULL,
+	    "merge refuses new endpoints and new binaries into an existing "
+	    "key (the union would give /bin/a b.com)");
+	moat_diags_free(&d);
+	ok(moat_policy_merge_rule(a, "{\"z\":{\"endpoints\":[{\"host\":"
+	    "\"a.com\",\"port\":443}],\"binaries\":[{\"path\":\"/bin/b\"}]},"
+	    "\"y\":{\"endpoints\":[{\"host\":\"c.com\",\"port\":80}],"
+	    "\"binaries\":[{\"path\":\"/bin/c\"}]}}", NULL, &m, &d) ==
+	    MOAT_OK && m != NULL, "merge: same endpoints, another binary");
 	if (m != NULL) {
 		is_int(moat_policy_count(m), 2, "merge adds key y");
-		is_int(moat_policy_endpoint_count(m), 3,
-		    "merge unions endpoints without duplicates");
-		ok(decide(m, "/bin/b", "b.com", 443).allow, "merged binary "
-		    "and endpoint allow");
-		ok(decide(m, "/bin/a", "b.com", 443).allow, "old binary gets "
-		    "the new endpoint (union)");
+		is_int(moat_policy_endpoint_count(m), 2,
+		    "merge keeps z's one endpoint");
+		ok(decide(m, "/bin/b", "a.com", 443).allow &&
+		    decide(m, "/bin/a", "a.com", 443).allow, "both binaries "
+		    "reach the shared endpoint");
 		ok(strcmp(moat_policy_hash(m), moat_policy_hash(a)) != 0,
 		    "merge changes the hash");
 	}
-	is_int(moat_policy_endpoint_count(a), 1, "base is unchanged");
 	moat_policy_free(m);
 	m = NULL;
+	ok(moat_policy_merge_rule(a, "{\"z\":{\"endpoints\":[{\"host\":"
+	    "\"b.com\",\"port\":443}],\"binaries\":[{\"path\":\"/bin/a\"}]}}",
+	    NULL, &m, &d) == MOAT_OK && m != NULL,
+	    "merge: same binaries, another endpoint");
+	if (m != NULL) {
+		ok(decide(m, "/bin/a", "b.com", 443).allow &&
+		    decide(m, "/bin/a", "a.com", 443).allow, "the binary "
+		    "reaches both endpoints");
+		/* Now z is {a.com, b.com} x {/bin/a}: a subset is not enough. */
+		b2 = m;
+		m = NULL;
+		ok(moat_policy_merge_rule(b2, "{\"z\":{\"endpoints\":[{\"host\":"
+		    "\"a.com\",\"port\":443}],\"binaries\":[{\"path\":"
+		    "\"/bin/b\"}]}}", NULL, &m, &d) == MOAT_ERR_INVALID,
+		    "merge refuses a binary for one of several endpoints (it "
+		    "would get them all)");
+		moat_policy_free(b2);
+	}
+	moat_policy_free(m);
+	m = NULL;
+	is_int(moat_policy_endpoint_count(a), 1, "base is unchanged");
 	ok(moat_policy_merge_rule(a, "{\"z\":{\"endpoints\":[{\"host\":"
 	    "\"*.com\",\"port\":443}]}}", NULL, &m, &d) == MOAT_ERR_INVALID &&
 	    m == NULL && find_diag(&d, MOAT_DIAG_ERROR,
