@@ -101,12 +101,17 @@ hash_run(struct px_work *w)
 	unsigned char md[32];
 	unsigned mdlen = 0;
 	char *buf = NULL;
-	off_t off = 0;
+	struct stat st;
+	struct fp now;
+	bool retried = false;
+	off_t off;
 	ssize_t n;
 
 	hw->ok = false;
 	if ((buf = malloc(1 << 20)) == NULL || (ctx = EVP_MD_CTX_new()) == NULL)
 		goto out;
+again:
+	off = 0;
 	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
 		goto out;
 	for (;;) {
@@ -124,6 +129,22 @@ hash_run(struct px_work *w)
 	}
 	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
 		goto out;
+	/*
+	 * The hash is cached under the fingerprint taken before reading:
+	 * if the file changed meanwhile, that pairing would be false.
+	 * Hash once more under the new fingerprint; a file that keeps
+	 * changing is not verified at all.
+	 */
+	if (fstat(hw->fd, &st) == -1)
+		goto out;
+	fp_of(&st, &now);
+	if (!fp_eq(&now, &hw->fp)) {
+		if (retried)
+			goto out;
+		retried = true;
+		hw->fp = now;
+		goto again;
+	}
 	moat_hex(md, 32, hw->sha);
 	hw->ok = true;
 out:

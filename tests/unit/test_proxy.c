@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -801,6 +802,82 @@ test_tofu(void)
 	    "retrust without a hash forgets: the next use is trusted");
 }
 
+struct hsub {
+	int fd;
+	struct stat st;
+	struct stat stale;
+	char sha[65];
+	atomic_int done;
+	bool cached_stale;
+	bool cached_now;
+	char cached_sha[65];
+};
+
+static void
+hsub_cb(void *arg, int idx, const char *sha)
+{
+	struct hsub *hs = arg;
+
+	moat_strlcpy(hs->sha, sha != NULL ? sha : "", sizeof(hs->sha));
+	atomic_store(&hs->done, 1);
+}
+
+static void
+hsub_submit(void *arg)
+{
+	struct hsub *hs = arg;
+
+	px_hasher_submit(E.p->hasher, hs->fd, &hs->stale, hsub_cb, hs, 0);
+}
+
+static void
+hsub_check(void *arg)
+{
+	struct hsub *hs = arg;
+	char sha[65];
+
+	hs->cached_stale = px_hasher_cached(E.p->hasher, &hs->stale, sha);
+	hs->cached_now = px_hasher_cached(E.p->hasher, &hs->st, hs->cached_sha);
+}
+
+/*
+ * The fingerprint handed in no longer matches the file when the hash
+ * is read (it changed in between): the hash must not be cached under
+ * the old fingerprint, only under the one it was read with.
+ */
+static void
+test_hash_fingerprint(void)
+{
+	struct hsub hs = { 0 };
+	unsigned char md[32];
+	char path[300], want[65];
+	static const char body[] = "fingerprint test contents\n";
+
+	snprintf(path, sizeof(path), "%s/fpfile", E.dir);
+	sh("printf 'fingerprint test contents\\n' > %s", path);
+	sha256(body, sizeof(body) - 1, md);
+	for (int i = 0; i < 32; i++)
+		snprintf(want + 2 * i, 3, "%02x", md[i]);
+	hs.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (hs.fd < 0 || fstat(hs.fd, &hs.st) != 0) {
+		skip("cannot open the test file");
+		return;
+	}
+	hs.stale = hs.st;
+	hs.stale.st_mtim.tv_sec -= 100;
+	atomic_init(&hs.done, 0);
+	in_loop(hsub_submit, &hs);
+	for (int i = 0; i < 500 && !atomic_load(&hs.done); i++)
+		usleep(10 * 1000);
+	is_str(hs.sha, want, "hash of a file whose fingerprint moved");
+	in_loop(hsub_check, &hs);
+	ok(!hs.cached_stale, "not cached under the fingerprint taken before "
+	    "the read");
+	ok(hs.cached_now && strcmp(hs.cached_sha, want) == 0,
+	    "cached under the fingerprint it was read with");
+	unlink(path);
+}
+
 static void
 test_big_hash(void)
 {
@@ -1328,6 +1405,7 @@ main(void)
 	test_forward();
 	test_curl();
 	test_tofu();
+	test_hash_fingerprint();
 	test_big_hash();
 	test_hot_swap();
 	test_idle();
