@@ -99,6 +99,19 @@ hook_spawn(void *arg, const char *sandbox, const struct moat_sshd_spawn *ss,
 }
 
 static int
+hook_openpty(void *arg, const char *sandbox, int *master, int *slave,
+    struct moat_cause *cause)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(arg, sandbox);
+
+	if (s == NULL || s->sb == NULL) {
+		moat_cause_set(cause, "no sandbox named '%s'", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	return moat_sandbox_openpty(s->sb, master, slave, cause);
+}
+
+static int
 hook_connect(void *arg, const char *sandbox, const char *host, uint16_t port,
     int *fdp, struct moat_cause *cause)
 {
@@ -331,7 +344,7 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 	sshw.cfg.relay_cache = d->relay_cache;
 	sshw.hooks = (struct moat_sshd_hooks){ d, hook_authorized, hook_exists,
 		hook_spawn, hook_connect, hook_session_start,
-		hook_session_end };
+		hook_session_end, hook_openpty };
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		moat_cause_errno(cause, "socketpair for session records");
 		return MOAT_ERR_SYSTEM;

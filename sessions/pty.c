@@ -18,24 +18,18 @@ to_kernel(const struct moat_winsize *ws, struct winsize *w)
 }
 
 int
-moat_pty_open(const struct moat_winsize *ws, int *master, int *slave,
+moat_pty_setup(int m, int s, const struct moat_winsize *ws,
     struct moat_cause *cause)
 {
 	struct termios tio;
 	struct winsize w = { .ws_row = 24, .ws_col = 80 };
-	int m = -1, s = -1;
 
 	if (ws != NULL && ws->rows > 0 && ws->cols > 0)
 		to_kernel(ws, &w);
-	if (openpty(&m, &s, NULL, NULL, &w) == -1) {
-		moat_cause_errno(cause, "openpty");
-		return MOAT_ERR_SYSTEM;
-	}
-	/* openpty has no flag; nothing forks between the two lines. */
 	if (moat_fd_cloexec(m) != 0 || moat_fd_cloexec(s) != 0 ||
-	    moat_fd_nonblock(m) != 0) {
-		moat_cause_errno(cause, "pty fcntl");
-		goto fail;
+	    moat_fd_nonblock(m) != 0 || ioctl(m, TIOCSWINSZ, &w) == -1) {
+		moat_cause_errno(cause, "pty setup");
+		return MOAT_ERR_SYSTEM;
 	}
 	/*
 	 * The pty-req modes are not exposed by libssh 0.10, so set what
@@ -46,13 +40,28 @@ moat_pty_open(const struct moat_winsize *ws, int *master, int *slave,
 		tio.c_iflag |= ICRNL | IUTF8;
 		(void)tcsetattr(s, TCSANOW, &tio);
 	}
+	return MOAT_OK;
+}
+
+int
+moat_pty_open(const struct moat_winsize *ws, int *master, int *slave,
+    struct moat_cause *cause)
+{
+	int m = -1, s = -1;
+
+	if (openpty(&m, &s, NULL, NULL, NULL) == -1) {
+		moat_cause_errno(cause, "openpty");
+		return MOAT_ERR_SYSTEM;
+	}
+	/* openpty has no flag; nothing forks before setup marks them. */
+	if (moat_pty_setup(m, s, ws, cause) != 0) {
+		moat_close(m);
+		moat_close(s);
+		return MOAT_ERR_SYSTEM;
+	}
 	*master = m;
 	*slave = s;
 	return MOAT_OK;
-fail:
-	moat_close(m);
-	moat_close(s);
-	return MOAT_ERR_SYSTEM;
 }
 
 int

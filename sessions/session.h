@@ -29,6 +29,14 @@ struct moat_winsize {
 int moat_pty_open(const struct moat_winsize *ws, int *master, int *slave,
     struct moat_cause *cause);
 
+/*
+ * The same settings on a pair opened elsewhere (a sandbox's devpts):
+ * close-on-exec, master nonblocking, window size, input modes. The fds
+ * stay the caller's either way.
+ */
+int moat_pty_setup(int master, int slave, const struct moat_winsize *ws,
+    struct moat_cause *cause);
+
 /* TIOCSWINSZ on the master; the kernel sends SIGWINCH to the foreground. */
 int moat_pty_resize(int master, const struct moat_winsize *ws);
 

@@ -276,6 +276,27 @@ on_env(ssh_session s, ssh_channel c, const char *name, const char *value,
 	return env_set(ch, name, value) == 0 ? 0 : -1;
 }
 
+/* The sandbox's pty when the hooks give one, else the host's. */
+static int
+open_pty(struct chan *ch, int *master, int *slave, struct moat_cause *cause)
+{
+	const struct moat_sshd_hooks *h = ch->conn->h;
+	int m = -1, s = -1, r;
+
+	if (h->openpty == NULL)
+		return moat_pty_open(&ch->ws, master, slave, cause);
+	if ((r = h->openpty(h->arg, ch->conn->user, &m, &s, cause)) != 0)
+		return r;
+	if ((r = moat_pty_setup(m, s, &ch->ws, cause)) != 0) {
+		moat_close(m);
+		moat_close(s);
+		return r;
+	}
+	*master = m;
+	*slave = s;
+	return 0;
+}
+
 static int
 start(struct chan *ch, const char *command, const char *subsystem)
 {
@@ -293,7 +314,7 @@ start(struct chan *ch, const char *command, const char *subsystem)
 	if (ch->pty && subsystem == NULL) {
 		if (ch->term[0] != '\0')
 			(void)env_set(ch, "TERM", ch->term);
-		if ((r = moat_pty_open(&ch->ws, &master, &slave, &cause)) != 0)
+		if ((r = open_pty(ch, &master, &slave, &cause)) != 0)
 			goto fail;
 		sp.fds[0] = sp.fds[1] = sp.fds[2] = slave;
 		sp.pty = true;

@@ -60,6 +60,13 @@ struct moat_sshd_hooks {
 	    const char *from, const char *kind, int64_t *id);
 	void (*session_end)(void *arg, int64_t id, int exit_status,
 	    const char *exit_signal);
+	/*
+	 * A pty pair for a pty-req, from the sandbox's own devpts so the
+	 * name works inside (both ends close-on-exec; sshd sets modes and
+	 * size). NULL: a pty of the host's devpts.
+	 */
+	int (*openpty)(void *arg, const char *sandbox, int *master,
+	    int *slave, struct moat_cause *cause);
 };
 
 struct moat_sshd_config {

@@ -126,6 +126,10 @@ tmux send-keys -t "$tm" C-c
 tmux send-keys -t "$tm" 'echo alive-$((6*7))' Enter
 t "pty: Ctrl-C interrupts sleep" screen_has alive-42
 tmux kill-session -t "$tm" 2>/dev/null
+# the pty comes from the sandbox's own devpts: it has a name inside and
+# belongs to the sandbox user
+is "pty: tty names it and the sandbox user owns it" \
+	"$($SSH -tt box 't=$(tty) && stat -c "%U %a" "$t" && case $t in /dev/pts/[0-9]*) echo pts;; esac' < /dev/null 2>/dev/null | tr -d '\r' | tr '\n' ' ')" "sandbox 620 pts "
 
 # paramiko
 cat > "$OBJ/pm.py" <<EOP
