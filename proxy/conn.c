@@ -374,8 +374,17 @@ after_hash(struct px_conn *c)
 		struct px_bin *b = &c->id.bin[i];
 		struct px_trust *t;
 
-		if (b->sha[0] == '\0')
-			continue;
+		/*
+		 * Ancestors grant access too: one that cannot be verified
+		 * (unreadable, or changing while it was hashed) must not
+		 * skip the check.
+		 */
+		if (b->sha[0] == '\0') {
+			snprintf(why, sizeof(why), "cannot read the caller's "
+			    "ancestor %s to verify it", b->path);
+			deny(c, "identity", "policy_denied", why, NULL, NULL);
+			return;
+		}
 		if ((t = trust_find(c->sb, b->path)) == NULL) {
 			/* First use: trust on first use. */
 			if ((t = calloc(1, sizeof(*t))) == NULL ||
