@@ -350,71 +350,40 @@ policy_stage(const struct px_conn *c)
 
 /* ---- identity and TOFU ---- */
 
-static struct px_trust *
-trust_find(struct px_sandbox *sb, const char *path)
-{
-	for (struct px_trust *t = sb->trust; t != NULL; t = t->next)
-		if (strcmp(t->path, path) == 0)
-			return t;
-	return NULL;
-}
-
 static void
 after_hash(struct px_conn *c)
 {
-	char why[512];
+	char why[512], was[65];
+	int r;
 
-	if (c->id.bin[0].sha[0] == '\0') {
-		deny(c, "identity", "policy_denied",
-		    "cannot read the calling executable to verify it", NULL,
-		    NULL);
-		return;
-	}
 	for (size_t i = 0; i < c->id.nbin; i++) {
 		struct px_bin *b = &c->id.bin[i];
-		struct px_trust *t;
+		struct moat_denial_event ev;
 
-		/*
-		 * Ancestors grant access too: one that cannot be verified
-		 * (unreadable, or changing while it was hashed) must not
-		 * skip the check.
-		 */
+		/* Ancestors grant access too: none may skip the check. */
 		if (b->sha[0] == '\0') {
-			snprintf(why, sizeof(why), "cannot read the caller's "
-			    "ancestor %s to verify it", b->path);
+			snprintf(why, sizeof(why), i == 0 ? "cannot read the "
+			    "calling executable to verify it" : "cannot read "
+			    "the caller's ancestor %s to verify it", b->path);
 			deny(c, "identity", "policy_denied", why, NULL, NULL);
 			return;
 		}
-		if ((t = trust_find(c->sb, b->path)) == NULL) {
-			/* First use: trust on first use. */
-			if ((t = calloc(1, sizeof(*t))) == NULL ||
-			    (t->path = strdup(b->path)) == NULL) {
-				free(t);
-				continue;
-			}
-			memcpy(t->sha, b->sha, sizeof(t->sha));
-			t->next = c->sb->trust;
-			c->sb->trust = t;
+		if ((r = px_trust_check(c->sb, b->path, b->sha, was)) == 0)
 			continue;
-		}
-		if (strcmp(t->sha, b->sha) != 0) {
-			struct moat_denial_event ev;
-
-			snprintf(why, sizeof(why), "binary changed: %s "
-			    "(sha256 %.12s... was trusted, now %.12s...); an "
-			    "operator must approve the new binary", b->path,
-			    t->sha, b->sha);
-			/*
-			 * The event names the changed file and its new hash
-			 * (an ancestor's, maybe): that is what an approval
-			 * pins.
-			 */
-			fill_event(c, &ev, "identity", why, NULL);
-			moat_strlcpy(ev.binary, b->path, sizeof(ev.binary));
-			moat_strlcpy(ev.sha256, b->sha, sizeof(ev.sha256));
-			deny_event(c, &ev, "policy_denied", why, NULL);
+		if (r == MOAT_ERR_NOMEM) {
+			respond_error(c, 503, "out_of_memory", "out of memory");
 			return;
 		}
+		snprintf(why, sizeof(why), "binary changed: %s (sha256 "
+		    "%.12s... was trusted, now %.12s...); an operator must "
+		    "approve the new binary", b->path, was, b->sha);
+		/* The event names the changed file and its new hash (an
+		 * ancestor's, maybe): that is what an approval pins. */
+		fill_event(c, &ev, "identity", why, NULL);
+		moat_strlcpy(ev.binary, b->path, sizeof(ev.binary));
+		moat_strlcpy(ev.sha256, b->sha, sizeof(ev.sha256));
+		deny_event(c, &ev, "policy_denied", why, NULL);
+		return;
 	}
 	decide(c);
 }

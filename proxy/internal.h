@@ -224,6 +224,13 @@ struct moat_proxy {
 };
 
 struct px_sandbox *px_sandbox_find(struct moat_proxy *p, const char *name);
+/*
+ * TOFU for one binary of a caller: MOAT_OK when sha is the trusted hash
+ * of path (the first hash seen is recorded and trusted), MOAT_ERR_DENIED
+ * with the trusted hash in was when it differs, MOAT_ERR_NOMEM.
+ */
+int px_trust_check(struct px_sandbox *sb, const char *path, const char *sha,
+    char was[65]);
 bool px_is_listen_addr(struct moat_proxy *p, const struct sockaddr *sa);
 void px_emit(struct moat_proxy *p, const struct moat_denial_event *ev);
 

@@ -373,6 +373,49 @@ moat_proxy_set_policy(struct moat_proxy *p, const char *sandbox,
 	return MOAT_OK;
 }
 
+static struct px_trust *
+trust_find(struct px_sandbox *sb, const char *path)
+{
+	for (struct px_trust *t = sb->trust; t != NULL; t = t->next)
+		if (strcmp(t->path, path) == 0)
+			return t;
+	return NULL;
+}
+
+static struct px_trust *
+trust_add(struct px_sandbox *sb, const char *path)
+{
+	struct px_trust *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->path = strdup(path)) == NULL) {
+		free(t);
+		return NULL;
+	}
+	t->next = sb->trust;
+	sb->trust = t;
+	return t;
+}
+
+int
+px_trust_check(struct px_sandbox *sb, const char *path, const char *sha,
+    char was[65])
+{
+	struct px_trust *t = trust_find(sb, path);
+
+	if (t == NULL) {
+		/* First use: trust on first use. */
+		if ((t = trust_add(sb, path)) == NULL)
+			return MOAT_ERR_NOMEM;
+		moat_strlcpy(t->sha, sha, sizeof(t->sha));
+		return MOAT_OK;
+	}
+	if (strcmp(t->sha, sha) == 0)
+		return MOAT_OK;
+	memcpy(was, t->sha, 65);
+	return MOAT_ERR_DENIED;
+}
+
 static bool
 sha_ok(const char *s)
 {
@@ -401,18 +444,9 @@ moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
 		 */
 		if (!sha_ok(sha256))
 			return MOAT_ERR_INVALID;
-		for (t = sb->trust; t != NULL; t = t->next)
-			if (strcmp(t->path, path) == 0)
-				break;
-		if (t == NULL) {
-			if ((t = calloc(1, sizeof(*t))) == NULL ||
-			    (t->path = strdup(path)) == NULL) {
-				free(t);
-				return MOAT_ERR_NOMEM;
-			}
-			t->next = sb->trust;
-			sb->trust = t;
-		}
+		if ((t = trust_find(sb, path)) == NULL &&
+		    (t = trust_add(sb, path)) == NULL)
+			return MOAT_ERR_NOMEM;
 		memcpy(t->sha, sha256, 65);
 		log_info("sandbox %s: %s trusted with sha256 %.12s...",
 		    sb->name, path, sha256);
