@@ -1,6 +1,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -184,22 +185,34 @@ nflog_readable(struct moat_loop *l, int fd, unsigned events, void *arg)
 	}
 }
 
+/*
+ * Make the workspace when it is missing. *made says whether the
+ * sandbox should own it: a directory moatd just made, or an empty one
+ * owned by root (made by an earlier start that failed before the chown).
+ * An existing workspace is never chowned: the operator's files stay
+ * theirs, and it must be writable by the sandbox's uid already.
+ */
 static int
-workspace_ready(const char *path, uid_t uid, gid_t gid,
-    struct moat_cause *cause)
+workspace_ready(const char *path, bool *made, struct moat_cause *cause)
 {
 	struct stat st;
-	int r;
+	DIR *dir;
+	int r, n = 0;
 
-	if (stat(path, &st) == 0)
+	*made = false;
+	if (stat(path, &st) == 0) {
+		if (st.st_uid != 0 || !S_ISDIR(st.st_mode) ||
+		    (dir = opendir(path)) == NULL)
+			return MOAT_OK;
+		while (n <= 2 && readdir(dir) != NULL)
+			n++;
+		closedir(dir);
+		*made = n <= 2;
 		return MOAT_OK;
+	}
 	if ((r = moat_mkdir_p(path, 0755, cause)) != 0)
 		return r;
-	/* A workspace moatd made belongs to the sandbox's user. */
-	if (chown(path, uid, gid) == -1) {
-		moat_cause_errno(cause, "chown %s", path);
-		return MOAT_ERR_SYSTEM;
-	}
+	*made = true;
 	return MOAT_OK;
 }
 
@@ -209,6 +222,7 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	struct moatd_sandbox *s = &d->sandboxes[i];
 	struct moat_sandbox_config sc = { 0 };
 	char sdir[4096];
+	bool made;
 	int r;
 
 	s->cfg = &d->cfg->sandboxes[i];
@@ -216,8 +230,7 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	s->nflog_fd = -1;
 	if ((r = init_policy(d, s, cause)) != 0)
 		return r;
-	/* uid/gid 1000 is the sandbox user's default (docs/sandbox.md). */
-	if ((r = workspace_ready(s->cfg->workspace, 1000, 1000, cause)) != 0)
+	if ((r = workspace_ready(s->cfg->workspace, &made, cause)) != 0)
 		return r;
 	snprintf(sdir, sizeof(sdir), "%s/sandboxes/%s", d->cfg->state_dir,
 	    s->cfg->name);
@@ -235,6 +248,12 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	sc.state_dir = sdir;
 	if ((r = moat_sandbox_create(&sc, &s->sb, cause)) != 0)
 		return r;
+	/* Its uid is known only now: each sandbox has its own. */
+	if (made && chown(s->cfg->workspace, moat_sandbox_uid(s->sb),
+	    moat_sandbox_gid(s->sb)) == -1) {
+		moat_cause_errno(cause, "chown %s", s->cfg->workspace);
+		return MOAT_ERR_SYSTEM;
+	}
 	s->init_pid = moat_sandbox_init_pid(s->sb);
 	if (moat_sandbox_nflog_open(s->sb, &s->nflog_fd, cause) != 0 ||
 	    moat_loop_add_fd(d->loop, s->nflog_fd, MOAT_EV_READ,
@@ -246,10 +265,11 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	}
 	moat_store_sandbox_upsert(d->store, s->cfg->name, moat_wall_ms(),
 	    s->cfg->workspace, NULL);
-	log_info("sandbox %s up: proxy %s:%u, init pid %d", s->cfg->name,
-	    moat_sandbox_host_addr(s->sb),
+	log_info("sandbox %s up: proxy %s:%u, init pid %d, uid %u",
+	    s->cfg->name, moat_sandbox_host_addr(s->sb),
 	    (unsigned)moat_sandbox_proxy_port(s->sb),
-	    (int)moat_sandbox_init_pid(s->sb));
+	    (int)moat_sandbox_init_pid(s->sb),
+	    (unsigned)moat_sandbox_uid(s->sb));
 	return MOAT_OK;
 }
 

@@ -3,8 +3,11 @@
  * mount namespace (docs/sandbox.md, "Filesystem view"):
  *
  *   /             a small read-only tmpfs holding the entries below
- *   /usr, /etc... each top-level entry of the host's / (or the rootfs),
- *                 bound recursively, read-only, nosuid, nodev
+ *   /usr, /etc... the system's top-level entries of the host's / (every
+ *                 entry of a rootfs), bound recursively, read-only,
+ *                 nosuid, nodev; not /home, /root, /srv, /mnt, ...
+ *   /var          tmp (private tmpfs), lib/dpkg and lib/apt (read-only)
+ *   policy paths  read_only and read_write paths bound at their place
  *   /sandbox      the workspace, read-write (HOME)
  *   /tmp /run     private tmpfs
  *   /dev          tmpfs with null zero full random urandom tty bound from
@@ -30,7 +33,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
+#include "policies/policy.h"
 #include "sandbox/internal.h"
 
 #define SCRATCH "/tmp"
@@ -41,6 +46,20 @@
 static const char *const own_entries[] = {
 	"dev", "proc", "sys", "tmp", "run", "sandbox", "lost+found",
 	"oldroot", "newroot",
+};
+
+/*
+ * The host's top-level entries a sandbox sees: the system, never the
+ * users' files (/home, /root, /srv, /mnt, /media, /opt, /boot, ...);
+ * a policy's read_only and read_write lists add those it needs.
+ */
+static const char *const system_entries[] = {
+	"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
+};
+
+/* Package metadata under /var (dpkg -l, apt list); the rest stays out. */
+static const char *const var_binds[] = {
+	"/var/lib/dpkg", "/var/lib/apt",
 };
 
 static const char *const dev_nodes[] = {
@@ -114,17 +133,34 @@ bind_ro(const char *src, const char *dst, struct moat_cause *cause)
 }
 
 static bool
-is_own(const char *name)
+in_list(const char *name, const char *const *list, size_t n)
 {
-	for (size_t i = 0; i < MOAT_NELEM(own_entries); i++)
-		if (strcmp(name, own_entries[i]) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(name, list[i]) == 0)
 			return true;
 	return false;
 }
 
-/* Each top-level entry of the source root, bound or re-linked. */
+/* Is path one of the prefixes, or below one? */
+static bool
+under(const char *path, const char *const *prefixes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(prefixes[i]);
+
+		if (strncmp(path, prefixes[i], len) == 0 &&
+		    (path[len] == '\0' || path[len] == '/'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The top-level entries of the source root, bound or re-linked: every
+ * one of a rootfs (an image), only the system's of the host's /.
+ */
 static int
-bind_top(const char *src, struct moat_cause *cause)
+bind_top(const char *src, bool all, struct moat_cause *cause)
 {
 	char from[4400], to[300], link[4096];
 	struct dirent *e;
@@ -138,7 +174,9 @@ bind_top(const char *src, struct moat_cause *cause)
 		if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
 		    (e->d_name[1] == '.' && e->d_name[2] == '\0')))
 			continue;
-		if (is_own(e->d_name) ||
+		if (in_list(e->d_name, own_entries, MOAT_NELEM(own_entries)) ||
+		    (!all && !in_list(e->d_name, system_entries,
+		    MOAT_NELEM(system_entries))) ||
 		    (size_t)snprintf(from, sizeof(from), "%s/%s", src,
 		    e->d_name) >= sizeof(from) ||
 		    (size_t)snprintf(to, sizeof(to), NEWROOT "/%s",
@@ -219,52 +257,104 @@ overlay_file(const char *name, const char *content, const char *dst,
 }
 
 /* Places the sandbox has its own copy of: never bound from the host. */
-static bool
-is_provided(const char *path)
-{
-	static const char *const own[] = {
-		SANDBOX_HOME, "/tmp", "/var/tmp", "/dev", "/proc", "/sys",
-		"/run",
-	};
+static const char *const provided[] = {
+	SANDBOX_HOME, "/tmp", "/var/tmp", "/dev", "/proc", "/sys", "/run",
+};
 
-	for (size_t i = 0; i < MOAT_NELEM(own); i++) {
-		size_t n = strlen(own[i]);
-
-		if (strncmp(path, own[i], n) == 0 &&
-		    (path[n] == '\0' || path[n] == '/'))
-			return true;
-	}
-	return strcmp(path, "/") == 0;
-}
-
+/* mkdir -p below NEWROOT for path's parents; the last one may exist. */
 static int
-bind_rw_paths(const char *const *rw, struct moat_cause *cause)
+make_parents(const char *path)
 {
-	char from[4200], to[4200];
-	struct stat st;
-	int r;
+	char buf[4200];
 
-	for (size_t i = 0; rw != NULL && rw[i] != NULL; i++) {
-		snprintf(from, sizeof(from), OLDROOT "%s", rw[i]);
-		snprintf(to, sizeof(to), NEWROOT "%s", rw[i]);
-		/* Paths the sandbox provides itself, or absent: Landlock only. */
-		if (is_provided(rw[i]) || stat(from, &st) != 0 ||
-		    lstat(to, &st) != 0 ||
-		    S_ISLNK(st.st_mode))
-			continue;
-		if ((r = do_mount(from, to, NULL, MS_BIND | MS_REC, NULL,
-		    cause)) != 0)
-			return r;
+	snprintf(buf, sizeof(buf), NEWROOT "%s", path);
+	for (char *p = buf + strlen(NEWROOT) + 1; (p = strchr(p, '/'));
+	    p++) {
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return errno;
+		*p = '/';
 	}
 	return 0;
 }
 
-/* /var/tmp is private like /tmp (sandboxes must not share a dir). */
+/*
+ * One policy path ("r/path" or "w/path", from sandbox_fs_policy_binds)
+ * at the same place: read-only, or read-write; nosuid, nodev either way.
+ * A path this view cannot hold (below a read-only rootfs entry that
+ * lacks it) is left to Landlock, which warns or fails as the policy says.
+ */
 static int
-var_tmp(struct moat_cause *cause)
+bind_policy_path(const char *spec, struct moat_cause *cause)
+{
+	struct mount_attr a = {
+		.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+		    (spec[0] == 'r' ? MOUNT_ATTR_RDONLY : 0),
+	};
+	const char *path = spec + 1;
+	char from[4200], to[4200];
+	struct stat st;
+	bool dir;
+	int e, fd;
+
+	snprintf(from, sizeof(from), OLDROOT "%s", path);
+	snprintf(to, sizeof(to), NEWROOT "%s", path);
+	if (stat(from, &st) != 0 || (!S_ISDIR(st.st_mode) &&
+	    !S_ISREG(st.st_mode)))
+		return 0;
+	dir = S_ISDIR(st.st_mode);
+	if ((e = make_parents(path)) == 0 && lstat(to, &st) != 0) {
+		if (dir)
+			e = mkdir(to, 0755) == 0 ? 0 : errno;
+		else if ((fd = open(to, O_WRONLY | O_CREAT | O_CLOEXEC,
+		    0644)) >= 0)
+			close(fd);
+		else
+			e = errno;
+	}
+	if (e == EROFS || e == ENOENT || e == ENOTDIR)
+		return 0;
+	if (e != 0) {
+		errno = e;
+		return fail(cause, "make a mount point for", path);
+	}
+	if (lstat(to, &st) != 0 || S_ISLNK(st.st_mode))
+		return 0;
+	if (do_mount(from, to, NULL, MS_BIND | MS_REC, NULL, cause) != 0)
+		return MOAT_ERR_SYSTEM;
+	if (mount_setattr(AT_FDCWD, to, AT_RECURSIVE, &a, sizeof(a)) != 0)
+		return fail(cause, "set attributes of", to);
+	return 0;
+}
+
+/*
+ * Our /var for the host's /: a directory of the root tmpfs with a
+ * private tmp, the package metadata, and run and lock links into /run.
+ * A rootfs's /var is bound whole; only its tmp is made private.
+ */
+static int
+setup_var(bool host, struct moat_cause *cause)
 {
 	struct stat st;
+	int r;
 
+	if (host) {
+		if ((r = make_mountpoint(NEWROOT "/var", true, cause)) != 0 ||
+		    (r = make_mountpoint(NEWROOT "/var/tmp", true,
+		    cause)) != 0)
+			return r;
+		for (size_t i = 0; i < MOAT_NELEM(var_binds); i++) {
+			char spec[64];
+
+			snprintf(spec, sizeof(spec), "r%s", var_binds[i]);
+			if ((r = bind_policy_path(spec, cause)) != 0)
+				return r;
+		}
+		if (symlink("/run", NEWROOT "/var/run") != 0 ||
+		    symlink("/run/lock", NEWROOT "/var/lock") != 0)
+			return fail(cause, "symlink in", "/var");
+	}
+	/* Sandboxes must not share a /var/tmp either. */
 	if (lstat(NEWROOT "/var/tmp", &st) != 0 || !S_ISDIR(st.st_mode))
 		return 0;
 	return do_mount("tmpfs", NEWROOT "/var/tmp", "tmpfs",
@@ -274,6 +364,7 @@ var_tmp(struct moat_cause *cause)
 static int
 build(const struct sandbox_fs *f, struct moat_cause *cause)
 {
+	bool host = strcmp(f->root, "/") == 0;
 	char src[4200], hosts[512];
 	int r;
 
@@ -281,7 +372,7 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    strcmp(f->root, "/") == 0 ? "" : f->root);
 	if ((r = do_mount("tmpfs", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV,
 	    "mode=0755,size=64k", cause)) != 0 ||
-	    (r = bind_top(src, cause)) != 0)
+	    (r = bind_top(src, !host, cause)) != 0)
 		return r;
 	for (size_t i = 0; i < 6; i++) {
 		snprintf(src, sizeof(src), NEWROOT "/%s", own_entries[i]);
@@ -298,7 +389,7 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL, cause)) != 0 ||
 	    (r = do_mount("tmpfs", NEWROOT "/tmp", "tmpfs",
 	    MS_NOSUID | MS_NODEV, "mode=1777", cause)) != 0 ||
-	    (r = var_tmp(cause)) != 0 ||
+	    (r = setup_var(host, cause)) != 0 ||
 	    (r = do_mount("tmpfs", NEWROOT "/run", "tmpfs",
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", cause)) != 0 ||
 	    (r = setup_dev(cause)) != 0 ||
@@ -311,10 +402,99 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    (r = overlay_file("group", f->group, NEWROOT "/etc/group",
 	    cause)) != 0 ||
 	    (r = overlay_file("hosts", hosts, NEWROOT "/etc/hosts",
-	    cause)) != 0 ||
-	    (r = bind_rw_paths(f->rw, cause)) != 0)
+	    cause)) != 0)
 		return r;
+	for (size_t i = 0; f->binds != NULL && f->binds[i] != NULL; i++)
+		if ((r = bind_policy_path(f->binds[i], cause)) != 0)
+			return r;
 	return 0;
+}
+
+static int
+by_length(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t lx = strlen(x), ly = strlen(y);
+
+	/* Parents first; for one path, read-write on top of read-only. */
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return x[0] == y[0] ? 0 : x[0] == 'r' ? -1 : 1;
+}
+
+/* Add the paths of list to v as "<kind>path", filtered (see below). */
+static int
+add_binds(char **v, size_t *n, const char *const *list, char kind,
+    bool host)
+{
+	char *real;
+
+	for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+		const char *p = list[i];
+
+		if (p[0] != '/' || under(p, provided, MOAT_NELEM(provided)) ||
+		    strcmp(p, "/") == 0)
+			continue;
+		/* Read-only system paths: already there. */
+		if (kind == 'r' && host) {
+			char top[64];
+
+			snprintf(top, sizeof(top), "%.*s",
+			    (int)strcspn(p + 1, "/"), p + 1);
+			if (in_list(top, system_entries,
+			    MOAT_NELEM(system_entries)) ||
+			    under(p, var_binds, MOAT_NELEM(var_binds)))
+				continue;
+		}
+		if ((real = realpath(p, NULL)) == NULL)
+			continue; /* missing: Landlock warns or fails */
+		if (strcmp(real, p) != 0) {
+			log_warn("filesystem_policy path %s is not bound: it "
+			    "resolves to %s (name that instead)", p, real);
+			free(real);
+			continue;
+		}
+		free(real);
+		if (asprintf(&v[*n], "%c%s", kind, p) < 0)
+			return MOAT_ERR_NOMEM;
+		(*n)++;
+	}
+	return 0;
+}
+
+int
+sandbox_fs_policy_binds(const struct moat_policy *p, const char *root,
+    char ***out)
+{
+	const char *const *ro = p != NULL ? moat_policy_read_only(p) : NULL;
+	const char *const *rw = p != NULL ? moat_policy_read_write(p) : NULL;
+	bool host = strcmp(root, "/") == 0;
+	size_t n = 0, cap = 1;
+	char **v;
+	int r;
+
+	for (size_t i = 0; ro != NULL && ro[i] != NULL; i++)
+		cap++;
+	for (size_t i = 0; rw != NULL && rw[i] != NULL; i++)
+		cap++;
+	if ((v = calloc(cap, sizeof(*v))) == NULL)
+		return MOAT_ERR_NOMEM;
+	if ((r = add_binds(v, &n, ro, 'r', host)) != 0 ||
+	    (r = add_binds(v, &n, rw, 'w', host)) != 0) {
+		sandbox_fs_binds_free(v);
+		return r;
+	}
+	qsort(v, n, sizeof(*v), by_length);
+	*out = v;
+	return 0;
+}
+
+void
+sandbox_fs_binds_free(char **v)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
 }
 
 int

@@ -21,7 +21,9 @@ struct moat_net;
 struct moat_policy;
 
 #define SANDBOX_HOME "/sandbox"
-#define SANDBOX_DEFAULT_ID 1000
+/* Sandbox uids/gids: BASE + index, + STRIDE while a host entry has it. */
+#define SANDBOX_UID_BASE 60000
+#define SANDBOX_UID_STRIDE 16384
 #define SANDBOX_DEFAULT_PORT 3128
 #define SANDBOX_DEFAULT_PIDS 4096
 #define SANDBOX_OOM_ADJ "500"
@@ -59,8 +61,12 @@ struct sandbox_user {
 	char name[32];	/* "sandbox" */
 	char shell[32]; /* /bin/bash, else /bin/sh */
 };
-int sandbox_user_resolve(const struct moat_policy *p, struct sandbox_user *u,
-    struct moat_cause *cause);
+/*
+ * The ids from the policy, else the first of the sandbox's series that
+ * etc_root's (the host's: "/") passwd and group files do not list.
+ */
+int sandbox_user_resolve(const struct moat_policy *p, uint32_t index,
+    const char *etc_root, struct sandbox_user *u, struct moat_cause *cause);
 /* The host's file with the sandbox user added (or replacing its id). */
 int sandbox_user_passwd(const struct sandbox_user *u, const char *root,
     char **out, struct moat_cause *cause);
@@ -75,10 +81,20 @@ struct sandbox_fs {
 	const char *hostname;
 	const char *passwd;    /* file contents */
 	const char *group;
-	const char *const *rw; /* extra host paths bound read-write */
+	/* policy paths: "r/path" read-only, "w/path" read-write */
+	const char *const *binds;
 };
 /* Runs in init, in its new mount namespace; ends with pivot_root. */
 int sandbox_fs_setup(const struct sandbox_fs *f, struct moat_cause *cause);
+/*
+ * In the creator: the policy's read_only and read_write paths the view
+ * must bind (not the sandbox's own places, not system paths it already
+ * has read-only, not missing ones, not ones with a symlink on the way,
+ * which are logged), parents first. Free with sandbox_fs_binds_free.
+ */
+int sandbox_fs_policy_binds(const struct moat_policy *p, const char *root,
+    char ***out);
+void sandbox_fs_binds_free(char **v);
 
 /* ---- init.c: the sandbox's PID 1 ---- */
 

@@ -9,7 +9,7 @@
  * 3 TRUNCATE, 4 TCP bind/connect, 5 IOCTL_DEV, 6 scopes, 7 log flags.
  *
  * Rules (docs/sandbox.md, "Landlock"): / read and execute; /sandbox,
- * /tmp, /dev/shm and the policy's read_write paths everything; /dev
+ * /tmp, /var/tmp, /dev/shm and the policy's read_write paths everything; /dev
  * read, write, truncate, ioctl; /proc write (read comes from /); the
  * policy's read_only paths read and execute. TCP ports and the scopes
  * are deliberately not restricted; docs/sandbox.md says why.
@@ -156,6 +156,7 @@ add_rules(struct ll_build *b, const struct moat_policy *p)
 		{ "/", LL_RO },
 		{ SANDBOX_HOME, LL_ALL },
 		{ "/tmp", LL_ALL },
+		{ "/var/tmp", LL_ALL },
 		{ "/dev/shm", LL_ALL },
 		{ "/dev", LL_DEV },
 		{ "/proc", LL_FS_WRITE_FILE },

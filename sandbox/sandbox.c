@@ -207,6 +207,7 @@ struct create_in {
 	char *rootfs;		/* realpath, or "/" */
 	char *passwd;
 	char *group;
+	char **binds;		/* sandbox_fs_policy_binds() */
 };
 
 static int
@@ -237,11 +238,14 @@ prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	if (in->res.pids_max == 0)
 		in->res.pids_max = SANDBOX_DEFAULT_PIDS;
 	sb->proxy_port = c->proxy_port ? c->proxy_port : SANDBOX_DEFAULT_PORT;
-	if ((r = sandbox_user_resolve(c->policy, &sb->user, cause)) != 0 ||
+	if ((r = sandbox_user_resolve(c->policy, c->net_index, "/",
+	    &sb->user, cause)) != 0 ||
 	    (r = sandbox_user_passwd(&sb->user, in->rootfs, &in->passwd,
 	    cause)) != 0 ||
 	    (r = sandbox_user_group(&sb->user, in->rootfs, &in->group,
-	    cause)) != 0)
+	    cause)) != 0 ||
+	    (r = sandbox_fs_policy_binds(c->policy, in->rootfs,
+	    &in->binds)) != 0)
 		return r;
 	return sandbox_seccomp_prepare(&sb->seccomp, cause);
 }
@@ -280,8 +284,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	ia.fs.hostname = sb->name;
 	ia.fs.passwd = in.passwd;
 	ia.fs.group = in.group;
-	ia.fs.rw = c->policy != NULL ? moat_policy_read_write(c->policy) :
-	    NULL;
+	ia.fs.binds = (const char *const *)in.binds;
 	ia.go_fd = go[0];
 	ia.status_fd = st[1];
 	ia.cg = sb->cg;
@@ -318,6 +321,7 @@ out:
 	free(in.rootfs);
 	free(in.passwd);
 	free(in.group);
+	sandbox_fs_binds_free(in.binds);
 	return r;
 }
 

@@ -36,7 +36,7 @@ struct moat_sandbox_config {
 	 */
 	struct moat_policy *policy;
 	const char *workspace;	    /* host dir, read-write at /sandbox */
-	const char *rootfs;	    /* NULL: the host's / read-only */
+	const char *rootfs;	    /* NULL: the host's system dirs, read-only */
 	uint32_t net_index;	    /* which subnet of the pool */
 	uint16_t proxy_port;	    /* 0: 3128 */
 	const char *state_dir;	    /* reserved; may be NULL */

@@ -1,9 +1,14 @@
 /*
- * The sandbox's user: "sandbox", uid and gid 1000 unless the policy's
- * process.run_as_user/run_as_group give numeric ids. The sandbox sees an
- * /etc/passwd and /etc/group that are the host's files with that user
- * added (replacing any entry with the same name or id), so `id`,
- * `whoami` and `~` look right inside.
+ * The sandbox's user: "sandbox", with a uid and gid of its own that no
+ * host user has (so it owns nothing on the host: an operator's files of
+ * uid 1000 stay theirs), unless the policy's process.run_as_user /
+ * run_as_group give numeric ids. The id is SANDBOX_UID_BASE + the
+ * sandbox's index, or the same plus a multiple of SANDBOX_UID_STRIDE
+ * when the host's /etc/passwd or /etc/group already has it (so two
+ * sandboxes never pick the same id). The sandbox sees an /etc/passwd
+ * and /etc/group that are the host's files with that user added
+ * (replacing any entry with the same name or id), so `id`, `whoami`
+ * and `~` look right inside.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -37,21 +42,81 @@ parse_id(const char *s, const char *what, uint32_t *id,
 	return 0;
 }
 
-int
-sandbox_user_resolve(const struct moat_policy *p, struct sandbox_user *u,
+/* Does the id field (the third) of any line of text equal id? */
+static bool
+id_listed(const char *text, uint32_t id)
+{
+	for (const char *l = text; l != NULL && *l != '\0';) {
+		const char *f = l, *nl = strchr(l, '\n');
+		unsigned long v;
+		char *end;
+
+		for (int i = 0; i < 2 && f != NULL; i++) {
+			f = strchr(f, ':');
+			if (f != NULL && (nl == NULL || f < nl))
+				f++;
+			else
+				f = NULL;
+		}
+		if (f != NULL) {
+			v = strtoul(f, &end, 10);
+			if (end != f && *end == ':' && v == id)
+				return true;
+		}
+		l = nl != NULL ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+/* The first free id of this sandbox's series (see the top). */
+static int
+pick_id(uint32_t index, const char *etc_root, uint32_t *out,
     struct moat_cause *cause)
 {
-	uint32_t uid = SANDBOX_DEFAULT_ID, gid = SANDBOX_DEFAULT_ID;
+	char path[4200], *pw = NULL, *gr = NULL;
+	int r = MOAT_ERR_EXISTS;
+
+	snprintf(path, sizeof(path), "%s/etc/passwd", etc_root);
+	(void)moat_read_file(path, 4 << 20, &pw, NULL, NULL);
+	snprintf(path, sizeof(path), "%s/etc/group", etc_root);
+	(void)moat_read_file(path, 4 << 20, &gr, NULL, NULL);
+	for (uint32_t k = 0; k < 4096; k++) {
+		uint32_t id = SANDBOX_UID_BASE + index % SANDBOX_UID_STRIDE +
+		    k * SANDBOX_UID_STRIDE;
+
+		/* 65535 is -1 to 16-bit interfaces; 65534 is nobody. */
+		if (id == 65534 || id == 65535 || id_listed(pw, id) ||
+		    id_listed(gr, id))
+			continue;
+		*out = id;
+		r = 0;
+		break;
+	}
+	if (r != 0)
+		moat_cause_set(cause, "no free uid for sandbox index %u",
+		    (unsigned)index);
+	free(pw);
+	free(gr);
+	return r;
+}
+
+int
+sandbox_user_resolve(const struct moat_policy *p, uint32_t index,
+    const char *etc_root, struct sandbox_user *u, struct moat_cause *cause)
+{
+	uint32_t uid = 0, gid;
 	const char *us = p != NULL ? moat_policy_run_as_user(p) : NULL;
 	const char *gs = p != NULL ? moat_policy_run_as_group(p) : NULL;
 	int r;
 
-	if ((r = parse_id(us, "run_as_user", &uid, cause)) != 0 ||
-	    (r = parse_id(gs, "run_as_group", &gid, cause)) != 0)
+	if ((r = parse_id(us, "run_as_user", &uid, cause)) != 0)
 		return r;
-	/* A numeric user without a group gets the group of the same id. */
-	if (gs == NULL && us != NULL && strcmp(us, "sandbox") != 0)
-		gid = uid;
+	if (uid == 0 && (r = pick_id(index, strcmp(etc_root, "/") == 0 ? "" :
+	    etc_root, &uid, cause)) != 0)
+		return r;
+	gid = uid;
+	if ((r = parse_id(gs, "run_as_group", &gid, cause)) != 0)
+		return r;
 	memset(u, 0, sizeof(*u));
 	u->uid = uid;
 	u->gid = gid;

@@ -125,7 +125,7 @@ moatd_setup() {
 		sep=""
 		for spec in "$@"; do
 			name=${spec%%:*}; pol=${spec#*:}; [ "$pol" = "$spec" ] && pol=""
-			mkdir -p "$OBJ/ws-$name" && chown 1000:1000 "$OBJ/ws-$name"
+			# moatd makes the workspace, owned by the sandbox's uid
 			printf '%s{"name":"%s","workspace":"%s/ws-%s","authorized_keys":["%s/id_user.pub"]' \
 				"$sep" "$name" "$OBJ" "$name" "$OBJ"
 			[ -n "$pol" ] && printf ',"policy":"%s"' "$pol"

@@ -105,7 +105,8 @@ if echo is not None and code == "200":
         print("echo-error=%s" % e)
 print(data.decode("latin-1"))
 EOF
-chown -R 1000:1000 "$WS"
+# the sandbox has a uid of its own (a new one per run): let it write
+chmod -R a+rwX "$WS"
 
 # pol NAME NETWORK_POLICIES: $OBJ/NAME.json with those network policies.
 pol() { printf '{"version":1,"network_policies":{%s}}\n' "$2" > "$OBJ/$1.json"; }

@@ -7,14 +7,26 @@
 need_root
 CONFINE="$MOAT_BUILD/tests/helpers/confine"
 [ -x "$CONFINE" ] || { echo "1..0 # SKIP $CONFINE not built"; exit 0; }
+# The build tree is not in a sandbox's view unless a policy lists it.
+HELPERS=$(cd "$MOAT_BUILD/tests/helpers" && pwd -P)
+CONFINE="$HELPERS/confine"
 # Sandbox names of this test: short (veth names must fit IFNAMSIZ).
 P="st$(($$ % 100000))"
 N=0
 nm() { N=$((N + 1)); echo "$P$N"; }
 
-cat > "$OBJ/small.json" <<'EOF'
-{"version":1,"resources":{"memory_mb":64,"pids_max":64},"network_policies":{}}
+cat > "$OBJ/small.json" <<EOF
+{"version":1,"resources":{"memory_mb":64,"pids_max":64},"network_policies":{},
+ "filesystem_policy":{"read_only":["$HELPERS"]}}
 EOF
+cat > "$OBJ/base.json" <<EOF
+{"version":1,"network_policies":{},"filesystem_policy":{"read_only":["$HELPERS"]}}
+EOF
+cat > "$OBJ/uid1000.json" <<EOF
+{"version":1,"network_policies":{},"filesystem_policy":{"read_only":["$HELPERS"]},
+ "process":{"run_as_user":"1000"}}
+EOF
+BASE="-p $OBJ/base.json"
 cat > "$OBJ/hard.json" <<'EOF'
 {"version":1,"landlock":{"compatibility":"hard_requirement"},
  "filesystem_policy":{"read_only":["/no/such/path/for/moat"]},
@@ -35,7 +47,7 @@ on_cleanup "for d in /sys/fs/cgroup/*/moat/$P*; do rmdir \$d; done"
 # confine CASE [ARGS]: one case in a fresh sandbox; expects exit 0.
 confine() {
 	c=$1; shift
-	out=$("$MOAT" run --name "$(nm)" -- "$CONFINE" "$c" "$@" 2>&1)
+	out=$("$MOAT" run --name "$(nm)" $BASE -- "$CONFINE" "$c" "$@" 2>&1)
 	rc=$?
 	if [ $rc -eq 0 ]; then t_ok "confine $c"; else
 		t_fail "confine $c (exit $rc)"; diag "$out"; fi
@@ -43,7 +55,7 @@ confine() {
 # confine_rc RC CASE [ARGS]: the case must end with status RC.
 confine_rc() {
 	want=$1; c=$2; shift 2
-	out=$("$MOAT" run --name "$(nm)" $POLICY -- "$CONFINE" "$c" "$@" 2>&1)
+	out=$("$MOAT" run --name "$(nm)" ${POLICY:-$BASE} -- "$CONFINE" "$c" "$@" 2>&1)
 	is "confine $c ends with $want" "$?" "$want"
 	[ -n "$out" ] && diag "$out"
 }
@@ -59,7 +71,7 @@ for c in raw_socket packet_socket netlink_other netlink_route_ok write_usr \
 done
 confine proc_hidden moat
 name=$(nm)
-out=$("$MOAT" run --name "$name" -- "$CONFINE" hostname "$name" 2>&1)
+out=$("$MOAT" run --name "$name" $BASE -- "$CONFINE" hostname "$name" 2>&1)
 is "hostname is the sandbox name" "$?" 0
 
 POLICY="-p $OBJ/small.json"
@@ -75,11 +87,13 @@ else
 fi
 
 # kill(-1) inside reaches only the sandbox: a host process of the same
-# uid lives on.
+# uid (the policy sets it) lives on.
 setpriv --reuid=1000 --regid=1000 --clear-groups sleep 60 &
 host=$!
 on_cleanup "kill $host"
+POLICY="-p $OBJ/uid1000.json"
 confine_rc 137 kill_all
+POLICY=""
 if kill -0 "$host" 2>/dev/null; then t_ok "host process of uid 1000 survives kill(-1)"
 else t_fail "host process of uid 1000 survives kill(-1)"; fi
 kill "$host" 2>/dev/null
@@ -160,14 +174,14 @@ echo "$env" | grep -q '^HOME=/sandbox$' && echo "$env" | grep -q '^USER=sandbox$
 is "env HOME and USER" "$?" 0
 
 # the workspace is the host directory given with -w
-ws="$OBJ/ws" && mkdir -p "$ws" && chown 1000:1000 "$ws"
+ws="$OBJ/ws" && mkdir -p "$ws" && chmod 0777 "$ws"
 "$MOAT" run --name "$(nm)" -w "$ws" -- sh -c 'echo made > /sandbox/out'
 is "writes in /sandbox land in the workspace" "$(cat "$ws/out" 2>/dev/null)" made
 
 # policy read_write: a host path outside the sandbox's own is bound
 # read-write; its sibling, not in the policy, stays read-only
 rw="/srv/moat-e2e-$$-rw"; ro="/srv/moat-e2e-$$-ro"
-mkdir -p "$rw" "$ro" && chown 1000:1000 "$rw" "$ro"
+mkdir -p "$rw" "$ro" && chmod 0777 "$rw" "$ro"
 on_cleanup "rm -rf $rw $ro"
 printf '{"version":1,"filesystem_policy":{"read_write":["%s"]},"network_policies":{}}\n' \
     "$rw" > "$OBJ/rw.json"
@@ -176,12 +190,36 @@ is "policy read_write path is writable" "$(cat "$rw/f" 2>/dev/null)" rw
 "$MOAT" run --name "$(nm)" -p "$OBJ/rw.json" -- sh -c "echo ro > $ro/f" 2>/dev/null
 is "a host path not in the policy stays read-only" "$([ -e "$ro/f" ]; echo $?)" 1
 
+# the users' files stay out: /home, /root, /srv, /mnt are not in the
+# view unless a policy lists them, and a listed directory does not make
+# a 0600 file of the operator's (uid 1000) readable: the sandbox has a
+# uid of its own, which no host user has
+sec="/srv/moat-e2e-$$-sec"
+mkdir -p "$sec" && echo key > "$sec/id" && echo pub > "$sec/pub" &&
+	chown 1000:1000 "$sec/id" && chmod 0600 "$sec/id" && chmod 0755 "$sec"
+on_cleanup "rm -rf $sec"
+out=$("$MOAT" run --name "$(nm)" -- sh -c 'for d in /home /root /srv /mnt \
+    /media /boot /work; do [ -e $d ] && echo "$d"; done; cat "$1/id"; id -u' \
+    sh "$sec" 2>/dev/null)
+uid=$(echo "$out" | tail -n 1)
+is "/home, /root, /srv, ... are not visible" "$(echo "$out" | sed '$d' | tr '\n' ' ')" ""
+if [ -n "$uid" ] && [ "$uid" != 1000 ] && [ "$uid" != 0 ] &&
+    ! cut -d: -f3 /etc/passwd | grep -qx "$uid"; then
+	t_ok "the sandbox uid ($uid) is no host user's"
+else t_fail "the sandbox uid ($uid) is no host user's"; fi
+printf '{"version":1,"filesystem_policy":{"read_only":["%s"]},"network_policies":{}}\n' \
+    "$sec" > "$OBJ/sec.json"
+is "a read_only host dir is visible, uid 1000's 0600 file is not readable" \
+	"$("$MOAT" run --name "$(nm)" -p "$OBJ/sec.json" -- sh -c \
+	'cat "$1/pub"; cat "$1/id" || echo denied; [ -e /home ] || echo nohome' \
+	sh "$sec" 2>/dev/null | tr '\n' ' ')" "pub denied nohome "
+
 # network: everything but the proxy is refused at once
 if upstream_start sb; then
 	confine connect "$UP_ADDR" 80
 	confine connect "$UP_ADDR" 7
 	confine udp "$UP_ADDR" 53
-	out=$("$MOAT" run --name "$(nm)" -- sh -c 'a=${HTTP_PROXY#http://};
+	out=$("$MOAT" run --name "$(nm)" $BASE -- sh -c 'a=${HTTP_PROXY#http://};
 	    a=${a%:*}; exec "$1" connect "$a" 22 && exec "$1" tfo "$a" 9' sh \
 	    "$CONFINE" 2>&1)
 	is "host veth address: other ports refused, no TCP fast open" "$?" 0

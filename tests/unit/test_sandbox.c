@@ -91,6 +91,48 @@ test_passwd(void)
 	rmdir(dir);
 }
 
+static void
+put(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	if (f != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* Each sandbox has its own uid, one no entry of passwd/group has. */
+static void
+test_uid(void)
+{
+	struct sandbox_user u;
+	char dir[] = "/tmp/moat-ut-XXXXXX", path[64];
+
+	ok(mkdtemp(dir) != NULL, "tmp etc root");
+	snprintf(path, sizeof(path), "%s/etc", dir);
+	mkdir(path, 0755);
+	is_int(sandbox_user_resolve(NULL, 77, dir, &u, NULL), 0, "resolve");
+	is_int((int)u.uid, SANDBOX_UID_BASE + 77, "no files: base + index");
+	is_int((int)u.gid, SANDBOX_UID_BASE + 77, "gid the same");
+	snprintf(path, sizeof(path), "%s/etc/passwd", dir);
+	put(path, "root:x:0:0::/root:/bin/sh\n"
+	    "op:x:60077:1000::/home/op:/bin/sh\n");
+	snprintf(path, sizeof(path), "%s/etc/group", dir);
+	put(path, "g:x:76461:\n");
+	is_int(sandbox_user_resolve(NULL, 77, dir, &u, NULL), 0, "resolve");
+	is_int((int)u.uid, SANDBOX_UID_BASE + 77 + 2 * SANDBOX_UID_STRIDE,
+	    "ids in passwd or group are skipped, by stride");
+	is_int(sandbox_user_resolve(NULL, 78, dir, &u, NULL), 0, "resolve");
+	is_int((int)u.uid, SANDBOX_UID_BASE + 78, "the next index is free");
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/etc/passwd", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/etc", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
 static int
 read_all(int fd, char *buf, size_t len)
 {
@@ -143,7 +185,7 @@ test_sandbox(void)
 	int r, st;
 
 	snprintf(name, sizeof(name), "ut%d", (int)getpid() % 100000);
-	ok(mkdtemp(ws) != NULL && chown(ws, 1000, 1000) == 0, "workspace");
+	ok(mkdtemp(ws) != NULL, "workspace");
 	c.workspace = ws;
 	t0 = moat_now_us();
 	r = moat_sandbox_create(&c, &sb, &cause);
@@ -153,7 +195,11 @@ test_sandbox(void)
 	diag("create took %lld us", (long long)(moat_now_us() - t0));
 	is_str(moat_sandbox_name(sb), name, "name");
 	is_str(moat_sandbox_home(sb), "/sandbox", "home");
-	is_int((int)moat_sandbox_uid(sb), 1000, "uid");
+	ok(moat_sandbox_uid(sb) >= SANDBOX_UID_BASE &&
+	    (moat_sandbox_uid(sb) - SANDBOX_UID_BASE) % SANDBOX_UID_STRIDE ==
+	    77, "uid %u is the sandbox's own", (unsigned)moat_sandbox_uid(sb));
+	ok(chown(ws, moat_sandbox_uid(sb), moat_sandbox_gid(sb)) == 0,
+	    "workspace owned by the sandbox user");
 	ok(moat_sandbox_init_pid(sb) > 0, "init pid");
 	ok(moat_sandbox_netns_fd(sb) >= 0, "netns fd");
 	ok(moat_sandbox_host_addr(sb)[0] != '\0', "host addr %s",
@@ -243,6 +289,7 @@ main(void)
 {
 	test_env();
 	test_passwd();
+	test_uid();
 	if (geteuid() != 0)
 		skip("a real sandbox needs root");
 	else
