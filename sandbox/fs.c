@@ -204,7 +204,7 @@ bind_top(const char *src, bool all, struct moat_cause *cause)
 }
 
 static int
-setup_dev(struct moat_cause *cause)
+setup_dev(const char *tmpfs_opts, struct moat_cause *cause)
 {
 	static const char *const links[][2] = {
 		{ "pts/ptmx", NEWROOT "/dev/ptmx" },
@@ -237,7 +237,7 @@ setup_dev(struct moat_cause *cause)
 	if ((r = make_mountpoint(NEWROOT "/dev/shm", true, cause)) != 0)
 		return r;
 	return do_mount("tmpfs", NEWROOT "/dev/shm", "tmpfs",
-	    MS_NOSUID | MS_NODEV, "mode=1777", cause);
+	    MS_NOSUID | MS_NODEV, tmpfs_opts, cause);
 }
 
 /* Write a generated file into the scratch tmpfs and bind it on dst. */
@@ -333,7 +333,7 @@ bind_policy_path(const char *spec, struct moat_cause *cause)
  * A rootfs's /var is bound whole; only its tmp is made private.
  */
 static int
-setup_var(bool host, struct moat_cause *cause)
+setup_var(bool host, const char *tmpfs_opts, struct moat_cause *cause)
 {
 	struct stat st;
 	int r;
@@ -358,15 +358,25 @@ setup_var(bool host, struct moat_cause *cause)
 	if (lstat(NEWROOT "/var/tmp", &st) != 0 || !S_ISDIR(st.st_mode))
 		return 0;
 	return do_mount("tmpfs", NEWROOT "/var/tmp", "tmpfs",
-	    MS_NOSUID | MS_NODEV, "mode=1777", cause);
+	    MS_NOSUID | MS_NODEV, tmpfs_opts, cause);
 }
 
 static int
 build(const struct sandbox_fs *f, struct moat_cause *cause)
 {
 	bool host = strcmp(f->root, "/") == 0;
-	char src[4200], hosts[512];
+	char src[4200], hosts[512], tmpfs_opts[64];
 	int r;
+
+	/*
+	 * The writable tmpfs (/tmp, /var/tmp, /dev/shm) live in RAM: each
+	 * gets a size, or one sandbox could fill the host's memory. Their
+	 * pages are also charged to the writer's memory cgroup, so with
+	 * memory_mb all of them together stay within that limit.
+	 */
+	snprintf(tmpfs_opts, sizeof(tmpfs_opts), "mode=1777,size=%llum",
+	    (unsigned long long)(f->tmpfs_mb ? f->tmpfs_mb :
+	    SANDBOX_TMPFS_MB));
 
 	snprintf(src, sizeof(src), OLDROOT "%s",
 	    strcmp(f->root, "/") == 0 ? "" : f->root);
@@ -388,11 +398,11 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    (r = do_mount(NULL, NEWROOT SANDBOX_HOME, NULL, MS_BIND |
 	    MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL, cause)) != 0 ||
 	    (r = do_mount("tmpfs", NEWROOT "/tmp", "tmpfs",
-	    MS_NOSUID | MS_NODEV, "mode=1777", cause)) != 0 ||
-	    (r = setup_var(host, cause)) != 0 ||
+	    MS_NOSUID | MS_NODEV, tmpfs_opts, cause)) != 0 ||
+	    (r = setup_var(host, tmpfs_opts, cause)) != 0 ||
 	    (r = do_mount("tmpfs", NEWROOT "/run", "tmpfs",
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", cause)) != 0 ||
-	    (r = setup_dev(cause)) != 0 ||
+	    (r = setup_dev(tmpfs_opts, cause)) != 0 ||
 	    (r = do_mount("proc", NEWROOT "/proc", "proc",
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0 ||
 	    (r = do_mount("sysfs", NEWROOT "/sys", "sysfs", MS_RDONLY |

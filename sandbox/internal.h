@@ -27,6 +27,8 @@ struct moat_policy;
 #define SANDBOX_DEFAULT_PORT 3128
 #define SANDBOX_DEFAULT_PIDS 4096
 #define SANDBOX_OOM_ADJ "500"
+/* Each writable tmpfs without a memory limit (with one: memory_mb). */
+#define SANDBOX_TMPFS_MB 1024
 
 /* ---- cgroup.c: one interface, two backends (pure v2, v1+v2 hybrid) ---- */
 
@@ -83,6 +85,7 @@ struct sandbox_fs {
 	const char *group;
 	/* policy paths: "r/path" read-only, "w/path" read-write */
 	const char *const *binds;
+	uint64_t tmpfs_mb;     /* size of each writable tmpfs; 0: default */
 };
 /* Runs in init, in its new mount namespace; ends with pivot_root. */
 int sandbox_fs_setup(const struct sandbox_fs *f, struct moat_cause *cause);

@@ -285,6 +285,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	ia.fs.passwd = in.passwd;
 	ia.fs.group = in.group;
 	ia.fs.binds = (const char *const *)in.binds;
+	ia.fs.tmpfs_mb = in.res.memory_mb;
 	ia.go_fd = go[0];
 	ia.status_fd = st[1];
 	ia.cg = sb->cg;

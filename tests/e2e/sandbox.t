@@ -79,7 +79,15 @@ out=$("$MOAT" run --name "$(nm)" $POLICY -- "$CONFINE" fork_bomb 2>&1)
 is "fork bomb stops at pids_max" "$?" 0
 diag "$out"
 confine_rc 137 memory_hog 256
+out=$("$MOAT" run --name "$(nm)" $POLICY -- sh -c 'dd if=/dev/zero \
+    of=/tmp/f bs=1M count=100 2>/dev/null; du -m /tmp/f | cut -f1' 2>&1)
+if [ -n "$out" ] && [ "$out" -le 64 ] 2>/dev/null; then
+	t_ok "/tmp holds no more than memory_mb ($out MB)"
+else t_fail "/tmp holds no more than memory_mb"; diag "$out"; fi
 POLICY=""
+is "tmpfs have a size without a memory limit (1 GiB)" \
+	"$("$MOAT" run --name "$(nm)" $BASE -- df -m /tmp /var/tmp /dev/shm |
+	awk 'NR > 1 { printf "%s ", $2 }')" "1024 1024 1024 "
 if [ "$(uname -m)" = x86_64 ]; then
 	confine_rc 159 compat_arch
 else
