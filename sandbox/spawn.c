@@ -289,7 +289,13 @@ kill_reap(pid_t pid)
 		;
 }
 
-/* Follow the child through the table until exec (EOF) or a failure. */
+/*
+ * Follow the child through the table until exec (EOF) or a failure.
+ * A child killed between rows (SIGKILL from inside the sandbox, the OOM
+ * killer) also gives EOF and counts as started: the pipe cannot tell a
+ * death before exec from one right after it. Nothing is lost: the
+ * caller's waitpid() reports the signal, like a command killed at once.
+ */
 static int
 parent_main(int status_fd, struct moat_cause *cause)
 {
