@@ -18,6 +18,8 @@ def run(B, TMP, row, start, sh, tree, pss_kb, free_port, wait_port, hyperfine, l
     if created:
         sh(["useradd", "--system", "--create-home", "--home-dir", home,
             "--shell", "/bin/bash", USER])
+        # Not locked ("!"), or sshd refuses its keys too; "*" is no password.
+        sh(["usermod", "-p", "*", USER])
     try:
         _run(B, TMP, row, start, sh, tree, pss_kb, free_port, wait_port, hyperfine, log, key, pub, home)
     finally:
@@ -101,8 +103,17 @@ def _run(B, TMP, row, start, sh, tree, pss_kb, free_port, wait_port, hyperfine, 
     n = 20
     for h, pid in (("moat", md.pid), ("sshd", sshd.pid), ("dropbear", db.pid)):
         before = pss_kb(tree(pid))
-        cl = [subprocess.Popen(ssh + ["-N", h], stdin=subprocess.DEVNULL) for _ in range(n)]
-        time.sleep(2.0)
+        # One at a time, each after the previous one authenticated:
+        # dropbear closes a sixth unauthenticated connection per address.
+        cl = []
+        for _ in range(n):
+            c = subprocess.Popen(ssh + ["-N", "-o", "PermitLocalCommand=yes", "-o",
+                                        "LocalCommand=echo up", h],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+            if c.stdout.readline().strip() != "up":
+                raise RuntimeError(f"idle connection to {h} failed")
+            cl.append(c)
+        time.sleep(1.0)
         res[h, "mem"] = (pss_kb(tree(pid)) - before) / n
         for c in cl:
             c.terminate()

@@ -165,7 +165,9 @@ def client(args, inside=None):
 
 
 def moat_proxy_policy():
-    pol = {"version": 1, "network_policies": {"bench": {
+    # The sandbox sees only the system and the paths a policy names.
+    pol = {"version": 1, "filesystem_policy": {"read_only": [H]},
+           "network_policies": {"bench": {
         "name": "bench",
         "endpoints": [{"host": UP_ADDR, "ports": [80, 81]}],
         "binaries": [{"path": os.path.join(H, "bench_client")}]}}}

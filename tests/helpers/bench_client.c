@@ -26,6 +26,7 @@
 #include <netinet/tcp.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,9 +152,14 @@ get_worker(void *arg)
 			continue;
 		if (write(fd, req, (size_t)n) == n) {
 			size_t got = 0;
-			while ((r = read(fd, buf, sizeof(buf))) > 0)
+			bool ok200 = false;
+			/* The status is in the first bytes, not the last read. */
+			while ((r = read(fd, buf, sizeof(buf))) > 0) {
+				if (got == 0 && r > 12)
+					ok200 = strncmp(buf + 9, "200", 3) == 0;
 				got += (size_t)r;
-			if (got > 12 && strncmp(buf + 9, "200", 3) == 0)
+			}
+			if (ok200)
 				__sync_fetch_and_add(&g_count, 1);
 		}
 		close(fd);
