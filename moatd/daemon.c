@@ -244,6 +244,7 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	sc.policy = s->policy;
 	sc.workspace = s->cfg->workspace;
 	sc.net_index = (uint32_t)i;
+	sc.net_pool = d->cfg->net_pool;
 	sc.proxy_port = d->cfg->proxy_port;
 	sc.state_dir = sdir;
 	if ((r = moat_sandbox_create(&sc, &s->sb, cause)) != 0)

@@ -158,7 +158,7 @@ setup_net(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 		.name = sb->name,
 		.netns_fd = sb->nsfd[SB_NS_NET],
 		.index = c->net_index,
-		.pool = NULL,
+		.pool = c->net_pool,
 		.proxy_port = sb->proxy_port,
 		.nflog_group = 0,
 	};

@@ -40,6 +40,7 @@ struct moat_sandbox_config {
 	uint32_t net_index;	    /* which subnet of the pool */
 	uint16_t proxy_port;	    /* 0: 3128 */
 	const char *state_dir;	    /* reserved; may be NULL */
+	const char *net_pool;	    /* NULL: 10.200.0.0/16 (sandbox/net.h) */
 };
 
 /*
