@@ -261,6 +261,22 @@ static const char *const provided[] = {
 	SANDBOX_HOME, "/tmp", "/var/tmp", "/dev", "/proc", "/sys", "/run",
 };
 
+/*
+ * Private scratch dirs: "/tmp" in a policy means the sandbox's own, but a
+ * host path below one (/tmp/build/bin) is named on purpose and is bound
+ * on top of the private tmpfs (the binds come after it).
+ */
+static const char *const scratch[] = { "/tmp", "/var/tmp" };
+
+static bool
+not_bindable(const char *p)
+{
+	for (size_t i = 0; i < MOAT_NELEM(scratch); i++)
+		if (under(p, &scratch[i], 1))
+			return strcmp(p, scratch[i]) == 0;
+	return under(p, provided, MOAT_NELEM(provided));
+}
+
 /* mkdir -p below NEWROOT for path's parents; the last one may exist. */
 static int
 make_parents(const char *path)
@@ -442,8 +458,7 @@ add_binds(char **v, size_t *n, const char *const *list, char kind,
 	for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
 		const char *p = list[i];
 
-		if (p[0] != '/' || under(p, provided, MOAT_NELEM(provided)) ||
-		    strcmp(p, "/") == 0)
+		if (p[0] != '/' || not_bindable(p) || strcmp(p, "/") == 0)
 			continue;
 		/* Read-only system paths: already there. */
 		if (kind == 'r' && host) {

@@ -263,6 +263,14 @@ is "a killed run is cleaned up by the next one" "$left" ""
 is "whoami and umask with the caller's umask 077" \
 	"$(umask 077; "$MOAT" run --name "$(nm)" -- sh -c 'whoami; umask' | tr '\n' ' ')" "sandbox 0022 "
 
+# A host path below /tmp named by the policy is bound on top of the
+# sandbox's private /tmp (CI may build in /tmp); the rest stays private.
+mkdir -p "/tmp/moat-bind-$$" && echo bound > "/tmp/moat-bind-$$/f" && touch "/tmp/moat-other-$$"
+on_cleanup "rm -rf /tmp/moat-bind-$$ /tmp/moat-other-$$"
+printf '{"version":1,"filesystem_policy":{"read_only":["/tmp/moat-bind-%s"]},"network_policies":{}}\n' $$ > "$OBJ/tmpbind.json"
+is "a policy path below /tmp is visible, read-only; other host /tmp files are not" \
+	"$("$MOAT" run -p "$OBJ/tmpbind.json" --name "$(nm)" -- sh -c "cat /tmp/moat-bind-$$/f; touch /tmp/moat-bind-$$/g 2>/dev/null || echo ro; test -e /tmp/moat-other-$$ || echo private" | tr '\n' ' ')" "bound ro private "
+
 # nothing left behind (veth pairs go with their netns, asynchronously)
 for _ in $(seq 30); do
 	[ "$(traces)" = "$before" ] && break
