@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -14,6 +13,7 @@
 #include "store/store.h"
 #include "cli/cli.h"
 #include "cli/control.h"
+#include "cli/table.h"
 
 #define DEFAULT_LIMIT 100
 #define W_BINARY 40	/* widest BINARY and HOST columns before "..." */
@@ -26,112 +26,6 @@ struct opts {
 	bool json;
 	bool top;
 };
-
-/* One table row, kept until every width is known. */
-struct row {
-	char time[24];
-	char *cells[6]; /* sandbox, stage, binary, host, port, reason */
-};
-
-struct table {
-	struct row *v;
-	size_t n;
-	size_t cap;
-	int err;
-};
-
-static void
-fmt_time(int64_t ms, char *buf, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (localtime_r(&t, &tm) == NULL ||
-	    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-		snprintf(buf, len, "%lld", (long long)ms);
-}
-
-/* Copy s, cut to max columns with "..." (never splits a UTF-8 char). */
-static char *
-cell(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-	char *c;
-
-	if (n <= max)
-		return strdup(s);
-	n = max - 3;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	if ((c = malloc(n + 4)) == NULL)
-		return NULL;
-	memcpy(c, s, n);
-	memcpy(c + n, "...", 4);
-	return c;
-}
-
-static int
-table_add(struct table *t, const char *time, const char *cells[6],
-    const size_t max[6])
-{
-	struct row *nv, *r;
-
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 64;
-		if ((nv = realloc(t->v, t->cap * sizeof(*nv))) == NULL)
-			return MOAT_ERR_NOMEM;
-		t->v = nv;
-	}
-	r = &t->v[t->n++];
-	moat_strlcpy(r->time, time, sizeof(r->time));
-	for (int i = 0; i < 6; i++)
-		if ((r->cells[i] = cell(cells[i], max[i])) == NULL)
-			return MOAT_ERR_NOMEM;
-	return 0;
-}
-
-static void
-put_cell(const char *s, size_t w, bool last)
-{
-	if (last)
-		printf("%s\n", s);
-	else
-		printf("%-*s  ", (int)w, s);
-}
-
-static void
-table_print(const struct table *t, const char *const head[7])
-{
-	int ncol = head[6][0] != '\0' ? 7 : 6;
-	size_t w[7];
-
-	for (int i = 0; i < 7; i++)
-		w[i] = strlen(head[i]);
-	for (size_t k = 0; k < t->n; k++) {
-		if (strlen(t->v[k].time) > w[0])
-			w[0] = strlen(t->v[k].time);
-		for (int i = 0; i < 6; i++)
-			if (strlen(t->v[k].cells[i]) > w[i + 1])
-				w[i + 1] = strlen(t->v[k].cells[i]);
-	}
-	/* Pad every column but the last, so no line ends in blanks. */
-	for (int i = 0; i < ncol; i++)
-		put_cell(head[i], w[i], i == ncol - 1);
-	for (size_t k = 0; k < t->n; k++) {
-		put_cell(t->v[k].time, w[0], false);
-		for (int i = 0; i < ncol - 1; i++)
-			put_cell(t->v[k].cells[i], w[i + 1], i == ncol - 2);
-	}
-}
-
-static void
-table_free(struct table *t)
-{
-	for (size_t k = 0; k < t->n; k++)
-		for (int i = 0; i < 6; i++)
-			free(t->v[k].cells[i]);
-	free(t->v);
-}
 
 /* A JSON string even from bytes that are not UTF-8 (cut mid-character). */
 static json_t *
@@ -164,14 +58,15 @@ print_json(json_t *o)
 static int
 denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
 {
-	static const size_t max[6] = { 64, 16, W_BINARY, W_HOST, 8, W_REASON };
+	static const size_t max[7] = { 0, 64, 16, W_BINARY, W_HOST, 8,
+		W_REASON };
 	struct opts *o = ((void **)arg)[0];
-	struct table *t = ((void **)arg)[1];
+	struct moat_cli_table *t = ((void **)arg)[1];
 	json_t *anc;
 	char tbuf[24], port[16];
-	const char *cells[6];
+	const char *cells[7];
 
-	fmt_time(ev->ts_ms, tbuf, sizeof(tbuf));
+	moat_cli_fmt_time(ev->ts_ms, tbuf, sizeof(tbuf));
 	if (o->json) {
 		anc = json_array();
 		for (int i = 0; i < ev->nancestors; i++)
@@ -190,26 +85,27 @@ denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
 		return 0;
 	}
 	snprintf(port, sizeof(port), "%d", ev->port);
-	cells[0] = ev->sandbox;
-	cells[1] = ev->stage;
-	cells[2] = ev->binary[0] != '\0' ? ev->binary : "?";
-	cells[3] = ev->host;
-	cells[4] = port;
-	cells[5] = ev->reason;
-	return table_add(t, tbuf, cells, max);
+	cells[0] = tbuf;
+	cells[1] = ev->sandbox;
+	cells[2] = ev->stage;
+	cells[3] = ev->binary[0] != '\0' ? ev->binary : "?";
+	cells[4] = ev->host;
+	cells[5] = port;
+	cells[6] = ev->reason;
+	return moat_cli_table_add(t, cells, max);
 }
 
 static int
 group_row(const struct moat_store_denial_group *g, void *arg)
 {
-	static const size_t max[6] = { W_BINARY, W_HOST, 8, 24, 24, 1 };
+	static const size_t max[6] = { 0, W_BINARY, W_HOST, 8, 24, 24 };
 	struct opts *o = ((void **)arg)[0];
-	struct table *t = ((void **)arg)[1];
+	struct moat_cli_table *t = ((void **)arg)[1];
 	char last[24], first[24], count[24], port[16];
 	const char *cells[6];
 
-	fmt_time(g->last_ms, last, sizeof(last));
-	fmt_time(g->first_ms, first, sizeof(first));
+	moat_cli_fmt_time(g->last_ms, last, sizeof(last));
+	moat_cli_fmt_time(g->first_ms, first, sizeof(first));
 	if (o->json) {
 		print_json(json_pack("{s:I, s:o, s:o, s:i, s:I, s:I, s:s, s:s}",
 		    "count", (json_int_t)g->count, "binary", jstr(g->binary),
@@ -221,14 +117,13 @@ group_row(const struct moat_store_denial_group *g, void *arg)
 	}
 	snprintf(count, sizeof(count), "%lld", (long long)g->count);
 	snprintf(port, sizeof(port), "%d", g->port);
-	/* The table's first column is the count here, not the time. */
-	cells[0] = g->binary[0] != '\0' ? g->binary : "?";
-	cells[1] = g->host;
-	cells[2] = port;
-	cells[3] = last;
-	cells[4] = first;
-	cells[5] = "";
-	return table_add(t, count, cells, max);
+	cells[0] = count;
+	cells[1] = g->binary[0] != '\0' ? g->binary : "?";
+	cells[2] = g->host;
+	cells[3] = port;
+	cells[4] = last;
+	cells[5] = first;
+	return moat_cli_table_add(t, cells, max);
 }
 
 static int
@@ -299,19 +194,27 @@ denials_exec(int argc, char **argv)
 {
 	static const char *const head[7] = { "TIME", "SANDBOX", "STAGE",
 		"BINARY", "HOST", "PORT", "REASON" };
-	static const char *const thead[7] = { "COUNT", "BINARY", "HOST",
-		"PORT", "LAST SEEN", "FIRST SEEN", "" };
+	static const char *const thead[6] = { "COUNT", "BINARY", "HOST",
+		"PORT", "LAST SEEN", "FIRST SEEN" };
 	struct moat_cause cause = { { 0 } };
 	struct moat_store *s = NULL;
-	struct table t = { 0 };
+	struct moat_cli_table *t;
 	struct opts o = { .json = false };
-	void *ctx[2] = { &o, &t };
+	void *ctx[2] = { &o, NULL };
 	int r;
 
 	if (parse_opts(argc, argv, &o) != 0)
 		return moat_cli_usage(&moat_cmd_denials);
-	if ((s = moat_cli_store_open("denials", o.store)) == NULL)
+	t = o.top ? moat_cli_table_new(thead, 6) : moat_cli_table_new(head, 7);
+	if (t == NULL) {
+		fprintf(stderr, "moat denials: out of memory\n");
 		return MOAT_EXIT_SYSTEM;
+	}
+	ctx[1] = t;
+	if ((s = moat_cli_store_open("denials", o.store)) == NULL) {
+		moat_cli_table_free(t);
+		return MOAT_EXIT_SYSTEM;
+	}
 	if (o.top)
 		r = moat_store_denials_top(s, &o.f, group_row, ctx, &cause);
 	else
@@ -319,14 +222,14 @@ denials_exec(int argc, char **argv)
 	moat_store_close(s);
 	if (r != 0) {
 		fprintf(stderr, "moat denials: %s\n", moat_cause_str(&cause, r));
-		table_free(&t);
+		moat_cli_table_free(t);
 		return MOAT_EXIT_SYSTEM;
 	}
-	if (!o.json && t.n == 0)
+	if (!o.json && moat_cli_table_rows(t) == 0)
 		fprintf(stderr, "moat denials: no denials match\n");
 	else if (!o.json)
-		table_print(&t, o.top ? thead : head);
-	table_free(&t);
+		moat_cli_table_print(t, stdout);
+	moat_cli_table_free(t);
 	return 0;
 }
 

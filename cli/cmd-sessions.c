@@ -2,8 +2,6 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -11,27 +9,15 @@
 #include "store/store.h"
 #include "cli/cli.h"
 #include "cli/control.h"
+#include "cli/table.h"
 
 #define DEFAULT_LIMIT 50
 #define NCOL 8
 
 struct sess_ctx {
 	bool json;
-	char *(*rows)[NCOL];
-	size_t n;
-	size_t cap;
+	struct moat_cli_table *t;
 };
-
-static void
-fmt_time(int64_t ms, char *buf, size_t len)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (localtime_r(&t, &tm) == NULL ||
-	    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
-		snprintf(buf, len, "%lld", (long long)ms);
-}
 
 static void
 fmt_duration(int64_t ms, char *buf, size_t len)
@@ -89,11 +75,10 @@ session_row(const struct moat_store_session *ss, void *arg)
 {
 	struct sess_ctx *c = arg;
 	char id[24], start[24], dur[24], ex[48], *s;
-	char *(*nv)[NCOL];
 	const char *cells[NCOL];
 	json_t *o;
 
-	fmt_time(ss->start_ms, start, sizeof(start));
+	moat_cli_fmt_time(ss->start_ms, start, sizeof(start));
 	if (c->json) {
 		if ((o = session_json(ss, start)) != NULL &&
 		    (s = json_dumps(o, JSON_COMPACT)) != NULL) {
@@ -117,54 +102,14 @@ session_row(const struct moat_store_session *ss, void *arg)
 	cells[5] = start;
 	cells[6] = dur;
 	cells[7] = ex;
-	if (c->n == c->cap) {
-		c->cap = c->cap ? c->cap * 2 : 32;
-		if ((nv = realloc(c->rows, c->cap * sizeof(*nv))) == NULL)
-			return MOAT_ERR_NOMEM;
-		c->rows = nv;
-	}
-	for (int i = 0; i < NCOL; i++)
-		c->rows[c->n][i] = strdup(cells[i]);
-	c->n++;
-	for (int i = 0; i < NCOL; i++)
-		if (c->rows[c->n - 1][i] == NULL)
-			return MOAT_ERR_NOMEM;
-	return 0;
-}
-
-/* Pad every column but the last, so no line ends in blanks. */
-static void
-put_cell(const char *s, size_t w, bool last)
-{
-	if (last)
-		printf("%s\n", s);
-	else
-		printf("%-*s  ", (int)w, s);
-}
-
-static void
-print_table(const struct sess_ctx *c)
-{
-	static const char *const head[NCOL] = { "ID", "SANDBOX", "KIND",
-		"WHO", "FROM", "START", "DURATION", "EXIT" };
-	size_t w[NCOL];
-
-	for (int i = 0; i < NCOL; i++) {
-		w[i] = strlen(head[i]);
-		for (size_t k = 0; k < c->n; k++)
-			if (strlen(c->rows[k][i]) > w[i])
-				w[i] = strlen(c->rows[k][i]);
-	}
-	for (int i = 0; i < NCOL; i++)
-		put_cell(head[i], w[i], i == NCOL - 1);
-	for (size_t k = 0; k < c->n; k++)
-		for (int i = 0; i < NCOL; i++)
-			put_cell(c->rows[k][i], w[i], i == NCOL - 1);
+	return moat_cli_table_add(c->t, cells, NULL);
 }
 
 static int
 sessions_exec(int argc, char **argv)
 {
+	static const char *const head[NCOL] = { "ID", "SANDBOX", "KIND",
+		"WHO", "FROM", "START", "DURATION", "EXIT" };
 	static const struct option opts[] = {
 		{ "sandbox", required_argument, NULL, 'n' },
 		{ "limit", required_argument, NULL, 'l' },
@@ -205,19 +150,22 @@ sessions_exec(int argc, char **argv)
 	}
 	if (optind != argc)
 		return moat_cli_usage(&moat_cmd_sessions);
-	if ((s = moat_cli_store_open("sessions", store)) == NULL)
+	if ((c.t = moat_cli_table_new(head, NCOL)) == NULL) {
+		fprintf(stderr, "moat sessions: out of memory\n");
 		return MOAT_EXIT_SYSTEM;
+	}
+	if ((s = moat_cli_store_open("sessions", store)) == NULL) {
+		moat_cli_table_free(c.t);
+		return MOAT_EXIT_SYSTEM;
+	}
 	r = moat_store_session_list(s, sandbox, limit, session_row, &c,
 	    &cause);
 	moat_store_close(s);
-	if (r == 0 && !c.json && c.n == 0)
+	if (r == 0 && !c.json && moat_cli_table_rows(c.t) == 0)
 		fprintf(stderr, "moat sessions: no sessions recorded\n");
 	else if (r == 0 && !c.json)
-		print_table(&c);
-	for (size_t k = 0; k < c.n; k++)
-		for (int i = 0; i < NCOL; i++)
-			free(c.rows[k][i]);
-	free(c.rows);
+		moat_cli_table_print(c.t, stdout);
+	moat_cli_table_free(c.t);
 	if (r != 0) {
 		fprintf(stderr, "moat sessions: %s\n", moat_cause_str(&cause,
 		    r));
