@@ -191,9 +191,10 @@ moat_rtnl_veth_create(struct mnl_socket *nl, const char *host_if,
 	return moat_nl_talk(nl, buf, off, "create veth pair", cause);
 }
 
-int
-moat_rtnl_link_del(struct mnl_socket *nl, const char *ifname,
-    struct moat_cause *cause)
+/* One RTM_*LINK request on ifname; ENODEV reads as MOAT_ERR_NOTFOUND. */
+static int
+link_by_name(struct mnl_socket *nl, const char *ifname, uint16_t type,
+    unsigned int change, const char *what, struct moat_cause *cause)
 {
 	char buf[RTNL_BUFSZ] __attribute__((aligned(4)));
 	struct ifinfomsg *ifm;
@@ -201,35 +202,31 @@ moat_rtnl_link_del(struct mnl_socket *nl, const char *ifname,
 	size_t off = 0;
 
 	memset(buf, 0, sizeof(buf));
-	nlh = rtnl_put(buf, &off, RTM_DELLINK, 0);
+	nlh = rtnl_put(buf, &off, type, 0);
 	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
 	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_change = change;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
 	RTNL_DONE(nlh, off);
-	if (moat_nl_talk(nl, buf, off, "delete link", cause) != 0)
+	if (moat_nl_talk(nl, buf, off, what, cause) != 0)
 		return errno == ENODEV ? MOAT_ERR_NOTFOUND : MOAT_ERR_SYSTEM;
 	return MOAT_OK;
 }
 
 int
+moat_rtnl_link_del(struct mnl_socket *nl, const char *ifname,
+    struct moat_cause *cause)
+{
+	return link_by_name(nl, ifname, RTM_DELLINK, 0, "delete link", cause);
+}
+
+/* ifi_change UP with ifi_flags 0: clear IFF_UP, leave the rest. */
+int
 moat_rtnl_link_down(struct mnl_socket *nl, const char *ifname,
     struct moat_cause *cause)
 {
-	char buf[RTNL_BUFSZ] __attribute__((aligned(4)));
-	struct ifinfomsg *ifm;
-	struct nlmsghdr *nlh;
-	size_t off = 0;
-
-	memset(buf, 0, sizeof(buf));
-	nlh = rtnl_put(buf, &off, RTM_NEWLINK, 0);
-	ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-	ifm->ifi_family = AF_UNSPEC;
-	ifm->ifi_change = IFF_UP;
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname);
-	RTNL_DONE(nlh, off);
-	if (moat_nl_talk(nl, buf, off, "set link down", cause) != 0)
-		return errno == ENODEV ? MOAT_ERR_NOTFOUND : MOAT_ERR_SYSTEM;
-	return MOAT_OK;
+	return link_by_name(nl, ifname, RTM_NEWLINK, IFF_UP, "set link down",
+	    cause);
 }
 
 static void
