@@ -48,20 +48,6 @@ close_all_but(const int *keep, size_t n)
 }
 
 static void
-reset_signals(void)
-{
-	struct sigaction sa;
-	sigset_t none;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		sigaction(sig, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-static void
 drop_caps(void)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
@@ -96,7 +82,7 @@ sandbox_init_main(struct sandbox_init_args *a)
 	struct pollfd hup = { a->go_fd, 0, 0 };
 	int fd, e;
 
-	reset_signals();
+	(void)sandbox_reset_signals();
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if ((e = sandbox_cgroup_join(a->cg, a->in_v2)) != 0) {
 		snprintf(cause.msg, sizeof(cause.msg), "init: join cgroup: %s",

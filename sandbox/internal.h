@@ -158,6 +158,10 @@ char **sandbox_env_build(const struct sandbox_env_in *in);
 pid_t sandbox_clone(const struct sandbox_cgroup *cg, unsigned long flags,
     bool *in_v2);
 
+/* In a new child: every signal back to SIG_DFL, none blocked. 0 or an
+ * errno value. */
+int sandbox_reset_signals(void);
+
 /* ---- the sandbox itself ---- */
 
 enum {

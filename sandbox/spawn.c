@@ -64,8 +64,8 @@ struct spawn_step {
 	int (*run)(struct spawn_ctx *);
 };
 
-static int
-step_signals(struct spawn_ctx *x)
+int
+sandbox_reset_signals(void)
 {
 	struct sigaction sa;
 	sigset_t none;
@@ -79,6 +79,12 @@ step_signals(struct spawn_ctx *x)
 	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
 		return errno;
 	return 0;
+}
+
+static int
+step_signals(struct spawn_ctx *x)
+{
+	return sandbox_reset_signals();
 }
 
 static int
