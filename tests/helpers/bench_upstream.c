@@ -1,7 +1,8 @@
 /*
  * A fast HTTP/1.1 upstream for benchmarks: for every request on a
  * connection it answers 200 with a body of N bytes (the request path
- * "/N", default 64), keep-alive. PORT+1 is a raw TCP echo. A thread per
+ * "/N", default 64), keep-alive unless the request says Connection:
+ * close. PORT+1 is a raw TCP echo. A thread per
  * connection; the process ends after SECONDS.
  *
  *	bench_upstream ADDR PORT SECONDS
@@ -14,6 +15,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,14 @@ serve(void *arg)
 			char hdr[128];
 			long long len = 64;
 			char *p = strchr(buf, '/');
+			bool close_after;
+
+			/* RFC 9112 9.6: "close" ends the connection after the
+			 * response (a forward proxy relays until it does). */
+			*end = '\0';
+			close_after = strcasestr(buf, "\nConnection: close") !=
+			    NULL;
+			*end = '\r';
 			if (p != NULL)
 				len = atoll(p + 1);
 			if (len <= 0)
@@ -56,6 +66,8 @@ serve(void *arg)
 					goto out;
 				len -= w;
 			}
+			if (close_after)
+				goto out;
 			end += 4;
 			have -= (size_t)(end - buf);
 			memmove(buf, end, have + 1);
