@@ -120,6 +120,7 @@ moatd_setup() {
 	{
 		printf '{"state_dir":"%s/var","listen":[{"addr":"127.0.0.1","port":%s}],' "$OBJ" "$SSH_PORT"
 		printf '"proxy":{"port":%s,"hosts_file":"%s/hosts"},' "$PROXY_PORT" "$OBJ"
+		printf '"events":"%s/events.jsonl",' "$OBJ"
 		printf '"net_pool":"10.%s.0.0/16",' "$(( 150 + $$ % 50 ))"
 		printf '"sandboxes":['
 		sep=""

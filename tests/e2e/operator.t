@@ -108,4 +108,18 @@ else
 	t_fail "two pending proposals for the concurrency test (have: $ids)"
 fi
 exec 7>&-
+
+# The OCSF-style export: denials, sessions, policy changes and approvals.
+ev="$OBJ/events.jsonl"
+has_class() { /usr/bin/python3 -c '
+import json, sys
+want = sys.argv[2]
+sys.exit(0 if any(str(json.loads(l).get("class_uid")) == want and sys.argv[3] in l
+                  for l in open(sys.argv[1]) if l.strip()) else 1)' "$ev" "$1" "$2"; }
+t "export: the denial as Network Activity (4001)" has_class 4001 upstream.test
+t "export: sessions as SSH Activity (4007)" has_class 4007 box
+t "export: policy versions as Device Config State Change (5019)" has_class 5019 '"proposal"'
+t "export: every line is one JSON object" /usr/bin/python3 -c '
+import json, sys
+[json.loads(l) for l in open(sys.argv[1])]' "$ev"
 done_testing
