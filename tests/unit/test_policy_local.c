@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "policies/policy.h"
 #include "proxy/proxy.h"
+#include "tests/unit/proxy_util.h"
 #include "tests/unit/tap.h"
 
 enum mode { M_OK, M_ERR_LATER, M_SILENT, M_FAIL };
@@ -32,61 +33,15 @@ static struct {
 	struct moat_loop *l;
 	struct moat_proxy *p;  /* sandboxes a, b; propose callback */
 	struct moat_proxy *p0; /* sandbox c; no callback */
-	pthread_t th;
-	int cmd[2];
-	int done[2];
 	int port;
 	int port0;
 	int ctl_port;
-	pid_t ctl_child;
-	int ctl_fd;
 	enum mode mode;
 	char got_sandbox[64];
 	char got_body[1024];
 	int calls;
 	char policy_hash[80];
 } E;
-
-/* ---- the loop thread ---- */
-
-struct cmd {
-	void (*fn)(void *);
-	void *arg;
-};
-
-static void
-cmd_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
-{
-	struct cmd *c;
-	char b = 1;
-
-	if (read(fd, &c, sizeof(c)) != sizeof(c))
-		return;
-	if (c->fn == NULL)
-		moat_loop_stop(l);
-	else
-		c->fn(c->arg);
-	if (write(E.done[1], &b, 1) != 1)
-		abort();
-}
-
-static void
-in_loop(void (*fn)(void *), void *arg)
-{
-	struct cmd c = { fn, arg }, *cp = &c;
-	char b;
-
-	if (write(E.cmd[1], &cp, sizeof(cp)) != sizeof(cp) ||
-	    read(E.done[0], &b, 1) != 1)
-		abort();
-}
-
-static void *
-loop_main(void *arg)
-{
-	moat_loop_run(E.l);
-	return NULL;
-}
 
 static void
 answer_err(struct moat_loop *l, void *arg)
@@ -230,22 +185,6 @@ well_formed(const struct resp *r)
 struct setup {
 	int rc;
 };
-
-static struct moat_policy *
-load(const char *json)
-{
-	struct moat_policy_opts o = { .no_fs = true };
-	struct moat_policy *pol = NULL;
-	struct moat_diags d;
-
-	moat_diags_init(&d);
-	if (moat_policy_load_string(json, strlen(json), "test", &o, &pol,
-	    &d) != 0)
-		for (size_t i = 0; i < d.n; i++)
-			diag("policy: %s: %s", d.v[i].path, d.v[i].msg);
-	moat_diags_free(&d);
-	return pol;
-}
 
 static void
 setup_fn(void *arg)
@@ -594,38 +533,6 @@ test_routes(void)
 
 /* ---- the proxy process, with this test as moatd ---- */
 
-static bool
-ctl_line(char *buf, size_t len, const char *want)
-{
-	int64_t deadline = moat_now_ms() + 5000;
-	size_t n = 0;
-
-	while (moat_now_ms() < deadline) {
-		struct pollfd pf = { E.ctl_fd, POLLIN, 0 };
-		if (poll(&pf, 1, 200) <= 0)
-			continue;
-		if (read(E.ctl_fd, buf + n, 1) != 1)
-			return false;
-		if (buf[n] == '\n') {
-			buf[n] = '\0';
-			if (strstr(buf, want) != NULL)
-				return true;
-			n = 0;
-			continue;
-		}
-		if (n + 2 < len)
-			n++;
-	}
-	return false;
-}
-
-static void
-ctl_send(const char *s)
-{
-	if (write(E.ctl_fd, s, strlen(s)) != (ssize_t)strlen(s))
-		diag("ctl write failed");
-}
-
 /* POST a proposal, read it on the channel, answer it; the HTTP reply. */
 static struct resp
 ctl_roundtrip(bool ok_, int id, const char *error, json_t **line_out)
@@ -669,7 +576,7 @@ test_ctl(void)
 	struct resp r;
 	json_t *o;
 
-	if (E.ctl_child <= 0) {
+	if (PX.ctl_child <= 0) {
 		skip("proxy process did not start");
 		return;
 	}
@@ -714,29 +621,19 @@ int
 main(void)
 {
 	struct moat_proxy_config cfg = { 0 }, cfg0 = { 0 };
+	struct moat_proxy_config pc = { .proposal_timeout_ms = 3000 };
 	struct setup s = { -1 };
-	int sv[2];
 
 	signal(SIGPIPE, SIG_IGN);
 	/* Fork the proxy process before this process has threads. */
 	E.ctl_port = 20000 + (int)(getpid() % 20000) + 7;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
-		struct moat_proxy_config pc = { .proposal_timeout_ms = 3000 };
-		if ((E.ctl_child = fork()) == 0) {
-			close(sv[0]);
-			_exit(moat_proxy_process_main(sv[1], &pc));
-		}
-		close(sv[1]);
-		E.ctl_fd = sv[0];
-	}
+	ctl_start(&pc);
 	cfg.propose = fake_propose;
 	cfg.proposal_timeout_ms = 500;
 	if (moat_loop_new(&E.l, NULL) != 0 || moat_proxy_new(E.l, &cfg, &E.p,
 	    NULL) != 0 || moat_proxy_new(E.l, &cfg0, &E.p0, NULL) != 0 ||
-	    pipe2(E.cmd, O_CLOEXEC) != 0 || pipe2(E.done, O_CLOEXEC) != 0)
+	    loop_start(E.l) != 0)
 		return 1;
-	moat_loop_add_fd(E.l, E.cmd[0], MOAT_EV_READ, cmd_cb, NULL);
-	pthread_create(&E.th, NULL, loop_main, NULL);
 	for (int i = 0; i < 20 && s.rc != 0; i++) {
 		E.port = 30000 + (int)((getpid() * 7 + i * 131) % 20000);
 		E.port0 = E.port + 1;
@@ -752,19 +649,18 @@ main(void)
 	test_routes();
 	test_ctl();
 out:
-	in_loop(NULL, NULL);
-	pthread_join(E.th, NULL);
+	loop_stop();
 	moat_proxy_free(E.p);
 	moat_proxy_free(E.p0);
 	moat_loop_free(E.l);
-	if (E.ctl_child > 0) {
+	if (PX.ctl_child > 0) {
 		/* EOF on its channel stops it; bounded, then killed. */
-		close(E.ctl_fd);
-		for (int i = 0; i < 30 && waitpid(E.ctl_child, NULL, WNOHANG) ==
+		close(PX.ctl_fd);
+		for (int i = 0; i < 30 && waitpid(PX.ctl_child, NULL, WNOHANG) ==
 		    0; i++)
 			usleep(100 * 1000);
-		kill(E.ctl_child, SIGKILL);
-		waitpid(E.ctl_child, NULL, 0);
+		kill(PX.ctl_child, SIGKILL);
+		waitpid(PX.ctl_child, NULL, 0);
 	}
 	return done_testing();
 }

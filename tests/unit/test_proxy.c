@@ -30,6 +30,7 @@
 #include "policies/policy.h"
 #include "proxy/internal.h"
 #include "proxy/proxy.h"
+#include "tests/unit/proxy_util.h"
 #include "tests/unit/tap.h"
 
 #define MAXEV 256
@@ -44,54 +45,15 @@ static struct {
 	char self[512];
 	pid_t upstream;
 	pid_t emfile_child;
-	pid_t ctl_child;
-	int ctl_fd;
 	int emfile_port;
 	int port;
 	struct moat_loop *l;
 	struct moat_proxy *p;
-	pthread_t th;
-	int cmd[2];
-	int done[2];
 	pthread_mutex_t mu;
 	struct moat_denial_event ev[MAXEV];
 	int nev;
 	int policy_version;
 } E;
-
-/* ---- the loop thread and calls into it ---- */
-
-struct cmd {
-	void (*fn)(void *);
-	void *arg;
-};
-
-static void
-cmd_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
-{
-	struct cmd *c;
-	char b = 1;
-
-	if (read(fd, &c, sizeof(c)) != sizeof(c))
-		return;
-	if (c->fn == NULL)
-		moat_loop_stop(l);
-	else
-		c->fn(c->arg);
-	if (write(E.done[1], &b, 1) != 1)
-		abort();
-}
-
-static void
-in_loop(void (*fn)(void *), void *arg)
-{
-	struct cmd c = { fn, arg }, *cp = &c;
-	char b;
-
-	if (write(E.cmd[1], &cp, sizeof(cp)) != sizeof(cp) ||
-	    read(E.done[0], &b, 1) != 1)
-		abort();
-}
 
 static void
 on_event(void *arg, const struct moat_denial_event *ev)
@@ -113,34 +75,10 @@ nevents(void)
 	return n;
 }
 
-static void *
-loop_main(void *arg)
-{
-	moat_loop_run(E.l);
-	return NULL;
-}
-
 struct setpol {
 	const char *json;
 	int rc;
 };
-
-static struct moat_policy *
-load(const char *json)
-{
-	struct moat_policy_opts o = { .no_fs = true };
-	struct moat_policy *pol = NULL;
-	struct moat_diags d;
-
-	moat_diags_init(&d);
-	if (moat_policy_load_string(json, strlen(json), "test", &o, &pol,
-	    &d) != 0) {
-		for (size_t i = 0; i < d.n; i++)
-			diag("policy: %s: %s", d.v[i].path, d.v[i].msg);
-	}
-	moat_diags_free(&d);
-	return pol;
-}
 
 static void
 setpol_fn(void *arg)
@@ -423,10 +361,10 @@ cleanup(void)
 		waitpid(E.upstream, NULL, 0);
 		E.upstream = 0;
 	}
-	if (E.ctl_child > 0) {
-		kill(E.ctl_child, SIGKILL);
-		waitpid(E.ctl_child, NULL, 0);
-		E.ctl_child = 0;
+	if (PX.ctl_child > 0) {
+		kill(PX.ctl_child, SIGKILL);
+		waitpid(PX.ctl_child, NULL, 0);
+		PX.ctl_child = 0;
 	}
 	if (E.emfile_child > 0) {
 		kill(E.emfile_child, SIGKILL);
@@ -1124,39 +1062,6 @@ test_emfile(void)
 	    (long long)(moat_now_ms() - t0));
 }
 
-/* Read one line from the proxy process, skipping log noise; 5 s max. */
-static bool
-ctl_line(char *buf, size_t len, const char *want)
-{
-	int64_t deadline = moat_now_ms() + 5000;
-	size_t n = 0;
-
-	while (moat_now_ms() < deadline) {
-		struct pollfd pf = { E.ctl_fd, POLLIN, 0 };
-		if (poll(&pf, 1, 200) <= 0)
-			continue;
-		if (read(E.ctl_fd, buf + n, 1) != 1)
-			return false;
-		if (buf[n] == '\n') {
-			buf[n] = '\0';
-			if (strstr(buf, want) != NULL)
-				return true;
-			n = 0;
-			continue;
-		}
-		if (n + 2 < len)
-			n++;
-	}
-	return false;
-}
-
-static void
-ctl_send(const char *s)
-{
-	if (write(E.ctl_fd, s, strlen(s)) != (ssize_t)strlen(s))
-		diag("ctl write failed");
-}
-
 static void
 test_ctl(void)
 {
@@ -1164,7 +1069,7 @@ test_ctl(void)
 	int port = E.emfile_port + 1, save = E.port;
 	char *r;
 
-	if (E.ctl_child <= 0) {
+	if (PX.ctl_child <= 0) {
 		skip("proxy process did not start");
 		return;
 	}
@@ -1367,16 +1272,8 @@ main(void)
 		close(ready[0]);
 	}
 	{
-		int sv[2];
 		struct moat_proxy_config pc = { .hosts_file = E.hosts };
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
-			if ((E.ctl_child = fork()) == 0) {
-				close(sv[0]);
-				_exit(moat_proxy_process_main(sv[1], &pc));
-			}
-			close(sv[1]);
-			E.ctl_fd = sv[0];
-		}
+		ctl_start(&pc);
 	}
 	pthread_mutex_init(&E.mu, NULL);
 	cfg.hosts_file = E.hosts;
@@ -1386,11 +1283,8 @@ main(void)
 	cfg.emit = on_event;
 	cfg.deny_cidr = "10.98.0.0/16, fd98::/16";
 	if (moat_loop_new(&E.l, NULL) != 0 || moat_proxy_new(E.l, &cfg, &E.p,
-	    NULL) != 0 || pipe2(E.cmd, O_CLOEXEC) != 0 ||
-	    pipe2(E.done, O_CLOEXEC) != 0)
+	    NULL) != 0 || loop_start(E.l) != 0)
 		return 1;
-	moat_loop_add_fd(E.l, E.cmd[0], MOAT_EV_READ, cmd_cb, NULL);
-	pthread_create(&E.th, NULL, loop_main, NULL);
 	for (int i = 0; i < 20 && rc != 0; i++) {
 		E.port = 30000 + (int)((getpid() * 7 + i * 131) % 20000);
 		in_loop(add_sandbox_fn, &rc);
@@ -1414,8 +1308,7 @@ main(void)
 	test_emfile();
 	test_ctl();
 
-	in_loop(NULL, NULL);
-	pthread_join(E.th, NULL);
+	loop_stop();
 	moat_proxy_free(E.p);
 	moat_loop_free(E.l);
 	cleanup();
