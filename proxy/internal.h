@@ -142,6 +142,7 @@ struct px_half {
 	bool eof;
 	bool done;
 	bool shut_on_done; /* shutdown(to, SHUT_WR) when done by EOF */
+	bool grown;        /* the pipe was offered PIPE_BIG */
 	uint64_t total;
 };
 

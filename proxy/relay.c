@@ -19,7 +19,16 @@
 #include "common/util.h"
 #include "proxy/internal.h"
 
-#define RELAY_CHUNK (64 * 1024)
+/*
+ * A pipe starts at the kernel's default (64 KiB); a direction that
+ * fills it is moving bulk data and gets a 1 MiB pipe (fewer splice
+ * and epoll rounds per byte). Idle and chatty tunnels never pay for
+ * it. The kernel may refuse (pipe-max-size, the user's pipe pages):
+ * then the default stays.
+ */
+#define RELAY_CHUNK (1024 * 1024)
+#define PIPE_DEFAULT (64 * 1024)
+#define PIPE_BIG (1024 * 1024)
 #define COPY_BUF (16 * 1024)
 
 static int
@@ -164,6 +173,10 @@ half_step(struct px_half *h, bool *progress)
 		if (n == 0) {
 			h->eof = true;
 			continue;
+		}
+		if (!h->grown && (size_t)n >= PIPE_DEFAULT) {
+			h->grown = true;
+			(void)fcntl(h->pipefd[1], F_SETPIPE_SZ, PIPE_BIG);
 		}
 		h->inpipe += (size_t)n;
 		h->total += (uint64_t)n;
