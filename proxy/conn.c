@@ -34,14 +34,28 @@ enum px_state {
 	ST_LWAIT, /* waiting for moatd's answer to it */
 };
 
-struct px_conn {
-	struct moat_proxy *p;
-	struct px_sandbox *sb;
-	struct px_conn *prev;
-	struct px_conn *next;
-	enum px_state st;
-	int cfd;
-	int ufd;
+/*
+ * What an open tunnel keeps of its caller, to decide again after a
+ * policy swap and to name the caller in events: one block, with the
+ * strings after the ancestors' pointers.
+ */
+struct px_who {
+	int nspid;
+	int uid;
+	char sha[65]; /* of the exe */
+	const char *exe;
+	const char *host; /* moat_host_normalize'd */
+	size_t nanc;
+	const char *anc[];
+};
+
+/*
+ * Everything a connection needs only until its relay starts (the head,
+ * the parsed request, the full identity with its hashes, the decision,
+ * the answers): allocated at accept, freed when the relay starts, so an
+ * open tunnel keeps only its fds, relay, timer and its px_who.
+ */
+struct px_setup {
 	struct sockaddr_storage peer;  /* the client, as the sandbox sees it */
 	struct sockaddr_storage local; /* our listen address */
 	char head[MOAT_HTTP_HEAD_MAX];
@@ -51,19 +65,10 @@ struct px_conn {
 	struct px_identity id;
 	int hash_pending;
 	struct px_work *rjob;
-	struct moat_policy *pol; /* the snapshot dec came from (a ref) */
-	int version;
 	struct moat_decision dec;
 	struct sockaddr_storage addrs[PX_MAX_ADDRS];
 	size_t naddrs;
 	size_t ai; /* the address being dialled */
-	char *out;
-	size_t outlen;
-	size_t outoff;
-	size_t discarded;
-	struct px_relay relay;
-	bool relay_on;
-	struct moat_timer *timer;
 	char *body; /* policy.local proposal */
 	size_t blen;
 	size_t bneed;
@@ -71,6 +76,30 @@ struct px_conn {
 	bool answered;
 	char *lresp;
 	size_t lresplen;
+};
+
+struct px_conn {
+	struct moat_proxy *p;
+	struct px_sandbox *sb;
+	struct px_conn *prev;
+	struct px_conn *next;
+	enum px_state st;
+	enum moat_http_kind kind;
+	uint16_t port;
+	int cfd;
+	int ufd;
+	struct px_setup *s;      /* until the relay starts */
+	struct px_who *who;      /* the caller and host, once decided */
+	struct moat_policy *pol; /* the snapshot the decision came from */
+	int version;
+	struct sockaddr_storage dialled;
+	char *out;
+	size_t outlen;
+	size_t outoff;
+	size_t discarded;
+	struct px_relay relay;
+	bool relay_on;
+	struct moat_timer *timer;
 };
 
 static void client_cb(struct moat_loop *, int, unsigned, void *);
@@ -107,6 +136,21 @@ close_upstream(struct px_conn *c)
 	c->ufd = -1;
 }
 
+static void
+setup_free(struct px_conn *c)
+{
+	struct px_setup *st = c->s;
+
+	if (st == NULL)
+		return;
+	px_resolve_cancel(st->rjob);
+	px_identity_clear(&st->id);
+	free(st->body);
+	free(st->lresp);
+	free(st);
+	c->s = NULL;
+}
+
 void
 px_conn_free(struct px_conn *c)
 {
@@ -121,17 +165,15 @@ px_conn_free(struct px_conn *c)
 	c->p->nconns--;
 	c->sb->nconns--;
 	moat_loop_timer_cancel(c->p->loop, c->timer);
-	px_resolve_cancel(c->rjob);
-	px_identity_clear(&c->id);
+	setup_free(c);
 	if (c->relay_on)
 		px_relay_fini(&c->relay);
 	close_upstream(c);
 	moat_loop_del_fd(c->p->loop, c->cfd);
 	close(c->cfd);
 	moat_policy_free(c->pol);
+	free(c->who);
 	free(c->out);
-	free(c->body);
-	free(c->lresp);
 	free(c);
 }
 
@@ -153,7 +195,9 @@ px_conn_accept(struct px_sandbox *sb, int fd,
 	socklen_t len = sizeof(struct sockaddr_storage);
 	struct px_conn *c;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->s = calloc(1, sizeof(*c->s))) == NULL) {
+		free(c);
 		close(fd);
 		return;
 	}
@@ -161,14 +205,15 @@ px_conn_accept(struct px_sandbox *sb, int fd,
 	c->sb = sb;
 	c->cfd = fd;
 	c->ufd = -1;
-	c->peer = *peer;
-	if (getsockname(fd, (struct sockaddr *)&c->local, &len) == -1 ||
+	c->s->peer = *peer;
+	if (getsockname(fd, (struct sockaddr *)&c->s->local, &len) == -1 ||
 	    moat_loop_add_fd(p->loop, fd, MOAT_EV_READ, client_cb, c) != 0) {
 		close(fd);
+		free(c->s);
 		free(c);
 		return;
 	}
-	px_addr_unmap(&c->local);
+	px_addr_unmap(&c->s->local);
 	c->next = p->conns;
 	if (p->conns != NULL)
 		p->conns->prev = c;
@@ -244,8 +289,10 @@ respond(struct px_conn *c, char *resp, size_t len)
 		px_conn_free(c);
 		return;
 	}
-	px_resolve_cancel(c->rjob);
-	c->rjob = NULL;
+	if (c->s != NULL) {
+		px_resolve_cancel(c->s->rjob);
+		c->s->rjob = NULL;
+	}
 	if (c->relay_on) {
 		px_relay_fini(&c->relay);
 		c->relay_on = false;
@@ -273,7 +320,7 @@ respond_error(struct px_conn *c, int status, const char *error,
 static const char *
 method_of(const struct px_conn *c)
 {
-	return c->req.method[0] != '\0' ? c->req.method : "CONNECT";
+	return c->s->req.method[0] != '\0' ? c->s->req.method : "CONNECT";
 }
 
 static void
@@ -284,23 +331,33 @@ fill_event(struct px_conn *c, struct moat_denial_event *ev,
 	ev->ts_ms = moat_wall_ms();
 	moat_strlcpy(ev->sandbox, c->sb->name, sizeof(ev->sandbox));
 	moat_strlcpy(ev->stage, stage, sizeof(ev->stage));
-	if (c->id.nbin > 0) {
-		moat_strlcpy(ev->binary, c->id.bin[0].path, sizeof(ev->binary));
-		moat_strlcpy(ev->sha256, c->id.bin[0].sha, sizeof(ev->sha256));
-		for (size_t i = 1; i < c->id.nbin &&
+	ev->pid = 0;
+	ev->uid = -1;
+	if (c->s != NULL && c->s->id.nbin > 0) {
+		const struct px_identity *id = &c->s->id;
+		moat_strlcpy(ev->binary, id->bin[0].path, sizeof(ev->binary));
+		moat_strlcpy(ev->sha256, id->bin[0].sha, sizeof(ev->sha256));
+		for (size_t i = 1; i < id->nbin &&
 		     ev->nancestors < MOAT_EV_MAX_ANCESTORS; i++)
 			moat_strlcpy(ev->ancestors[ev->nancestors++],
-			    c->id.bin[i].path, sizeof(ev->ancestors[0]));
-		ev->pid = c->id.nspid;
-		ev->uid = c->id.uid;
-	} else {
-		ev->pid = 0;
-		ev->uid = -1;
+			    id->bin[i].path, sizeof(ev->ancestors[0]));
+		ev->pid = id->nspid;
+		ev->uid = id->uid;
+	} else if (c->s == NULL) {
+		const struct px_who *w = c->who;
+		moat_strlcpy(ev->binary, w->exe, sizeof(ev->binary));
+		moat_strlcpy(ev->sha256, w->sha, sizeof(ev->sha256));
+		for (size_t i = 0; i < w->nanc &&
+		     ev->nancestors < MOAT_EV_MAX_ANCESTORS; i++)
+			moat_strlcpy(ev->ancestors[ev->nancestors++],
+			    w->anc[i], sizeof(ev->ancestors[0]));
+		ev->pid = w->nspid;
+		ev->uid = w->uid;
 	}
-	moat_strlcpy(ev->host, c->host[0] ? c->host : c->req.host,
-	    sizeof(ev->host));
+	moat_strlcpy(ev->host, c->s == NULL ? c->who->host : c->s->host[0] ?
+	    c->s->host : c->s->req.host, sizeof(ev->host));
 	moat_strlcpy(ev->ip, ip != NULL ? ip : "", sizeof(ev->ip));
-	ev->port = c->req.port;
+	ev->port = c->port;
 	moat_strlcpy(ev->protocol, "tcp", sizeof(ev->protocol));
 	moat_strlcpy(ev->reason, reason, sizeof(ev->reason));
 	ev->policy_version = c->pol != NULL ? c->version : c->sb->version;
@@ -322,11 +379,11 @@ deny_event(struct px_conn *c, const struct moat_denial_event *ev,
 	d.error = error;
 	d.method = method_of(c);
 	d.host = ev->host;
-	d.port = c->req.port;
+	d.port = c->port;
 	d.reason = reason;
-	d.binary = c->id.nbin > 0 ? c->id.bin[0].path : ev->binary;
-	d.ancestors = c->id.nbin > 1 ? c->id.anc : NULL;
-	d.nancestors = c->id.nbin > 1 ? c->id.nbin - 1 : 0;
+	d.binary = c->s->id.nbin > 0 ? c->s->id.bin[0].path : ev->binary;
+	d.ancestors = c->s->id.nbin > 1 ? c->s->id.anc : NULL;
+	d.nancestors = c->s->id.nbin > 1 ? c->s->id.nbin - 1 : 0;
 	d.policy = policy;
 	r = px_deny_response(&d, &len);
 	respond(c, r, len);
@@ -345,7 +402,7 @@ deny(struct px_conn *c, const char *stage, const char *error,
 static const char *
 policy_stage(const struct px_conn *c)
 {
-	return c->req.kind == MOAT_HTTP_CONNECT ? "connect" : "forward";
+	return c->kind == MOAT_HTTP_CONNECT ? "connect" : "forward";
 }
 
 /* ---- identity and TOFU ---- */
@@ -356,8 +413,8 @@ after_hash(struct px_conn *c)
 	char why[512], was[65];
 	int r;
 
-	for (size_t i = 0; i < c->id.nbin; i++) {
-		struct px_bin *b = &c->id.bin[i];
+	for (size_t i = 0; i < c->s->id.nbin; i++) {
+		struct px_bin *b = &c->s->id.bin[i];
 		struct moat_denial_event ev;
 
 		/* Ancestors grant access too: none may skip the check. */
@@ -393,9 +450,9 @@ hash_cb(void *arg, int idx, const char *sha)
 {
 	struct px_conn *c = arg;
 
-	c->id.bin[idx].job = NULL;
-	moat_strlcpy(c->id.bin[idx].sha, sha != NULL ? sha : "", 65);
-	if (--c->hash_pending == 0)
+	c->s->id.bin[idx].job = NULL;
+	moat_strlcpy(c->s->id.bin[idx].sha, sha != NULL ? sha : "", 65);
+	if (--c->s->hash_pending == 0)
 		after_hash(c);
 }
 
@@ -408,15 +465,15 @@ start(struct px_conn *c)
 	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
 	moat_loop_timer_cancel(c->p->loop, c->timer);
 	c->timer = NULL;
-	rc = px_identity_lookup(c->sb, (struct sockaddr *)&c->peer,
-	    (struct sockaddr *)&c->local, &c->id, why, sizeof(why));
+	rc = px_identity_lookup(c->sb, (struct sockaddr *)&c->s->peer,
+	    (struct sockaddr *)&c->s->local, &c->s->id, why, sizeof(why));
 	if (rc != MOAT_OK) {
 		deny(c, "identity", "policy_denied", why, NULL, NULL);
 		return;
 	}
 	c->st = ST_HASH;
-	for (size_t i = 0; i < c->id.nbin; i++) {
-		struct px_bin *b = &c->id.bin[i];
+	for (size_t i = 0; i < c->s->id.nbin; i++) {
+		struct px_bin *b = &c->s->id.bin[i];
 
 		if (b->fd < 0)
 			continue;
@@ -429,9 +486,9 @@ start(struct px_conn *c)
 		    c, (int)i);
 		b->fd = -1;
 		if (b->job != NULL)
-			c->hash_pending++;
+			c->s->hash_pending++;
 	}
-	if (c->hash_pending == 0)
+	if (c->s->hash_pending == 0)
 		after_hash(c);
 }
 
@@ -455,14 +512,14 @@ got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 	struct px_conn *c = arg;
 	char ip[64], why[512];
 
-	c->rjob = NULL;
+	c->s->rjob = NULL;
 	if (rc != MOAT_OK || n == 0) {
 		respond_error(c, 502, "dns_failed", "cannot resolve the host");
 		return;
 	}
 	/* All or nothing: one bad answer refuses the name (rebinding). */
 	for (size_t i = 0; i < n && i < PX_MAX_ADDRS; i++) {
-		struct moat_decision d = c->dec;
+		struct moat_decision d = c->s->dec;
 		const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
 
 		px_addr_str(sa, ip, sizeof(ip));
@@ -471,15 +528,15 @@ got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 			return;
 		}
 		/* Whatever the policy allows: not us, a sandbox or the host. */
-		if (px_guard_refuses(c->p, c->host, sa, why,
+		if (px_guard_refuses(c->p, c->s->host, sa, why,
 		    sizeof(why))) {
 			deny(c, "ssrf", "ssrf_denied", why, ip, d.policy);
 			return;
 		}
-		c->addrs[i] = addrs[i];
+		c->s->addrs[i] = addrs[i];
 	}
-	c->naddrs = n < PX_MAX_ADDRS ? n : PX_MAX_ADDRS;
-	c->ai = 0;
+	c->s->naddrs = n < PX_MAX_ADDRS ? n : PX_MAX_ADDRS;
+	c->s->ai = 0;
 	try_connect(c);
 }
 
@@ -492,7 +549,7 @@ decide(struct px_conn *c)
 	size_t n = 0;
 	char why[128];
 
-	if (!moat_host_normalize(c->req.host, c->host, sizeof(c->host))) {
+	if (!moat_host_normalize(c->s->req.host, c->s->host, sizeof(c->s->host))) {
 		deny(c, policy_stage(c), "policy_denied", "not a valid host",
 		    NULL, NULL);
 		return;
@@ -506,29 +563,29 @@ decide(struct px_conn *c)
 	moat_policy_free(c->pol);
 	c->pol = moat_policy_ref(sb->policy);
 	c->version = sb->version;
-	caller.exe = c->id.bin[0].path;
-	caller.ancestors = c->id.anc;
-	caller.nancestors = c->id.nbin - 1;
-	moat_policy_decide(c->pol, &caller, c->host, c->req.port, &c->dec);
-	if (!c->dec.allow) {
-		deny(c, policy_stage(c), "policy_denied", c->dec.text, NULL,
-		    c->dec.policy);
+	caller.exe = c->s->id.bin[0].path;
+	caller.ancestors = c->s->id.anc;
+	caller.nancestors = c->s->id.nbin - 1;
+	moat_policy_decide(c->pol, &caller, c->s->host, c->port, &c->s->dec);
+	if (!c->s->dec.allow) {
+		deny(c, policy_stage(c), "policy_denied", c->s->dec.text, NULL,
+		    c->s->dec.policy);
 		return;
 	}
-	if (c->dec.audit) {
+	if (c->s->dec.audit) {
 		struct moat_denial_event ev;
-		fill_event(c, &ev, "audit", c->dec.text, NULL);
+		fill_event(c, &ev, "audit", c->s->dec.text, NULL);
 		px_emit(c->p, &ev);
 	}
-	if (px_resolve_local(c->p->resolver, c->host, c->req.port, addrs,
+	if (px_resolve_local(c->p->resolver, c->s->host, c->port, addrs,
 	    PX_MAX_ADDRS, &n) == MOAT_OK) {
 		got_addrs(c, MOAT_OK, addrs, n);
 		return;
 	}
 	c->st = ST_RESOLVE;
-	c->rjob = px_resolve(c->p->resolver, c->host, c->req.port, got_addrs,
+	c->s->rjob = px_resolve(c->p->resolver, c->s->host, c->port, got_addrs,
 	    c);
-	if (c->rjob == NULL) {
+	if (c->s->rjob == NULL) {
 		respond_error(c, 502, "dns_failed", "out of memory");
 		return;
 	}
@@ -558,7 +615,7 @@ relay_io(struct px_conn *c, unsigned ev)
 	int rc = px_relay_step(&c->relay);
 
 	if (rc != 0 || (ev & MOAT_EV_ERROR) ||
-	    (c->req.kind == MOAT_HTTP_FORWARD && c->relay.down.done)) {
+	    (c->kind == MOAT_HTTP_FORWARD && c->relay.down.done)) {
 		px_conn_free(c);
 		return;
 	}
@@ -574,13 +631,13 @@ setup_forward(struct px_conn *c, const char *extra, size_t nextra)
 	char *h;
 	int rc;
 
-	if ((h = px_forward_head(&c->req, c->head, &hl)) == NULL)
+	if ((h = px_forward_head(&c->s->req, c->s->head, &hl)) == NULL)
 		return MOAT_ERR_NOMEM;
 	rc = px_relay_prefix(up, h, hl);
 	free(h);
 	if (rc != 0)
 		return rc;
-	if (c->req.chunked) {
+	if (c->s->req.chunked) {
 		if ((up->chunk = calloc(1, sizeof(*up->chunk))) == NULL)
 			return MOAT_ERR_NOMEM;
 		moat_http_chunked_init(up->chunk);
@@ -588,8 +645,8 @@ setup_forward(struct px_conn *c, const char *extra, size_t nextra)
 			return MOAT_ERR_INVALID;
 		up->limit = moat_http_chunked_done(up->chunk) ? 0 : UINT64_MAX;
 	} else {
-		uint64_t cl = c->req.content_length > 0 ?
-		    (uint64_t)c->req.content_length : 0;
+		uint64_t cl = c->s->req.content_length > 0 ?
+		    (uint64_t)c->s->req.content_length : 0;
 		if (take > cl)
 			take = (size_t)cl;
 		up->limit = cl - take;
@@ -599,12 +656,46 @@ setup_forward(struct px_conn *c, const char *extra, size_t nextra)
 	return px_relay_prefix(up, extra, take);
 }
 
+static char *
+put_str(char *p, const char *s, const char **at)
+{
+	size_t n = strlen(s) + 1;
+
+	memcpy(p, s, n);
+	*at = p;
+	return p + n;
+}
+
+/* The caller and host of a decided connection, for its tunnel. */
+static struct px_who *
+who_new(const struct px_setup *s)
+{
+	const struct px_identity *id = &s->id;
+	size_t nanc = id->nbin - 1, len = strlen(s->host) + 1;
+	struct px_who *w;
+	char *p;
+
+	for (size_t i = 0; i < id->nbin; i++)
+		len += strlen(id->bin[i].path) + 1;
+	if ((w = malloc(sizeof(*w) + nanc * sizeof(w->anc[0]) + len)) == NULL)
+		return NULL;
+	w->nspid = id->nspid;
+	w->uid = id->uid;
+	memcpy(w->sha, id->bin[0].sha, sizeof(w->sha));
+	w->nanc = nanc;
+	p = put_str((char *)&w->anc[nanc], s->host, &w->host);
+	p = put_str(p, id->bin[0].path, &w->exe);
+	for (size_t i = 0; i < nanc; i++)
+		p = put_str(p, id->bin[i + 1].path, &w->anc[i]);
+	return w;
+}
+
 static void
 connected(struct px_conn *c)
 {
 	static const char ok200[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-	const char *extra = c->head + c->req.head_len;
-	size_t nextra = c->hlen - c->req.head_len;
+	const char *extra = c->s->head + c->s->req.head_len;
+	size_t nextra = c->s->hlen - c->s->req.head_len;
 	int rc;
 
 	moat_loop_timer_cancel(c->p->loop, c->timer);
@@ -614,7 +705,7 @@ connected(struct px_conn *c)
 		return;
 	}
 	c->relay_on = true;
-	if (c->req.kind == MOAT_HTTP_CONNECT) {
+	if (c->kind == MOAT_HTTP_CONNECT) {
 		rc = px_relay_prefix(&c->relay.down, ok200, sizeof(ok200) - 1);
 		if (rc == 0 && nextra > 0)
 			rc = px_relay_prefix(&c->relay.up, extra, nextra);
@@ -625,6 +716,12 @@ connected(struct px_conn *c)
 		respond_error(c, 400, "bad_request", "malformed request body");
 		return;
 	}
+	if ((c->who = who_new(c->s)) == NULL) {
+		respond_error(c, 503, "out_of_memory", "out of memory");
+		return;
+	}
+	c->dialled = c->s->addrs[c->s->ai];
+	setup_free(c);
 	c->st = ST_RELAY;
 	arm(c, c->p->cfg.idle_timeout_ms, idle_check);
 	relay_io(c, 0);
@@ -634,7 +731,7 @@ static void
 connect_failed(struct px_conn *c)
 {
 	close_upstream(c);
-	c->ai++;
+	c->s->ai++;
 	try_connect(c);
 }
 
@@ -672,8 +769,8 @@ upstream_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 static void
 try_connect(struct px_conn *c)
 {
-	for (; c->ai < c->naddrs; c->ai++) {
-		const struct sockaddr *sa = (struct sockaddr *)&c->addrs[c->ai];
+	for (; c->s->ai < c->s->naddrs; c->s->ai++) {
+		const struct sockaddr *sa = (struct sockaddr *)&c->s->addrs[c->s->ai];
 		socklen_t sl = sa->sa_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC |
@@ -728,12 +825,12 @@ static void
 proposal_answer(struct moat_loop *l, void *arg)
 {
 	struct px_conn *c = arg;
-	char *r = c->lresp;
+	char *r = c->s->lresp;
 
 	(void)l;
 	c->timer = NULL;
-	c->lresp = NULL;
-	respond(c, r, c->lresplen);
+	c->s->lresp = NULL;
+	respond(c, r, c->s->lresplen);
 }
 
 void
@@ -741,11 +838,11 @@ px_conn_proposal_result(struct moat_proxy *p, uint64_t req, char *resp,
     size_t len)
 {
 	for (struct px_conn *c = p->conns; c != NULL; c = c->next) {
-		if (c->st != ST_LWAIT || c->preq != req || c->answered)
+		if (c->st != ST_LWAIT || c->s->preq != req || c->s->answered)
 			continue;
-		c->answered = true;
-		c->lresp = resp;
-		c->lresplen = len;
+		c->s->answered = true;
+		c->s->lresp = resp;
+		c->s->lresplen = len;
 		/*
 		 * Answer from a timer: the result may arrive from inside the
 		 * propose callback, which must not see the connection go.
@@ -766,16 +863,16 @@ local_propose(struct px_conn *c)
 	char *r;
 
 	moat_loop_mod_fd(p->loop, c->cfd, 0);
-	if (!px_local_body_ok(c->body, c->blen)) {
+	if (!px_local_body_ok(c->s->body, c->s->blen)) {
 		r = px_local_invalid("the body is not UTF-8 text", &len);
 		respond(c, r, len);
 		return;
 	}
 	c->st = ST_LWAIT;
-	c->preq = ++p->next_req;
+	c->s->preq = ++p->next_req;
 	arm(c, p->cfg.proposal_timeout_ms, wait_timeout);
-	if (p->cfg.propose(p->cfg.propose_arg, c->sb->name, c->preq, c->body,
-	    c->blen) != 0) {
+	if (p->cfg.propose(p->cfg.propose_arg, c->sb->name, c->s->preq, c->s->body,
+	    c->s->blen) != 0) {
 		r = px_local_unavailable("moatd cannot be reached", &len);
 		respond(c, r, len);
 	}
@@ -797,7 +894,7 @@ body_timeout(struct moat_loop *l, void *arg)
 static void
 read_body(struct px_conn *c)
 {
-	ssize_t n = recv(c->cfd, c->body + c->blen, c->bneed - c->blen, 0);
+	ssize_t n = recv(c->cfd, c->s->body + c->s->blen, c->s->bneed - c->s->blen, 0);
 
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -805,34 +902,34 @@ read_body(struct px_conn *c)
 		px_conn_free(c);
 		return;
 	}
-	c->blen += (size_t)n;
-	if (c->blen == c->bneed)
+	c->s->blen += (size_t)n;
+	if (c->s->blen == c->s->bneed)
 		local_propose(c);
 }
 
 static void
 local_start(struct px_conn *c)
 {
-	size_t len = 0, extra = c->hlen - c->req.head_len;
+	size_t len = 0, extra = c->s->hlen - c->s->req.head_len;
 	bool propose = false;
 	char *r;
 
 	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
 	moat_loop_timer_cancel(c->p->loop, c->timer);
 	c->timer = NULL;
-	r = px_local_answer(c->sb, &c->req, c->head, &len, &propose);
+	r = px_local_answer(c->sb, &c->s->req, c->s->head, &len, &propose);
 	if (!propose) {
 		respond(c, r, len);
 		return;
 	}
-	c->bneed = (size_t)c->req.content_length;
-	if ((c->body = malloc(c->bneed + 1)) == NULL) {
+	c->s->bneed = (size_t)c->s->req.content_length;
+	if ((c->s->body = malloc(c->s->bneed + 1)) == NULL) {
 		px_conn_free(c);
 		return;
 	}
-	c->blen = extra < c->bneed ? extra : c->bneed;
-	memcpy(c->body, c->head + c->req.head_len, c->blen);
-	if (c->blen == c->bneed) {
+	c->s->blen = extra < c->s->bneed ? extra : c->s->bneed;
+	memcpy(c->s->body, c->s->head + c->s->req.head_len, c->s->blen);
+	if (c->s->blen == c->s->bneed) {
 		local_propose(c);
 		return;
 	}
@@ -850,20 +947,20 @@ read_head(struct px_conn *c)
 	int status = 0, rc;
 	ssize_t n;
 
-	n = recv(c->cfd, c->head + c->hlen, sizeof(c->head) - c->hlen, 0);
+	n = recv(c->cfd, c->s->head + c->s->hlen, sizeof(c->s->head) - c->s->hlen, 0);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
 		px_conn_free(c);
 		return;
 	}
-	c->hlen += (size_t)n;
-	rc = moat_http_parse(c->head, c->hlen, &c->req, &status, &cause);
+	c->s->hlen += (size_t)n;
+	rc = moat_http_parse(c->s->head, c->s->hlen, &c->s->req, &status, &cause);
 	if (rc == MOAT_ERR_AGAIN)
 		return;
 	if (rc != MOAT_OK) {
 		moat_loop_mod_fd(c->p->loop, c->cfd, 0);
-		if (status == 400 && px_local_https(c->head, c->hlen)) {
+		if (status == 400 && px_local_https(c->s->head, c->s->hlen)) {
 			local_scheme(c);
 			return;
 		}
@@ -871,8 +968,10 @@ read_head(struct px_conn *c)
 		    "request_header_too_large" : "bad_request", cause.msg);
 		return;
 	}
+	c->kind = c->s->req.kind;
+	c->port = c->s->req.port;
 	/* policy.local is answered here: no identity, policy or DNS. */
-	switch (px_local_match(&c->req)) {
+	switch (px_local_match(&c->s->req)) {
 	case PX_LOCAL_YES:
 		local_start(c);
 		return;
@@ -925,31 +1024,44 @@ px_conn_redecide(struct px_conn *c)
 	struct moat_decision d;
 	struct moat_denial_event ev;
 	struct px_sandbox *sb = c->sb;
+	const struct sockaddr_storage *addrs;
+	size_t naddrs;
+	const char *host, *why = NULL;
 	char ip[64] = "";
-	const char *why = NULL;
 
 	/* Not decided yet (the newest snapshot will be used), or answered. */
 	if (c->st < ST_RESOLVE || c->st > ST_RELAY)
 		return;
 	/* A forward request is a single request already decided. */
-	if (c->st == ST_RELAY && c->req.kind == MOAT_HTTP_FORWARD)
+	if (c->st == ST_RELAY && c->kind == MOAT_HTTP_FORWARD)
 		return;
-	caller.exe = c->id.bin[0].path;
-	caller.ancestors = c->id.anc;
-	caller.nancestors = c->id.nbin - 1;
+	if (c->s != NULL) {
+		caller.exe = c->s->id.bin[0].path;
+		caller.ancestors = c->s->id.anc;
+		caller.nancestors = c->s->id.nbin - 1;
+		host = c->s->host;
+		addrs = c->s->addrs;
+		naddrs = c->s->naddrs;
+	} else {
+		/* A tunnel: its caller, and the one address it dialled. */
+		caller.exe = c->who->exe;
+		caller.ancestors = c->who->anc;
+		caller.nancestors = c->who->nanc;
+		host = c->who->host;
+		addrs = &c->dialled;
+		naddrs = 1;
+	}
 	memset(&d, 0, sizeof(d));
 	if (sb->policy == NULL) {
 		why = "the sandbox's policy was removed";
 	} else {
-		moat_policy_decide(sb->policy, &caller, c->host, c->req.port, &d);
+		moat_policy_decide(sb->policy, &caller, host, c->port, &d);
 		if (!d.allow)
 			why = d.text;
 	}
-	for (size_t i = 0; why == NULL && i < c->naddrs; i++) {
-		const struct sockaddr *sa = (struct sockaddr *)&c->addrs[i];
+	for (size_t i = 0; why == NULL && i < naddrs; i++) {
+		const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
 		struct moat_decision d2 = d;
-		if (c->st == ST_RELAY && i != c->ai)
-			continue;
 		if (!moat_policy_check_addr(&d2, sa)) {
 			px_addr_str(sa, ip, sizeof(ip));
 			why = d2.text;
@@ -960,7 +1072,8 @@ px_conn_redecide(struct px_conn *c)
 		moat_policy_free(c->pol);
 		c->pol = moat_policy_ref(sb->policy);
 		c->version = sb->version;
-		c->dec = d;
+		if (c->s != NULL)
+			c->s->dec = d;
 		return;
 	}
 	if (c->st != ST_RELAY) {
@@ -979,6 +1092,6 @@ px_conn_redecide(struct px_conn *c)
 	ev.policy_version = sb->version;
 	px_emit(c->p, &ev);
 	log_info("sandbox %s: closing tunnel to %s:%u after policy change",
-	    sb->name, c->host, (unsigned)c->req.port);
+	    sb->name, host, (unsigned)c->port);
 	px_conn_free(c);
 }

@@ -94,6 +94,12 @@ flush_pre(struct px_half *h)
 		h->preoff += (size_t)n;
 	}
 	h->preoff = h->prelen = 0;
+	if (h->chunk == NULL && h->pre != NULL) {
+		/* Sent (the 200, a request head): a tunnel keeps no buffer. */
+		free(h->pre);
+		h->pre = NULL;
+		h->precap = 0;
+	}
 	return 1;
 }
 
