@@ -63,7 +63,7 @@ fill_identity(struct moat_proxy *p, struct px_sandbox *sb,
 	if (px_identity_lookup(sb, src, dst, &id, why, sizeof(why)) != 0)
 		return;
 	moat_strlcpy(ev->binary, id.bin[0].path, sizeof(ev->binary));
-	if (id.bin[0].fd >= 0)
+	if (id.bin[0].have_st)
 		px_hasher_cached(p->hasher, &id.bin[0].st, ev->sha256);
 	for (size_t i = 1; i < id.nbin && ev->nancestors < MOAT_EV_MAX_ANCESTORS;
 	     i++)

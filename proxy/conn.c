@@ -475,16 +475,15 @@ start(struct px_conn *c)
 	for (size_t i = 0; i < c->s->id.nbin; i++) {
 		struct px_bin *b = &c->s->id.bin[i];
 
-		if (b->fd < 0)
+		int fd;
+
+		/* Unreadable: its sha stays empty and after_hash denies. */
+		if (!b->have_st ||
+		    px_hasher_cached(c->p->hasher, &b->st, b->sha) ||
+		    (fd = px_bin_open(b)) < 0)
 			continue;
-		if (px_hasher_cached(c->p->hasher, &b->st, b->sha)) {
-			close(b->fd);
-			b->fd = -1;
-			continue;
-		}
-		b->job = px_hasher_submit(c->p->hasher, b->fd, &b->st, hash_cb,
+		b->job = px_hasher_submit(c->p->hasher, fd, &b->st, hash_cb,
 		    c, (int)i);
-		b->fd = -1;
 		if (b->job != NULL)
 			c->s->hash_pending++;
 	}

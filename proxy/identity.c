@@ -28,6 +28,61 @@
 #include "proxy/internal.h"
 
 #define MAX_OWNERS 16
+/*
+ * /proc and cgroup files are seq_files: a read fills the buffer unless
+ * the records run out (it stops short by less than one record when the
+ * next does not fit). A read that leaves more room than SEQ_SLACK is
+ * therefore the end, and the closing zero-length read is skipped: each
+ * connection reads several of these files, and syscalls are its cost.
+ */
+#define SEQ_SLACK 512
+
+/*
+ * Read path into buf (NUL-terminated); when it does not fit and max
+ * allows, into a malloc'd buffer instead (*heap set, caller frees).
+ * The text's length, or -1.
+ */
+static ssize_t
+read_seq(const char *path, char *buf, size_t cap, size_t max, char **heap)
+{
+	size_t len = 0;
+	int fd;
+
+	*heap = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	for (;;) {
+		size_t room = cap - 1 - len;
+		ssize_t n;
+
+		if (room == 0) {
+			char *nb;
+			if (cap * 2 > max || (nb = malloc(cap * 2)) == NULL)
+				goto fail;
+			memcpy(nb, buf, len);
+			free(*heap);
+			*heap = buf = nb;
+			cap *= 2;
+			continue;
+		}
+		n = read(fd, buf + len, room);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		len += (size_t)n;
+		if (n == 0 || (size_t)n + SEQ_SLACK < room)
+			break;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return (ssize_t)len;
+fail:
+	close(fd);
+	free(*heap);
+	*heap = NULL;
+	return -1;
+}
 
 int
 px_identity_diag_open(int netns_fd, struct moat_cause *cause)
@@ -159,10 +214,10 @@ list_pids(const char *procs_path, size_t *np)
 	size_t n = 0, cap = 0;
 
 	if (procs_path != NULL) {
-		char *s = NULL, *p, *end;
-		if (moat_read_file(procs_path, 1 << 22, &s, NULL, NULL) != 0)
+		char sbuf[4096], *heap, *p, *end;
+		if (read_seq(procs_path, sbuf, sizeof(sbuf), 1 << 22, &heap) < 0)
 			return NULL;
-		for (p = s; *p != '\0'; p = end) {
+		for (p = heap != NULL ? heap : sbuf; *p != '\0'; p = end) {
 			long pid = strtol(p, &end, 10);
 			if (end == p)
 				break;
@@ -175,7 +230,7 @@ list_pids(const char *procs_path, size_t *np)
 			}
 			v[n++] = (pid_t)pid;
 		}
-		free(s);
+		free(heap);
 	} else {
 		DIR *d = opendir("/proc");
 		struct dirent *de;
@@ -200,27 +255,36 @@ list_pids(const char *procs_path, size_t *np)
 	return v;
 }
 
+/* Does pid hold an fd whose link reads want ("socket:[N]")? */
 static bool
 holds_inode(pid_t pid, const char *want)
 {
-	char path[64], link[64];
-	struct dirent *de;
+	char path[64], link[64], buf[8192];
 	bool found = false;
-	DIR *d;
+	ssize_t n = 0;
 	int dfd;
 
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	if ((d = opendir(path)) == NULL)
+	if ((dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		return false;
-	dfd = dirfd(d);
-	while (!found && (de = readdir(d)) != NULL) {
-		ssize_t n = readlinkat(dfd, de->d_name, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		found = strcmp(link, want) == 0;
+	/* A short batch is the end of the directory (see SEQ_SLACK). */
+	while (!found && (n == 0 || (size_t)n + SEQ_SLACK >= sizeof(buf)) &&
+	    (n = getdents64(dfd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; !found && off < n;) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			ssize_t k;
+
+			off += de->d_reclen;
+			if (de->d_name[0] == '.')
+				continue; /* "." and "..": fds are digits */
+			k = readlinkat(dfd, de->d_name, link, sizeof(link) - 1);
+			if (k <= 0)
+				continue;
+			link[k] = '\0';
+			found = strcmp(link, want) == 0;
+		}
 	}
-	closedir(d);
+	close(dfd);
 	return found;
 }
 
@@ -244,30 +308,35 @@ exe_of(pid_t pid)
 static pid_t
 ppid_of(pid_t pid)
 {
-	char path[64], *s = NULL, *rp;
+	char path[64], buf[1024], *heap, *rp;
 	int ppid = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (moat_read_file(path, 4096, &s, NULL, NULL) != 0)
+	if (read_seq(path, buf, sizeof(buf), 4096, &heap) < 0)
 		return 0;
 	/* comm may hold ')' and spaces: parse after the last ')'. */
-	if ((rp = strrchr(s, ')')) == NULL || sscanf(rp + 1, " %*c %d",
-	    &ppid) != 1)
+	if ((rp = strrchr(heap != NULL ? heap : buf, ')')) == NULL ||
+	    sscanf(rp + 1, " %*c %d", &ppid) != 1)
 		ppid = 0;
-	free(s);
+	free(heap);
 	return (pid_t)ppid;
 }
 
+/* uid, innermost NSpid and parent from one read of /proc/PID/status. */
 static void
-status_of(pid_t pid, int *uid, int *nspid)
+status_of(pid_t pid, int *uid, int *nspid, pid_t *ppid)
 {
-	char path[64], *s = NULL, *l;
+	char path[64], buf[4096], *heap, *s, *l;
 
 	*uid = -1;
 	*nspid = (int)pid;
+	*ppid = -1; /* unknown: read stat */
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (moat_read_file(path, 1 << 16, &s, NULL, NULL) != 0)
+	if (read_seq(path, buf, sizeof(buf), 1 << 16, &heap) < 0)
 		return;
+	s = heap != NULL ? heap : buf;
+	if ((l = strstr(s, "\nPPid:")) != NULL)
+		*ppid = (pid_t)atoi(l + 6);
 	if ((l = strstr(s, "\nUid:")) != NULL)
 		*uid = atoi(l + 5);
 	if ((l = strstr(s, "\nNSpid:")) != NULL) {
@@ -278,7 +347,7 @@ status_of(pid_t pid, int *uid, int *nspid)
 		if ((sp = strrchr(l, '\t')) != NULL)
 			*nspid = atoi(sp + 1);
 	}
-	free(s);
+	free(heap);
 }
 
 static bool
@@ -295,23 +364,40 @@ px_identity_clear(struct px_identity *id)
 {
 	for (size_t i = 0; i < id->nbin; i++) {
 		free(id->bin[i].path);
-		moat_close(id->bin[i].fd);
 		px_hasher_cancel(id->bin[i].job);
 	}
 	memset(id, 0, sizeof(*id));
 }
 
+/*
+ * The fingerprint of the file pid runs (the link is followed to it even
+ * when replaced or deleted): enough to find a cached hash; the file is
+ * opened only when it must be hashed (px_bin_open).
+ */
 static void
-open_bin(struct px_bin *b, pid_t pid)
+stat_bin(struct px_bin *b)
 {
 	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	b->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (b->fd >= 0 && fstat(b->fd, &b->st) == -1) {
-		close(b->fd);
-		b->fd = -1;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)b->pid);
+	b->have_st = stat(path, &b->st) == 0;
+}
+
+int
+px_bin_open(struct px_bin *b)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)b->pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	/* The hash is cached under what was read, not what was stat'ed. */
+	if (fstat(fd, &b->st) == -1) {
+		close(fd);
+		return -1;
 	}
+	return fd;
 }
 
 /*
@@ -322,11 +408,11 @@ static int
 describe(struct px_sandbox *sb, pid_t pid, const pid_t *pids, size_t npids,
     struct px_identity *id)
 {
-	pid_t cur = pid;
+	pid_t cur = pid, ppid;
 
 	memset(id, 0, sizeof(*id));
 	id->pid = pid;
-	status_of(pid, &id->uid, &id->nspid);
+	status_of(pid, &id->uid, &id->nspid, &ppid);
 	while (id->nbin < 1 + PX_MAX_ANCESTORS) {
 		struct px_bin *b = &id->bin[id->nbin];
 		if ((b->path = exe_of(cur)) == NULL) {
@@ -334,12 +420,12 @@ describe(struct px_sandbox *sb, pid_t pid, const pid_t *pids, size_t npids,
 				return MOAT_ERR_NOTFOUND;
 			break;
 		}
-		b->fd = -1;
 		b->pid = cur;
 		id->nbin++;
 		if (cur == sb->init_pid || cur <= 1)
 			break;
-		cur = ppid_of(cur);
+		/* The owner's parent came with its status. */
+		cur = id->nbin == 1 && ppid >= 0 ? ppid : ppid_of(cur);
 		if (cur <= 0 || (sb->procs_path != NULL && pids != NULL &&
 		    !in_list(pids, npids, cur)))
 			break;
@@ -442,7 +528,7 @@ px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
 		}
 	}
 	for (size_t i = 0; i < out->nbin; i++)
-		open_bin(&out->bin[i], out->bin[i].pid);
+		stat_bin(&out->bin[i]);
 	rc = MOAT_OK;
 out:
 	free(pids);

@@ -63,7 +63,7 @@ void px_hasher_cancel(struct px_work *w);
 struct px_bin {
 	char *path; /* /proc/PID/exe target, " (deleted)" stripped */
 	pid_t pid;
-	int fd;     /* open /proc/PID/exe for hashing, -1 once hashed */
+	bool have_st; /* st is the running file's (else: unreadable) */
 	struct stat st;
 	char sha[65];
 	struct px_work *job;
@@ -88,6 +88,8 @@ int px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
     const struct sockaddr *dst, struct px_identity *out, char *why,
     size_t whylen);
 void px_identity_clear(struct px_identity *id);
+/* Open the binary to hash it (st refreshed from the fd); -1 on error. */
+int px_bin_open(struct px_bin *b);
 /* The NETLINK_SOCK_DIAG socket opened inside netns_fd (-1: ours). */
 int px_identity_diag_open(int netns_fd, struct moat_cause *cause);
 
