@@ -609,9 +609,9 @@ idle_check(struct moat_loop *l, void *arg)
 }
 
 static void
-relay_io(struct px_conn *c, unsigned ev)
+relay_io(struct px_conn *c, int fd, unsigned ev)
 {
-	int rc = px_relay_step(&c->relay);
+	int rc = px_relay_step(&c->relay, fd, ev & ~MOAT_EV_ERROR);
 
 	if (rc != 0 || (ev & MOAT_EV_ERROR) ||
 	    (c->kind == MOAT_HTTP_FORWARD && c->relay.down.done)) {
@@ -723,7 +723,7 @@ connected(struct px_conn *c)
 	setup_free(c);
 	c->st = ST_RELAY;
 	arm(c, c->p->cfg.idle_timeout_ms, idle_check);
-	relay_io(c, 0);
+	relay_io(c, -1, 0);
 }
 
 static void
@@ -753,7 +753,7 @@ upstream_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 			c->relay.up.done = true;
 			moat_loop_del_fd(c->p->loop, fd);
 		}
-		relay_io(c, ev & ~MOAT_EV_ERROR);
+		relay_io(c, fd, ev & ~MOAT_EV_ERROR);
 		return;
 	}
 	if (c->st != ST_CONNECT)
@@ -995,7 +995,7 @@ client_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 		read_head(c);
 		break;
 	case ST_RELAY:
-		relay_io(c, ev);
+		relay_io(c, fd, ev);
 		break;
 	case ST_RESPOND:
 		respond_io(c);

@@ -133,7 +133,7 @@ const char *px_status_text(int status);
 struct px_half {
 	int from;
 	int to;
-	int pipefd[2];
+	int pipefd[2];  /* -1 until a read fills the copy buffer */
 	size_t inpipe;
 	char *pre; /* bytes to send to `to` before relaying */
 	size_t prelen;
@@ -157,8 +157,11 @@ struct px_relay {
 int px_relay_init(struct px_relay *r, int cfd, int ufd);
 /* Queue bytes to send before relaying on a half (copied). */
 int px_relay_prefix(struct px_half *h, const void *buf, size_t len);
-/* Move what can move: 1 both halves done, 0 continue, <0 error. */
-int px_relay_step(struct px_relay *r);
+/*
+ * Move what the event (fd, MOAT_EV_*; ev 0: the first step) allows:
+ * 1 both halves done, 0 continue, <0 error.
+ */
+int px_relay_step(struct px_relay *r, int fd, unsigned ev);
 unsigned px_relay_mask(const struct px_relay *r, int fd);
 void px_relay_fini(struct px_relay *r);
 

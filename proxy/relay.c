@@ -1,8 +1,14 @@
 /*
  * The tunnel relay: each direction moves bytes socket -> pipe -> socket
- * with splice(2), so payload never crosses into user space. A direction
- * reads only while its pipe is empty: when the receiver is slow, the
- * pipe stays full, we stop reading, and TCP pushes back on the sender.
+ * with splice(2), so bulk payload never crosses into user space. A
+ * direction reads only while nothing of it is pending: when the
+ * receiver is slow, the pipe stays full, we stop reading, and TCP
+ * pushes back on the sender.
+ *
+ * Pipes are made lazily: until one read fills COPY_BUF, a direction
+ * copies through a stack buffer (recv, send; only what the receiver
+ * does not take at once is kept), so a short exchange or an idle
+ * tunnel costs no pipe and no splice round trips.
  *
  * A direction may first send a prefix (the 200 reply, a rewritten
  * request head), may be limited to a byte count (a Content-Length
@@ -31,34 +37,23 @@
 #define PIPE_BIG (1024 * 1024)
 #define COPY_BUF (16 * 1024)
 
-static int
+static void
 half_init(struct px_half *h, int from, int to)
 {
 	memset(h, 0, sizeof(*h));
 	h->from = from;
 	h->to = to;
+	h->pipefd[0] = h->pipefd[1] = -1;
 	h->limit = UINT64_MAX;
 	h->shut_on_done = true;
-	if (pipe2(h->pipefd, O_CLOEXEC | O_NONBLOCK) == -1) {
-		h->pipefd[0] = h->pipefd[1] = -1;
-		return MOAT_ERR_SYSTEM;
-	}
-	return MOAT_OK;
 }
 
 int
 px_relay_init(struct px_relay *r, int cfd, int ufd)
 {
-	int rc;
-
 	memset(r, 0, sizeof(*r));
-	r->up.pipefd[0] = r->up.pipefd[1] = -1;
-	r->down.pipefd[0] = r->down.pipefd[1] = -1;
-	if ((rc = half_init(&r->up, cfd, ufd)) != 0 ||
-	    (rc = half_init(&r->down, ufd, cfd)) != 0) {
-		px_relay_fini(r);
-		return rc;
-	}
+	half_init(&r->up, cfd, ufd);
+	half_init(&r->down, ufd, cfd);
 	r->last_ms = moat_now_ms();
 	return MOAT_OK;
 }
@@ -135,8 +130,88 @@ copy_framed(struct px_half *h, bool *progress)
 	return MOAT_OK;
 }
 
+/* Bytes read from h->from: count them against its limit. */
+static void
+took(struct px_half *h, size_t n)
+{
+	h->total += n;
+	if (h->limit != UINT64_MAX)
+		h->limit -= n;
+}
+
+/* Copy mode: recv, send at once, keep only the rest as pending. */
+static ssize_t
+copy_some(struct px_half *h, size_t want)
+{
+	char buf[COPY_BUF];
+	ssize_t n, sent;
+
+	if ((n = recv(h->from, buf, want, 0)) <= 0)
+		return n;
+	took(h, (size_t)n);
+	do
+		sent = send(h->to, buf, (size_t)n, MSG_NOSIGNAL);
+	while (sent == -1 && errno == EINTR);
+	if (sent == -1 && errno != EAGAIN)
+		return -1;
+	if (sent < 0)
+		sent = 0;
+	if (sent < n && px_relay_prefix(h, buf + sent, (size_t)(n - sent)) != 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	/* A full buffer: bulk data, splice from now on (or keep copying). */
+	if ((size_t)n == COPY_BUF &&
+	    pipe2(h->pipefd, O_CLOEXEC | O_NONBLOCK) == -1)
+		h->pipefd[0] = h->pipefd[1] = -1;
+	return n;
+}
+
+/* One read: 1 more may follow, 0 drained (epoll says when), <0 error. */
 static int
-half_step(struct px_half *h, bool *progress)
+half_read(struct px_half *h, bool *progress)
+{
+	size_t want = h->limit < RELAY_CHUNK ? (size_t)h->limit : RELAY_CHUNK;
+	ssize_t n;
+
+	if (h->pipefd[0] < 0) {
+		if (want > COPY_BUF)
+			want = COPY_BUF;
+		n = copy_some(h, want);
+	} else {
+		n = splice(h->from, NULL, h->pipefd[1], NULL, want,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			if (!h->grown && (size_t)n >= PIPE_DEFAULT) {
+				h->grown = true;
+				(void)fcntl(h->pipefd[1], F_SETPIPE_SZ,
+				    PIPE_BIG);
+			}
+			h->inpipe += (size_t)n;
+			took(h, (size_t)n);
+		}
+	}
+	if (n == -1 && errno == EINTR)
+		return 1;
+	if (n == -1)
+		return errno == EAGAIN ? 0 : MOAT_ERR_SYSTEM;
+	*progress = true;
+	if (n == 0) {
+		h->eof = true;
+		return 1;
+	}
+	/* Short: the socket is drained for now (level-triggered). */
+	return (size_t)n < want ? 0 : 1;
+}
+
+/*
+ * Move what can move on one direction; can_read: its source reported
+ * readable. other->done: the connection closes right after this one
+ * ends, and the close sends the FIN (no shutdown needed).
+ */
+static int
+half_step(struct px_half *h, const struct px_half *other, bool can_read,
+    bool *progress)
 {
 	int rc;
 
@@ -156,11 +231,14 @@ half_step(struct px_half *h, bool *progress)
 			*progress = true;
 		}
 		if (h->eof || h->limit == 0) {
-			if (!h->done && h->eof && h->shut_on_done)
+			if (!h->done && h->eof && h->shut_on_done &&
+			    !other->done)
 				shutdown(h->to, SHUT_WR);
 			h->done = true;
 			return MOAT_OK;
 		}
+		if (!can_read)
+			return MOAT_OK;
 		if (h->chunk != NULL) {
 			if ((rc = copy_framed(h, progress)) != 0)
 				return rc;
@@ -168,39 +246,31 @@ half_step(struct px_half *h, bool *progress)
 				return MOAT_OK; /* would block */
 			continue;
 		}
-		n = splice(h->from, NULL, h->pipefd[1], NULL,
-		    h->limit < RELAY_CHUNK ? (size_t)h->limit : RELAY_CHUNK,
-		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return errno == EAGAIN ? 0 : MOAT_ERR_SYSTEM;
-		*progress = true;
-		if (n == 0) {
-			h->eof = true;
-			continue;
-		}
-		if (!h->grown && (size_t)n >= PIPE_DEFAULT) {
-			h->grown = true;
-			(void)fcntl(h->pipefd[1], F_SETPIPE_SZ, PIPE_BIG);
-		}
-		h->inpipe += (size_t)n;
-		h->total += (uint64_t)n;
-		if (h->limit != UINT64_MAX)
-			h->limit -= (uint64_t)n;
+		if ((rc = half_read(h, progress)) < 0)
+			return rc;
+		if (rc == 0)
+			can_read = false; /* send what was read, then stop */
 	}
 }
 
 int
-px_relay_step(struct px_relay *r)
+px_relay_step(struct px_relay *r, int fd, unsigned ev)
 {
+	struct px_half *hs[2] = { &r->up, &r->down };
 	bool progress = false;
 	int rc;
 
-	if (!r->up.done && (rc = half_step(&r->up, &progress)) < 0)
-		return rc;
-	if (!r->down.done && (rc = half_step(&r->down, &progress)) < 0)
-		return rc;
+	for (int i = 0; i < 2; i++) {
+		struct px_half *h = hs[i];
+		bool rd = fd == h->from && (ev & MOAT_EV_READ);
+		bool wr = fd == h->to && (ev & MOAT_EV_WRITE);
+
+		/* Only what the event concerns (0: the first step). */
+		if (h->done || (ev != 0 && !rd && !wr))
+			continue;
+		if ((rc = half_step(h, hs[1 - i], rd, &progress)) < 0)
+			return rc;
+	}
 	if (progress)
 		r->last_ms = moat_now_ms();
 	return r->up.done && r->down.done ? 1 : 0;
