@@ -20,87 +20,8 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "proxy/internal.h"
 
-enum px_state {
-	ST_HEAD = 0,
-	ST_HASH,
-	ST_RESOLVE,
-	ST_CONNECT,
-	ST_RELAY,
-	ST_RESPOND,
-	ST_LINGER,
-	ST_LBODY, /* reading a policy.local proposal's body */
-	ST_LWAIT, /* waiting for moatd's answer to it */
-};
-
-/*
- * What an open tunnel keeps of its caller, to decide again after a
- * policy swap and to name the caller in events: one block, with the
- * strings after the ancestors' pointers.
- */
-struct px_who {
-	int nspid;
-	int uid;
-	char sha[65]; /* of the exe */
-	const char *exe;
-	const char *host; /* moat_host_normalize'd */
-	size_t nanc;
-	const char *anc[];
-};
-
-/*
- * Everything a connection needs only until its relay starts (the head,
- * the parsed request, the full identity with its hashes, the decision,
- * the answers): allocated at accept, freed when the relay starts, so an
- * open tunnel keeps only its fds, relay, timer and its px_who.
- */
-struct px_setup {
-	struct sockaddr_storage peer;  /* the client, as the sandbox sees it */
-	struct sockaddr_storage local; /* our listen address */
-	char head[MOAT_HTTP_HEAD_MAX];
-	size_t hlen;
-	struct moat_http_req req;
-	char host[MOAT_HTTP_HOST_MAX]; /* moat_host_normalize'd */
-	struct px_identity id;
-	int hash_pending;
-	struct px_work *rjob;
-	struct moat_decision dec;
-	struct sockaddr_storage addrs[PX_MAX_ADDRS];
-	size_t naddrs;
-	size_t ai; /* the address being dialled */
-	char *body; /* policy.local proposal */
-	size_t blen;
-	size_t bneed;
-	uint64_t preq;
-	bool answered;
-	char *lresp;
-	size_t lresplen;
-};
-
-struct px_conn {
-	struct moat_proxy *p;
-	struct px_sandbox *sb;
-	struct px_conn *prev;
-	struct px_conn *next;
-	enum px_state st;
-	enum moat_http_kind kind;
-	uint16_t port;
-	int cfd;
-	int ufd;
-	struct px_setup *s;      /* until the relay starts */
-	struct px_who *who;      /* the caller and host, once decided */
-	struct moat_policy *pol; /* the snapshot the decision came from */
-	int version;
-	struct sockaddr_storage dialled;
-	char *out;
-	size_t outlen;
-	size_t outoff;
-	size_t discarded;
-	struct px_relay relay;
-	bool relay_on;
-	struct moat_timer *timer;
-};
+#include "proxy/conn.h"
 
 static void client_cb(struct moat_loop *, int, unsigned, void *);
 static void upstream_cb(struct moat_loop *, int, unsigned, void *);
@@ -119,8 +40,8 @@ px_conn_sandbox(struct px_conn *c)
 	return c->sb;
 }
 
-static void
-arm(struct px_conn *c, int64_t ms, moat_timer_cb *cb)
+void
+px_conn_arm(struct px_conn *c, int64_t ms, moat_timer_cb *cb)
 {
 	moat_loop_timer_cancel(c->p->loop, c->timer);
 	c->timer = cb != NULL ? moat_loop_timer(c->p->loop, ms, cb, c) : NULL;
@@ -220,7 +141,7 @@ px_conn_accept(struct px_sandbox *sb, int fd,
 	p->conns = c;
 	p->nconns++;
 	sb->nconns++;
-	arm(c, PX_HEAD_TIMEOUT_MS, head_timeout);
+	px_conn_arm(c, PX_HEAD_TIMEOUT_MS, head_timeout);
 }
 
 /* ---- answering the client ourselves ---- */
@@ -260,7 +181,7 @@ respond_io(struct px_conn *c)
 	shutdown(c->cfd, SHUT_WR);
 	c->st = ST_LINGER;
 	moat_loop_mod_fd(c->p->loop, c->cfd, MOAT_EV_READ);
-	arm(c, PX_LINGER_MS, linger_timeout);
+	px_conn_arm(c, PX_LINGER_MS, linger_timeout);
 }
 
 static void
@@ -282,8 +203,8 @@ linger_io(struct px_conn *c)
 }
 
 /* Answer with a whole response (taken over) and close. */
-static void
-respond(struct px_conn *c, char *resp, size_t len)
+void
+px_conn_respond(struct px_conn *c, char *resp, size_t len)
 {
 	if (resp == NULL) {
 		px_conn_free(c);
@@ -303,7 +224,7 @@ respond(struct px_conn *c, char *resp, size_t len)
 	c->outlen = len;
 	c->outoff = 0;
 	c->st = ST_RESPOND;
-	arm(c, PX_LINGER_MS * 5, linger_timeout);
+	px_conn_arm(c, PX_LINGER_MS * 5, linger_timeout);
 	respond_io(c);
 }
 
@@ -314,7 +235,7 @@ respond_error(struct px_conn *c, int status, const char *error,
 	size_t len = 0;
 	char *r = px_simple_response(status, error, detail, &len);
 
-	respond(c, r, len);
+	px_conn_respond(c, r, len);
 }
 
 static const char *
@@ -386,7 +307,7 @@ deny_event(struct px_conn *c, const struct moat_denial_event *ev,
 	d.nancestors = c->s->id.nbin > 1 ? c->s->id.nbin - 1 : 0;
 	d.policy = policy;
 	r = px_deny_response(&d, &len);
-	respond(c, r, len);
+	px_conn_respond(c, r, len);
 }
 
 static void
@@ -588,7 +509,7 @@ decide(struct px_conn *c)
 		respond_error(c, 502, "dns_failed", "out of memory");
 		return;
 	}
-	arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);
+	px_conn_arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);
 }
 
 /* ---- connecting and relaying ---- */
@@ -605,7 +526,7 @@ idle_check(struct moat_loop *l, void *arg)
 		px_conn_free(c);
 		return;
 	}
-	arm(c, c->p->cfg.idle_timeout_ms - idle, idle_check);
+	px_conn_arm(c, c->p->cfg.idle_timeout_ms - idle, idle_check);
 }
 
 static void
@@ -722,7 +643,7 @@ connected(struct px_conn *c)
 	c->dialled = c->s->addrs[c->s->ai];
 	setup_free(c);
 	c->st = ST_RELAY;
-	arm(c, c->p->cfg.idle_timeout_ms, idle_check);
+	px_conn_arm(c, c->p->cfg.idle_timeout_ms, idle_check);
 	relay_io(c, -1, 0);
 }
 
@@ -788,153 +709,11 @@ try_connect(struct px_conn *c)
 		}
 		c->ufd = fd;
 		c->st = ST_CONNECT;
-		arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);
+		px_conn_arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);
 		return;
 	}
 	respond_error(c, 502, "upstream_connect_failed",
 	    "no address of the host accepted the connection");
-}
-
-/* ---- policy.local (routes and bodies in local.c) ---- */
-
-static void
-local_scheme(struct px_conn *c)
-{
-	size_t len = 0;
-	char *r = px_local_scheme_error(&len);
-
-	respond(c, r, len);
-}
-
-static void
-wait_timeout(struct moat_loop *l, void *arg)
-{
-	struct px_conn *c = arg;
-	size_t len = 0;
-	char *r;
-
-	(void)l;
-	c->timer = NULL;
-	r = px_local_unavailable("moatd did not answer the proposal in time",
-	    &len);
-	respond(c, r, len);
-}
-
-static void
-proposal_answer(struct moat_loop *l, void *arg)
-{
-	struct px_conn *c = arg;
-	char *r = c->s->lresp;
-
-	(void)l;
-	c->timer = NULL;
-	c->s->lresp = NULL;
-	respond(c, r, c->s->lresplen);
-}
-
-void
-px_conn_proposal_result(struct moat_proxy *p, uint64_t req, char *resp,
-    size_t len)
-{
-	for (struct px_conn *c = p->conns; c != NULL; c = c->next) {
-		if (c->st != ST_LWAIT || c->s->preq != req || c->s->answered)
-			continue;
-		c->s->answered = true;
-		c->s->lresp = resp;
-		c->s->lresplen = len;
-		/*
-		 * Answer from a timer: the result may arrive from inside the
-		 * propose callback, which must not see the connection go.
-		 */
-		arm(c, 0, proposal_answer);
-		return;
-	}
-	log_debug("proposal result %llu has no waiting request",
-	    (unsigned long long)req);
-	free(resp);
-}
-
-static void
-local_propose(struct px_conn *c)
-{
-	struct moat_proxy *p = c->p;
-	size_t len = 0;
-	char *r;
-
-	moat_loop_mod_fd(p->loop, c->cfd, 0);
-	if (!px_local_body_ok(c->s->body, c->s->blen)) {
-		r = px_local_invalid("the body is not UTF-8 text", &len);
-		respond(c, r, len);
-		return;
-	}
-	c->st = ST_LWAIT;
-	c->s->preq = ++p->next_req;
-	arm(c, p->cfg.proposal_timeout_ms, wait_timeout);
-	if (p->cfg.propose(p->cfg.propose_arg, c->sb->name, c->s->preq, c->s->body,
-	    c->s->blen) != 0) {
-		r = px_local_unavailable("moatd cannot be reached", &len);
-		respond(c, r, len);
-	}
-}
-
-static void
-body_timeout(struct moat_loop *l, void *arg)
-{
-	struct px_conn *c = arg;
-	size_t len = 0;
-	char *r;
-
-	(void)l;
-	c->timer = NULL;
-	r = px_local_timeout(&len);
-	respond(c, r, len);
-}
-
-static void
-read_body(struct px_conn *c)
-{
-	ssize_t n = recv(c->cfd, c->s->body + c->s->blen, c->s->bneed - c->s->blen, 0);
-
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		px_conn_free(c);
-		return;
-	}
-	c->s->blen += (size_t)n;
-	if (c->s->blen == c->s->bneed)
-		local_propose(c);
-}
-
-static void
-local_start(struct px_conn *c)
-{
-	size_t len = 0, extra = c->s->hlen - c->s->req.head_len;
-	bool propose = false;
-	char *r;
-
-	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
-	moat_loop_timer_cancel(c->p->loop, c->timer);
-	c->timer = NULL;
-	r = px_local_answer(c->sb, &c->s->req, c->s->head, &len, &propose);
-	if (!propose) {
-		respond(c, r, len);
-		return;
-	}
-	c->s->bneed = (size_t)c->s->req.content_length;
-	if ((c->s->body = malloc(c->s->bneed + 1)) == NULL) {
-		px_conn_free(c);
-		return;
-	}
-	c->s->blen = extra < c->s->bneed ? extra : c->s->bneed;
-	memcpy(c->s->body, c->s->head + c->s->req.head_len, c->s->blen);
-	if (c->s->blen == c->s->bneed) {
-		local_propose(c);
-		return;
-	}
-	c->st = ST_LBODY;
-	moat_loop_mod_fd(c->p->loop, c->cfd, MOAT_EV_READ);
-	arm(c, PX_LOCAL_BODY_TIMEOUT_MS, body_timeout);
 }
 
 /* ---- reading the head ---- */
@@ -960,7 +739,7 @@ read_head(struct px_conn *c)
 	if (rc != MOAT_OK) {
 		moat_loop_mod_fd(c->p->loop, c->cfd, 0);
 		if (status == 400 && px_local_https(c->s->head, c->s->hlen)) {
-			local_scheme(c);
+			px_conn_local_scheme(c);
 			return;
 		}
 		respond_error(c, status, status == 431 ?
@@ -972,10 +751,10 @@ read_head(struct px_conn *c)
 	/* policy.local is answered here: no identity, policy or DNS. */
 	switch (px_local_match(&c->s->req)) {
 	case PX_LOCAL_YES:
-		local_start(c);
+		px_conn_local_start(c);
 		return;
 	case PX_LOCAL_SCHEME:
-		local_scheme(c);
+		px_conn_local_scheme(c);
 		return;
 	default:
 		break;
@@ -1004,7 +783,7 @@ client_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 		linger_io(c);
 		break;
 	case ST_LBODY:
-		read_body(c);
+		px_conn_read_body(c);
 		break;
 	default:
 		/* Not reading while deciding; a hang-up ends the work. */
