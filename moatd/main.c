@@ -123,14 +123,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "moatd: refusing to start\n");
 		return 100;
 	}
-	if (check)
-		return moatd_check_policies(d.cfg) == 0 ? 0 : 100;
+	if (check) {
+		r = moatd_check_policies(d.cfg);
+		moatd_config_free(d.cfg);
+		return r == 0 ? 0 : 100;
+	}
 	if (geteuid() != 0) {
 		fprintf(stderr, "moatd: must run as root: it creates namespaces, "
 				"cgroups and nftables rules for each sandbox.\n"
 				"moatd: run `sudo make run`, or "
 				"`sudo %s%s%s`\n", argv[0], cfgpath ? " -c " : "",
 		    cfgpath ? cfgpath : "");
+		moatd_config_free(d.cfg);
 		return 100;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -139,6 +143,7 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		log_error("%s", moat_cause_str(&cause, rc));
 		moatd_stop(&d);
+		moatd_config_free(d.cfg);
 		return rc == MOAT_ERR_INVALID ? 100 : 111;
 	}
 	moat_loop_signal(d.loop, SIGTERM, on_stop, &d);
