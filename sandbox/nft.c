@@ -40,6 +40,7 @@
 enum nft_match {
 	M_END = 0,
 	M_OIF_LO,    /* oif lo */
+	M_IIF_LO,    /* iif lo */
 	M_IIFNAME,   /* iifname VETH */
 	M_OIFNAME,   /* oifname VETH */
 	M_CT_ESTREL, /* ct state established,related */
@@ -71,6 +72,19 @@ static const struct rule_spec sandbox_output[] = {
 	/* Over the limit the rule just ends; the reject below still runs. */
 	{ { M_LIMIT, M_LOG }, V_NONE },
 	/* Reject, not drop: a drop makes clients hang until their timeout. */
+	{ { M_L4_TCP }, V_REJECT_RST },
+	{ { M_END }, V_REJECT_ICMPX },
+};
+
+/*
+ * Sandbox netns, chain input (policy drop): nothing connects into a
+ * sandbox from outside; only loopback and replies to its own connections
+ * arrive. (SSH forwards are dialled from a socket made inside, over lo.)
+ * Defence in depth behind the proxy, which refuses the sandbox pool.
+ */
+static const struct rule_spec sandbox_input[] = {
+	{ { M_IIF_LO }, V_ACCEPT },
+	{ { M_CT_ESTREL }, V_ACCEPT },
 	{ { M_L4_TCP }, V_REJECT_RST },
 	{ { M_END }, V_REJECT_ICMPX },
 };
@@ -220,6 +234,11 @@ add_match(struct nft_batch *b, struct nftnl_rule *r, enum nft_match m,
 	case M_OIF_LO:
 		u32 = (uint32_t)p->lo_index;
 		add_expr(b, r, expr_meta(NFT_META_OIF));
+		add_expr(b, r, expr_cmp(NFT_CMP_EQ, &u32, sizeof(u32)));
+		break;
+	case M_IIF_LO:
+		u32 = (uint32_t)p->lo_index;
+		add_expr(b, r, expr_meta(NFT_META_IIF));
 		add_expr(b, r, expr_cmp(NFT_CMP_EQ, &u32, sizeof(u32)));
 		break;
 	case M_IIFNAME:
@@ -434,6 +453,8 @@ moat_nft_sandbox_rules(struct mnl_socket *nl,
 	batch_chain(&b, p->table, "output", NF_INET_LOCAL_OUT, NF_DROP);
 	batch_rules(&b, "output", sandbox_output,
 	    MOAT_NELEM(sandbox_output), p);
+	batch_chain(&b, p->table, "input", NF_INET_LOCAL_IN, NF_DROP);
+	batch_rules(&b, "input", sandbox_input, MOAT_NELEM(sandbox_input), p);
 	return batch_send(&b, nl, "nft: sandbox table inet moat", cause);
 }
 

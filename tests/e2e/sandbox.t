@@ -269,6 +269,21 @@ is "a killed run is cleaned up by the next one" "$left" ""
 is "whoami and umask with the caller's umask 077" \
 	"$(umask 077; "$MOAT" run --name "$(nm)" -- sh -c 'whoami; umask' | tr '\n' ' ')" "sandbox 0022 "
 
+# Nothing connects into a sandbox from outside (input chain), while
+# loopback inside works: a server in the sandbox, a client on the host.
+n=$(nm)
+"$MOAT" run --name "$n" -- sh -c 'python3 -m http.server 8123 --bind 0.0.0.0 >/dev/null 2>&1 & sleep 4' &
+inpid=$!
+addr=""
+for _ in $(seq 50); do
+	addr=$(ip -n "moat-$n" -4 -o addr 2>/dev/null | awk '$2 != "lo" {sub("/.*", "", $4); print $4}')
+	[ -n "$addr" ] && ip netns exec "moat-$n" bash -c "exec 3<>/dev/tcp/127.0.0.1/8123" 2>/dev/null && break
+	sleep 0.1
+done
+t "a server inside answers on loopback" ip netns exec "moat-$n" bash -c "exec 3<>/dev/tcp/127.0.0.1/8123"
+t_not "the host cannot connect into the sandbox ($addr)" timeout 3 bash -c "exec 3<>/dev/tcp/$addr/8123"
+wait $inpid
+
 # A host path below /tmp named by the policy is bound on top of the
 # sandbox's private /tmp (CI may build in /tmp); the rest stays private.
 mkdir -p "/tmp/moat-bind-$$" && echo bound > "/tmp/moat-bind-$$/f" && touch "/tmp/moat-other-$$"
