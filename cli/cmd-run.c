@@ -123,6 +123,36 @@ purge_stale_runs(void)
 	globfree(&g);
 }
 
+/*
+ * A sandbox of this name left behind by a killed run (no process in its
+ * cgroup any more)? Then it is ours to clear; a live one is not.
+ */
+static bool
+purge_if_stale(const char *name)
+{
+	static const char *const dirs[] = {
+		"/sys/fs/cgroup/unified/moat", "/sys/fs/cgroup/moat",
+	};
+	struct moat_cause cause = { { 0 } };
+	char path[512], *procs = NULL;
+
+	for (size_t i = 0; i < MOAT_NELEM(dirs); i++) {
+		snprintf(path, sizeof(path), "%s/%s/cgroup.procs", dirs[i],
+		    name);
+		if (moat_read_file(path, 1 << 20, &procs, NULL, NULL) != 0)
+			continue;
+		bool live = procs[0] != '\0';
+		free(procs);
+		if (live)
+			return false;
+	}
+	if (moat_sandbox_purge(name, &cause) != 0) {
+		log_warn("stale sandbox %s: %s", name, cause.msg);
+		return false;
+	}
+	return true;
+}
+
 static int
 wait_child(struct moatd_oneshot *o, pid_t pid)
 {
@@ -232,7 +262,12 @@ run_exec(int argc, char **argv)
 	c.policy = p;
 	c.workspace = ws;
 	c.net_index = (uint32_t)getpid() % 16384;
-	if ((r = moat_sandbox_create(&c, &sb, &cause)) != 0) {
+	r = moat_sandbox_create(&c, &sb, &cause);
+	if (r == MOAT_ERR_EXISTS && purge_if_stale(name)) {
+		memset(&cause, 0, sizeof(cause));
+		r = moat_sandbox_create(&c, &sb, &cause);
+	}
+	if (r != 0) {
 		fprintf(stderr, "moat run: %s\n", moat_cause_str(&cause, r));
 		rc = r == MOAT_ERR_INVALID ? MOAT_EXIT_USAGE : MOAT_EXIT_SYSTEM;
 		goto out;

@@ -292,6 +292,15 @@ printf '{"version":1,"filesystem_policy":{"read_only":["/tmp/moat-bind-%s"]},"ne
 is "a policy path below /tmp is visible, read-only; other host /tmp files are not" \
 	"$("$MOAT" run -p "$OBJ/tmpbind.json" --name "$(nm)" -- sh -c "cat /tmp/moat-bind-$$/f; touch /tmp/moat-bind-$$/g 2>/dev/null || echo ro; test -e /tmp/moat-other-$$ || echo private" | tr '\n' ' ')" "bound ro private "
 
+# A named run killed with SIGKILL: the next run of that name clears the
+# leftovers (no process is left in its cgroup) and starts.
+kn=$(nm)
+"$MOAT" run --name "$kn" -- sleep 30 & kpid=$!
+for _ in $(seq 50); do ip netns list | grep -q "moat-$kn " && break; sleep 0.1; done
+kill -KILL "$kpid"; wait "$kpid" 2>/dev/null
+is "a named run after a killed one of that name starts" \
+	"$("$MOAT" run --name "$kn" -- echo again 2>&1)" again
+
 # nothing left behind (veth pairs go with their netns, asynchronously)
 for _ in $(seq 30); do
 	[ "$(traces)" = "$before" ] && break
