@@ -18,7 +18,6 @@
 #define DEFAULT_LIMIT 100
 #define W_BINARY 40	/* widest BINARY and HOST columns before "..." */
 #define W_HOST 40
-#define W_REASON 60
 
 struct opts {
 	struct moat_store_denial_filter f;
@@ -58,8 +57,8 @@ print_json(json_t *o)
 static int
 denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
 {
-	static const size_t max[7] = { 0, 64, 16, W_BINARY, W_HOST, 8,
-		W_REASON };
+	/* The reason is the last column: never cut (it says which half). */
+	static const size_t max[7] = { 0, 64, 16, W_BINARY, W_HOST, 8, 0 };
 	struct opts *o = ((void **)arg)[0];
 	struct moat_cli_table *t = ((void **)arg)[1];
 	json_t *anc;

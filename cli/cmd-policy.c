@@ -73,7 +73,7 @@ policy_check(int argc, char **argv)
 	};
 	struct moat_policy *p = NULL;
 	const char *root = NULL;
-	int ch, r;
+	int ch, r = 0;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "r:", lo, NULL)) != -1) {
@@ -81,16 +81,27 @@ policy_check(int argc, char **argv)
 			return moat_cli_usage(&moat_cmd_policy);
 		root = optarg;
 	}
-	if (argc - optind != 1)
+	if (argc - optind < 1) {
+		fprintf(stderr, "moat policy check: which file? (one or more)\n");
 		return moat_cli_usage(&moat_cmd_policy);
-	if ((r = load(argv[optind], root, true, &p)) != 0)
-		return r;
-	printf("%s: ok, %zu network polic%s, %zu endpoint%s\n", argv[optind],
-	    moat_policy_count(p), moat_policy_count(p) == 1 ? "y" : "ies",
-	    moat_policy_endpoint_count(p),
-	    moat_policy_endpoint_count(p) == 1 ? "" : "s");
-	moat_policy_free(p);
-	return 0;
+	}
+	/* Every file is checked; the worst result is the exit code. */
+	for (int i = optind; i < argc; i++) {
+		int fr = load(argv[i], root, true, &p);
+
+		if (fr != 0) {
+			if (fr > r)
+				r = fr;
+			continue;
+		}
+		printf("%s: ok, %zu network polic%s, %zu endpoint%s\n", argv[i],
+		    moat_policy_count(p), moat_policy_count(p) == 1 ? "y" : "ies",
+		    moat_policy_endpoint_count(p),
+		    moat_policy_endpoint_count(p) == 1 ? "" : "s");
+		moat_policy_free(p);
+		p = NULL;
+	}
+	return r;
 }
 
 static int
@@ -142,8 +153,11 @@ policy_explain(int argc, char **argv)
 			return moat_cli_usage(&moat_cmd_policy);
 		}
 	}
-	if (argc - optind != 1 || c.exe == NULL || host == NULL || port == 0)
+	if (argc - optind != 1 || c.exe == NULL || host == NULL || port == 0) {
+		fprintf(stderr, "moat policy explain: needs one FILE, --binary, "
+				"--host and --port\n");
 		return moat_cli_usage(&moat_cmd_policy);
+	}
 	if ((r = load(argv[optind], root, false, &p)) != 0)
 		return r == MOAT_EXIT_NO ? MOAT_EXIT_USAGE : r;
 	moat_policy_decide(p, &c, host, (uint16_t)port, &d);
@@ -188,7 +202,7 @@ policy_exec(int argc, char **argv)
 
 const struct moat_cli_cmd moat_cmd_policy = {
 	"policy",
-	"policy check FILE [--binary-root DIR]\n"
+	"policy check FILE... [--binary-root DIR]\n"
 	"policy explain FILE --binary PATH [--ancestor PATH]... --host H "
 	"--port N\n"
 	"policy show NAME [--version N] [--store PATH]\n"

@@ -75,10 +75,17 @@ load_policy(const char *path, struct moat_policy **out)
 	else
 		r = moat_policy_load_string(moat_policy_default_json,
 		    strlen(moat_policy_default_json), "deny-all", &o, out, &d);
-	for (size_t i = 0; i < d.n; i++)
-		if (d.v[i].level == MOAT_DIAG_ERROR)
+	for (size_t i = 0; i < d.n; i++) {
+		if (d.v[i].level != MOAT_DIAG_ERROR)
+			continue;
+		/* A file-level error (missing, not JSON) has no JSON path. */
+		if (d.v[i].path == NULL || d.v[i].path[0] == '\0' ||
+		    strcmp(d.v[i].path, path ? path : "") == 0)
+			fprintf(stderr, "moat run: %s\n", d.v[i].msg);
+		else
 			fprintf(stderr, "moat run: %s: %s: %s\n",
 			    path ? path : "deny-all", d.v[i].path, d.v[i].msg);
+	}
 	moat_diags_free(&d);
 	return r;
 }
@@ -240,6 +247,11 @@ run_exec(int argc, char **argv)
 		if (fcntl(fd, F_GETFD) < 0 &&
 		    open("/dev/null", O_RDWR | O_CLOEXEC) != fd)
 			return MOAT_EXIT_SYSTEM;
+	if (geteuid() != 0) {
+		fprintf(stderr, "moat run: must run as root: it creates "
+				"namespaces, cgroups and nftables rules (try sudo)\n");
+		return MOAT_EXIT_USAGE;
+	}
 	if (load_policy(policy, &p) != 0)
 		return MOAT_EXIT_USAGE;
 	if (name == NULL) {

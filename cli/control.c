@@ -20,8 +20,13 @@
 static int
 unreachable(struct moat_cause *cause, const char *path)
 {
-	moat_cause_set(cause, "cannot reach moatd at %s: %s (is moatd "
-	    "running?)", path, strerror(errno));
+	int e = errno;
+
+	/* The socket is root-only unless moatd's config names a group. */
+	moat_cause_set(cause, "cannot reach moatd at %s: %s (%s)", path,
+	    strerror(e), e == EACCES || e == EPERM ? "the control socket is "
+	    "root-only: run as root, or set control_group in moatd's config" :
+	    "is moatd running?");
 	return MOAT_ERR_SYSTEM;
 }
 

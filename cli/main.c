@@ -30,18 +30,24 @@ usage_all(FILE *f)
 	fprintf(f, "\n`moat COMMAND --help` shows a command's usage.\n");
 }
 
-int
-moat_cli_usage(const struct moat_cli_cmd *cmd)
+static void
+print_usage(FILE *f, const struct moat_cli_cmd *cmd)
 {
 	const char *p = cmd->usage, *nl;
 
 	/* Every usage line starts with "usage: moat ". */
 	while (p != NULL && *p != '\0') {
 		nl = strchr(p, '\n');
-		fprintf(stderr, "%s moat %.*s\n", p == cmd->usage ? "usage:" :
+		fprintf(f, "%s moat %.*s\n", p == cmd->usage ? "usage:" :
 		    "      ", nl ? (int)(nl - p) : (int)strlen(p), p);
 		p = nl ? nl + 1 : NULL;
 	}
+}
+
+int
+moat_cli_usage(const struct moat_cli_cmd *cmd)
+{
+	print_usage(stderr, cmd);
 	return MOAT_EXIT_USAGE;
 }
 
@@ -79,7 +85,8 @@ main(int argc, char **argv)
 			continue;
 		if (argc > 2 && (strcmp(argv[2], "--help") == 0 ||
 		    strcmp(argv[2], "-h") == 0)) {
-			moat_cli_usage(commands[i]);
+			/* Asked for: stdout, so `| less` works. */
+			print_usage(stdout, commands[i]);
 			return 0;
 		}
 		return commands[i]->exec(argc - 1, argv + 1);

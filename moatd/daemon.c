@@ -398,7 +398,7 @@ moatd_print_ready(const struct moatd *d)
 {
 	const char *su = getenv("SUDO_USER");
 
-	printf("\nmoatd is ready (%s).\n\n", d->cfg->source);
+	printf("\nmoatd is ready (config: %s).\n\n", d->cfg->source);
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		const struct moatd_sandbox *s = &d->sandboxes[i];
 		for (size_t l = 0; l < d->cfg->nlisten; l++)

@@ -540,9 +540,10 @@ moatd_proposal_approve(struct moatd *d, int64_t id, const char *who,
 	if (want_hash != NULL && *want_hash != '\0' &&
 	    (strlen(want_hash) < 8 ||
 	    strncmp(want_hash, hash, strlen(want_hash)) != 0)) {
-		moat_cause_set(cause, "proposal #%lld changed since it was "
-		    "reviewed (rule hash is now %.16s, not %.16s): review it "
-		    "again", (long long)id, hash, want_hash);
+		moat_cause_set(cause, "proposal #%lld's rule hash is %.16s, "
+		    "not %.16s: the rule changed since it was reviewed, or the "
+		    "hash is mistyped; look at `moat proposals` again",
+		    (long long)id, hash, want_hash);
 		r = MOAT_ERR_INVALID;
 		goto out;
 	}

@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -59,12 +60,16 @@ px_response(int status, const char *ctype, const char *body, size_t blen,
     size_t *len)
 {
 	char *out = NULL;
+	/* JSON ends in a newline, so `curl` leaves the shell prompt alone. */
+	bool nl = strcmp(ctype, "application/json") == 0 && blen > 0 &&
+	    body[blen - 1] != '\n';
 	int n;
 
 	n = asprintf(&out,
 	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n%.*s",
-	    status, px_status_text(status), ctype, blen, (int)blen, body);
+	    "Connection: close\r\n\r\n%.*s%s",
+	    status, px_status_text(status), ctype, blen + (nl ? 1 : 0),
+	    (int)blen, body, nl ? "\n" : "");
 	if (n < 0)
 		return NULL;
 	*len = (size_t)n;

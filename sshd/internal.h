@@ -110,6 +110,7 @@ struct conn {
 	char relay_sandbox[128];	/* sandbox named by the preface, or "" */
 	bool authed;
 	int auth_failures;
+	char auth_why[160];	/* why the last attempt was refused */
 	struct chan *chans;
 	int next_id;
 	bool closing;

@@ -263,6 +263,11 @@ on_auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *key,
 	    user_ok(c, user) && key_ok(c, user, key);
 	if (!ok) {
 		c->auth_failures++;
+		/* For the operator's log only; the client learns nothing. */
+		snprintf(c->auth_why, sizeof(c->auth_why), "%s",
+		    user == NULL || !user_ok(c, user) ? "no sandbox of that name" :
+		    "no authorized key for that sandbox");
+		snprintf(c->user, sizeof(c->user), "%s", user ? user : "?");
 		log_verbose("auth refused for %s from %s (%d)",
 		    user != NULL ? user : "?", c->peer, c->auth_failures);
 		return SSH_AUTH_DENIED;
@@ -447,6 +452,11 @@ moat_sshd_serve(int fd, bool relay, const char *peer,
 	}
 	if ((r = conn_setup(&c, &b, fd)) == 0)
 		r = conn_loop(&c);
+	/* One line per failed login, not one per key a client offers. */
+	if (!c.authed && c.auth_failures > 0)
+		log_info("login failed for %s from %s: %s (%d attempt%s)",
+		    c.user, c.peer, c.auth_why, c.auth_failures,
+		    c.auth_failures == 1 ? "" : "s");
 	conn_teardown(&c);
 	if (c.ev != NULL) {
 		ssh_event_remove_session(c.ev, c.s);

@@ -154,6 +154,9 @@ t_not "a wrong key is refused" ssh -F /dev/null -p "$SSH_PORT" -i "$OBJ/id_other
 ssh -v -F "$OBJ/ssh_config" -o IdentityFile="$OBJ/id_other" box true > "$OBJ/probe.log" 2>&1
 t_not "the key probe does not accept an unauthorized key" grep -q "Server accepts key: $OBJ/id_other" "$OBJ/probe.log"
 t_not "an unknown sandbox is refused" ssh -F "$OBJ/ssh_config" -o User=nosuch box true
+sleep 0.3
+t "the operator's log says why: wrong key" grep -q "login failed for box .*no authorized key" "$OBJ/moatd.log"
+t "the operator's log says why: unknown sandbox" grep -q "login failed for nosuch .*no sandbox of that name" "$OBJ/moatd.log"
 
 # relay: moat ssh-proxy with the signed preface; replayed/expired refused
 cat >> "$OBJ/ssh_config" <<EOC

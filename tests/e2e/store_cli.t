@@ -17,7 +17,9 @@ out=$("$MOAT" denials --store "$DB")
 is "table header" "$(echo "$out" | head -1 | tr -s ' ')" "TIME SANDBOX STAGE BINARY HOST PORT REASON"
 is "eight denials, newest first" "$(echo "$out" | tail -n +2 | awk '{print $6}' | tr '\n' ' ')" \
 	"10.9.9.9 git.test pypi.test evil.test evil.test evil.test old.test old.test "
-case "$out" in *"cuts"*) t_fail "long reason is cut";; *"..."*) t_ok "long reason is cut";; *) t_fail "long reason is cut";; esac
+# The reason is the last column and is never cut: it says which half of
+# the decision failed, which is what the operator needs to read.
+case "$out" in *"cuts"*) t_ok "a long reason is shown whole";; *) t_fail "a long reason is shown whole";; esac
 is "--sandbox box" "$(MOAT_STORE="$DB" "$MOAT" denials --sandbox box | tail -n +2 | wc -l)" 5
 is "--since 1h drops two-day-old rows" "$("$MOAT" denials --store "$DB" --since 1h | tail -n +2 | wc -l)" 6
 is "--host and --limit" "$("$MOAT" denials --store "$DB" --host evil.test --limit 2 | tail -n +2 | wc -l)" 2
