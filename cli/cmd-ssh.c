@@ -19,6 +19,7 @@
 
 #include "common/util.h"
 #include "sshd/relay.h"
+#include "store/store.h"
 #include "cli/cli.h"
 
 static const char *
@@ -30,6 +31,47 @@ state_path(const char *file, char *buf, size_t len)
 	return buf;
 }
 
+struct find_sb {
+	const char *name;
+	bool found;
+	char known[256];
+};
+
+static int
+find_sb_cb(const struct moat_store_sandbox *sb, void *arg)
+{
+	struct find_sb *f = arg;
+	size_t n = strlen(f->known);
+
+	if (strcmp(sb->name, f->name) == 0)
+		f->found = true;
+	snprintf(f->known + n, sizeof(f->known) - n, "%s%s", n ? ", " : "",
+	    sb->name);
+	return 0;
+}
+
+/* Is there such a sandbox? true when the store cannot tell. */
+static bool
+sandbox_known(const char *name)
+{
+	struct find_sb f = { name, false, "" };
+	struct moat_store *s = NULL;
+
+	if (moat_store_open(moat_cli_store_path(), MOAT_STORE_RDONLY, &s,
+	    NULL) != 0) {
+		fprintf(stderr, "moat ssh-config: cannot check that sandbox "
+				"'%s' exists (store %s unreadable)\n", name,
+		    moat_cli_store_path());
+		return true;
+	}
+	moat_store_sandbox_list(s, find_sb_cb, &f, NULL);
+	moat_store_close(s);
+	if (!f.found)
+		fprintf(stderr, "moat ssh-config: no sandbox named '%s' (known: "
+				"%s)\n", name, f.known[0] ? f.known : "none");
+	return f.found;
+}
+
 static int
 ssh_config_exec(int argc, char **argv)
 {
@@ -38,6 +80,8 @@ ssh_config_exec(int argc, char **argv)
 
 	if (argc != 2)
 		return moat_cli_usage(&moat_cmd_ssh_config);
+	if (!sandbox_known(argv[1]))
+		return MOAT_EXIT_NO;
 	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0)
 		snprintf(self, sizeof(self), "moat");
 	else

@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "sandbox/net.h"
 #include "sandbox/sandbox.h"
+#include "sshd/sshd.h"
 #include "store/store.h"
 #include "moatd/daemon.h"
 #include "moatd/state.h"
@@ -397,8 +398,14 @@ void
 moatd_print_ready(const struct moatd *d)
 {
 	const char *su = getenv("SUDO_USER");
+	char fp[128];
 
-	printf("\nmoatd is ready (config: %s).\n\n", d->cfg->source);
+	printf("\nmoatd is ready (config: %s).\n", d->cfg->source);
+	/* What `ssh` shows at first contact, to compare before saying yes. */
+	if (moat_sshd_hostkey_fingerprint(d->cfg->hostkey_path, fp, sizeof(fp),
+	    NULL) == 0)
+		printf("Host key: ED25519 %s\n", fp);
+	printf("\n");
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		const struct moatd_sandbox *s = &d->sandboxes[i];
 		for (size_t l = 0; l < d->cfg->nlisten; l++)

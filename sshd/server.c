@@ -65,6 +65,37 @@ out:
 }
 
 int
+moat_sshd_hostkey_fingerprint(const char *path, char *out, size_t len,
+    struct moat_cause *cause)
+{
+	ssh_key key = NULL;
+	unsigned char *hash = NULL;
+	size_t hlen = 0;
+	char *fp = NULL;
+	int r = MOAT_ERR_INVALID;
+
+	if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) !=
+	    SSH_OK) {
+		moat_cause_set(cause, "%s: not a private key libssh can read",
+		    path);
+		goto out;
+	}
+	if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash,
+	    &hlen) != 0 || (fp = ssh_get_fingerprint_hash(
+	    SSH_PUBLICKEY_HASH_SHA256, hash, hlen)) == NULL) {
+		moat_cause_set(cause, "%s: cannot hash the key", path);
+		goto out;
+	}
+	snprintf(out, len, "%s", fp);
+	r = MOAT_OK;
+out:
+	ssh_string_free_char(fp);
+	ssh_clean_pubkey_hash(&hash);
+	ssh_key_free(key);
+	return r;
+}
+
+int
 moat_sshd_listen(const char *addr, uint16_t port, int *fdp,
     struct moat_cause *cause)
 {

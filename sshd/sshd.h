@@ -89,6 +89,12 @@ struct moat_sshd_config {
 
 /* Generate an ed25519 host key at path (0600) if missing; keep it if present. */
 int moat_sshd_hostkey_ensure(const char *path, struct moat_cause *cause);
+/*
+ * The host key's fingerprint as OpenSSH prints it ("SHA256:..."), so an
+ * operator can check a client's first-contact prompt against it.
+ */
+int moat_sshd_hostkey_fingerprint(const char *path, char *out, size_t len,
+    struct moat_cause *cause);
 
 /* A TCP listener (SOCK_CLOEXEC, nonblocking) on addr:port. */
 int moat_sshd_listen(const char *addr, uint16_t port, int *fd,

@@ -50,6 +50,9 @@ t "moatd logged why" grep -q "keeping version 2" "$OBJ/moatd.log"
 # the host key: made once, 0600, kept
 key="$OBJ/var/ssh_host_ed25519_key"
 is "host key mode is 0600" "$(stat -c %a "$key")" 600
+is "the ready banner prints the host key fingerprint ssh will show" \
+	"$(grep -o 'Host key: ED25519 SHA256:[^ ]*' "$OBJ/moatd.log" | awk '{print $4}')" \
+	"$(ssh-keygen -lf "$key" | awk '{print $2}')"
 fp1=$(ssh-keygen -lf "$key" | awk '{print $2}')
 stop_moatd
 # Back to the valid file (an invalid one would keep moatd from starting).

@@ -218,6 +218,8 @@ t_not "a vanished client's exec command is hung up" pgrep -x -f 'sleep 1017'
 sleep 1
 t "moat sessions lists sessions with key and address" sh -c "$MOAT sessions --sandbox box | grep -q 127.0.0.1"
 t "moat ssh-config prints a Host block" sh -c "$MOAT ssh-config box | grep -q 'ProxyCommand.*ssh-proxy box'"
+t_not "moat ssh-config refuses a sandbox that does not exist" $MOAT ssh-config nosuch
+t "and names the known ones" sh -c "$MOAT ssh-config nosuch 2>&1 | grep -q 'known: .*box'"
 
 stop_moatd
 t "SIGTERM stops moatd and leaves no netns behind" sh -c "! ip netns list | grep -q 'moat-box'"
