@@ -167,6 +167,38 @@ pol_cidr_parse(const char *s, struct pol_cidr *c)
 }
 
 bool
+moat_cidr_parse(const char *s, struct moat_cidr *out)
+{
+	struct pol_cidr c;
+
+	if (!pol_cidr_parse(s, &c))
+		return false;
+	memcpy(out->a, c.ip.a, 16);
+	out->prefix = c.prefix;
+	return true;
+}
+
+bool
+moat_cidr_from_sockaddr(const struct sockaddr *sa, struct moat_cidr *out)
+{
+	struct pol_ip ip;
+
+	if (!from_sockaddr(sa, &ip))
+		return false;
+	memcpy(out->a, ip.a, 16);
+	out->prefix = 128;
+	return true;
+}
+
+bool
+moat_cidr_contains(const struct moat_cidr *c, const struct sockaddr *sa)
+{
+	struct pol_ip ip;
+
+	return from_sockaddr(sa, &ip) && prefix_equal(c->a, ip.a, c->prefix);
+}
+
+bool
 pol_cidr_contains(const struct pol_cidr *c, const struct pol_ip *ip)
 {
 	return prefix_equal(c->ip.a, ip->a, c->prefix);

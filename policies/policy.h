@@ -212,6 +212,20 @@ const char *moat_addr_class_name(enum moat_addr_class c);
 bool moat_policy_check_addr(struct moat_decision *d,
     const struct sockaddr *sa);
 
+/*
+ * An address range as allowed_ips holds them (IPv4 mapped into IPv6, so
+ * both families compare alike); shared with the proxy's own guard.
+ */
+struct moat_cidr {
+	uint8_t a[16];
+	unsigned prefix; /* 0..128, in the mapped space for IPv4 */
+};
+/* "10.0.0.0/8", "fd00::/8", or one address (a /32 or /128). */
+bool moat_cidr_parse(const char *s, struct moat_cidr *out);
+/* The single address of sa, as a /128; false for other families. */
+bool moat_cidr_from_sockaddr(const struct sockaddr *sa, struct moat_cidr *out);
+bool moat_cidr_contains(const struct moat_cidr *c, const struct sockaddr *sa);
+
 /* Host helpers shared with the proxy: normalise (lowercase, drop one
  * trailing dot) into out; false when the name is not a valid host. */
 bool moat_host_normalize(const char *in, char *out, size_t outlen);

@@ -22,78 +22,6 @@
 
 #define LOCAL_REFRESH_MS 1000
 
-static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
-	0xff };
-
-/* An IP as 16 bytes with IPv4 mapped, so both families compare alike. */
-static bool
-to16(const struct sockaddr *sa, uint8_t out[16])
-{
-	if (sa == NULL)
-		return false;
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, mapped, 12);
-		memcpy(out + 12,
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(out,
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-		    16);
-		return true;
-	}
-	return false;
-}
-
-static bool
-in_cidr(const struct px_cidr *c, const uint8_t a[16])
-{
-	unsigned bytes = c->prefix / 8, rest = c->prefix % 8;
-	uint8_t mask;
-
-	if (memcmp(c->a, a, bytes) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	mask = (uint8_t)(0xff << (8 - rest));
-	return (c->a[bytes] & mask) == (a[bytes] & mask);
-}
-
-static bool
-parse_cidr(const char *s, struct px_cidr *c)
-{
-	char buf[64];
-	const char *slash = strchr(s, '/');
-	size_t n = slash != NULL ? (size_t)(slash - s) : strlen(s);
-	struct in_addr a4;
-	unsigned long bits, max;
-	char *end = NULL;
-
-	if (n == 0 || n >= sizeof(buf))
-		return false;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	if (inet_pton(AF_INET, buf, &a4) == 1) {
-		memcpy(c->a, mapped, 12);
-		memcpy(c->a + 12, &a4, 4);
-		max = 32;
-	} else if (inet_pton(AF_INET6, buf, c->a) == 1) {
-		max = 128;
-	} else
-		return false;
-	bits = max;
-	if (slash != NULL) {
-		if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
-			return false;
-		bits = strtoul(slash + 1, &end, 10);
-		if (*end != '\0' || bits > max)
-			return false;
-	}
-	c->prefix = (unsigned)(max == 32 ? 96 + bits : bits);
-	return true;
-}
-
 int
 px_guard_init(struct moat_proxy *p, const char *list,
     struct moat_cause *cause)
@@ -116,7 +44,7 @@ px_guard_init(struct moat_proxy *p, const char *list,
 		}
 		memcpy(one, s, n);
 		one[n] = '\0';
-		if (!parse_cidr(one, &p->deny[p->ndeny])) {
+		if (!moat_cidr_parse(one, &p->deny[p->ndeny])) {
 			moat_cause_set(cause, "deny_cidr: '%s' is not an IP "
 			    "address or CIDR", one);
 			return MOAT_ERR_INVALID;
@@ -140,7 +68,7 @@ static void
 refresh_local(struct moat_proxy *p)
 {
 	struct ifaddrs *ifa = NULL;
-	uint8_t (*v)[16] = NULL;
+	struct moat_cidr *v = NULL;
 	size_t n = 0, cap = 0;
 	int64_t now = moat_now_ms();
 
@@ -154,8 +82,8 @@ refresh_local(struct moat_proxy *p)
 		return;
 	}
 	for (struct ifaddrs *i = ifa; i != NULL; i = i->ifa_next) {
-		uint8_t a[16];
-		if (!to16(i->ifa_addr, a))
+		struct moat_cidr a;
+		if (!moat_cidr_from_sockaddr(i->ifa_addr, &a))
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
@@ -165,7 +93,7 @@ refresh_local(struct moat_proxy *p)
 			v = nv;
 			cap = ncap;
 		}
-		memcpy(v[n++], a, 16);
+		v[n++] = a;
 	}
 	freeifaddrs(ifa);
 	free(p->local);
@@ -177,7 +105,6 @@ bool
 px_guard_refuses(struct moat_proxy *p, const char *host,
     const struct sockaddr *sa, char *why, size_t len)
 {
-	uint8_t a[16];
 	char ip[64];
 
 	px_addr_str(sa, ip, sizeof(ip));
@@ -186,10 +113,8 @@ px_guard_refuses(struct moat_proxy *p, const char *host,
 		    "own address, connection rejected", host, ip);
 		return true;
 	}
-	if (!to16(sa, a))
-		return false;
 	for (size_t i = 0; i < p->ndeny; i++)
-		if (in_cidr(&p->deny[i], a)) {
+		if (moat_cidr_contains(&p->deny[i], sa)) {
 			snprintf(why, len, "%s resolves to %s, which is an "
 			    "address of a sandbox (the sandbox pool), "
 			    "connection rejected", host, ip);
@@ -197,7 +122,7 @@ px_guard_refuses(struct moat_proxy *p, const char *host,
 		}
 	refresh_local(p);
 	for (size_t i = 0; i < p->nlocal; i++)
-		if (memcmp(p->local[i], a, 16) == 0) {
+		if (moat_cidr_contains(&p->local[i], sa)) {
 			snprintf(why, len, "%s resolves to %s, which is an "
 			    "address of this host, connection rejected", host,
 			    ip);

@@ -169,10 +169,6 @@ void px_relay_fini(struct px_relay *r);
 
 #define PX_MAX_DENY_CIDRS 16
 
-struct px_cidr {
-	uint8_t a[16]; /* IPv4 mapped */
-	unsigned prefix;
-};
 
 /* Parse the config's deny_cidr list (comma or space separated). */
 int px_guard_init(struct moat_proxy *p, const char *list,
@@ -222,9 +218,9 @@ struct moat_proxy {
 	struct px_resolver *resolver;
 	struct moat_ratelimit rl;
 	uint64_t next_req; /* proposal request ids, from 1 */
-	struct px_cidr deny[PX_MAX_DENY_CIDRS]; /* cfg.deny_cidr */
+	struct moat_cidr deny[PX_MAX_DENY_CIDRS]; /* cfg.deny_cidr */
 	size_t ndeny;
-	uint8_t (*local)[16]; /* the host's addresses (getifaddrs) */
+	struct moat_cidr *local; /* the host's addresses (getifaddrs), /128s */
 	size_t nlocal;
 	int64_t local_ms;     /* when local was read */
 };
