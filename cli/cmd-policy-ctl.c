@@ -12,7 +12,7 @@
 
 #include "common/util.h"
 #include "store/store.h"
-#include "moatd/render.h"
+#include "render/render.h"
 #include "cli/cli.h"
 #include "cli/control.h"
 
@@ -99,7 +99,7 @@ do_show(const char *sb, const struct opts *o)
 	if ((s = moat_cli_store_open("policy show", o->store)) == NULL)
 		return MOAT_EXIT_SYSTEM;
 	if ((rc = get_version("show", s, sb, o->version, &p)) == 0) {
-		pretty = moatd_json_pretty(p->json);
+		pretty = moat_render_json_pretty(p->json);
 		printf("# %s version %d, sha256 %s, %s by %s\n", sb,
 		    p->version, p->hash, p->source, *p->who ? p->who : "-");
 		fputs(pretty ? pretty : p->json, stdout);
@@ -166,9 +166,9 @@ do_diff(const char *sb, const char *v1, const char *v2, const struct opts *o)
 	if ((rc = get_version("diff", s, sb, (int)x, &a)) != 0 ||
 	    (rc = get_version("diff", s, sb, (int)y, &b)) != 0)
 		goto out;
-	pa = moatd_json_pretty(a->json);
-	pb = moatd_json_pretty(b->json);
-	if (pa == NULL || pb == NULL || (d = moatd_line_diff(pa, pb)) ==
+	pa = moat_render_json_pretty(a->json);
+	pb = moat_render_json_pretty(b->json);
+	if (pa == NULL || pb == NULL || (d = moat_render_line_diff(pa, pb)) ==
 	    NULL) {
 		fprintf(stderr, "moat policy diff: cannot diff\n");
 		rc = MOAT_EXIT_SYSTEM;

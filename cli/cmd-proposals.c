@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "store/store.h"
-#include "moatd/render.h"
+#include "render/render.h"
 #include "cli/cli.h"
 #include "cli/control.h"
 
@@ -47,7 +47,7 @@ list_row(const struct moat_store_proposal *p, void *arg)
 
 	c->n++;
 	if (c->json)
-		json_array_append_new(c->all, moatd_proposal_json(p));
+		json_array_append_new(c->all, moat_render_proposal_json(p));
 	else
 		print_text(p);
 	return 0;

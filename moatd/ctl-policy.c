@@ -11,7 +11,7 @@
 #include "store/store.h"
 #include "moatd/moatd.h"
 #include "moatd/ctl.h"
-#include "moatd/render.h"
+#include "render/render.h"
 
 /* "version": absent or 0 means the current one. */
 static int
@@ -47,7 +47,7 @@ moatd_ctl_policy_show(const struct ctl_peer *p, json_t *req, json_t *reply,
 	if ((r = moat_store_policy_get(moatd_store(p->d), sb, version, &sp,
 	    cause)) != 0)
 		return r;
-	if ((pretty = moatd_json_pretty(sp->json)) == NULL) {
+	if ((pretty = moat_render_json_pretty(sp->json)) == NULL) {
 		moat_cause_set(cause, "%s version %d: stored policy is not "
 		    "JSON", sb, sp->version);
 		r = MOAT_ERR_INTERNAL;
@@ -165,9 +165,9 @@ moatd_ctl_policy_diff(const struct ctl_peer *p, json_t *req, json_t *reply,
 	    cause)) != 0 || (r = moat_store_policy_get(moatd_store(p->d), sb,
 	    vb, &b, cause)) != 0)
 		goto out;
-	pa = moatd_json_pretty(a->json);
-	pb = moatd_json_pretty(b->json);
-	if (pa == NULL || pb == NULL || (d = moatd_line_diff(pa, pb)) ==
+	pa = moat_render_json_pretty(a->json);
+	pb = moat_render_json_pretty(b->json);
+	if (pa == NULL || pb == NULL || (d = moat_render_line_diff(pa, pb)) ==
 	    NULL) {
 		moat_cause_set(cause, "cannot diff versions %d and %d", va,
 		    b->version);

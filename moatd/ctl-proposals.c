@@ -14,14 +14,14 @@
 #include "moatd/moatd.h"
 #include "moatd/ctl.h"
 #include "moatd/proposals.h"
-#include "moatd/render.h"
+#include "render/render.h"
 
 static int
 list_row(const struct moat_store_proposal *sp, void *arg)
 {
 	json_t *a = arg, *o;
 
-	if ((o = moatd_proposal_json(sp)) == NULL)
+	if ((o = moat_render_proposal_json(sp)) == NULL)
 		return MOAT_ERR_NOMEM;
 	return json_array_append_new(a, o) == 0 ? 0 : MOAT_ERR_NOMEM;
 }

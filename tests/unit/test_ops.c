@@ -24,7 +24,7 @@
 #include "moatd/moatd.h"
 #include "moatd/ctl.h"
 #include "moatd/proposals.h"
-#include "moatd/render.h"
+#include "render/render.h"
 #include "cli/control.h"
 #include "tests/unit/tap.h"
 
@@ -69,19 +69,19 @@ test_diff(void)
 {
 	char *d;
 
-	d = moatd_line_diff("a\nb\nc\n", "a\nx\nc\n");
+	d = moat_render_line_diff("a\nb\nc\n", "a\nx\nc\n");
 	is_str(d, "  a\n- b\n+ x\n  c\n", "diff: one changed line");
 	free(d);
-	d = moatd_line_diff("a\nb\n", "a\nb\n");
+	d = moat_render_line_diff("a\nb\n", "a\nb\n");
 	is_str(d, "  a\n  b\n", "diff: equal texts");
 	free(d);
-	d = moatd_line_diff("", "x\ny\n");
+	d = moat_render_line_diff("", "x\ny\n");
 	is_str(d, "+ x\n+ y\n", "diff: from empty");
 	free(d);
-	d = moatd_line_diff("1\n2\n3\n4\n", "0\n1\n3\n4\n5\n");
+	d = moat_render_line_diff("1\n2\n3\n4\n", "0\n1\n3\n4\n5\n");
 	is_str(d, "+ 0\n  1\n- 2\n  3\n  4\n+ 5\n", "diff: LCS keeps order");
 	free(d);
-	d = moatd_json_pretty("{\"b\":1,\"a\":[1]}");
+	d = moat_render_json_pretty("{\"b\":1,\"a\":[1]}");
 	is_str(d, "{\n  \"a\": [\n    1\n  ],\n  \"b\": 1\n}\n",
 	    "pretty JSON sorts keys and indents 2");
 	free(d);

@@ -6,13 +6,13 @@
 #include <jansson.h>
 
 #include "store/store.h"
-#include "moatd/render.h"
+#include "render/render.h"
 
 /* The LCS table is (n+1)*(m+1) shorts past the common prefix/suffix. */
 #define DIFF_MAX_CELLS (16u * 1024 * 1024)
 
 char *
-moatd_json_pretty(const char *json)
+moat_render_json_pretty(const char *json)
 {
 	json_t *doc = NULL;
 	char *s = NULL, *out = NULL;
@@ -132,7 +132,7 @@ diff_middle(FILE *f, const struct lines *a, size_t lo_a, size_t hi_a,
 }
 
 char *
-moatd_line_diff(const char *a, const char *b)
+moat_render_line_diff(const char *a, const char *b)
 {
 	struct lines la = { 0 }, lb = { 0 };
 	size_t pre = 0, suf = 0, i, sz = 0;
@@ -171,7 +171,7 @@ out:
 }
 
 json_t *
-moatd_proposal_json(const struct moat_store_proposal *p)
+moat_render_proposal_json(const struct moat_store_proposal *p)
 {
 	json_t *o, *notes = NULL, *rule = NULL;
 

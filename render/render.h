@@ -1,11 +1,11 @@
 /*
- * Text renderings shared by moatd's control socket and the `moat` CLI
- * (which reads the store directly for read-only commands): pretty JSON,
- * a line diff of two policy versions, and a proposal as JSON.
- * No moatd state is used, so the CLI may include this header.
+ * Renderings shared by moatd's control socket and the `moat` CLI (which
+ * reads the store directly for read-only commands): pretty JSON, a line
+ * diff of two policy versions, and a proposal as JSON. A module of its
+ * own so that the CLI links no daemon code: it uses no moatd state.
  */
-#ifndef MOAT_MOATD_RENDER_H
-#define MOAT_MOATD_RENDER_H
+#ifndef MOAT_RENDER_RENDER_H
+#define MOAT_RENDER_RENDER_H
 
 #include <stddef.h>
 
@@ -17,7 +17,7 @@ struct moat_store_proposal;
  * Re-indent JSON text (2 spaces, keys sorted, trailing newline); NULL
  * when the text is not JSON or memory ran out. Caller frees.
  */
-char *moatd_json_pretty(const char *json);
+char *moat_render_json_pretty(const char *json);
 
 /*
  * Line diff of a and b (a longest-common-subsequence diff): every line
@@ -26,9 +26,9 @@ char *moatd_json_pretty(const char *json);
  * failure. Inputs above ~4000 changed lines fall back to "all of a's
  * middle removed, all of b's added" rather than using quadratic memory.
  */
-char *moatd_line_diff(const char *a, const char *b);
+char *moat_render_line_diff(const char *a, const char *b);
 
 /* A proposal as a JSON object (notes parsed into an array). New ref. */
-json_t *moatd_proposal_json(const struct moat_store_proposal *p);
+json_t *moat_render_proposal_json(const struct moat_store_proposal *p);
 
 #endif
