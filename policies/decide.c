@@ -116,6 +116,32 @@ symlink_hint(struct moat_decision *d, size_t *off, const struct pol_rule *r)
 		}
 }
 
+static void
+l7_fields(struct moat_decision *d, size_t *off, const struct pol_endpoint *ep)
+{
+	static const char *const access[] = { "", "read-only", "read-write",
+		"full" };
+	const char *sep = "";
+
+	if (ep->protocol != NULL && ep->protocol[0] != '\0') {
+		text_add(d->text, sizeof(d->text), off, "protocol %s",
+		    ep->protocol);
+		sep = ", ";
+	}
+	if (ep->access != POL_ACCESS_NONE) {
+		text_add(d->text, sizeof(d->text), off, "%saccess %s", sep,
+		    access[ep->access]);
+		sep = ", ";
+	}
+	if (ep->has_rules) {
+		text_add(d->text, sizeof(d->text), off, "%srules", sep);
+		sep = ", ";
+	}
+	if (ep->path != NULL)
+		text_add(d->text, sizeof(d->text), off, "%spath %s", sep,
+		    ep->path);
+}
+
 static int
 verdict(struct moat_decision *d, enum moat_verdict_reason why,
     const struct pol_endpoint *ep, const struct moat_caller *c)
@@ -150,6 +176,15 @@ verdict(struct moat_decision *d, enum moat_verdict_reason why,
 		lineage(d, &off, c);
 		symlink_hint(d, &off, ep->rule);
 		break;
+	case MOAT_REASON_L7_UNENFORCED:
+		where(d, &off);
+		text_add(d->text, sizeof(d->text), &off, " is in policy '%s' "
+		    "with L7 rules (", d->policy);
+		l7_fields(d, &off, ep);
+		text_add(d->text, sizeof(d->text), &off, "); L7 rules are "
+		    "not enforced yet, so the connection is denied rather "
+		    "than allowed unchecked");
+		break;
 	default:
 		if (d->audit) {
 			text_add(d->text, sizeof(d->text), &off, "audit: ");
@@ -173,7 +208,7 @@ int
 moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
     const char *host, uint16_t port, struct moat_decision *out)
 {
-	const struct pol_endpoint *first = NULL, *audit = NULL;
+	const struct pol_endpoint *first = NULL, *audit = NULL, *l7 = NULL;
 	char buf[POL_HOST_MAX + 1];
 	struct pol_req req;
 
@@ -190,7 +225,7 @@ moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
 	/* Rules are sorted by key: the first full match is the smallest. */
 	for (size_t i = 0; i < p->nrules; i++) {
 		const struct pol_rule *r = &p->rules[i];
-		const struct pol_endpoint *hit = NULL;
+		const struct pol_endpoint *hit = NULL, *hit7 = NULL;
 
 		for (size_t j = 0; j < r->neps; j++) {
 			const struct pol_endpoint *ep = &r->eps[j];
@@ -198,22 +233,36 @@ moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
 			if (!port_in(ep, port) || !pol_host_match(&ep->host,
 			    &req))
 				continue;
+			if (ep->l7) {
+				if (hit7 == NULL)
+					hit7 = ep;
+				continue;
+			}
 			if (hit == NULL)
 				hit = ep;
 			if (audit == NULL && ep->audit)
 				audit = ep;
 		}
-		if (hit == NULL)
+		if (hit == NULL && hit7 == NULL)
 			continue;
-		if (caller_in(r, c))
-			return verdict(out, MOAT_REASON_ALLOWED, hit, c);
+		if (caller_in(r, c)) {
+			if (hit != NULL)
+				return verdict(out, MOAT_REASON_ALLOWED, hit,
+				    c);
+			/* An L4 endpoint of a later policy may still allow. */
+			if (l7 == NULL)
+				l7 = hit7;
+			continue;
+		}
 		if (first == NULL)
-			first = hit;
+			first = hit != NULL ? hit : hit7;
 	}
 	if (audit != NULL) {
 		out->audit = true;
 		return verdict(out, MOAT_REASON_ALLOWED, audit, c);
 	}
+	if (l7 != NULL)
+		return verdict(out, MOAT_REASON_L7_UNENFORCED, l7, c);
 	if (first != NULL)
 		return verdict(out, MOAT_REASON_BINARY, first, c);
 	return verdict(out, MOAT_REASON_NO_ENDPOINT, NULL, c);

@@ -74,6 +74,12 @@ struct pol_endpoint {
 	char *protocol; /* "" for plain L4 */
 	enum pol_access access;
 	bool has_rules;
+	/*
+	 * Has L7 fields (an L7 protocol, access, rules, deny_rules or a
+	 * path selector) that the proxy does not enforce yet: a connection
+	 * it matches is denied rather than allowed unchecked.
+	 */
+	bool l7;
 	bool audit;     /* enforcement "audit"; moat's default is enforce */
 	bool tls_skip;
 	bool allow_encoded_slash;

@@ -284,9 +284,6 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 	if (l7 && rules == NULL && json_object_get(obj, "access") == NULL)
 		pol_err(c, path, "protocol requires rules or access to define "
 		    "allowed traffic");
-	if (!l7 && (rules != NULL || ep->access != POL_ACCESS_NONE))
-		pol_warn(c, path, "rules and access have no effect without "
-		    "an L7 protocol (rest, websocket, graphql, ...)");
 	if ((v = pol_get(c, obj, "path", path, JSON_STRING)) != NULL) {
 		s = json_string_value(v);
 		pol_path(p, sizeof(p), path, "path");
@@ -294,6 +291,12 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 			pol_err(c, p, "'%s' must start with '/' or be '**'", s);
 		ep->path = pol_strdup(c, s);
 	}
+	ep->l7 = l7 || rules != NULL || deny != NULL ||
+	    ep->access != POL_ACCESS_NONE || ep->path != NULL;
+	if (ep->l7)
+		pol_warn(c, path, "L7 rules are not enforced yet: every "
+		    "connection this endpoint matches is denied (fail "
+		    "closed)");
 }
 
 /* RFC 6761: localhost and its subdomains are loopback by definition. */

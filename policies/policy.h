@@ -159,6 +159,7 @@ enum moat_verdict_reason {
 	MOAT_REASON_AMBIGUOUS,      /* set by the proxy: socket shared */
 	MOAT_REASON_UNKNOWN_CALLER, /* set by the proxy: no owner found */
 	MOAT_REASON_SSRF,           /* set by moat_policy_check_addr */
+	MOAT_REASON_L7_UNENFORCED,  /* the endpoint has L7 rules: fail closed */
 };
 
 struct moat_decision {

@@ -37,6 +37,14 @@ out=$("$moat" policy explain policies/presets/deny-all.json --binary /usr/bin/cu
 [ $rc -eq 1 ] && [ "$out" = "deny: network connections not allowed by policy" ]
 t $? "deny-all denies" "$out"
 
+out=$("$moat" policy check policies/presets/github-readonly.json 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$(echo "$out" | grep -c 'L7 rules are not enforced yet: every connection this endpoint matches is denied (fail closed)')" -eq 6 ]
+t $? "check warns that each L7 endpoint of github-readonly fails closed" "$out"
+out=$("$moat" policy explain policies/presets/github-readonly.json --binary /usr/bin/git \
+	--host github.com --port 443 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "^deny: endpoint github.com:443 is in policy 'github' with L7 rules (protocol rest, rules); L7 rules are not enforced yet"
+t $? "explain: github-readonly denies git (L7 not enforced, fail closed)" "$out"
+
 "$moat" policy explain policies/presets/all-dev.json --host x --port 1 >/dev/null 2>&1
 rc=$?; [ $rc -eq 100 ]; t $? "missing --binary is a usage error ($rc)"
 "$moat" policy frobnicate >/dev/null 2>&1

@@ -423,6 +423,8 @@ base_policy(const char *extra_bins, bool with_9002)
 	    "{\"host\":\"loop.test\",\"port\":9000},"
 	    "{\"host\":\"hostself.test\",\"port\":9000},"
 	    "{\"host\":\"pool.test\",\"port\":9000},"
+	    "{\"host\":\"l7.test\",\"port\":9000,\"protocol\":\"rest\","
+	    "\"access\":\"read-only\"},"
 	    "{\"host\":\"pool6.test\",\"port\":9000,"
 	    "\"allowed_ips\":[\"fd98::/16\"]}],"
 	    "\"binaries\":[{\"path\":\"%s\"},{\"path\":\"/usr/bin/curl\"}%s]},"

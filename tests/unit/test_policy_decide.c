@@ -344,6 +344,54 @@ test_symlinks(void)
 	}
 }
 
+/*
+ * L7 fields are not enforced yet: an endpoint that has them denies
+ * (fail closed), saying why, unless a plain L4 endpoint of a policy that
+ * holds the caller allows the connection anyway.
+ */
+static void
+test_l7_fail_closed(void)
+{
+	struct moat_policy *p;
+	struct moat_decision d;
+
+	p = P("{'version':1,'network_policies':{'gh':{'endpoints':["
+	    "{'host':'api.x.com','port':443,'protocol':'rest',"
+	    "'access':'read-only'},"
+	    "{'host':'x.com','port':443,'rules':[{'allow':{'method':'GET',"
+	    "'path':'/**'}}]}],'binaries':[{'path':'/usr/bin/curl'}]},"
+	    "'z':{'endpoints':[{'host':'api.x.com','port':443}],"
+	    "'binaries':[{'path':'/usr/bin/git'}]}}}");
+	d = decide(p, "/usr/bin/curl", "api.x.com", 443);
+	ok(!d.allow && d.reason == MOAT_REASON_L7_UNENFORCED,
+	    "L7 rest endpoint denied (fail closed)");
+	is_str(d.policy, "gh", "the L7 denial names its policy");
+	like_str(d.text, "endpoint api.x.com:443 is in policy 'gh' with L7 "
+	    "rules (protocol rest, access read-only); L7 rules are not "
+	    "enforced yet", "the L7 denial says why");
+	d = decide(p, "/usr/bin/curl", "x.com", 443);
+	ok(!d.allow && d.reason == MOAT_REASON_L7_UNENFORCED,
+	    "rules without a protocol also fail closed");
+	like_str(d.text, "(rules)", "... naming the rules");
+	d = decide(p, "/usr/bin/git", "api.x.com", 443);
+	ok(d.allow && strcmp(d.policy, "z") == 0,
+	    "a plain L4 endpoint of another policy still allows its binary");
+	d = decide(p, "/usr/bin/wget", "api.x.com", 443);
+	ok(!d.allow && d.reason == MOAT_REASON_BINARY,
+	    "another binary: the binary half is what failed");
+	moat_policy_free(p);
+
+	p = P("{'version':1,'network_policies':{'a':{'endpoints':["
+	    "{'host':'api.x.com','port':443,'protocol':'rest',"
+	    "'access':'full'}],'binaries':[{'path':'/usr/bin/curl'}]},"
+	    "'b':{'endpoints':[{'host':'api.x.com','port':443}],"
+	    "'binaries':[{'path':'/usr/bin/curl'}]}}}");
+	d = decide(p, "/usr/bin/curl", "api.x.com", 443);
+	ok(d.allow && strcmp(d.policy, "b") == 0,
+	    "L4 in a later policy allows what the L7 one cannot");
+	moat_policy_free(p);
+}
+
 int
 main(void)
 {
@@ -352,5 +400,6 @@ main(void)
 	test_order_audit();
 	test_binaries();
 	test_symlinks();
+	test_l7_fail_closed();
 	return done_testing();
 }

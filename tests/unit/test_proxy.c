@@ -58,6 +58,20 @@ test_connect(void)
 		free(r);
 	}
 	{
+		/* L7 rules are not enforced yet: such endpoints fail closed. */
+		char *r = xfers("CONNECT l7.test:9000 HTTP/1.1\r\n\r\n");
+		ok(has(r, "403") && has(r, "\"error\":\"policy_denied\"") &&
+		    has(r, "L7 rules are not enforced yet") &&
+		    !has(r, "HTTP/1.1 200"),
+		    "CONNECT to an L7 endpoint is denied, saying why");
+		free(r);
+		r = xfers("GET http://l7.test:9000/x HTTP/1.1\r\n"
+		    "Host: l7.test:9000\r\n\r\n");
+		ok(has(r, "403") && has(r, "L7 rules are not enforced yet"),
+		    "a forward GET to an L7 endpoint is denied too");
+		free(r);
+	}
+	{
 		char *r = xfers("CONNECT loop.test:9000 HTTP/1.1\r\n\r\n");
 		ok(has(r, "\"error\":\"ssrf_denied\"") &&
 		    has(r, "blocked: internal address"),
