@@ -9,12 +9,12 @@
 
 #include <jansson.h>
 
+#include "common/jsonl.h"
 #include "common/util.h"
 #include "store/store.h"
 #include "cli/cli.h"
 #include "cli/control.h"
 
-#define REPLY_MAX (64u * 1024 * 1024)
 #define REPLY_TIMEOUT_S 60
 
 static int
@@ -30,47 +30,41 @@ unreachable(struct moat_cause *cause, const char *path)
 	return MOAT_ERR_SYSTEM;
 }
 
+/* Wait for moatd's one reply line and decode it. */
 static int
-read_line(int fd, const char *path, char **out, struct moat_cause *cause)
+read_reply(struct moat_jsonl *j, const char *path, json_t **out,
+    struct moat_cause *cause)
 {
-	char *buf = NULL, *nb;
-	size_t len = 0, cap = 0;
-	ssize_t n;
+	struct moat_cause c2 = { { 0 } };
+	const char *line;
+	size_t len;
+	int r;
 
+	/* Bounded: each read either brings bytes or ends the wait. */
 	for (;;) {
-		if (len + 4096 > cap) {
-			cap = cap ? cap * 2 : 65536;
-			if (cap > REPLY_MAX || (nb = realloc(buf, cap)) ==
-			    NULL) {
-				moat_cause_set(cause, "reply from moatd too "
-				    "large");
-				free(buf);
-				return MOAT_ERR_INVALID;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			moat_cause_errno(cause, "no reply from moatd at %s",
-			    path);
-			free(buf);
-			return MOAT_ERR_SYSTEM;
-		}
-		if (n == 0) {
+		if ((r = moat_jsonl_next(j, &line, &len)) != 0)
+			break;
+		if (moat_jsonl_eof(j)) {
 			moat_cause_set(cause, "moatd at %s closed the "
 			    "connection without a reply", path);
-			free(buf);
 			return MOAT_ERR_SYSTEM;
 		}
-		len += (size_t)n;
-		if (memchr(buf + len - (size_t)n, '\n', (size_t)n) != NULL)
-			break;
+		if ((r = moat_jsonl_read(j, &c2)) < 0) {
+			moat_cause_set(cause, "no reply from moatd at %s%s%s",
+			    path, r == MOAT_ERR_AGAIN ? " within 60 s" : ": ",
+			    r == MOAT_ERR_AGAIN ? "" : moat_cause_str(&c2, r));
+			return MOAT_ERR_SYSTEM;
+		}
 	}
-	buf[len] = '\0';
-	*out = buf;
-	return MOAT_OK;
+	if (r < 0) {
+		moat_cause_set(cause, "reply from moatd at %s larger than %u "
+		    "MiB", path, MOAT_JSONL_MAX_LINE >> 20);
+		return MOAT_ERR_INVALID;
+	}
+	if ((r = moat_jsonl_decode(line, len, out, &c2)) != 0)
+		moat_cause_set(cause, "moatd at %s sent a malformed reply: %s",
+		    path, c2.msg);
+	return r;
 }
 
 int
@@ -80,9 +74,8 @@ moat_cli_control_call(const char *path, json_t *req, json_t **reply,
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = REPLY_TIMEOUT_S };
 	_moat_autoclose int fd = -1;
-	char *line = NULL, *text = NULL;
-	json_t *rep;
-	json_error_t jerr;
+	struct moat_jsonl *j = NULL;
+	json_t *rep = NULL;
 	int r;
 
 	if (path == NULL)
@@ -98,28 +91,20 @@ moat_cli_control_call(const char *path, json_t *req, json_t **reply,
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
 		return unreachable(cause, path);
-	if ((text = json_dumps(req, JSON_COMPACT)) == NULL)
+	if ((j = moat_jsonl_new(fd)) == NULL)
 		return MOAT_ERR_NOMEM;
-	r = moat_write_all(fd, text, strlen(text));
-	if (r == 0)
-		r = moat_write_all(fd, "\n", 1);
-	free(text);
-	if (r != 0) {
+	/* A blocking fd: the request is written whole or the call fails. */
+	if ((r = moat_jsonl_send(j, req)) == MOAT_ERR_INVALID) {
+		moat_cause_set(cause, "request larger than %u MiB",
+		    MOAT_JSONL_MAX_LINE >> 20);
+	} else if (r != 0) {
 		moat_cause_errno(cause, "send to moatd at %s", path);
-		return MOAT_ERR_SYSTEM;
+		r = MOAT_ERR_SYSTEM;
+	} else if ((r = read_reply(j, path, &rep, cause)) == 0) {
+		*reply = rep;
 	}
-	if ((r = read_line(fd, path, &line, cause)) != 0)
-		return r;
-	rep = json_loads(line, JSON_DISABLE_EOF_CHECK, &jerr);
-	free(line);
-	if (!json_is_object(rep)) {
-		json_decref(rep);
-		moat_cause_set(cause, "moatd at %s sent a malformed reply",
-		    path);
-		return MOAT_ERR_INVALID;
-	}
-	*reply = rep;
-	return MOAT_OK;
+	moat_jsonl_free(j);
+	return r;
 }
 
 int

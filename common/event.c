@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 
+#include "common/jsonl.h"
 #include "common/event.h"
 
 void
@@ -19,17 +20,18 @@ moat_strlcpy(char *dst, const char *src, size_t size)
 	dst[n] = '\0';
 }
 
-size_t
-moat_denial_event_encode(const struct moat_denial_event *ev, char *buf,
-    size_t len)
+json_t *
+moat_denial_event_json(const struct moat_denial_event *ev)
 {
 	json_t *o = NULL, *anc = NULL;
-	size_t n = 0;
 
 	o = json_object();
 	anc = json_array();
-	if (o == NULL || anc == NULL)
-		goto out;
+	if (o == NULL || anc == NULL) {
+		json_decref(o);
+		json_decref(anc);
+		return NULL;
+	}
 	for (int i = 0; i < ev->nancestors && i < MOAT_EV_MAX_ANCESTORS; i++)
 		json_array_append_new(anc, json_string(ev->ancestors[i]));
 	json_object_set_new(o, "ts_ms", json_integer(ev->ts_ms));
@@ -37,7 +39,7 @@ moat_denial_event_encode(const struct moat_denial_event *ev, char *buf,
 	json_object_set_new(o, "stage", json_string(ev->stage));
 	json_object_set_new(o, "binary", json_string(ev->binary));
 	json_object_set_new(o, "sha256", json_string(ev->sha256));
-	json_object_set(o, "ancestors", anc);
+	json_object_set_new(o, "ancestors", anc);
 	json_object_set_new(o, "pid", json_integer(ev->pid));
 	json_object_set_new(o, "uid", json_integer(ev->uid));
 	json_object_set_new(o, "host", json_string(ev->host));
@@ -47,16 +49,7 @@ moat_denial_event_encode(const struct moat_denial_event *ev, char *buf,
 	json_object_set_new(o, "reason", json_string(ev->reason));
 	json_object_set_new(o, "policy_version",
 	    json_integer(ev->policy_version));
-	n = json_dumpb(o, buf, len > 0 ? len - 1 : 0, JSON_COMPACT);
-	if (n == 0 || n >= len - 1) {
-		n = 0;
-		goto out;
-	}
-	buf[n++] = '\n';
-out:
-	json_decref(anc);
-	json_decref(o);
-	return n;
+	return o;
 }
 
 static void
@@ -76,20 +69,12 @@ get_int(json_t *o, const char *key)
 }
 
 int
-moat_denial_event_decode(const char *line, size_t len,
-    struct moat_denial_event *ev, struct moat_cause *cause)
+moat_denial_event_from_json(json_t *o, struct moat_denial_event *ev,
+    struct moat_cause *cause)
 {
-	json_error_t jerr;
-	json_t *o, *anc;
+	json_t *anc;
 	size_t i;
 
-	o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (o == NULL || !json_is_object(o)) {
-		moat_cause_set(cause, "event line: %s at column %d",
-		    o ? "not an object" : jerr.text, jerr.column);
-		json_decref(o);
-		return MOAT_ERR_INVALID;
-	}
 	memset(ev, 0, sizeof(*ev));
 	ev->ts_ms = get_int(o, "ts_ms");
 	get_str(o, "sandbox", ev->sandbox, sizeof(ev->sandbox));
@@ -115,10 +100,23 @@ moat_denial_event_decode(const char *line, size_t len,
 	get_str(o, "protocol", ev->protocol, sizeof(ev->protocol));
 	get_str(o, "reason", ev->reason, sizeof(ev->reason));
 	ev->policy_version = (int)get_int(o, "policy_version");
-	json_decref(o);
 	if (ev->sandbox[0] == '\0' || ev->stage[0] == '\0') {
-		moat_cause_set(cause, "event line: missing sandbox or stage");
+		moat_cause_set(cause, "event: missing sandbox or stage");
 		return MOAT_ERR_INVALID;
 	}
 	return MOAT_OK;
+}
+
+int
+moat_denial_event_decode(const char *line, size_t len,
+    struct moat_denial_event *ev, struct moat_cause *cause)
+{
+	json_t *o = NULL;
+	int r;
+
+	if ((r = moat_jsonl_decode(line, len, &o, cause)) != 0)
+		return r;
+	r = moat_denial_event_from_json(o, ev, cause);
+	json_decref(o);
+	return r;
 }

@@ -3,8 +3,8 @@
  * moatd), framed as one JSON object per line over a socketpair. The
  * wire format is documented in docs/protocols.md.
  *
- * Fixed-size fields: building, encoding and decoding an event never
- * allocates, so the proxy can emit one per denied connection cheaply.
+ * Fixed-size fields: building an event never allocates, so the proxy
+ * can fill one per denied connection cheaply.
  */
 #ifndef MOAT_COMMON_EVENT_H
 #define MOAT_COMMON_EVENT_H
@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include "common/errors.h"
+
+struct json_t; /* jansson's, for the JSON form */
 
 #define MOAT_EV_MAX_ANCESTORS 8
 
@@ -36,13 +38,20 @@ struct moat_denial_event {
 };
 
 /*
- * Encode ev as one JSON line (with the trailing '\n') into buf; returns
- * the length, or 0 when buf is too small (4096 is always enough).
+ * ev as a JSON object (docs/protocols.md, "denial"); a new reference,
+ * NULL when out of memory.
  */
-size_t moat_denial_event_encode(const struct moat_denial_event *ev,
-    char *buf, size_t len);
+struct json_t *moat_denial_event_json(const struct moat_denial_event *ev);
 
-/* Decode one line (without the '\n'); MOAT_ERR_INVALID with a cause. */
+/*
+ * Fill ev from a decoded object (unknown members, such as "type", are
+ * ignored). MOAT_ERR_INVALID with a cause when sandbox or stage is
+ * missing.
+ */
+int moat_denial_event_from_json(struct json_t *o,
+    struct moat_denial_event *ev, struct moat_cause *cause);
+
+/* moat_jsonl_decode() then moat_denial_event_from_json(). */
 int moat_denial_event_decode(const char *line, size_t len,
     struct moat_denial_event *ev, struct moat_cause *cause);
 

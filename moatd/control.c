@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "common/jsonl.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -26,7 +27,6 @@
 #include "moatd/ctl.h"
 
 #define CTL_MAX_CLIENTS 64
-#define CTL_READ_CHUNK 65536
 
 enum ctl_perm {
 	CTL_ANY = 0,    /* anyone who can connect (the socket's mode) */
@@ -57,19 +57,9 @@ struct ctl_client {
 	struct moatd_control *c;
 	struct ctl_client *next;
 	int fd;
+	struct moat_jsonl *j;	/* requests in, replies out */
 	struct ctl_peer peer;
-	char *in;
-	size_t inlen;
-	char *out;
-	size_t outlen;
-	size_t outoff;
-	bool closing; /* close once out is written */
-	bool eof;     /* the client half-closed */
-	size_t drained; /* bytes discarded after a refusal */
 };
-
-/* After refusing a request: how much more input we swallow, unread. */
-#define CTL_DRAIN_MAX (8u << 20)
 
 struct moatd_control {
 	struct moatd *d;
@@ -181,18 +171,15 @@ moatd_control_handle(const struct ctl_peer *p, const char *line, size_t len)
 	struct moat_diags diags;
 	const struct ctl_cmd *cmd = NULL;
 	json_t *req = NULL, *reply = NULL, *tag = NULL;
-	json_error_t jerr;
 	const char *name;
 	char *s = NULL;
 	int r;
 
 	moat_diags_init(&diags);
-	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (req == NULL || !json_is_object(req)) {
-		char msg[256];
+	if (moat_jsonl_decode(line, len, &req, &cause) != 0) {
+		char msg[300];
 
-		snprintf(msg, sizeof(msg), "malformed request: %s",
-		    req == NULL ? jerr.text : "not a JSON object");
+		snprintf(msg, sizeof(msg), "malformed request: %s", cause.msg);
 		s = error_reply(MOAT_ERR_INVALID, msg, NULL, NULL);
 		goto out;
 	}
@@ -293,154 +280,88 @@ client_free(struct ctl_client *cl)
 	cl->c->nclients--;
 	moat_loop_del_fd(moatd_loop(cl->c->d), cl->fd);
 	moat_close(cl->fd);
-	free(cl->in);
-	free(cl->out);
+	moat_jsonl_free(cl->j);
 	free(cl);
 }
 
+/* Queue the reply text (freed here); MOAT_ERR_* when it cannot go. */
 static int
-queue_reply(struct ctl_client *cl, char *s)
+send_reply(struct ctl_client *cl, char *s)
 {
-	size_t n;
-	char *no;
+	int r;
 
 	if (s == NULL)
 		return MOAT_ERR_NOMEM;
-	n = strlen(s);
-	if ((no = realloc(cl->out, cl->outlen + n + 1)) == NULL) {
-		free(s);
-		return MOAT_ERR_NOMEM;
-	}
-	cl->out = no;
-	memcpy(cl->out + cl->outlen, s, n);
-	cl->out[cl->outlen + n] = '\n';
-	cl->outlen += n + 1;
+	r = moat_jsonl_send_line(cl->j, s, strlen(s));
 	free(s);
-	return MOAT_OK;
+	return r;
 }
-
-/* Answer every complete line in the input buffer. */
-static int
-handle_lines(struct ctl_client *cl, bool eof)
-{
-	char *nl, *start = cl->in;
-	size_t left = cl->inlen;
-
-	while (left > 0 && (nl = memchr(start, '\n', left)) != NULL) {
-		size_t n = (size_t)(nl - start);
-
-		if (n > 0 && queue_reply(cl, moatd_control_handle(&cl->peer,
-		    start, n)) != 0)
-			return MOAT_ERR_NOMEM;
-		start = nl + 1;
-		left -= n + 1;
-	}
-	if (left > MOATD_CTL_MAX_LINE) {
-		/* Refuse, then hang up: we cannot find the next line. */
-		cl->inlen = 0;
-		cl->closing = true;
-		return queue_reply(cl, error_reply(MOAT_ERR_INVALID,
-		    "request larger than 1 MiB refused", NULL, NULL));
-	}
-	if (eof && left > 0) {
-		if (queue_reply(cl, moatd_control_handle(&cl->peer, start,
-		    left)) != 0)
-			return MOAT_ERR_NOMEM;
-		left = 0;
-	}
-	memmove(cl->in, start, left);
-	cl->inlen = left;
-	return MOAT_OK;
-}
-
-/* Write what we can; true while the client should stay open. */
-static bool
-flush_out(struct ctl_client *cl)
-{
-	ssize_t w;
-
-	while (cl->outoff < cl->outlen) {
-		w = write(cl->fd, cl->out + cl->outoff, cl->outlen -
-		    cl->outoff);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return true;
-		if (w <= 0)
-			return false;
-		cl->outoff += (size_t)w;
-	}
-	cl->outoff = cl->outlen = 0;
-	/* A closing client stays until drained (see client_ready). */
-	return !cl->closing || !cl->eof;
-}
-
-static void client_ready(struct moat_loop *l, int fd, unsigned events,
-    void *arg);
 
 /*
- * The reply to a refused request is out and we are half-closed: swallow
- * what the client is still sending (bounded) so that our close cannot
- * reset the connection before it has read the reply.
+ * Answer buffered requests in order, one at a time: while a reply is
+ * still queued no further request is served (backpressure: a client
+ * that does not read its replies gets no more of them).
  */
-static bool
-client_drain(struct ctl_client *cl)
+static int
+serve(struct ctl_client *cl)
 {
-	char scratch[65536];
-	ssize_t n = read(cl->fd, scratch, sizeof(scratch));
+	const char *line;
+	size_t len;
+	int r;
 
-	if (n == -1)
-		return errno == EAGAIN || errno == EINTR;
-	cl->drained += (size_t)n;
-	return n > 0 && cl->drained < CTL_DRAIN_MAX;
+	while (moat_jsonl_pending(cl->j) == 0 &&
+	    (r = moat_jsonl_next(cl->j, &line, &len)) != 0) {
+		if (r < 0) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg), "request larger than %u MiB "
+			    "refused", MOAT_JSONL_MAX_LINE >> 20);
+			r = send_reply(cl, error_reply(MOAT_ERR_INVALID, msg,
+			    NULL, NULL));
+		} else
+			r = send_reply(cl, moatd_control_handle(&cl->peer,
+			    line, len));
+		if (r != 0)
+			return r;
+	}
+	return MOAT_OK;
 }
 
+/* Serve, read and write what we can; false when the client is done. */
 static bool
-client_read(struct ctl_client *cl)
+client_step(struct ctl_client *cl, unsigned events)
 {
-	char *ni;
-	ssize_t n;
-	bool eof = false;
+	int r;
 
-	if (cl->closing && cl->outlen == 0)
-		return client_drain(cl);
-	if ((ni = realloc(cl->in, cl->inlen + CTL_READ_CHUNK)) == NULL)
+	if ((events & MOAT_EV_WRITE) &&
+	    moat_jsonl_flush(cl->j) == MOAT_ERR_SYSTEM)
 		return false;
-	cl->in = ni;
-	n = read(cl->fd, cl->in + cl->inlen, CTL_READ_CHUNK);
-	if (n == -1)
-		return errno == EAGAIN || errno == EINTR;
-	if (n == 0)
-		eof = cl->eof = cl->closing = true;
-	cl->inlen += (size_t)n;
-	if (handle_lines(cl, eof) != 0)
-		return false;
-	return true;
+	for (int turns = 0; turns < 16; turns++) {
+		if (serve(cl) != 0)
+			return false;
+		if (moat_jsonl_pending(cl->j) > 0 || moat_jsonl_eof(cl->j))
+			break;
+		if ((r = moat_jsonl_read(cl->j, NULL)) == MOAT_ERR_AGAIN)
+			break;
+		if (r < 0)
+			return false;
+	}
+	/* After the client's EOF: done once every reply is out. */
+	return !moat_jsonl_eof(cl->j) || moat_jsonl_pending(cl->j) > 0;
 }
 
 static void
 client_ready(struct moat_loop *l, int fd, unsigned events, void *arg)
 {
 	struct ctl_client *cl = arg;
-	bool alive = true;
 
-	if ((events & MOAT_EV_WRITE) && cl->outlen > 0)
-		alive = flush_out(cl);
-	else if (events & (MOAT_EV_READ | MOAT_EV_ERROR))
-		alive = client_read(cl) && flush_out(cl);
-	if (alive && cl->closing && cl->outlen == 0 && !cl->eof) {
-		/* Half-close, then drain until the client's EOF. */
-		shutdown(fd, SHUT_WR);
-		moat_loop_mod_fd(l, fd, MOAT_EV_READ);
-		return;
-	}
-	if (!alive || (cl->closing && cl->outlen == 0)) {
+	if (!client_step(cl, events)) {
 		client_free(cl);
 		return;
 	}
-	/* While a reply is pending, stop reading: backpressure. */
-	moat_loop_mod_fd(l, fd, cl->outlen > 0 ? MOAT_EV_WRITE :
-	    MOAT_EV_READ);
+	/* While a reply is pending, stop reading. */
+	moat_loop_mod_fd(l, fd, moat_jsonl_pending(cl->j) > 0 ?
+	    MOAT_EV_WRITE : MOAT_EV_READ);
 }
 
 static void
@@ -460,10 +381,12 @@ control_accept(struct moat_loop *l, int lfd, unsigned events, void *arg)
 		}
 		cl->c = c;
 		cl->fd = fd;
-		if (peer_identify(c, fd, &cl->peer) != 0 ||
+		if ((cl->j = moat_jsonl_new(fd)) == NULL ||
+		    peer_identify(c, fd, &cl->peer) != 0 ||
 		    moat_loop_add_fd(l, fd, MOAT_EV_READ, client_ready,
 		    cl) != 0) {
 			close(fd);
+			moat_jsonl_free(cl->j);
 			free(cl);
 			continue;
 		}

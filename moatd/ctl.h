@@ -18,9 +18,6 @@
 
 struct moatd;
 
-/* Requests larger than this (without a newline) are refused. */
-#define MOATD_CTL_MAX_LINE (1024 * 1024)
-
 /* Who is asking: from SO_PEERCRED, never from the request. */
 struct ctl_peer {
 	struct moatd *d;

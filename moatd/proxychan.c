@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/jsonl.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -17,42 +18,54 @@
 #include "sandbox/sandbox.h"
 #include "moatd/proxychan.h"
 
-#define LINE_MAX_BYTES (1 << 20)
-
 struct moatd_proxychan {
 	struct moat_loop *loop;
 	struct moatd_proxychan_cbs cbs;
 	int fd;           /* our end of the socketpair, or -1 */
+	struct moat_jsonl *j; /* its framing */
+	unsigned events;  /* what the loop watches fd for */
 	pid_t pid;        /* the proxy process, or 0 once reaped */
-	char *in;         /* a partial line */
-	size_t inlen;
 };
+
+static void
+chan_close(struct moatd_proxychan *ch)
+{
+	if (ch->fd < 0)
+		return;
+	moat_loop_del_fd(ch->loop, ch->fd);
+	moat_close(ch->fd);
+	ch->fd = -1;
+	moat_jsonl_free(ch->j);
+	ch->j = NULL;
+}
+
+/* Watch for writability exactly while output is queued. */
+static void
+chan_watch(struct moatd_proxychan *ch)
+{
+	unsigned want = MOAT_EV_READ | (moat_jsonl_pending(ch->j) > 0 ?
+	    MOAT_EV_WRITE : 0);
+
+	if (want != ch->events && moat_loop_mod_fd(ch->loop, ch->fd,
+	    want) == 0)
+		ch->events = want;
+}
 
 int
 moatd_proxychan_send(struct moatd_proxychan *ch, json_t *o)
 {
-	char *s = NULL;
-	int r = MOAT_OK;
+	int r;
 
 	if (ch == NULL || ch->fd < 0 || o == NULL) {
 		json_decref(o);
 		return MOAT_ERR_NOTFOUND;
 	}
-	if ((s = json_dumps(o, JSON_COMPACT)) == NULL) {
-		json_decref(o);
-		return MOAT_ERR_NOMEM;
-	}
-	/*
-	 * Blocking sends on a local socketpair keep messages in order; the
-	 * proxy reads its end on every loop turn, and lines are small.
-	 */
-	if (moat_write_all(ch->fd, s, strlen(s)) != 0 ||
-	    moat_write_all(ch->fd, "\n", 1) != 0) {
-		log_warn_errno("write to the proxy");
-		r = MOAT_ERR_SYSTEM;
-	}
-	free(s);
+	/* Never blocks: what the proxy has not read yet waits in order. */
+	if ((r = moat_jsonl_send(ch->j, o)) != 0)
+		log_warn_r(r, "%s to the proxy not sent",
+		    moat_jsonl_type(o) ? moat_jsonl_type(o) : "line");
 	json_decref(o);
+	chan_watch(ch);
 	return r;
 }
 
@@ -105,75 +118,62 @@ moatd_proxychan_bypass(struct moatd_proxychan *ch, const char *sandbox,
 	    (int)p->dport, "uid", p->uid));
 }
 
+/* Decode, then route by type: denials to the event callback. */
 static void
-handle_line(struct moatd_proxychan *ch, const char *line, size_t len)
+handle_line(void *arg, const char *line, size_t len)
 {
+	struct moatd_proxychan *ch = arg;
 	struct moat_denial_event ev;
 	struct moat_cause cause = { { 0 } };
+	const char *type;
+	json_t *o = NULL;
 
-	/* Denials are the hot path: decode them without a second parse. */
-	static const char denial[] = "{\"type\":\"denial\"";
-
-	if (len < sizeof(denial) - 1 ||
-	    strncmp(line, denial, sizeof(denial) - 1) != 0) {
-		json_t *o = json_loadb(line, len, 0, NULL);
-		if (o != NULL && ch->cbs.message != NULL)
-			ch->cbs.message(ch->cbs.arg, o);
-		json_decref(o);
+	if (line == NULL) {
+		log_warn("proxy line over %u bytes discarded",
+		    MOAT_JSONL_MAX_LINE);
 		return;
 	}
-	if (moat_denial_event_decode(line, len, &ev, &cause) != 0) {
-		log_warn("bad event line from the proxy: %s", cause.msg);
+	if (moat_jsonl_decode(line, len, &o, &cause) != 0) {
+		log_warn("bad line from the proxy: %s", cause.msg);
 		return;
 	}
-	if (ch->cbs.event != NULL)
-		ch->cbs.event(ch->cbs.arg, &ev);
+	if ((type = moat_jsonl_type(o)) != NULL &&
+	    strcmp(type, "denial") == 0) {
+		if (moat_denial_event_from_json(o, &ev, &cause) != 0)
+			log_warn("bad denial from the proxy: %s", cause.msg);
+		else if (ch->cbs.event != NULL)
+			ch->cbs.event(ch->cbs.arg, &ev);
+	} else if (type != NULL && ch->cbs.message != NULL) {
+		ch->cbs.message(ch->cbs.arg, o);
+	} else if (type == NULL) {
+		log_warn("line from the proxy without a type");
+	}
+	json_decref(o);
 }
 
 static void
 readable(struct moat_loop *l, int fd, unsigned events, void *arg)
 {
 	struct moatd_proxychan *ch = arg;
-	char buf[65536];
-	ssize_t n;
+	struct moat_cause cause = { { 0 } };
+	int r;
 
-	(void)events;
-	/* Bounded per turn so one busy proxy cannot starve the loop. */
-	for (int turns = 0; turns < 64; turns++) {
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			moat_loop_del_fd(l, fd);
-			moat_close(fd);
-			ch->fd = -1;
-			return;
-		}
-		if (ch->inlen + (size_t)n > LINE_MAX_BYTES) {
-			log_warn("proxy line over %d bytes dropped",
-			    LINE_MAX_BYTES);
-			ch->inlen = 0;
-			continue;
-		}
-		char *nb = realloc(ch->in, ch->inlen + (size_t)n);
-		if (nb == NULL)
-			return;
-		ch->in = nb;
-		memcpy(ch->in + ch->inlen, buf, (size_t)n);
-		ch->inlen += (size_t)n;
-		size_t start = 0;
-		for (size_t i = 0; i < ch->inlen; i++) {
-			if (ch->in[i] != '\n')
-				continue;
-			if (i > start)
-				handle_line(ch, ch->in + start, i - start);
-			start = i + 1;
-		}
-		memmove(ch->in, ch->in + start, ch->inlen - start);
-		ch->inlen -= start;
+	if ((events & MOAT_EV_WRITE) &&
+	    moat_jsonl_flush(ch->j) == MOAT_ERR_SYSTEM) {
+		log_warn("the proxy stopped reading its channel");
+		chan_close(ch);
+		return;
 	}
+	chan_watch(ch);
+	if (!(events & (MOAT_EV_READ | MOAT_EV_ERROR)))
+		return;
+	/* Bounded per turn so one busy proxy cannot starve the loop. */
+	if ((r = moat_jsonl_pump(ch->j, 64, handle_line, ch, &cause)) ==
+	    MOAT_ERR_AGAIN)
+		return;
+	if (r < 0)
+		log_warn("proxy channel: %s", moat_cause_str(&cause, r));
+	chan_close(ch);
 }
 
 int
@@ -187,7 +187,8 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 
 	if ((ch = calloc(1, sizeof(*ch))) == NULL)
 		return MOAT_ERR_NOMEM;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	    sv) == -1) {
 		moat_cause_errno(cause, "socketpair for the proxy");
 		free(ch);
 		return MOAT_ERR_SYSTEM;
@@ -224,7 +225,9 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 	ch->cbs = *cbs;
 	ch->fd = sv[0];
 	ch->pid = pid;
-	if (moat_loop_add_fd(l, ch->fd, MOAT_EV_READ, readable, ch) != 0) {
+	ch->events = MOAT_EV_READ;
+	if ((ch->j = moat_jsonl_new(ch->fd)) == NULL ||
+	    moat_loop_add_fd(l, ch->fd, MOAT_EV_READ, readable, ch) != 0) {
 		moat_cause_set(cause, "cannot watch the proxy channel");
 		moatd_proxychan_stop(ch);
 		return MOAT_ERR_SYSTEM;
@@ -251,14 +254,10 @@ moatd_proxychan_stop(struct moatd_proxychan *ch)
 {
 	if (ch == NULL)
 		return;
-	if (ch->fd >= 0) {
-		moat_loop_del_fd(ch->loop, ch->fd);
-		moat_close(ch->fd);
-	}
+	chan_close(ch);
 	if (ch->pid > 0) {
 		kill(ch->pid, SIGTERM);
 		waitpid(ch->pid, NULL, 0);
 	}
-	free(ch->in);
 	free(ch);
 }

@@ -7,8 +7,9 @@
  * proposal goes up as {"type":"proposal"} and moatd's
  * {"type":"proposal_result"} answers the waiting HTTP request.
  *
- * Writes are buffered and never block the loop; when moatd stops
- * reading for long, events beyond a cap are dropped and counted.
+ * Framing is common/jsonl.h: writes never block the loop; when moatd
+ * stops reading for long, lines beyond the queue's bound are dropped and
+ * counted in the log.
  */
 #include <sys/socket.h>
 
@@ -22,95 +23,55 @@
 
 #include <jansson.h>
 
+#include "common/jsonl.h"
 #include "common/util.h"
 #include "proxy/internal.h"
-
-#define CTL_IN_MAX (8 << 20)
-#define CTL_OUT_MAX (4 << 20)
 
 struct ctl {
 	struct moat_loop *loop;
 	struct moat_proxy *p;
 	int fd;
-	char *in;
-	size_t inlen;
-	size_t incap;
-	char *out;
-	size_t outlen;
-	size_t outcap;
-	unsigned long dropped;
+	struct moat_jsonl *j;
+	unsigned events;	/* what the loop watches ctl_fd for */
+	unsigned long dropped;	/* lines the full queue refused */
 };
 
+/* Watch for writability exactly while output is queued. */
 static void
-ctl_flush(struct ctl *c)
+ctl_watch(struct ctl *c)
 {
-	while (c->outlen > 0) {
-		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		memmove(c->out, c->out + n, c->outlen - (size_t)n);
-		c->outlen -= (size_t)n;
-	}
-	moat_loop_mod_fd(c->loop, c->fd, MOAT_EV_READ |
-	    (c->outlen > 0 ? MOAT_EV_WRITE : 0));
-}
+	unsigned want = MOAT_EV_READ | (moat_jsonl_pending(c->j) > 0 ?
+	    MOAT_EV_WRITE : 0);
 
-static int
-ctl_write(struct ctl *c, const char *line, size_t len)
-{
-	if (c->outlen + len > CTL_OUT_MAX) {
-		if (c->dropped++ % 1000 == 0)
-			log_warn("moatd is not reading; %lu lines dropped",
-			    c->dropped);
-		return -1;
-	}
-	if (c->outlen + len > c->outcap) {
-		size_t nc = (c->outlen + len) * 2;
-		char *n = realloc(c->out, nc);
-		if (n == NULL)
-			return -1;
-		c->out = n;
-		c->outcap = nc;
-	}
-	memcpy(c->out + c->outlen, line, len);
-	c->outlen += len;
-	ctl_flush(c);
-	return 0;
+	if (want != c->events && moat_loop_mod_fd(c->loop, c->fd, want) == 0)
+		c->events = want;
 }
 
 /* One line, whole or not at all (0, or -1 when it was dropped). */
 static int
 ctl_reply(struct ctl *c, json_t *o)
 {
-	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-	size_t n;
-	int r = -1;
+	int r = o != NULL ? moat_jsonl_send(c->j, o) : MOAT_ERR_NOMEM;
 
 	json_decref(o);
-	if (s == NULL)
-		return -1;
-	n = strlen(s);
-	s[n] = '\n'; /* json_dumps' NUL becomes the line end */
-	r = ctl_write(c, s, n + 1);
-	free(s);
-	return r;
+	if (r == MOAT_ERR_AGAIN && c->dropped++ % 1000 == 0)
+		log_warn("moatd is not reading; %lu lines dropped",
+		    c->dropped);
+	else if (r != 0 && r != MOAT_ERR_AGAIN)
+		log_warn_r(r, "line to moatd not sent");
+	ctl_watch(c);
+	return r == 0 ? 0 : -1;
 }
 
 static void
 emit_event(void *arg, const struct moat_denial_event *ev)
 {
 	struct ctl *c = arg;
-	char buf[4096 + 32];
-	size_t n;
+	json_t *o = moat_denial_event_json(ev);
 
-	memcpy(buf, "{\"type\":\"denial\",", 17);
-	if ((n = moat_denial_event_encode(ev, buf + 16, sizeof(buf) - 16)) < 2)
-		return;
-	/* The event's own '{' is replaced by the type member's comma. */
-	buf[16] = ',';
-	ctl_write(c, buf, 16 + n);
+	if (o != NULL)
+		json_object_set_new(o, "type", json_string("denial"));
+	ctl_reply(c, o);
 }
 
 /* An agent's proposal from policy.local: hand it to moatd. */
@@ -236,14 +197,12 @@ do_bypass(struct ctl *c, json_t *o)
 }
 
 static void
-handle_line(struct ctl *c, const char *line, size_t len)
+handle_msg(struct ctl *c, json_t *o)
 {
-	json_error_t err;
-	json_t *o = json_loadb(line, len, 0, &err);
-	const char *type = o != NULL ? jstr(o, "type") : NULL;
+	const char *type = moat_jsonl_type(o);
 
 	if (type == NULL) {
-		log_warn("control line is not a typed JSON object");
+		log_warn("control message without a type");
 	} else if (strcmp(type, "sandbox") == 0) {
 		do_sandbox(c, o);
 	} else if (strcmp(type, "sandbox_remove") == 0) {
@@ -272,48 +231,50 @@ handle_line(struct ctl *c, const char *line, size_t len)
 		    moat_proxy_retrust(c->p, n, b, h) == MOAT_ERR_INVALID)
 			log_warn("retrust %s: sha256 is not 64 hex digits", b);
 	} else {
-		log_warn("unknown control message type %s", type);
+		log_warn("unknown control message type %.64s", type);
 	}
+}
+
+static void
+ctl_line(void *arg, const char *line, size_t len)
+{
+	struct moat_cause cause = { { 0 } };
+	struct ctl *c = arg;
+	json_t *o = NULL;
+
+	if (line == NULL)
+		log_warn("control line over %u bytes discarded",
+		    MOAT_JSONL_MAX_LINE);
+	else if (moat_jsonl_decode(line, len, &o, &cause) != 0)
+		log_warn("control line: %s", cause.msg);
+	else
+		handle_msg(c, o);
 	json_decref(o);
 }
 
 static void
 ctl_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
+	struct moat_cause cause = { { 0 } };
 	struct ctl *c = arg;
-	char *nl;
-	ssize_t n;
+	int r;
 
-	if (ev & MOAT_EV_WRITE)
-		ctl_flush(c);
-	if (!(ev & MOAT_EV_READ))
-		return;
-	if (c->incap - c->inlen < 65536) {
-		size_t nc = c->incap ? c->incap * 2 : 131072;
-		char *b = nc <= CTL_IN_MAX ? realloc(c->in, nc) : NULL;
-		if (b == NULL) {
-			log_error("control line over %d bytes", CTL_IN_MAX);
-			moat_loop_stop(l);
-			return;
-		}
-		c->in = b;
-		c->incap = nc;
-	}
-	n = recv(fd, c->in + c->inlen, c->incap - c->inlen, 0);
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		/* moatd went away: the proxy has no reason to live on. */
+	if ((ev & MOAT_EV_WRITE) &&
+	    moat_jsonl_flush(c->j) == MOAT_ERR_SYSTEM) {
 		moat_loop_stop(l);
 		return;
 	}
-	c->inlen += (size_t)n;
-	while ((nl = memchr(c->in, '\n', c->inlen)) != NULL) {
-		size_t ll = (size_t)(nl - c->in);
-		handle_line(c, c->in, ll);
-		memmove(c->in, nl + 1, c->inlen - ll - 1);
-		c->inlen -= ll + 1;
-	}
+	ctl_watch(c);
+	if (!(ev & (MOAT_EV_READ | MOAT_EV_ERROR)))
+		return;
+	/* Bounded per turn so that moatd cannot starve the proxy's loop. */
+	if ((r = moat_jsonl_pump(c->j, 64, ctl_line, c, &cause)) ==
+	    MOAT_ERR_AGAIN)
+		return;
+	/* moatd went away: the proxy has no reason to live on. */
+	if (r < 0)
+		log_error("control channel: %s", moat_cause_str(&cause, r));
+	moat_loop_stop(l);
 }
 
 static void
@@ -335,6 +296,10 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	c.fd = ctl_fd;
 	moat_fd_nonblock(ctl_fd);
+	if ((c.j = moat_jsonl_new(ctl_fd)) == NULL) {
+		log_error("proxy: out of memory");
+		return 111;
+	}
 	if ((r = moat_loop_new(&c.loop, &cause)) != 0) {
 		log_error("proxy loop: %s", moat_cause_str(&cause, r));
 		return 111;
@@ -351,6 +316,7 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	moat_loop_signal(c.loop, SIGINT, on_signal, NULL);
 	if (moat_loop_add_fd(c.loop, ctl_fd, MOAT_EV_READ, ctl_cb, &c) != 0)
 		goto out;
+	c.events = MOAT_EV_READ;
 	ctl_reply(&c, json_pack("{s:s,s:i}", "type", "ready", "pid",
 	    (int)getpid()));
 	rc = moat_loop_run(c.loop) == 0 ? 0 : 111;
@@ -358,7 +324,6 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 out:
 	moat_proxy_free(c.p);
 	moat_loop_free(c.loop);
-	free(c.in);
-	free(c.out);
+	moat_jsonl_free(c.j);
 	return rc;
 }

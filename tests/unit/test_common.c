@@ -1,7 +1,10 @@
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "common/event.h"
 #include "common/loop.h"
@@ -31,7 +34,8 @@ main(void)
 	struct moat_denial_event ev = { 0 }, back;
 	struct moat_cause cause = { { 0 } };
 	struct moat_loop *l = NULL;
-	char buf[4096];
+	char *js;
+	json_t *o;
 	int64_t secs = 0;
 	int fired = 0, p[2];
 	char got = 0;
@@ -61,11 +65,13 @@ main(void)
 	moat_strlcpy(ev.host, "upstream.test", sizeof(ev.host));
 	ev.port = 443;
 	moat_strlcpy(ev.reason, "quote \" and\nnewline", sizeof(ev.reason));
-	n = moat_denial_event_encode(&ev, buf, sizeof(buf));
-	ok(n > 0 && buf[n - 1] == '\n', "encode ends in one newline");
-	ok(memchr(buf, '\n', n - 1) == NULL, "no newline inside the line");
-	ok(moat_denial_event_decode(buf, n - 1, &back, &cause) == 0,
-	    "decode");
+	o = moat_denial_event_json(&ev);
+	js = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	n = js != NULL ? strlen(js) : 0;
+	ok(n > 0 && memchr(js, '\n', n) == NULL, "no newline inside the line");
+	ok(moat_denial_event_decode(js, n, &back, &cause) == 0, "decode");
+	free(js);
 	is_str(back.reason, ev.reason, "reason survives escaping");
 	is_str(back.ancestors[0], "/usr/bin/bash", "ancestors survive");
 	ok(back.ts_ms == ev.ts_ms && back.port == 443, "numbers survive");
@@ -73,8 +79,6 @@ main(void)
 	    MOAT_ERR_INVALID, "missing sandbox is refused");
 	ok(moat_denial_event_decode("{nope", 5, &back, &cause) ==
 	    MOAT_ERR_INVALID, "bad JSON is refused");
-	ok(moat_denial_event_encode(&ev, buf, 20) == 0,
-	    "too small a buffer gives 0");
 
 	/* loop: fd callback, timer */
 	ok(moat_loop_new(&l, NULL) == 0, "loop_new");

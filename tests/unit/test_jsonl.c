@@ -1,0 +1,282 @@
+/* common/jsonl: partial reads, overlong lines, the bounded write queue. */
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/jsonl.h"
+#include "common/util.h"
+#include "tests/unit/tap.h"
+
+/* Read until a line, an overlong report or EOF (bounded); 1, 0 or r. */
+static int
+next_line(struct moat_jsonl *j, const char **line, size_t *len)
+{
+	int r;
+
+	for (int i = 0; i < 100000; i++) {
+		if ((r = moat_jsonl_next(j, line, len)) != 0)
+			return r;
+		if (moat_jsonl_eof(j))
+			return 0;
+		if ((r = moat_jsonl_read(j, NULL)) < 0 && r != MOAT_ERR_AGAIN)
+			return r;
+	}
+	return 0;
+}
+
+/* A child writes buf to fd (blocking), then exits. */
+static pid_t
+writer(int fd, const char *buf, size_t n, int close_fd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		close(close_fd);
+		_exit(moat_write_all(fd, buf, n) == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+static void
+test_partial(void)
+{
+	struct moat_jsonl *j;
+	const char *line = NULL;
+	size_t len = 0;
+	int sv[2];
+
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	moat_fd_nonblock(sv[0]);
+	j = moat_jsonl_new(sv[0]);
+	moat_write_all(sv[1], "{\"a\"", 4);
+	is_int(moat_jsonl_read(j, NULL), 1, "a partial line is read");
+	is_int(moat_jsonl_next(j, &line, &len), 0, "and is not a line yet");
+	is_int(moat_jsonl_read(j, NULL), MOAT_ERR_AGAIN,
+	    "nothing more: MOAT_ERR_AGAIN");
+	moat_write_all(sv[1], ":1}\n\n{\"b\":2}\n{\"c\"", 17);
+	moat_jsonl_read(j, NULL);
+	ok(moat_jsonl_next(j, &line, &len) == 1 && len == 7 &&
+	    memcmp(line, "{\"a\":1}", 7) == 0, "joined across reads");
+	ok(moat_jsonl_next(j, &line, &len) == 1 && len == 7 &&
+	    memcmp(line, "{\"b\":2}", 7) == 0, "empty line skipped");
+	is_int(moat_jsonl_next(j, &line, &len), 0, "the rest waits");
+	moat_write_all(sv[1], ":3}", 3);
+	close(sv[1]);
+	moat_jsonl_read(j, NULL);
+	is_int(moat_jsonl_read(j, NULL), 0, "EOF");
+	ok(moat_jsonl_eof(j), "eof is remembered");
+	ok(moat_jsonl_next(j, &line, &len) == 1 && len == 7 &&
+	    memcmp(line, "{\"c\":3}", 7) == 0, "a last line needs no newline");
+	is_int(moat_jsonl_next(j, &line, &len), 0, "then nothing");
+	moat_jsonl_free(j);
+	close(sv[0]);
+}
+
+static void
+test_overlong(void)
+{
+	size_t big = MOAT_JSONL_MAX_LINE + 1, n = 0;
+	char *buf = malloc(2 * big + 64);
+	struct moat_jsonl *j;
+	const char *line = NULL;
+	size_t len = 0;
+	int sv[2], st = -1;
+	pid_t pid;
+
+	/* One line of exactly the limit, one over it, then a normal one. */
+	memset(buf, 'x', big - 1);
+	buf[big - 1] = '\n';
+	n = big;
+	memset(buf + n, 'y', big);
+	n += big;
+	memcpy(buf + n, "\n{\"after\":1}\n", 13);
+	n += 13;
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	pid = writer(sv[1], buf, n, sv[0]);
+	close(sv[1]);
+	j = moat_jsonl_new(sv[0]);
+	ok(next_line(j, &line, &len) == 1 && len == MOAT_JSONL_MAX_LINE &&
+	    line[0] == 'x' && line[len - 1] == 'x',
+	    "a line of exactly the limit is a line");
+	is_int(next_line(j, &line, &len), MOAT_ERR_INVALID,
+	    "a line over the limit is reported");
+	ok(next_line(j, &line, &len) == 1 && len == 11 &&
+	    memcmp(line, "{\"after\":1}", 11) == 0,
+	    "the line after it is read as usual");
+	is_int(next_line(j, &line, &len), 0, "then EOF");
+	waitpid(pid, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the writer wrote it all");
+	moat_jsonl_free(j);
+	close(sv[0]);
+
+	/* Over the limit at EOF, without a newline: reported once. */
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	pid = writer(sv[1], buf + big, big, sv[0]);
+	close(sv[1]);
+	j = moat_jsonl_new(sv[0]);
+	is_int(next_line(j, &line, &len), MOAT_ERR_INVALID,
+	    "an overlong last line is reported");
+	is_int(next_line(j, &line, &len), 0, "once");
+	waitpid(pid, NULL, 0);
+	moat_jsonl_free(j);
+	close(sv[0]);
+	free(buf);
+}
+
+static void
+test_queue(void)
+{
+	size_t linelen = 1u << 20, sent = 0, got = 0;
+	char *big = malloc(linelen + 1);
+	struct moat_jsonl *w, *rd;
+	const char *line = NULL;
+	size_t len = 0;
+	json_t *o;
+	bool order = true;
+	int sv[2], r = 0;
+
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	moat_fd_nonblock(sv[0]);
+	moat_fd_nonblock(sv[1]);
+	w = moat_jsonl_new(sv[0]);
+	rd = moat_jsonl_new(sv[1]);
+	memset(big, 'q', linelen);
+	big[linelen] = '\0';
+	/* Nobody reads: lines queue until the bound, whole or not at all. */
+	for (int i = 0; i < 100; i++) {
+		o = json_pack("{s:i, s:s}", "n", i, "pad", big);
+		r = moat_jsonl_send(w, o);
+		json_decref(o);
+		if (r != 0)
+			break;
+		sent++;
+	}
+	is_int(r, MOAT_ERR_AGAIN, "a full queue refuses the next line");
+	ok(moat_jsonl_pending(w) <= MOAT_JSONL_MAX_QUEUE,
+	    "queued bytes stay under the bound (%zu)", moat_jsonl_pending(w));
+	ok(sent > 2 && sent < 100, "%zu lines were taken", sent);
+	is_int(moat_jsonl_flush(w), MOAT_ERR_AGAIN, "flush would block");
+	/* Now read everything, flushing as room appears. */
+	for (int i = 0; i < 1000000 && got < sent; i++) {
+		moat_jsonl_flush(w);
+		moat_jsonl_read(rd, NULL);
+		while (moat_jsonl_next(rd, &line, &len) == 1) {
+			o = json_loadb(line, len, 0, NULL);
+			if (json_integer_value(json_object_get(o, "n")) !=
+			    (json_int_t)got || strlen(json_string_value(
+			    json_object_get(o, "pad"))) != linelen)
+				order = false;
+			json_decref(o);
+			got++;
+		}
+	}
+	is_int((int)got, (int)sent, "every queued line arrives");
+	ok(order, "whole and in order");
+	is_int(moat_jsonl_flush(w), MOAT_OK, "the queue is empty");
+	is_int((int)moat_jsonl_pending(w), 0, "nothing pending");
+
+	/* Refused outright: a line over the limit, a line with '\n'. */
+	is_int(moat_jsonl_send_line(w, "a\nb", 3), MOAT_ERR_INVALID,
+	    "a line holding a newline is refused");
+	big = realloc(big, MOAT_JSONL_MAX_LINE + 2);
+	memset(big, 'z', MOAT_JSONL_MAX_LINE + 1);
+	big[MOAT_JSONL_MAX_LINE + 1] = '\0';
+	o = json_pack("{s:s}", "z", big);
+	is_int(moat_jsonl_send(w, o), MOAT_ERR_INVALID,
+	    "a line over the limit is refused");
+	json_decref(o);
+	is_int((int)moat_jsonl_pending(w), 0, "and leaves nothing queued");
+
+	/* The peer is gone: an error, not SIGPIPE. */
+	moat_jsonl_free(rd);
+	close(sv[1]);
+	o = json_pack("{s:s}", "type", "x");
+	is_int(moat_jsonl_send(w, o), MOAT_ERR_SYSTEM, "peer gone: an error");
+	json_decref(o);
+	moat_jsonl_free(w);
+	close(sv[0]);
+	free(big);
+}
+
+struct pumped {
+	int lines;
+	int overlong;
+	size_t bytes;
+};
+
+static void
+on_line(void *arg, const char *line, size_t len)
+{
+	struct pumped *p = arg;
+
+	if (line == NULL)
+		p->overlong++;
+	else
+		p->lines++;
+	p->bytes += len;
+}
+
+static void
+test_pump(void)
+{
+	struct pumped p = { 0 };
+	struct moat_jsonl *j;
+	int sv[2], r;
+
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	moat_fd_nonblock(sv[0]);
+	j = moat_jsonl_new(sv[0]);
+	moat_write_all(sv[1], "{}\n{\"a\":1}\n{", 13);
+	r = moat_jsonl_pump(j, 64, on_line, &p, NULL);
+	ok(r == MOAT_ERR_AGAIN && p.lines == 2 && p.bytes == 9,
+	    "pump hands over complete lines, then waits");
+	moat_write_all(sv[1], "}", 1);
+	close(sv[1]);
+	r = moat_jsonl_pump(j, 64, on_line, &p, NULL);
+	ok(r == 0 && p.lines == 3 && p.overlong == 0,
+	    "at EOF the last line is handed over and pump says 0");
+	moat_jsonl_free(j);
+	close(sv[0]);
+}
+
+static void
+test_decode(void)
+{
+	struct moat_cause c = { { 0 } };
+	json_t *o = NULL;
+
+	is_int(moat_jsonl_decode("{\"type\":\"ping\",\"seq\":1}", 23, &o, &c),
+	    0, "an object decodes");
+	is_str(moat_jsonl_type(o), "ping", "its type");
+	json_decref(o);
+	o = NULL;
+	is_int(moat_jsonl_decode("[1]", 3, &o, &c), MOAT_ERR_INVALID,
+	    "an array is not a message");
+	like_str(c.msg, "not a JSON object", "cause says so");
+	is_int(moat_jsonl_decode("{\"a\":1,\"a\":2}", 13, &o, &c),
+	    MOAT_ERR_INVALID, "duplicate keys are refused");
+	is_int(moat_jsonl_decode("{nope", 5, &o, &c), MOAT_ERR_INVALID,
+	    "garbage is refused");
+	like_str(c.msg, "column", "cause names the column");
+	ok(o == NULL, "nothing returned on error");
+	ok(moat_jsonl_type(NULL) == NULL, "no type for no message");
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_DFL);
+	test_partial();
+	test_overlong();
+	test_queue();
+	test_pump();
+	test_decode();
+	return done_testing();
+}
