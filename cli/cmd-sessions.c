@@ -39,6 +39,8 @@ fmt_exit(const struct moat_store_session *ss, char *buf, size_t len)
 {
 	if (ss->end_ms == 0)
 		snprintf(buf, len, "running");
+	else if (ss->end_reason[0] != '\0')
+		snprintf(buf, len, "lost: %s", ss->end_reason);
 	else if (ss->exit_signal[0] != '\0')
 		snprintf(buf, len, "signal %s", ss->exit_signal);
 	else if (ss->exit_status < 0)
@@ -66,6 +68,10 @@ session_json(const struct moat_store_session *ss, const char *start)
 		if (ss->exit_signal[0] != '\0')
 			json_object_set_new(o, "exit_signal",
 			    json_string(ss->exit_signal));
+		/* Ended without an exit: how moatd learned it was over. */
+		if (ss->end_reason[0] != '\0')
+			json_object_set_new(o, "end_reason",
+			    json_string(ss->end_reason));
 	}
 	return o;
 }

@@ -385,6 +385,7 @@ moatd_reload_policies(struct moatd *d)
 void
 moatd_child_exited(struct moatd *d, pid_t pid, int status)
 {
+	moatd_sessions_conn_ended(d, pid, status);
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		if (d->sandboxes[i].sb != NULL &&
 		    moat_sandbox_init_pid(d->sandboxes[i].sb) == pid)

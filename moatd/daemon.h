@@ -31,5 +31,10 @@ void moatd_proxy_send_bypass(struct moatd *d, const char *sandbox,
 /* moatd/sshhooks.c: listeners, accept + fork, session records. */
 int moatd_ssh_start(struct moatd *d, struct moat_cause *cause);
 void moatd_ssh_stop(struct moatd *d);
+/*
+ * Connection process pid ended with wait status `status`: close every
+ * session row it left running, saying how it died.
+ */
+void moatd_sessions_conn_ended(struct moatd *d, pid_t pid, int status);
 
 #endif

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,6 +27,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "sandbox/sandbox.h"
+#include "sessions/session.h"
 #include "sshd/relay.h"
 #include "sshd/sshd.h"
 #include "store/store.h"
@@ -35,6 +37,7 @@
 struct moatd_sessmap {
 	int64_t key;   /* the connection process's id for the session */
 	int64_t row;   /* the store's */
+	pid_t pid;     /* the connection process (kernel-checked sender) */
 	char sandbox[64];
 	char who[160];
 	char from[64];
@@ -217,7 +220,7 @@ ensure_secret(const char *path, struct moat_cause *cause)
 
 
 static void
-sess_record(struct moatd *d, json_t *o)
+sess_record(struct moatd *d, json_t *o, pid_t pid)
 {
 	const char *t = json_string_value(json_object_get(o, "t"));
 	int64_t key = json_integer_value(json_object_get(o, "key"));
@@ -229,6 +232,7 @@ sess_record(struct moatd *d, json_t *o)
 		if ((m = calloc(1, sizeof(*m))) == NULL)
 			return;
 		m->key = key;
+		m->pid = pid;
 		moat_strlcpy(m->sandbox, json_string_value(json_object_get(o,
 		    "sandbox")) ?: "", sizeof(m->sandbox));
 		moat_strlcpy(m->who, json_string_value(json_object_get(o,
@@ -247,7 +251,7 @@ sess_record(struct moatd *d, json_t *o)
 		return;
 	}
 	for (pp = &d->sessions; (m = *pp) != NULL; pp = &m->next) {
-		if (m->key != key)
+		if (m->key != key || m->pid != pid)
 			continue;
 		const char *sig = json_string_value(json_object_get(o,
 		    "signal"));
@@ -262,23 +266,112 @@ sess_record(struct moatd *d, json_t *o)
 	}
 }
 
+/*
+ * Read at most max session records. The sender's pid comes from the
+ * kernel (SCM_CREDENTIALS), not from the record, so one connection
+ * process cannot end another's sessions. Returns how many were read.
+ */
+static int
+sess_read(struct moatd *d, int max)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+	} ctl;
+	char buf[4096];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	struct ucred uc;
+	ssize_t n;
+	int i;
+
+	for (i = 0; i < max; i++) {
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		n = recvmsg(d->sess_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			break;
+		uc.pid = 0;
+		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+		    cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET &&
+			    cm->cmsg_type == SCM_CREDENTIALS &&
+			    cm->cmsg_len == CMSG_LEN(sizeof(uc)))
+				memcpy(&uc, CMSG_DATA(cm), sizeof(uc));
+		json_t *o = json_loadb(buf, (size_t)n, 0, NULL);
+		if (o != NULL && uc.pid > 0)
+			sess_record(d, o, uc.pid);
+		json_decref(o);
+	}
+	return i;
+}
+
 static void
 sess_readable(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
-	char buf[4096];
-	ssize_t n;
-
 	(void)l;
+	(void)fd;
 	(void)ev;
-	for (int i = 0; i < 64; i++) {
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n <= 0)
-			return;
-		json_t *o = json_loadb(buf, (size_t)n, 0, NULL);
-		if (o != NULL)
-			sess_record(arg, o);
-		json_decref(o);
+	sess_read(arg, 64);
+}
+
+/*
+ * The one place a session row is closed for a dead connection process:
+ * every row that process still had open ends now, with why. Keyed by
+ * the pid moatd forked, whatever the process did before it died.
+ */
+void
+moatd_sessions_conn_ended(struct moatd *d, pid_t pid, int status)
+{
+	struct moatd_sessmap *m, **pp;
+	struct moat_cause cause = { { 0 } };
+	char why[64];
+
+	/* Its last records are queued already: read them first. */
+	if (d->sess_fd >= 0)
+		while (sess_read(d, 256) == 256)
+			;
+	if (WIFSIGNALED(status))
+		snprintf(why, sizeof(why), "connection killed (%s)",
+		    moat_signal_name(WTERMSIG(status)));
+	else
+		snprintf(why, sizeof(why), "connection exited (%d)",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	for (pp = &d->sessions; (m = *pp) != NULL;) {
+		if (m->pid != pid) {
+			pp = &m->next;
+			continue;
+		}
+		if (moat_store_session_lost(d->store, m->row, moat_wall_ms(),
+		    why, &cause) != 0)
+			log_warn("session %lld of %s: %s", (long long)m->row,
+			    m->sandbox, cause.msg);
+		else
+			log_info("session %lld of %s closed: %s",
+			    (long long)m->row, m->sandbox, why);
+		moatd_export_session(d->exp, false, m->sandbox, m->who,
+		    m->from, m->kind, -1, NULL);
+		*pp = m->next;
+		free(m);
 	}
+}
+
+/* moatd stops, or starts after a crash: no row may stay "running". */
+static void
+sess_close_all(struct moatd *d, const char *why)
+{
+	struct moat_cause cause = { { 0 } };
+	int64_t n = 0;
+
+	if (moat_store_sessions_close_open(d->store, moat_wall_ms(), why, &n,
+	    &cause) != 0)
+		log_warn("closing running sessions: %s", cause.msg);
+	else if (n > 0)
+		log_info("%lld session rows closed: %s", (long long)n, why);
 }
 
 static void
@@ -323,7 +416,7 @@ listen_unix(const char *path, int *fdp, struct moat_cause *cause)
 int
 moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 {
-	int sv[2], r;
+	int sv[2], r, one = 1;
 
 	if ((r = moat_sshd_hostkey_ensure(d->cfg->hostkey_path, cause)) != 0)
 		return r;
@@ -351,6 +444,13 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 	}
 	d->sess_fd = sv[0];
 	d->sess_wfd = sv[1];
+	if (setsockopt(d->sess_fd, SOL_SOCKET, SO_PASSCRED, &one,
+	    sizeof(one)) == -1) {
+		moat_cause_errno(cause, "SO_PASSCRED on the session socket");
+		return MOAT_ERR_SYSTEM;
+	}
+	/* Rows left running by a moatd that did not stop cleanly. */
+	sess_close_all(d, "moatd restarted");
 	moat_loop_add_fd(d->loop, d->sess_fd, MOAT_EV_READ, sess_readable, d);
 	for (size_t i = 0; i < d->cfg->nlisten && i < MOAT_NELEM(d->listen_fds);
 	     i++) {
@@ -409,6 +509,8 @@ moatd_ssh_stop(struct moatd *d)
 		d->sessions = m->next;
 		free(m);
 	}
+	if (d->store != NULL)
+		sess_close_all(d, "moatd stopped");
 	moat_relay_cache_free(d->relay_cache);
 	d->relay_cache = NULL;
 	if (sshw.secret != NULL)

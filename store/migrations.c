@@ -108,6 +108,13 @@ static const char *const migrations[] = {
 	"  exit_status INTEGER NOT NULL DEFAULT -1,"
 	"  exit_signal TEXT NOT NULL DEFAULT '');"
 	"CREATE INDEX sessions_sandbox_start ON sessions (sandbox, start_ms);",
+
+	/*
+	 * 2: why a session ended when it did not end by itself: its
+	 * connection process died, or moatd restarted ("" for a normal end).
+	 */
+	"ALTER TABLE sessions ADD COLUMN end_reason TEXT NOT NULL DEFAULT '';"
+	"CREATE INDEX sessions_open ON sessions (id) WHERE end_ms = 0;",
 };
 
 int

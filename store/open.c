@@ -47,6 +47,9 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_SESSION_END] =
 	    "UPDATE sessions SET end_ms = ?, exit_status = ?,"
 	    " exit_signal = ? WHERE id = ?",
+	[ST_SESSION_LOST] =
+	    "UPDATE sessions SET end_ms = ?1, exit_status = -1,"
+	    " exit_signal = '', end_reason = ?2 WHERE id = ?3 AND end_ms = 0",
 	[ST_SANDBOX_UPSERT] =
 	    "INSERT INTO sandboxes (name, created_ms, updated_ms, config)"
 	    " VALUES (?1, ?2, ?2, ?3) ON CONFLICT (name) DO UPDATE SET"

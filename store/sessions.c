@@ -55,6 +55,60 @@ moat_store_session_end(struct moat_store *s, int64_t id, int64_t end_ms,
 }
 
 int
+moat_store_session_lost(struct moat_store *s, int64_t id, int64_t end_ms,
+    const char *reason, struct moat_cause *cause)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = store_writable(s, "close session", cause)) != 0)
+		return r;
+	if (reason == NULL || *reason == '\0') {
+		moat_cause_set(cause, "close session %lld: need a reason",
+		    (long long)id);
+		return MOAT_ERR_INVALID;
+	}
+	if ((r = store_stmt(s, ST_SESSION_LOST, &st, cause)) != 0)
+		return r;
+	sqlite3_bind_int64(st, 1, end_ms);
+	store_bind_text(st, 2, reason);
+	sqlite3_bind_int64(st, 3, id);
+	if ((r = store_step_done(s, st, "close session", cause)) != 0)
+		return r;
+	if (sqlite3_changes(s->db) == 0) {
+		moat_cause_set(cause, "no running session %lld", (long long)id);
+		return MOAT_ERR_NOTFOUND;
+	}
+	return 0;
+}
+
+int
+moat_store_sessions_close_open(struct moat_store *s, int64_t end_ms,
+    const char *reason, int64_t *closed, struct moat_cause *cause)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = store_writable(s, "close sessions", cause)) != 0)
+		return r;
+	if (reason == NULL || *reason == '\0') {
+		moat_cause_set(cause, "close sessions: need a reason");
+		return MOAT_ERR_INVALID;
+	}
+	if ((r = store_prepare(s, "UPDATE sessions SET end_ms = ?1,"
+	    " exit_status = -1, exit_signal = '', end_reason = ?2"
+	    " WHERE end_ms = 0", &st, cause)) != 0)
+		return r;
+	sqlite3_bind_int64(st, 1, end_ms);
+	store_bind_text(st, 2, reason);
+	r = store_step_done(s, st, "close sessions", cause);
+	if (r == 0 && closed != NULL)
+		*closed = sqlite3_changes(s->db);
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
 moat_store_session_list(struct moat_store *s, const char *sandbox,
     size_t limit, int (*cb)(const struct moat_store_session *ss, void *arg),
     void *arg, struct moat_cause *cause)
@@ -65,10 +119,11 @@ moat_store_session_list(struct moat_store *s, const char *sandbox,
 
 	r = store_prepare(s, sandbox != NULL ?
 	    "SELECT id, sandbox, who, from_addr, kind, start_ms, end_ms,"
-	    " exit_status, exit_signal FROM sessions WHERE sandbox = ?1"
+	    " exit_status, exit_signal, end_reason FROM sessions"
+	    " WHERE sandbox = ?1"
 	    " ORDER BY start_ms DESC, id DESC LIMIT ?2" :
 	    "SELECT id, sandbox, who, from_addr, kind, start_ms, end_ms,"
-	    " exit_status, exit_signal FROM sessions"
+	    " exit_status, exit_signal, end_reason FROM sessions"
 	    " ORDER BY start_ms DESC, id DESC LIMIT ?2", &st, cause);
 	if (r != 0)
 		return r;
@@ -86,6 +141,7 @@ moat_store_session_list(struct moat_store *s, const char *sandbox,
 		ss.end_ms = sqlite3_column_int64(st, 6);
 		ss.exit_status = sqlite3_column_int(st, 7);
 		ss.exit_signal = (char *)store_col_text(st, 8);
+		ss.end_reason = (char *)store_col_text(st, 9);
 		if ((r = cb(&ss, arg)) != 0)
 			goto out;
 	}

@@ -238,6 +238,9 @@ struct moat_store_session {
 	int64_t end_ms;      /* 0 while running */
 	int exit_status;     /* -1 while running or when killed */
 	char *exit_signal;   /* "TERM", ... or "" */
+	char *end_reason;    /* "" when the session ended by itself; else
+	                      * why moatd closed it ("connection killed
+	                      * (KILL)", "moatd restarted") */
 };
 
 int moat_store_session_start(struct moat_store *s, const char *sandbox,
@@ -246,6 +249,18 @@ int moat_store_session_start(struct moat_store *s, const char *sandbox,
 /* exit_signal may be NULL. MOAT_ERR_NOTFOUND for no such id. */
 int moat_store_session_end(struct moat_store *s, int64_t id, int64_t end_ms,
     int exit_status, const char *exit_signal, struct moat_cause *cause);
+/*
+ * Close running session id whose end was never reported (its connection
+ * process died, moatd stopped): end_ms, exit_status -1, no signal, and
+ * reason (required) in end_reason. MOAT_ERR_NOTFOUND when no such
+ * session is running.
+ */
+int moat_store_session_lost(struct moat_store *s, int64_t id, int64_t end_ms,
+    const char *reason, struct moat_cause *cause);
+/* Close every running session the same way (moatd starting); *closed
+ * (may be NULL) gets how many. */
+int moat_store_sessions_close_open(struct moat_store *s, int64_t end_ms,
+    const char *reason, int64_t *closed, struct moat_cause *cause);
 /* sandbox NULL means any; limit 0 means all; newest first. */
 int moat_store_session_list(struct moat_store *s, const char *sandbox,
     size_t limit, int (*cb)(const struct moat_store_session *ss, void *arg),

@@ -218,6 +218,52 @@ test_sessions(struct moat_store *s)
 	is_str(out, "b/k/h/sftp/3000/0/-1/;", "limit 1, any sandbox, running");
 }
 
+static int
+reason_cb(const struct moat_store_session *ss, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%lld/%lld/%d/%s/%s;",
+	    (long long)ss->id, (long long)ss->end_ms, ss->exit_status,
+	    ss->exit_signal, ss->end_reason);
+	return 0;
+}
+
+/* Sessions whose end never came: closed by moatd with a reason. */
+static void
+test_sessions_lost(struct moat_store *s)
+{
+	struct moat_cause c = { { 0 } };
+	int64_t a = 0, b = 0, d = 0, n = -1;
+	char out[256] = "", want[256];
+
+	moat_store_session_start(s, "lost", "k", "h", "exec", 10, &a, &c);
+	moat_store_session_start(s, "lost", "k", "h", "shell", 20, &b, &c);
+	moat_store_session_start(s, "lost", "k", "h", "sftp", 30, &d, &c);
+	is_int(moat_store_session_end(s, d, 35, 0, NULL, &c), 0,
+	    "one ends by itself");
+	is_int(moat_store_session_lost(s, a, 40, "connection killed (KILL)",
+	    &c), 0, "a running session closed as lost");
+	is_int(moat_store_session_lost(s, a, 50, "again", &c),
+	    MOAT_ERR_NOTFOUND, "an ended session is not closed twice");
+	is_int(moat_store_session_lost(s, d, 50, "late", &c),
+	    MOAT_ERR_NOTFOUND, "nor one that ended by itself");
+	is_int(moat_store_session_lost(s, b, 50, "", &c), MOAT_ERR_INVALID,
+	    "a reason is required");
+	is_int(moat_store_sessions_close_open(s, 60, "moatd restarted", &n,
+	    &c), 0, "close every running session");
+	/* Other tests' running sessions are closed too: count ours only. */
+	ok(n >= 1, "at least the one left running (%lld)", (long long)n);
+	moat_store_session_list(s, "lost", 0, reason_cb, out, &c);
+	snprintf(want, sizeof(want), "%lld/35/0//;%lld/60/-1//moatd restarted;"
+	    "%lld/40/-1//connection killed (KILL);", (long long)d,
+	    (long long)b, (long long)a);
+	is_str(out, want, "each row says how it ended");
+	n = -1;
+	moat_store_sessions_close_open(s, 70, "x", &n, &c);
+	is_int(n, 0, "nothing left running");
+}
+
 /* ---- proposals ---- */
 
 static void
@@ -913,6 +959,7 @@ main(void)
 	}
 	test_sandboxes_policies(s);
 	test_sessions(s);
+	test_sessions_lost(s);
 	test_proposals(s);
 	test_proposal_list(s);
 	test_denials(s);
