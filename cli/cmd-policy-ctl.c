@@ -102,6 +102,9 @@ do_show(const char *sb, const struct opts *o)
 		pretty = moat_render_json_pretty(p->json);
 		printf("# %s version %d, sha256 %s, %s by %s\n", sb,
 		    p->version, p->hash, p->source, *p->who ? p->who : "-");
+		if (strcmp(p->state, MOAT_STORE_POLICY_ACTIVE) != 0)
+			printf("# NOT ACTIVE (%s)%s%s\n", p->state,
+			    *p->state_note ? ": " : "", p->state_note);
 		fputs(pretty ? pretty : p->json, stdout);
 		free(pretty);
 	}
@@ -115,12 +118,18 @@ history_row(const struct moat_store_policy *p, void *arg)
 {
 	time_t t = (time_t)(p->created_ms / 1000);
 	struct tm tm;
-	char when[32];
+	char when[32], state[320] = "";
 
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	printf("%4d  %s  %-9s %-12s %.16s  %s\n", p->version, when, p->source,
-	    *p->who ? p->who : "-", p->hash, p->note ? p->note : "");
+	/* Only active versions were ever enforced: say so of the others. */
+	if (strcmp(p->state, MOAT_STORE_POLICY_ACTIVE) != 0)
+		snprintf(state, sizeof(state), "%s[%s%s%s]", *p->note ? "  " :
+		    "", strcmp(p->state, MOAT_STORE_POLICY_REFUSED) == 0 ?
+		    "REFUSED" : p->state, *p->state_note ? ": " : "",
+		    p->state_note);
+	printf("%4d  %s  %-9s %-12s %.16s  %s%s\n", p->version, when,
+	    p->source, *p->who ? p->who : "-", p->hash, p->note, state);
 	(*(int *)arg)++;
 	return 0;
 }

@@ -1,4 +1,9 @@
-/* `moat sandboxes`: sandboxes, their policy versions and pending counts. */
+/*
+ * `moat sandboxes`: sandboxes, their active policy version, the version
+ * the proxy enforces (as moatd recorded it) and pending counts. A
+ * disagreement between the two versions is printed loudly and makes the
+ * exit status 1.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +19,7 @@ struct sb_ctx {
 	bool json;
 	json_t *all;
 	size_t n;
+	size_t mismatches;
 };
 
 static int
@@ -29,22 +35,40 @@ sandbox_row(const struct moat_store_sandbox *sb, void *arg)
 	struct sb_ctx *c = arg;
 	struct moat_store_policy *pol = NULL;
 	long long pending = 0;
+	char pv[16] = "-";
+	bool bad;
+	int active;
 
 	moat_store_policy_get(c->s, sb->name, 0, &pol, NULL);
 	moat_store_proposal_list(c->s, sb->name, MOAT_STORE_PENDING,
 	    count_row, &pending, NULL);
+	active = pol ? pol->version : 0;
+	bad = moat_store_proxy_mismatch(active, sb->proxy_version,
+	    sb->proxy_error);
+	c->mismatches += bad;
 	if (c->json)
-		json_array_append_new(c->all, json_pack("{s:s, s:i, s:s, s:I,"
-		    " s:I}", "name", sb->name, "policy_version",
-		    pol ? pol->version : 0, "policy_hash", pol ? pol->hash : "",
+		json_array_append_new(c->all, json_pack("{s:s, s:i, s:s, s:i,"
+		    " s:s, s:b, s:I, s:I}", "name", sb->name, "policy_version",
+		    active, "policy_hash", pol ? pol->hash : "",
+		    "proxy_version", sb->proxy_version, "proxy_error",
+		    sb->proxy_error, "policy_mismatch", bad,
 		    "pending_proposals", (json_int_t)pending, "updated_ms",
 		    (json_int_t)sb->updated_ms));
 	else {
 		if (c->n == 0)
-			printf("%-20s %8s  %-16s %s\n", "SANDBOX", "POLICY",
-			    "HASH", "PENDING");
-		printf("%-20s %8d  %-16.16s %lld\n", sb->name,
-		    pol ? pol->version : 0, pol ? pol->hash : "-", pending);
+			printf("%-20s %8s %8s  %-16s %s\n", "SANDBOX", "POLICY",
+			    "PROXY", "HASH", "PENDING");
+		if (sb->proxy_version > 0)
+			snprintf(pv, sizeof(pv), "%d", sb->proxy_version);
+		printf("%-20s %8d %8s  %-16.16s %lld\n", sb->name, active, pv,
+		    pol ? pol->hash : "-", pending);
+		if (bad)
+			printf("  !! POLICY MISMATCH: the store's active version "
+			    "is %d, the proxy enforces %s%s%s%s\n", active,
+			    sb->proxy_version > 0 ? "version " : "none",
+			    sb->proxy_version > 0 ? pv : "",
+			    *sb->proxy_error ? "; it refused " : "",
+			    sb->proxy_error);
 	}
 	c->n++;
 	moat_store_policy_free(pol);
@@ -92,12 +116,20 @@ sandboxes_exec(int argc, char **argv)
 	} else if (c.n == 0)
 		printf("no sandboxes\n");
 	json_decref(c.all);
+	if (c.mismatches > 0) {
+		fprintf(stderr, "moat sandboxes: POLICY MISMATCH in %zu "
+		    "sandbox%s: the proxy does not enforce the active version "
+		    "(see moatd's log)\n", c.mismatches,
+		    c.mismatches == 1 ? "" : "es");
+		return MOAT_EXIT_NO;
+	}
 	return 0;
 }
 
 const struct moat_cli_cmd moat_cmd_sandboxes = {
 	"sandboxes",
 	"sandboxes [--json] [--store PATH]",
-	"list sandboxes with their policy version and pending proposals",
+	"list sandboxes: active policy version, the version the proxy "
+	"enforces, pending proposals",
 	sandboxes_exec,
 };

@@ -60,6 +60,7 @@ moatd_ctl_policy_show(const struct ctl_peer *p, json_t *req, json_t *reply,
 	json_object_set_new(reply, "who", json_string(sp->who));
 	json_object_set_new(reply, "created_ms",
 	    json_integer(sp->created_ms));
+	json_object_set_new(reply, "state", json_string(sp->state));
 	json_object_set_new(reply, "text", json_string(pretty));
 	r = MOAT_OK;
 out:
@@ -115,11 +116,11 @@ history_row(const struct moat_store_policy *sp, void *arg)
 	json_t *a = arg;
 
 	return json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:s, s:s,"
-	    " s:I}", "version", sp->version, "hash", sp->hash ? sp->hash : "",
-	    "source", sp->source ? sp->source : "", "who",
-	    sp->who ? sp->who : "", "note", sp->note ? sp->note : "",
-	    "created_ms", (json_int_t)sp->created_ms)) == 0 ? 0 :
-	    MOAT_ERR_NOMEM;
+	    " s:I, s:s, s:s}", "version", sp->version, "hash",
+	    sp->hash ? sp->hash : "", "source", sp->source ? sp->source : "",
+	    "who", sp->who ? sp->who : "", "note", sp->note ? sp->note : "",
+	    "created_ms", (json_int_t)sp->created_ms, "state", sp->state,
+	    "state_note", sp->state_note)) == 0 ? 0 : MOAT_ERR_NOMEM;
 }
 
 int

@@ -1,4 +1,7 @@
-/* Control command `sandboxes`: names, policy versions, pending counts. */
+/*
+ * Control command `sandboxes`: names, the active policy version (the
+ * store's), what the proxy acknowledged, pending counts.
+ */
 #include <string.h>
 
 #include <jansson.h>
@@ -24,17 +27,25 @@ moatd_ctl_sandboxes(const struct ctl_peer *p, json_t *req, json_t *reply,
 		return MOAT_ERR_NOMEM;
 	for (size_t i = 0; i < moatd_sandbox_count(p->d); i++) {
 		const char *name = moatd_sandbox_name(p->d, i);
-		const struct moat_policy *pol;
+		struct moat_store_policy *sp = NULL;
+		const char *perr = "";
 		json_int_t pending = 0;
-		int version = 0;
+		int active = 0, pv = 0;
 
-		pol = moatd_policy_current(p->d, name, &version);
+		/* The store's word, not moatd's copy: they must agree. */
+		if (moat_store_policy_get(moatd_store(p->d), name, 0, &sp,
+		    NULL) == 0)
+			active = sp->version;
+		moatd_policy_enforced(p->d, name, &pv, &perr);
 		moat_store_proposal_list(moatd_store(p->d), name,
 		    MOAT_STORE_PENDING, count_row, &pending, NULL);
-		json_array_append_new(a, json_pack("{s:s, s:i, s:s, s:I}",
-		    "name", name, "policy_version", version, "policy_hash",
-		    pol ? moat_policy_hash(pol) : "", "pending_proposals",
+		json_array_append_new(a, json_pack("{s:s, s:i, s:s, s:i, s:s,"
+		    " s:b, s:I}", "name", name, "policy_version", active,
+		    "policy_hash", sp ? sp->hash : "", "proxy_version", pv,
+		    "proxy_error", perr, "policy_mismatch",
+		    moat_store_proxy_mismatch(active, pv, perr), "pending_proposals",
 		    pending));
+		moat_store_policy_free(sp);
 	}
 	json_object_set_new(reply, "sandboxes", a);
 	return MOAT_OK;

@@ -61,8 +61,8 @@ moatd_check_policies(const struct moatd_config *c)
 			fprintf(stderr, "moatd: sandbox %s: %s\n", sc->name,
 			    cause.msg);
 			bad++;
-		} else if (moat_policy_load_string(text, strlen(text), src,
-			       NULL, &p, &dg) != 0) {
+		} else if (moatd_policy_validate(0, false, text, src, &p,
+			       &dg) != 0) {
 			bad++;
 		}
 		print_diags(src, &dg);
@@ -76,6 +76,8 @@ moatd_check_policies(const struct moatd_config *c)
 struct find_file_hash {
 	const char *hash;
 	bool found;
+	int pending[16]; /* versions a stopped moatd never settled */
+	size_t npending;
 };
 
 static int
@@ -83,7 +85,11 @@ match_file_version(const struct moat_store_policy *p, void *arg)
 {
 	struct find_file_hash *f = arg;
 
-	if (strcmp(p->source, "file") == 0 && strcmp(p->hash, f->hash) == 0)
+	if (strcmp(p->state, MOAT_STORE_POLICY_PENDING) == 0 &&
+	    f->npending < MOAT_NELEM(f->pending))
+		f->pending[f->npending++] = p->version;
+	if (strcmp(p->state, MOAT_STORE_POLICY_ACTIVE) == 0 &&
+	    strcmp(p->source, "file") == 0 && strcmp(p->hash, f->hash) == 0)
 		f->found = true;
 	return 0;
 }
@@ -108,8 +114,7 @@ init_policy(struct moatd *d, struct moatd_sandbox *s, struct moat_cause *cause)
 	moat_diags_init(&dg);
 	if ((r = read_policy_text(s->cfg, &text, cause)) != 0)
 		goto out;
-	if ((r = moat_policy_load_string(text, strlen(text), src, NULL, &filep,
-		 &dg)) != 0) {
+	if ((r = moatd_policy_validate(0, false, text, src, &filep, &dg)) != 0) {
 		print_diags(src, &dg);
 		moat_cause_set(cause, "sandbox %s: policy %s is invalid",
 		    s->cfg->name, src);
@@ -120,12 +125,15 @@ init_policy(struct moatd *d, struct moatd_sandbox *s, struct moat_cause *cause)
 	if ((r = moat_store_policy_list(d->store, s->cfg->name,
 		 match_file_version, &f, cause)) != 0)
 		goto out;
+	for (size_t i = 0; i < f.npending; i++)
+		moat_store_policy_settle(d->store, s->cfg->name, f.pending[i],
+		    false, "moatd stopped before the proxy answered", NULL);
 	if (f.found && moat_store_policy_get(d->store, s->cfg->name, 0,
 			   &latest, NULL) == 0) {
 		moat_diags_free(&dg);
 		moat_diags_init(&dg);
-		r = moat_policy_load_string(latest->json, strlen(latest->json),
-		    "store", NULL, &s->policy, &dg);
+		r = moatd_policy_validate(0, false, latest->json, "store",
+		    &s->policy, &dg);
 		if (r == 0) {
 			s->version = latest->version;
 			log_info("sandbox %s: policy version %d from the store",
@@ -282,7 +290,7 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 
 	d->sess_fd = d->sess_wfd = -1;
 	d->relay_fd = d->relay_tcp_fd = -1;
-	d->push_policy = moatd_proxy_push_policy;
+	d->install_policy = moatd_proxy_install_policy;
 	d->send_trust = moatd_proxy_send_trust;
 	if ((r = moat_mkdir_p(d->cfg->state_dir, 0700, cause)) != 0)
 		return r;
@@ -364,8 +372,8 @@ moatd_reload_policies(struct moatd *d)
 		if (read_policy_text(s->cfg, &text, &cause) != 0) {
 			log_warn("sandbox %s: reload: %s; keeping version %d",
 			    s->cfg->name, cause.msg, s->version);
-		} else if (moat_policy_load_string(text, strlen(text),
-			       s->cfg->policy_path, NULL, &p, &dg) != 0) {
+		} else if (moatd_policy_validate(s->init_pid, false, text,
+			       s->cfg->policy_path, &p, &dg) != 0) {
 			print_diags(s->cfg->policy_path, &dg);
 			log_warn("sandbox %s: %s is invalid; keeping version %d",
 			    s->cfg->name, s->cfg->policy_path, s->version);

@@ -35,15 +35,47 @@ const struct moat_policy *moatd_policy_current(const struct moatd *d,
     const char *sandbox, int *version);
 
 /*
- * Validate `json` as the sandbox's new policy; on success store it as a
- * new version (source: "file", "operator", "proposal", "agent"; who: the
- * operator's name or "moatd"; note: free text or NULL), make it current
- * and push it to the proxy. On failure nothing changes and diags says why
- * (MOAT_ERR_INVALID), or the store failed (MOAT_ERR_SYSTEM + cause).
+ * Validate `json` as the sandbox's new policy (moatd_policy_validate);
+ * store it as a pending version (source: "file", "operator", "proposal",
+ * "agent"; who: the operator's name or "moatd"; note: free text or
+ * NULL), have the proxy install it, and only then record it as active
+ * and make it current. On failure the active version stays, in the store
+ * and in the proxy: MOAT_ERR_INVALID (the policy is invalid, diags say
+ * why, and nothing is stored; or the proxy refused it), MOAT_ERR_AGAIN
+ * (the proxy did not answer within MOATD_PROXY_ACK_MS), MOAT_ERR_SYSTEM
+ * (no proxy, or the store failed); a version the proxy did not take is
+ * stored as refused, with why. cause says which.
  */
 int moatd_policy_apply(struct moatd *d, const char *sandbox,
     const char *json, const char *source, const char *who, const char *note,
     int *version, struct moat_diags *diags, struct moat_cause *cause);
+
+/*
+ * The one validation of a policy text. moatd checks every version with
+ * it before the store or the proxy sees it, with the options the proxy
+ * installs it with (binary paths resolved in the sandbox's root,
+ * /proc/PID/root of its init, or the host's before the sandbox runs;
+ * no_fs skips that pass, for tests). MOAT_ERR_INVALID, diags say why.
+ */
+int moatd_policy_validate(pid_t init_pid, bool no_fs, const char *json,
+    const char *source, struct moat_policy **out, struct moat_diags *diags);
+
+/* How long moatd waits for the proxy to install a new version. */
+#define MOATD_PROXY_ACK_MS 5000
+
+/*
+ * The proxy answered a policy push: installed `version` (error NULL) or
+ * refused it (error says why; it keeps what it had). Recorded for
+ * `moat sandboxes`; a refused active version is logged as a mismatch.
+ */
+void moatd_policy_acked(struct moatd *d, const char *sandbox, int version,
+    const char *error);
+/* No proxy serves any sandbox now (it died, moatd stops). */
+void moatd_policy_proxy_gone(struct moatd *d);
+/* What the proxy acknowledged for sandbox (0: nothing) and its last
+ * refusal ("" if none); borrowed. */
+void moatd_policy_enforced(const struct moatd *d, const char *sandbox,
+    int *version, const char **error);
 
 /* ---- shared handles ---- */
 
@@ -123,6 +155,14 @@ int moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
 int moatd_add_sandbox_for_test(struct moatd *d, const char *name,
     const char *policy_json, struct moat_cause *cause);
 void moatd_free_for_test(struct moatd *d);
+/*
+ * Stand in for the proxy (fault injection): fn is called as moatd would
+ * call the proxy channel to install a policy version (see
+ * moatd_policy_apply for what its answers mean). NULL: no proxy.
+ */
+typedef int moatd_installer_fn(struct moatd *d, const char *sandbox,
+    int version, const char *json, int wait_ms, struct moat_cause *cause);
+void moatd_set_installer_for_test(struct moatd *d, moatd_installer_fn *fn);
 
 /* ---- retention (moatd/retention.c) ---- */
 

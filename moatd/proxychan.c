@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,11 +82,11 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 	    (int)moat_sandbox_init_pid(sb)));
 }
 
-void
+int
 moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
     int version, const char *json)
 {
-	moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:i, s:s}", "type",
+	return moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:i, s:s}", "type",
 	    "policy", "sandbox", sandbox, "version", version, "json", json));
 }
 
@@ -174,6 +175,22 @@ readable(struct moat_loop *l, int fd, unsigned events, void *arg)
 	if (r < 0)
 		log_warn("proxy channel: %s", moat_cause_str(&cause, r));
 	chan_close(ch);
+}
+
+int
+moatd_proxychan_wait(struct moatd_proxychan *ch, int timeout_ms)
+{
+	struct pollfd pfd;
+	int n;
+
+	if (ch == NULL || ch->fd < 0)
+		return MOAT_ERR_NOTFOUND;
+	pfd.fd = ch->fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if ((n = poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms)) > 0)
+		readable(ch->loop, ch->fd, MOAT_EV_READ, ch);
+	return ch->fd >= 0 ? MOAT_OK : MOAT_ERR_NOTFOUND;
 }
 
 int

@@ -47,8 +47,15 @@ void moatd_proxychan_reaped(struct moatd_proxychan *ch);
 int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
 void moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
     struct moat_sandbox *sb);
-void moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
+int moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
     int version, const char *json);
+/*
+ * Wait up to timeout_ms for lines from the proxy and handle what came
+ * (callbacks run as from the loop). 0, or MOAT_ERR_NOTFOUND once the
+ * channel is closed. For a caller that needs an answer before it goes
+ * on; everyone else lets the loop read.
+ */
+int moatd_proxychan_wait(struct moatd_proxychan *ch, int timeout_ms);
 int moatd_proxychan_trust(struct moatd_proxychan *ch, const char *sandbox,
     const char *binary, const char *sha256);
 void moatd_proxychan_bypass(struct moatd_proxychan *ch, const char *sandbox,

@@ -14,12 +14,44 @@
 #include "moatd/proxychan.h"
 #include "moatd/state.h"
 
-void
-moatd_proxy_push_policy(struct moatd *d, const struct moatd_sandbox *s)
+int
+moatd_proxy_install_policy(struct moatd *d, const char *sandbox, int version,
+    const char *json, int wait_ms, struct moat_cause *cause)
 {
-	if (s->policy != NULL)
-		moatd_proxychan_policy(d->proxy, s->cfg->name, s->version,
-		    moat_policy_json(s->policy));
+	struct moatd_sandbox *s = moatd_sandbox_find(d, sandbox);
+	int64_t deadline = moat_now_ms() + wait_ms;
+	int r = MOAT_OK;
+
+	if (s == NULL || d->proxy == NULL) {
+		moat_cause_set(cause, s == NULL ? "no sandbox %s" :
+		    "the proxy is not running", sandbox);
+		return MOAT_ERR_SYSTEM;
+	}
+	s->ack_wait = wait_ms > 0 ? version : 0;
+	s->ack_result = 0;
+	if (moatd_proxychan_policy(d->proxy, sandbox, version, json) != 0) {
+		moat_cause_set(cause, "cannot reach the proxy");
+		r = MOAT_ERR_SYSTEM;
+	}
+	/* The proxy answers each policy line in order; others are handled. */
+	while (r == 0 && s->ack_wait != 0 && s->ack_result == 0) {
+		int64_t left = deadline - moat_now_ms();
+
+		if (left <= 0) {
+			moat_cause_set(cause, "the proxy did not answer within "
+			    "%d ms", wait_ms);
+			r = MOAT_ERR_AGAIN;
+		} else if (moatd_proxychan_wait(d->proxy, (int)left) != 0) {
+			moat_cause_set(cause, "the proxy went away");
+			r = MOAT_ERR_SYSTEM;
+		}
+	}
+	if (r == 0 && s->ack_result < 0) {
+		moat_cause_set(cause, "the proxy refused it: %s", s->proxy_error);
+		r = MOAT_ERR_INVALID;
+	}
+	s->ack_wait = 0;
+	return r;
 }
 
 int
@@ -65,18 +97,24 @@ on_message(void *arg, json_t *o)
 	int r;
 
 	if (type != NULL && (strcmp(type, "ready") == 0 ||
-	    strcmp(type, "sandbox_ok") == 0 || strcmp(type, "policy_ok") == 0))
+	    strcmp(type, "sandbox_ok") == 0))
 		return;
+	if (type != NULL && strcmp(type, "policy_ok") == 0 && sandbox != NULL) {
+		moatd_policy_acked(d, sandbox, (int)json_integer_value(
+		    json_object_get(o, "version")), NULL);
+		return;
+	}
 	if (type != NULL && strcmp(type, "sandbox_error") == 0) {
 		log_error("the proxy cannot serve sandbox %s: %s",
 		    json_string_value(json_object_get(o, "name")) ?: "?",
 		    json_string_value(json_object_get(o, "error")) ?: "?");
 		return;
 	}
-	if (type != NULL && strcmp(type, "policy_error") == 0) {
-		log_warn("the proxy refused a policy for %s: %s",
-		    sandbox ? sandbox : "?",
-		    json_string_value(json_object_get(o, "error")) ?: "?");
+	if (type != NULL && strcmp(type, "policy_error") == 0 &&
+	    sandbox != NULL) {
+		moatd_policy_acked(d, sandbox, (int)json_integer_value(
+		    json_object_get(o, "version")), json_string_value(
+		    json_object_get(o, "error")) ?: "no reason given");
 		return;
 	}
 	if (type == NULL || strcmp(type, "proposal") != 0 || sandbox == NULL ||
@@ -119,12 +157,16 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 	if ((r = moatd_proxychan_start(d->loop, &pc, closefds, n, &cbs,
 		 &d->proxy, cause)) != 0)
 		return r;
+	/* Nothing is enforced until the new proxy acknowledges it. */
+	moatd_policy_proxy_gone(d);
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		struct moatd_sandbox *s = &d->sandboxes[i];
 		if (s->sb == NULL)
 			continue;
 		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb);
-		moatd_proxy_push_policy(d, s);
+		if (s->policy != NULL)
+			moatd_proxy_install_policy(d, s->cfg->name, s->version,
+		    moat_policy_json(s->policy), 0, NULL);
 	}
 	log_info("proxy started (pid %d, port %u)",
 	    (int)moatd_proxychan_pid(d->proxy), (unsigned)pc.port);
@@ -136,4 +178,5 @@ moatd_proxy_stop(struct moatd *d)
 {
 	moatd_proxychan_stop(d->proxy);
 	d->proxy = NULL;
+	moatd_policy_proxy_gone(d);
 }

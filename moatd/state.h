@@ -22,6 +22,10 @@ struct moatd_sandbox {
 	char *file_hash;            /* hash of the policy file last read */
 	int nflog_fd;               /* bypass monitor socket, or -1 */
 	pid_t init_pid;             /* the sandbox's PID 1 (host view), 0 if none */
+	int proxy_version;          /* what the proxy last acknowledged, 0 none */
+	char proxy_error[256];      /* its last refusal, or "" */
+	int ack_wait;               /* the version an install waits for, or 0 */
+	int ack_result;             /* 0 waiting, 1 installed, -1 refused */
 };
 
 struct moatd {
@@ -44,8 +48,17 @@ struct moatd {
 	int relay_fd;
 	int relay_tcp_fd;
 	bool for_test;              /* borrowed loop and store */
-	/* Wired by moatd/daemon.c to the proxy channel; NULL in tests. */
-	void (*push_policy)(struct moatd *d, const struct moatd_sandbox *s);
+	/*
+	 * Wired by moatd/daemon.c to the proxy channel; NULL in tests
+	 * (then the store's word is final). Send the policy to the proxy
+	 * and, when wait_ms > 0, wait that long for its answer: 0 when
+	 * it installed the version, MOAT_ERR_INVALID when it refused
+	 * (cause says why), MOAT_ERR_AGAIN when it did not answer in
+	 * time, MOAT_ERR_SYSTEM when there is no proxy to ask.
+	 */
+	int (*install_policy)(struct moatd *d, const char *sandbox,
+	    int version, const char *json, int wait_ms,
+	    struct moat_cause *cause);
 	int (*send_trust)(struct moatd *d, const char *sandbox,
 	    const char *binary, const char *sha256, struct moat_cause *cause);
 	bool stopping;
@@ -53,8 +66,9 @@ struct moatd {
 
 struct moatd_sandbox *moatd_sandbox_find(struct moatd *d, const char *name);
 
-/* Messages to the proxy process (no-ops without one; moatd/proxyctl.c). */
-void moatd_proxy_push_policy(struct moatd *d, const struct moatd_sandbox *s);
+/* Messages to the proxy process (moatd/proxyctl.c). */
+int moatd_proxy_install_policy(struct moatd *d, const char *sandbox,
+    int version, const char *json, int wait_ms, struct moat_cause *cause);
 int moatd_proxy_send_trust(struct moatd *d, const char *sandbox,
     const char *binary, const char *sha256, struct moat_cause *cause);
 

@@ -115,6 +115,20 @@ static const char *const migrations[] = {
 	 */
 	"ALTER TABLE sessions ADD COLUMN end_reason TEXT NOT NULL DEFAULT '';"
 	"CREATE INDEX sessions_open ON sessions (id) WHERE end_ms = 0;",
+
+	/*
+	 * 3: the active policy is the version the proxy acknowledged. A
+	 * new version is "pending" until the proxy installs it ("active")
+	 * or does not ("refused", state_note says why). The sandbox row
+	 * holds what the proxy last acknowledged, for `moat sandboxes`.
+	 */
+	"ALTER TABLE policies ADD COLUMN state TEXT NOT NULL DEFAULT 'active'"
+	"  CHECK (state IN ('pending', 'active', 'refused'));"
+	"ALTER TABLE policies ADD COLUMN state_note TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE sandboxes ADD COLUMN proxy_version INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN proxy_error TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE sandboxes ADD COLUMN proxy_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 int

@@ -40,7 +40,7 @@ static const char *const stmt_sql[ST_MAX] = {
 	    " WHERE sandbox = ?",
 	[ST_POLICY_INSERT] =
 	    "INSERT INTO policies (sandbox, version, json, hash, source, who,"
-	    " note, created_ms) VALUES (?,?,?,?,?,?,?,?)",
+	    " note, created_ms, state) VALUES (?,?,?,?,?,?,?,?,?)",
 	[ST_SESSION_INSERT] =
 	    "INSERT INTO sessions (sandbox, who, from_addr, kind, start_ms)"
 	    " VALUES (?,?,?,?,?)",
@@ -50,6 +50,9 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_SESSION_LOST] =
 	    "UPDATE sessions SET end_ms = ?1, exit_status = -1,"
 	    " exit_signal = '', end_reason = ?2 WHERE id = ?3 AND end_ms = 0",
+	[ST_SANDBOX_PROXY] =
+	    "UPDATE sandboxes SET proxy_version = ?2, proxy_error = ?3,"
+	    " proxy_ms = ?4 WHERE name = ?1",
 	[ST_SANDBOX_UPSERT] =
 	    "INSERT INTO sandboxes (name, created_ms, updated_ms, config)"
 	    " VALUES (?1, ?2, ?2, ?3) ON CONFLICT (name) DO UPDATE SET"

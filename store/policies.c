@@ -18,10 +18,10 @@ known_source(const char *src)
 	return false;
 }
 
-int
-moat_store_policy_add(struct moat_store *s, const char *sandbox,
-    const char *json, const char *hash, const char *source, const char *who,
-    const char *note, int *version, struct moat_cause *cause)
+static int
+policy_insert(struct moat_store *s, const char *sandbox, const char *json,
+    const char *hash, const char *source, const char *who, const char *note,
+    const char *state, int *version, struct moat_cause *cause)
 {
 	sqlite3_stmt *next = NULL, *ins = NULL;
 	int r, rc, v;
@@ -55,6 +55,7 @@ moat_store_policy_add(struct moat_store *s, const char *sandbox,
 	store_bind_text(ins, 6, who);
 	store_bind_text(ins, 7, note);
 	sqlite3_bind_int64(ins, 8, moat_wall_ms());
+	store_bind_text(ins, 9, state);
 	if ((r = store_step_done(s, ins, "add policy", cause)) != 0 ||
 	    (r = store_commit(s, cause)) != 0)
 		goto fail;
@@ -64,6 +65,52 @@ moat_store_policy_add(struct moat_store *s, const char *sandbox,
 fail:
 	sqlite3_reset(next);
 	store_rollback(s);
+	return r;
+}
+
+int
+moat_store_policy_add(struct moat_store *s, const char *sandbox,
+    const char *json, const char *hash, const char *source, const char *who,
+    const char *note, int *version, struct moat_cause *cause)
+{
+	return policy_insert(s, sandbox, json, hash, source, who, note,
+	    MOAT_STORE_POLICY_ACTIVE, version, cause);
+}
+
+int
+moat_store_policy_add_pending(struct moat_store *s, const char *sandbox,
+    const char *json, const char *hash, const char *source, const char *who,
+    const char *note, int *version, struct moat_cause *cause)
+{
+	return policy_insert(s, sandbox, json, hash, source, who, note,
+	    MOAT_STORE_POLICY_PENDING, version, cause);
+}
+
+int
+moat_store_policy_settle(struct moat_store *s, const char *sandbox,
+    int version, bool active, const char *why, struct moat_cause *cause)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = store_writable(s, "settle policy", cause)) != 0)
+		return r;
+	if ((r = store_prepare(s, "UPDATE policies SET state = ?3,"
+	    " state_note = ?4 WHERE sandbox = ?1 AND version = ?2"
+	    " AND state = 'pending'", &st, cause)) != 0)
+		return r;
+	store_bind_text(st, 1, sandbox);
+	sqlite3_bind_int(st, 2, version);
+	store_bind_text(st, 3, active ? MOAT_STORE_POLICY_ACTIVE :
+	    MOAT_STORE_POLICY_REFUSED);
+	store_bind_text(st, 4, why);
+	if ((r = store_step_done(s, st, "settle policy", cause)) == 0 &&
+	    sqlite3_changes(s->db) == 0) {
+		moat_cause_set(cause, "sandbox %s has no pending policy version "
+		    "%d", sandbox, version);
+		r = MOAT_ERR_NOTFOUND;
+	}
+	sqlite3_finalize(st);
 	return r;
 }
 
@@ -78,10 +125,13 @@ moat_store_policy_free(struct moat_store_policy *p)
 	free(p->source);
 	free(p->who);
 	free(p->note);
+	free(p->state);
+	free(p->state_note);
 	free(p);
 }
 
-#define POLICY_COLS "sandbox, version, json, hash, source, who, note, created_ms"
+#define POLICY_COLS "sandbox, version, json, hash, source, who, note," \
+	" created_ms, state, state_note"
 
 /* Row to a struct whose strings point into the statement. */
 static void
@@ -95,6 +145,8 @@ row_view(sqlite3_stmt *st, struct moat_store_policy *p)
 	p->who = (char *)store_col_text(st, 5);
 	p->note = (char *)store_col_text(st, 6);
 	p->created_ms = sqlite3_column_int64(st, 7);
+	p->state = (char *)store_col_text(st, 8);
+	p->state_note = (char *)store_col_text(st, 9);
 }
 
 static int
@@ -111,7 +163,9 @@ row_copy(sqlite3_stmt *st, struct moat_store_policy **out)
 	    (p->hash = store_col_dup(st, 3)) == NULL ||
 	    (p->source = store_col_dup(st, 4)) == NULL ||
 	    (p->who = store_col_dup(st, 5)) == NULL ||
-	    (p->note = store_col_dup(st, 6)) == NULL) {
+	    (p->note = store_col_dup(st, 6)) == NULL ||
+	    (p->state = store_col_dup(st, 8)) == NULL ||
+	    (p->state_note = store_col_dup(st, 9)) == NULL) {
 		moat_store_policy_free(p);
 		return MOAT_ERR_NOMEM;
 	}
@@ -130,7 +184,8 @@ moat_store_policy_get(struct moat_store *s, const char *sandbox,
 	    "SELECT " POLICY_COLS " FROM policies"
 	    " WHERE sandbox = ?1 AND version = ?2" :
 	    "SELECT " POLICY_COLS " FROM policies"
-	    " WHERE sandbox = ?1 ORDER BY version DESC LIMIT 1", &st, cause);
+	    " WHERE sandbox = ?1 AND state = 'active'"
+	    " ORDER BY version DESC LIMIT 1", &st, cause);
 	if (r != 0)
 		return r;
 	store_bind_text(st, 1, sandbox);
@@ -143,8 +198,8 @@ moat_store_policy_get(struct moat_store *s, const char *sandbox,
 			moat_cause_set(cause, "sandbox %s has no policy "
 			    "version %d", sandbox, version);
 		else
-			moat_cause_set(cause, "sandbox %s has no policy",
-			    sandbox);
+			moat_cause_set(cause, "sandbox %s has no active "
+			    "policy", sandbox);
 		r = MOAT_ERR_NOTFOUND;
 	} else {
 		r = store_err(s, rc, "get policy", cause);

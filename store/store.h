@@ -61,10 +61,29 @@ struct moat_store_sandbox {
 	int64_t created_ms; /* first upsert; later upserts keep it */
 	int64_t updated_ms; /* last upsert */
 	char *config;       /* summary of its config (JSON text), may be "" */
+	int proxy_version;  /* policy version the proxy last acknowledged;
+	                     * 0: no proxy serves the sandbox */
+	char *proxy_error;  /* the proxy's last refusal, or "" */
+	int64_t proxy_ms;   /* when moatd last heard from the proxy */
 };
 
 int moat_store_sandbox_upsert(struct moat_store *s, const char *name,
     int64_t created_ms, const char *config, struct moat_cause *cause);
+/*
+ * What the proxy enforces for sandbox name (moatd records each
+ * acknowledgement and refusal). MOAT_ERR_NOTFOUND for no such row.
+ */
+int moat_store_sandbox_set_proxy(struct moat_store *s, const char *name,
+    int proxy_version, const char *proxy_error, int64_t ms,
+    struct moat_cause *cause);
+/*
+ * Does what the proxy enforces disagree with the active version? True
+ * when it acknowledged another version, or refused the active one and
+ * holds none. proxy_version 0 without an error is a proxy not (yet)
+ * serving the sandbox: nothing is let through, no disagreement.
+ */
+bool moat_store_proxy_mismatch(int active_version, int proxy_version,
+    const char *proxy_error);
 int moat_store_sandbox_list(struct moat_store *s,
     int (*cb)(const struct moat_store_sandbox *sb, void *arg), void *arg,
     struct moat_cause *cause);
@@ -80,7 +99,19 @@ struct moat_store_policy {
 	char *who;          /* operator or key fingerprint, may be "" */
 	char *note;         /* may be "" */
 	int64_t created_ms;
+	char *state;        /* MOAT_STORE_POLICY_PENDING, _ACTIVE, _REFUSED */
+	char *state_note;   /* why it was refused, or "" */
 };
+
+/*
+ * A version is "pending" from the moment moatd stores it until the
+ * proxy acknowledges it ("active") or does not ("refused"); only active
+ * versions are ever the sandbox's policy. Versions added before this
+ * state existed are active.
+ */
+#define MOAT_STORE_POLICY_PENDING "pending"
+#define MOAT_STORE_POLICY_ACTIVE "active"
+#define MOAT_STORE_POLICY_REFUSED "refused"
 
 /*
  * Add a new version for sandbox: max(version) + 1 inside one IMMEDIATE
@@ -91,8 +122,22 @@ struct moat_store_policy {
 int moat_store_policy_add(struct moat_store *s, const char *sandbox,
     const char *json, const char *hash, const char *source, const char *who,
     const char *note, int *version, struct moat_cause *cause);
+/* The same, as a pending version (numbered like any other). */
+int moat_store_policy_add_pending(struct moat_store *s, const char *sandbox,
+    const char *json, const char *hash, const char *source, const char *who,
+    const char *note, int *version, struct moat_cause *cause);
+/*
+ * Settle a pending version: active, or refused with why (stored in
+ * state_note). MOAT_ERR_NOTFOUND when that version is not pending.
+ */
+int moat_store_policy_settle(struct moat_store *s, const char *sandbox,
+    int version, bool active, const char *why, struct moat_cause *cause);
 
-/* Version 0 is the latest. MOAT_ERR_NOTFOUND when there is none. */
+/*
+ * Version 0 is the active one: the newest version whose state is
+ * active. Any other number is that version, whatever its state.
+ * MOAT_ERR_NOTFOUND when there is none.
+ */
 int moat_store_policy_get(struct moat_store *s, const char *sandbox,
     int version, struct moat_store_policy **out, struct moat_cause *cause);
 void moat_store_policy_free(struct moat_store_policy *p);

@@ -180,6 +180,86 @@ test_sandboxes_policies(struct moat_store *s)
 }
 
 static int
+proxy_cb(const struct moat_store_sandbox *sb, void *arg)
+{
+	char *out = arg;
+
+	if (strcmp(sb->name, "pend") == 0)
+		snprintf(out + strlen(out), 256 - strlen(out), "%d/%s/%lld;",
+		    sb->proxy_version, sb->proxy_error, (long long)sb->proxy_ms);
+	return 0;
+}
+
+static int
+state_cb(const struct moat_store_policy *p, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%d:%s:%s;", p->version,
+	    p->state, p->state_note);
+	return 0;
+}
+
+/* Pending versions never count as the active one until settled. */
+static void
+test_policy_states(struct moat_store *s)
+{
+	struct moat_cause c = { { 0 } };
+	struct moat_store_policy *p = NULL;
+	char out[256] = "";
+	int v1 = 0, v2 = 0, v3 = 0, got;
+
+	moat_store_sandbox_upsert(s, "pend", 1, "", &c);
+	moat_store_policy_add(s, "pend", "{\"v\":1}", "h1", "file", NULL,
+	    NULL, &v1, &c);
+	is_int(moat_store_policy_add_pending(s, "pend", "{\"v\":2}", "h2",
+	    "operator", "op", NULL, &v2, &c), 0, "add a pending version");
+	is_int(v2, v1 + 1, "numbered like any other");
+	got = moat_store_policy_get(s, "pend", 0, &p, &c) == 0 ? p->version :
+	    -1;
+	is_int(got, v1, "while pending, the active version is the old one");
+	moat_store_policy_free(p);
+	p = NULL;
+	is_int(moat_store_policy_settle(s, "pend", v2, false,
+	    "proxy refused it", &c), 0, "settle as refused");
+	is_int(moat_store_policy_settle(s, "pend", v2, true, NULL, &c),
+	    MOAT_ERR_NOTFOUND, "a settled version stays settled");
+	got = moat_store_policy_get(s, "pend", 0, &p, &c) == 0 ? p->version :
+	    -1;
+	is_int(got, v1, "a refused version never becomes active");
+	moat_store_policy_free(p);
+	p = NULL;
+	moat_store_policy_add_pending(s, "pend", "{\"v\":3}", "h3",
+	    "operator", "op", NULL, &v3, &c);
+	is_int(v3, v2 + 1, "a refused number is not reused");
+	is_int(moat_store_policy_settle(s, "pend", v3, true, NULL, &c), 0,
+	    "settle as active");
+	got = moat_store_policy_get(s, "pend", 0, &p, &c) == 0 ? p->version :
+	    -1;
+	is_int(got, v3, "the acknowledged version is active");
+	moat_store_policy_free(p);
+	p = NULL;
+	is_int(moat_store_policy_get(s, "pend", v2, &p, &c), 0,
+	    "a refused version is still readable by number");
+	is_str(p ? p->state : NULL, "refused", "with its state");
+	moat_store_policy_free(p);
+	moat_store_policy_list(s, "pend", state_cb, out, &c);
+	is_str(out, "3:active:;2:refused:proxy refused it;1:active:;",
+	    "history shows every state and why");
+
+	out[0] = '\0';
+	moat_store_sandbox_list(s, proxy_cb, out, &c);
+	is_str(out, "0//0;", "no proxy state recorded yet");
+	is_int(moat_store_sandbox_set_proxy(s, "pend", 1, "refused v2", 77,
+	    &c), 0, "record what the proxy enforces");
+	out[0] = '\0';
+	moat_store_sandbox_list(s, proxy_cb, out, &c);
+	is_str(out, "1/refused v2/77;", "and read it back");
+	is_int(moat_store_sandbox_set_proxy(s, "nosuch", 1, "", 1, &c),
+	    MOAT_ERR_NOTFOUND, "for an unknown sandbox: not found");
+}
+
+static int
 sess_cb(const struct moat_store_session *ss, void *arg)
 {
 	char *out = arg;
@@ -960,6 +1040,7 @@ main(void)
 	test_sandboxes_policies(s);
 	test_sessions(s);
 	test_sessions_lost(s);
+	test_policy_states(s);
 	test_proposals(s);
 	test_proposal_list(s);
 	test_denials(s);
