@@ -4,20 +4,22 @@
 # connection's row stays running; rows a killed moatd left running are
 # closed when moatd starts again.
 . "$(dirname "$0")/lib.sh"
+# Our own sandbox name: another moatd on this machine purges its own.
+SB=se$$
 need_root
-moatd_setup box
+moatd_setup $SB
 start_moatd "$CFG" || { t_fail "moatd starts"; done_testing; exit 1; }
 
 # Rows are told apart by start order: each step starts one session and
-# waits for its row. open_rows: ids of rows still running in sandbox box.
+# waits for its row. open_rows: ids of rows still running in sandbox $SB.
 open_rows() {
-	$MOAT sessions --sandbox box --json 2>/dev/null | /usr/bin/python3 -c '
+	$MOAT sessions --sandbox $SB --json 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 print(" ".join(str(r["id"]) for r in map(json.loads, sys.stdin) if "end_ms" not in r))'
 }
 # row FIELD ID: one field of session ID ("" when absent)
 row() {
-	$MOAT sessions --sandbox box --json 2>/dev/null | /usr/bin/python3 -c '
+	$MOAT sessions --sandbox $SB --json 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 for r in map(json.loads, sys.stdin):
     if r["id"] == int(sys.argv[2]):
@@ -45,11 +47,11 @@ wait_open() {
 	echo "$ids"
 }
 
-$SSH box "exec sleep 4701" & keep=$!
+$SSH $SB "exec sleep 4701" & keep=$!
 on_cleanup "kill $keep"
 keep_id=$(wait_open 1)
 is "the first session's row is running" "$(echo $keep_id | wc -w)" 1
-$SSH box "exec sleep 4702" & victim=$!
+$SSH $SB "exec sleep 4702" & victim=$!
 on_cleanup "kill $victim"
 ids=$(wait_open 2)
 victim_id=""
@@ -72,15 +74,15 @@ t "SIGKILL of the connection process closes its row" test -n "$closed"
 t "within a second (took $ms ms)" test "$ms" -lt 1000
 is "the row says the connection was killed" "$(row end_reason "$victim_id")" "connection killed (KILL)"
 is "and records no exit status" "$(row exit_status "$victim_id")" ""
-t "moat sessions shows it as lost" sh -c "$MOAT sessions --sandbox box | grep -q 'lost: connection killed (KILL)'"
+t "moat sessions shows it as lost" sh -c "$MOAT sessions --sandbox $SB | grep -q 'lost: connection killed (KILL)'"
 is "the other connection's row is still running" "$(open_rows)" "$keep_id"
 wait "$victim" 2>/dev/null
 
 # A session that ends by itself keeps its exit status, no reason.
-$SSH box 'exit 3'
+$SSH $SB 'exit 3'
 # ssh returns before moatd has read the end record: wait for the row.
 for _ in $(seq 50); do
-	last=$($MOAT sessions --sandbox box --limit 1 --json | /usr/bin/python3 -c '
+	last=$($MOAT sessions --sandbox $SB --limit 1 --json | /usr/bin/python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readline()); print(r.get("exit_status"), r.get("end_reason", "none"))')
 	[ "$last" = "3 none" ] && break
@@ -99,7 +101,7 @@ is "the restarted moatd closed it" "$(open_rows)" ""
 is "saying why" "$(row end_reason "$keep_id")" "moatd restarted"
 
 # A clean stop closes what is running.
-$SSH box "exec sleep 4703" & last=$!
+$SSH $SB "exec sleep 4703" & last=$!
 on_cleanup "kill $last"
 last_id=$(wait_open 1)
 stop_moatd
