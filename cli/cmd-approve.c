@@ -1,10 +1,12 @@
 /* `moat approve ID...`: approve proposals through moatd. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "cli/cli.h"
 #include "cli/control.h"
 
@@ -18,16 +20,21 @@ print_results(json_t *reply)
 		long long id = json_integer_value(json_object_get(e, "id"));
 		int version = (int)json_integer_value(json_object_get(e,
 		    "version"));
+		char *err;
 
-		if (json_is_true(json_object_get(e, "ok")) && version > 0)
+		if (json_is_true(json_object_get(e, "ok")) && version > 0) {
 			printf("approved #%lld: policy version %d\n", id,
 			    version);
-		else if (json_is_true(json_object_get(e, "ok")))
+		} else if (json_is_true(json_object_get(e, "ok"))) {
 			printf("approved #%lld: new binary hash trusted\n",
 			    id);
-		else
+		} else {
+			err = moat_escape_str(json_string_value(
+			    json_object_get(e, "error")));
 			fprintf(stderr, "moat approve: #%lld: %s\n", id,
-			    json_string_value(json_object_get(e, "error")));
+			    err != NULL ? err : "?");
+			free(err);
+		}
 	}
 }
 

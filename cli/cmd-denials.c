@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "render/render.h"
 #include "store/store.h"
 #include "cli/cli.h"
 #include "cli/control.h"
@@ -26,27 +27,10 @@ struct opts {
 	bool top;
 };
 
-/* A JSON string even from bytes that are not UTF-8 (cut mid-character). */
-static json_t *
-jstr(const char *s)
-{
-	json_t *j = json_string(s);
-	char *c;
-
-	if (j != NULL || (c = strdup(s)) == NULL)
-		return j;
-	for (char *p = c; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(c);
-	free(c);
-	return j;
-}
-
 static void
 print_json(json_t *o)
 {
-	char *s = json_dumps(o, JSON_COMPACT);
+	char *s = moat_render_dump(o, JSON_COMPACT);
 
 	if (s != NULL)
 		puts(s);
@@ -69,17 +53,17 @@ denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
 	if (o->json) {
 		anc = json_array();
 		for (int i = 0; i < ev->nancestors; i++)
-			json_array_append_new(anc, jstr(ev->ancestors[i]));
+			json_array_append_new(anc, moat_render_text(ev->ancestors[i]));
 		print_json(json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
 		    " s:i, s:i, s:o, s:o, s:i, s:o, s:o, s:i}",
 		    "id", (json_int_t)id, "ts_ms", (json_int_t)ev->ts_ms,
-		    "time", tbuf, "sandbox", jstr(ev->sandbox),
-		    "stage", jstr(ev->stage), "binary", jstr(ev->binary),
-		    "sha256", jstr(ev->sha256), "ancestors", anc,
-		    "pid", ev->pid, "uid", ev->uid, "host", jstr(ev->host),
-		    "ip", jstr(ev->ip), "port", ev->port,
-		    "protocol", jstr(ev->protocol),
-		    "reason", jstr(ev->reason),
+		    "time", tbuf, "sandbox", moat_render_text(ev->sandbox),
+		    "stage", moat_render_text(ev->stage), "binary", moat_render_text(ev->binary),
+		    "sha256", moat_render_text(ev->sha256), "ancestors", anc,
+		    "pid", ev->pid, "uid", ev->uid, "host", moat_render_text(ev->host),
+		    "ip", moat_render_text(ev->ip), "port", ev->port,
+		    "protocol", moat_render_text(ev->protocol),
+		    "reason", moat_render_text(ev->reason),
 		    "policy_version", ev->policy_version));
 		return 0;
 	}
@@ -107,8 +91,8 @@ group_row(const struct moat_store_denial_group *g, void *arg)
 	moat_cli_fmt_time(g->first_ms, first, sizeof(first));
 	if (o->json) {
 		print_json(json_pack("{s:I, s:o, s:o, s:i, s:I, s:I, s:s, s:s}",
-		    "count", (json_int_t)g->count, "binary", jstr(g->binary),
-		    "host", jstr(g->host), "port", g->port,
+		    "count", (json_int_t)g->count, "binary", moat_render_text(g->binary),
+		    "host", moat_render_text(g->host), "port", g->port,
 		    "first_ms", (json_int_t)g->first_ms,
 		    "last_ms", (json_int_t)g->last_ms, "first", first,
 		    "last", last));

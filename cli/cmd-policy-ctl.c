@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "common/util.h"
 #include "store/store.h"
 #include "render/render.h"
@@ -93,20 +94,29 @@ do_show(const char *sb, const struct opts *o)
 {
 	struct moat_store_policy *p = NULL;
 	struct moat_store *s;
-	char *pretty;
+	char *pretty, *src, *who, *note;
 	int rc;
 
 	if ((s = moat_cli_store_open("policy show", o->store)) == NULL)
 		return MOAT_EXIT_SYSTEM;
 	if ((rc = get_version("show", s, sb, o->version, &p)) == 0) {
-		pretty = moat_render_json_pretty(p->json);
+		/* Not JSON (it always is): still never raw. */
+		if ((pretty = moat_render_json_pretty(p->json)) == NULL)
+			pretty = moat_escape_json(p->json);
+		src = moat_escape_str(p->source);
+		who = moat_escape_str(*p->who ? p->who : "-");
 		printf("# %s version %d, sha256 %s, %s by %s\n", sb,
-		    p->version, p->hash, p->source, *p->who ? p->who : "-");
-		if (strcmp(p->state, MOAT_STORE_POLICY_ACTIVE) != 0)
+		    p->version, p->hash, src ? src : "?", who ? who : "?");
+		if (strcmp(p->state, MOAT_STORE_POLICY_ACTIVE) != 0) {
+			note = moat_escape_str(p->state_note);
 			printf("# NOT ACTIVE (%s)%s%s\n", p->state,
-			    *p->state_note ? ": " : "", p->state_note);
-		fputs(pretty ? pretty : p->json, stdout);
+			    *p->state_note ? ": " : "", note ? note : "?");
+			free(note);
+		}
+		fputs(pretty ? pretty : "", stdout);
 		free(pretty);
+		free(src);
+		free(who);
 	}
 	moat_store_policy_free(p);
 	moat_store_close(s);
@@ -117,19 +127,29 @@ static int
 history_row(const struct moat_store_policy *p, void *arg)
 {
 	time_t t = (time_t)(p->created_ms / 1000);
+	char when[32], state[320] = "", *src, *who, *note;
 	struct tm tm;
-	char when[32], state[320] = "";
 
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* The note of an approval may quote an agent's words. */
+	src = moat_escape_str(p->source);
+	who = moat_escape_str(*p->who ? p->who : "-");
+	note = moat_escape_str(p->state_note);
 	/* Only active versions were ever enforced: say so of the others. */
 	if (strcmp(p->state, MOAT_STORE_POLICY_ACTIVE) != 0)
 		snprintf(state, sizeof(state), "%s[%s%s%s]", *p->note ? "  " :
 		    "", strcmp(p->state, MOAT_STORE_POLICY_REFUSED) == 0 ?
 		    "REFUSED" : p->state, *p->state_note ? ": " : "",
-		    p->state_note);
+		    note ? note : "?");
+	free(note);
+	note = moat_escape_str(p->note);
 	printf("%4d  %s  %-9s %-12s %.16s  %s%s\n", p->version, when,
-	    p->source, *p->who ? p->who : "-", p->hash, p->note, state);
+	    src ? src : "?", who ? who : "?", p->hash, note ? note : "?",
+	    state);
+	free(src);
+	free(who);
+	free(note);
 	(*(int *)arg)++;
 	return 0;
 }

@@ -1,14 +1,25 @@
 /* `moat proposals`: list proposals from the store (read-only). */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "store/store.h"
 #include "render/render.h"
 #include "cli/cli.h"
 #include "cli/control.h"
+
+/* A string member of a rendered proposal ("" when absent). */
+static const char *
+jtext(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s != NULL ? s : "";
+}
 
 struct list_ctx {
 	bool json;
@@ -16,28 +27,39 @@ struct list_ctx {
 	size_t n;
 };
 
+/* One proposal as text; every string from the store is escaped. */
 static void
 print_text(const struct moat_store_proposal *p)
 {
-	json_t *notes = json_loads(p->notes ? p->notes : "", 0, NULL), *n;
+	json_t *o = moat_render_proposal_json(p), *n;
+	const char *status, *note;
+	char *rule = NULL;
 	size_t i;
 
+	if (o == NULL)
+		return;
+	/* The rule as JSON text: the same value approve merges. */
+	if (p->rule_json != NULL)
+		rule = moat_escape_json(p->rule_json);
+	status = jtext(o, "status");
 	printf("#%lld %s  %s  hits %lld  confidence %.2f  %s\n",
-	    (long long)p->id, p->status, p->sandbox, (long long)p->hits,
-	    p->confidence, p->origin);
-	if (p->binary != NULL && *p->binary != '\0')
-		printf("    %s -> %s:%d\n", p->binary, p->host, p->port);
-	if (p->reason != NULL && *p->reason != '\0')
-		printf("    reason: %s\n", p->reason);
-	printf("    rule: %s\n", p->rule_json);
-	printf("    hash: %s\n", p->rule_hash);
-	json_array_foreach(notes, i, n)
+	    (long long)p->id, status, jtext(o, "sandbox"), (long long)p->hits,
+	    p->confidence, jtext(o, "origin"));
+	if (*jtext(o, "binary") != '\0')
+		printf("    %s -> %s:%d\n", jtext(o, "binary"), jtext(o, "host"),
+		    p->port);
+	if (*jtext(o, "reason") != '\0')
+		printf("    reason: %s\n", jtext(o, "reason"));
+	printf("    rule: %s\n", rule != NULL ? rule : "");
+	printf("    hash: %s\n", jtext(o, "rule_hash"));
+	json_array_foreach(json_object_get(o, "notes"), i, n)
 		printf("    note: %s\n", json_string_value(n));
-	if (p->decided_by != NULL && *p->decided_by != '\0')
-		printf("    %s by %s%s%s\n", p->status, p->decided_by,
-		    p->decision_note && *p->decision_note ? ": " : "",
-		    p->decision_note ? p->decision_note : "");
-	json_decref(notes);
+	note = jtext(o, "decision_note");
+	if (*jtext(o, "decided_by") != '\0')
+		printf("    %s by %s%s%s\n", status, jtext(o, "decided_by"),
+		    *note != '\0' ? ": " : "", note);
+	free(rule);
+	json_decref(o);
 }
 
 static int
@@ -110,8 +132,11 @@ proposals_exec(int argc, char **argv)
 		return MOAT_EXIT_SYSTEM;
 	}
 	if (c.json) {
-		json_dumpf(c.all, stdout, JSON_INDENT(2));
-		putchar('\n');
+		char *out = moat_render_dump(c.all, JSON_INDENT(2));
+
+		if (out != NULL)
+			puts(out);
+		free(out);
 	} else if (c.n == 0)
 		printf("no %s%sproposals\n", status ? status : "",
 		    status ? " " : "");

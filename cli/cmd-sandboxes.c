@@ -6,10 +6,13 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "common/escape.h"
+#include "render/render.h"
 #include "store/store.h"
 #include "cli/cli.h"
 #include "cli/control.h"
@@ -36,6 +39,7 @@ sandbox_row(const struct moat_store_sandbox *sb, void *arg)
 	struct moat_store_policy *pol = NULL;
 	long long pending = 0;
 	char pv[16] = "-";
+	char *name, *err;
 	bool bad;
 	int active;
 
@@ -47,11 +51,12 @@ sandbox_row(const struct moat_store_sandbox *sb, void *arg)
 	    sb->proxy_error);
 	c->mismatches += bad;
 	if (c->json)
-		json_array_append_new(c->all, json_pack("{s:s, s:i, s:s, s:i,"
-		    " s:s, s:b, s:I, s:I}", "name", sb->name, "policy_version",
-		    active, "policy_hash", pol ? pol->hash : "",
-		    "proxy_version", sb->proxy_version, "proxy_error",
-		    sb->proxy_error, "policy_mismatch", bad,
+		json_array_append_new(c->all, json_pack("{s:o, s:i, s:s, s:i,"
+		    " s:o, s:b, s:I, s:I}", "name", moat_render_text(sb->name),
+		    "policy_version", active, "policy_hash",
+		    pol ? pol->hash : "", "proxy_version", sb->proxy_version,
+		    "proxy_error", moat_render_text(sb->proxy_error),
+		    "policy_mismatch", bad,
 		    "pending_proposals", (json_int_t)pending, "updated_ms",
 		    (json_int_t)sb->updated_ms));
 	else {
@@ -60,15 +65,21 @@ sandbox_row(const struct moat_store_sandbox *sb, void *arg)
 			    "PROXY", "HASH", "PENDING");
 		if (sb->proxy_version > 0)
 			snprintf(pv, sizeof(pv), "%d", sb->proxy_version);
-		printf("%-20s %8d %8s  %-16.16s %lld\n", sb->name, active, pv,
-		    pol ? pol->hash : "-", pending);
-		if (bad)
+		name = moat_escape_str(sb->name);
+		printf("%-20s %8d %8s  %-16.16s %lld\n", name ? name : "?",
+		    active, pv, pol ? pol->hash : "-", pending);
+		free(name);
+		if (bad) {
+			/* The proxy's refusal may quote the policy's text. */
+			err = moat_escape_str(sb->proxy_error);
 			printf("  !! POLICY MISMATCH: the store's active version "
 			    "is %d, the proxy enforces %s%s%s%s\n", active,
 			    sb->proxy_version > 0 ? "version " : "none",
 			    sb->proxy_version > 0 ? pv : "",
 			    *sb->proxy_error ? "; it refused " : "",
-			    sb->proxy_error);
+			    err ? err : "?");
+			free(err);
+		}
 	}
 	c->n++;
 	moat_store_policy_free(pol);
@@ -111,8 +122,11 @@ sandboxes_exec(int argc, char **argv)
 		return MOAT_EXIT_SYSTEM;
 	}
 	if (c.json) {
-		json_dumpf(c.all, stdout, JSON_INDENT(2));
-		putchar('\n');
+		char *out = moat_render_dump(c.all, JSON_INDENT(2));
+
+		if (out != NULL)
+			puts(out);
+		free(out);
 	} else if (c.n == 0)
 		printf("no sandboxes\n");
 	json_decref(c.all);

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "render/render.h"
 #include "store/store.h"
 #include "cli/cli.h"
 #include "cli/control.h"
@@ -52,9 +53,11 @@ fmt_exit(const struct moat_store_session *ss, char *buf, size_t len)
 static json_t *
 session_json(const struct moat_store_session *ss, const char *start)
 {
-	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:s}",
-	    "id", (json_int_t)ss->id, "sandbox", ss->sandbox, "who", ss->who,
-	    "from", ss->from, "kind", ss->kind,
+	json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:I, s:s}",
+	    "id", (json_int_t)ss->id, "sandbox", moat_render_text(ss->sandbox),
+	    "who", moat_render_text(ss->who),
+	    "from", moat_render_text(ss->from),
+	    "kind", moat_render_text(ss->kind),
 	    "start_ms", (json_int_t)ss->start_ms, "start", start);
 
 	if (o == NULL)
@@ -67,11 +70,11 @@ session_json(const struct moat_store_session *ss, const char *start)
 			    json_integer(ss->exit_status));
 		if (ss->exit_signal[0] != '\0')
 			json_object_set_new(o, "exit_signal",
-			    json_string(ss->exit_signal));
+			    moat_render_text(ss->exit_signal));
 		/* Ended without an exit: how moatd learned it was over. */
 		if (ss->end_reason[0] != '\0')
 			json_object_set_new(o, "end_reason",
-			    json_string(ss->end_reason));
+			    moat_render_text(ss->end_reason));
 	}
 	return o;
 }
@@ -87,7 +90,7 @@ session_row(const struct moat_store_session *ss, void *arg)
 	moat_cli_fmt_time(ss->start_ms, start, sizeof(start));
 	if (c->json) {
 		if ((o = session_json(ss, start)) != NULL &&
-		    (s = json_dumps(o, JSON_COMPACT)) != NULL) {
+		    (s = moat_render_dump(o, JSON_COMPACT)) != NULL) {
 			puts(s);
 			free(s);
 		}

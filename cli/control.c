@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "common/jsonl.h"
 #include "common/util.h"
 #include "store/store.h"
@@ -115,19 +116,35 @@ moat_cli_control_report(const char *cmd, json_t *reply)
 	json_t *diags = json_object_get(reply, "diags"), *g;
 	size_t i;
 
-	fprintf(stderr, "moat %s: %s\n", cmd, err ? err : "failed");
+	/* Errors may quote sandbox text (a binary path in a rule). */
+	moat_cli_eprint(cmd, err ? err : "failed");
 	json_array_foreach(diags, i, g) {
-		const char *path = json_string_value(json_object_get(g,
-		    "path"));
+		char *level = moat_escape_str(json_string_value(
+		    json_object_get(g, "level")));
+		char *path = moat_escape_str(json_string_value(
+		    json_object_get(g, "path")));
+		char *msg = moat_escape_str(json_string_value(
+		    json_object_get(g, "msg")));
 
-		fprintf(stderr, "  %s: %s%s%s\n",
-		    json_string_value(json_object_get(g, "level")),
-		    path && *path ? path : "", path && *path ? ": " : "",
-		    json_string_value(json_object_get(g, "msg")));
+		fprintf(stderr, "  %s: %s%s%s\n", level ? level : "?",
+		    path ? path : "", path && *path ? ": " : "",
+		    msg ? msg : "?");
+		free(level);
+		free(path);
+		free(msg);
 	}
 	return code != NULL && strcmp(code, "invalid") == 0 &&
 	    err != NULL && strncmp(err, "request needs", 13) == 0 ?
 	    MOAT_EXIT_USAGE : MOAT_EXIT_NO;
+}
+
+void
+moat_cli_eprint(const char *cmd, const char *msg)
+{
+	char *e = moat_escape_str(msg);
+
+	fprintf(stderr, "moat %s: %s\n", cmd, e != NULL ? e : "?");
+	free(e);
 }
 
 struct moat_store *

@@ -28,6 +28,9 @@ int moat_cli_control_call(const char *path, json_t *req, json_t **reply,
  */
 int moat_cli_control_report(const char *cmd, json_t *reply);
 
+/* Print "moat CMD: MSG" to stderr with MSG escaped (common/escape.h). */
+void moat_cli_eprint(const char *cmd, const char *msg);
+
 /* Open the store read-only at path (NULL: moat_cli_store_path()),
  * printing why not; returns NULL on failure. */
 struct moat_store *moat_cli_store_open(const char *cmd, const char *path);

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/errors.h"
+#include "common/escape.h"
 #include "cli/table.h"
 
 struct moat_cli_table {
@@ -27,22 +28,24 @@ moat_cli_table_new(const char *const head[], size_t ncol)
 	return t;
 }
 
-/* Copy s, cut to max bytes with "..." (never splits a UTF-8 char). */
+/*
+ * Copy s escaped (common/escape.h: cells hold sandbox text), cut to max
+ * bytes with "..." (never inside an escape or a UTF-8 character).
+ */
 static char *
 cell(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 	char *c;
 
-	if (max == 0 || n <= max)
-		return strdup(s);
-	n = max - 3;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	if ((c = malloc(n + 4)) == NULL)
+	if (max == 0)
+		return moat_escape(s, n);
+	if ((c = malloc(max + 1)) == NULL)
 		return NULL;
-	memcpy(c, s, n);
-	memcpy(c + n, "...", 4);
+	if (!moat_escape_buf(s, n, c, max + 1)) {
+		moat_escape_buf(s, n, c, max - 3 + 1);
+		strcat(c, "...");
+	}
 	return c;
 }
 

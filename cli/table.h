@@ -18,10 +18,11 @@ struct moat_cli_table *moat_cli_table_new(const char *const head[],
     size_t ncol);
 
 /*
- * Append a row of ncol cells (copied). max, if not NULL, caps each
- * column's width in bytes: a longer cell is cut to max[i] with "..."
- * at its end, never inside a UTF-8 character; 0 means no cap (a cap
- * must be 0 or at least 4). MOAT_ERR_NOMEM leaves the table as it was.
+ * Append a row of ncol cells, copied moat_escape()d (cells hold
+ * sandbox text). max, if not NULL, caps each column's width in bytes: a
+ * longer cell is cut to max[i] with "..." at its end, never inside an
+ * escape or a UTF-8 character; 0 means no cap (a cap must be 0 or at
+ * least 4). MOAT_ERR_NOMEM leaves the table as it was.
  */
 int moat_cli_table_add(struct moat_cli_table *t, const char *const cells[],
     const size_t max[]);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/errors.h"
+#include "common/escape.h"
 #include "common/log.h"
 
 /* The process's own logging config: the only mutable global here. */
@@ -53,6 +54,7 @@ vlog(enum moat_log_level level, const char *file, int line, const char *func,
     int r, bool with_errno, const char *fmt, va_list ap)
 {
 	char msg[1024];
+	char esc[sizeof(msg) * MOAT_ESCAPE_RATIO];
 	char ts[32];
 	struct timeval tv;
 	struct tm tm;
@@ -67,13 +69,16 @@ vlog(enum moat_log_level level, const char *file, int line, const char *func,
 		snprintf(msg + n, sizeof(msg) - n, ": %s", moat_strerror(r));
 	else if (with_errno && n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
+	/* Sandbox text in a message must not drive the operator's terminal
+	 * or forge a log line. */
+	moat_escape_buf(msg, strlen(msg), esc, sizeof(esc));
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One write per line so lines of several processes do not mix. */
 	dprintf(STDERR_FILENO, "%s.%03ldZ %s[%d] %s %s: %s\n", ts,
 	    (long)(tv.tv_usec / 1000), logcfg.tag, (int)getpid(),
-	    level_names[level], func, msg);
+	    level_names[level], func, esc);
 	errno = saved;
 }
 

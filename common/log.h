@@ -2,6 +2,8 @@
  * Logging: one function behind thin macros that pass file, line and
  * function, so every line names where it came from. One event per line,
  * no trailing period. Never log credentials, keys or injected headers.
+ * The message is moat_escape()d (common/escape.h): sandbox text in it
+ * can neither drive the operator's terminal nor forge a line.
  */
 #ifndef MOAT_COMMON_LOG_H
 #define MOAT_COMMON_LOG_H

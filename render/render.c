@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "store/store.h"
 #include "render/render.h"
 
@@ -20,7 +21,7 @@ moat_render_json_pretty(const char *json)
 
 	if (json == NULL || (doc = json_loads(json, 0, NULL)) == NULL)
 		return NULL;
-	s = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+	s = moat_render_dump(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(doc);
 	if (s == NULL)
 		return NULL;
@@ -171,31 +172,66 @@ out:
 }
 
 json_t *
+moat_render_text(const char *s)
+{
+	char *e = moat_escape_str(s);
+	json_t *j = e != NULL ? json_string(e) : NULL;
+
+	free(e);
+	return j;
+}
+
+char *
+moat_render_dump(const json_t *o, size_t flags)
+{
+	char *s = json_dumps(o, flags), *safe;
+
+	if (s == NULL)
+		return NULL;
+	safe = moat_escape_json(s);
+	free(s);
+	return safe;
+}
+
+/* The notes (a JSON array of strings) with each note escaped. */
+static json_t *
+notes_json(const char *text)
+{
+	json_t *in = NULL, *out = json_array(), *n;
+	size_t i;
+
+	if (text != NULL && text[0] != '\0')
+		in = json_loads(text, 0, NULL);
+	json_array_foreach(in, i, n)
+		json_array_append_new(out, moat_render_text(json_is_string(n) ?
+		    json_string_value(n) : ""));
+	json_decref(in);
+	return out;
+}
+
+json_t *
 moat_render_proposal_json(const struct moat_store_proposal *p)
 {
-	json_t *o, *notes = NULL, *rule = NULL;
+	json_t *o, *rule = NULL;
 
-	if (p->notes != NULL && p->notes[0] != '\0')
-		notes = json_loads(p->notes, 0, NULL);
-	if (notes == NULL)
-		notes = json_array();
 	rule = json_loads(p->rule_json ? p->rule_json : "", 0, NULL);
-	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:f,"
-	    " s:o, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:s, s:s}",
-	    "id", (json_int_t)p->id, "sandbox", p->sandbox ? p->sandbox : "",
-	    "key", p->key ? p->key : "", "name", p->name ? p->name : "",
+	o = json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:I, s:f,"
+	    " s:o, s:o, s:o, s:o, s:I, s:I, s:o, s:I, s:o, s:s}",
+	    "id", (json_int_t)p->id, "sandbox", moat_render_text(p->sandbox),
+	    "key", moat_render_text(p->key), "name", moat_render_text(p->name),
 	    "rule_hash", p->rule_hash ? p->rule_hash : "",
-	    "binary", p->binary ? p->binary : "", "host", p->host ? p->host : "",
+	    "binary", moat_render_text(p->binary),
+	    "host", moat_render_text(p->host),
 	    "port", p->port, "hits", (json_int_t)p->hits,
-	    "confidence", p->confidence, "notes", notes,
-	    "origin", p->origin ? p->origin : "",
-	    "reason", p->reason ? p->reason : "",
-	    "status", p->status ? p->status : "",
+	    "confidence", p->confidence, "notes", notes_json(p->notes),
+	    "origin", moat_render_text(p->origin),
+	    "reason", moat_render_text(p->reason),
+	    "status", moat_render_text(p->status),
 	    "first_ms", (json_int_t)p->first_ms,
 	    "last_ms", (json_int_t)p->last_ms,
-	    "decided_by", p->decided_by ? p->decided_by : "",
+	    "decided_by", moat_render_text(p->decided_by),
 	    "decided_ms", (json_int_t)p->decided_ms,
-	    "decision_note", p->decision_note ? p->decision_note : "",
+	    "decision_note", moat_render_text(p->decision_note),
 	    "rule_json", p->rule_json ? p->rule_json : "");
 	if (o != NULL && rule != NULL)
 		json_object_set(o, "rule", rule);

@@ -14,8 +14,9 @@
 struct moat_store_proposal;
 
 /*
- * Re-indent JSON text (2 spaces, keys sorted, trailing newline); NULL
- * when the text is not JSON or memory ran out. Caller frees.
+ * Re-indent JSON text (2 spaces, keys sorted, trailing newline), safe
+ * for a terminal (moat_render_dump); NULL when the text is not JSON or
+ * memory ran out. Caller frees.
  */
 char *moat_render_json_pretty(const char *json);
 
@@ -28,7 +29,26 @@ char *moat_render_json_pretty(const char *json);
  */
 char *moat_render_line_diff(const char *a, const char *b);
 
-/* A proposal as a JSON object (notes parsed into an array). New ref. */
+/*
+ * A proposal as a JSON object (notes parsed into an array). Its text
+ * fields (binary, host, reason: an agent's intent_summary, notes, ...)
+ * are moat_render_text(); "rule" and "rule_json" are exactly the rule
+ * approve merges. New ref.
+ */
 json_t *moat_render_proposal_json(const struct moat_store_proposal *p);
+
+/*
+ * Text from a sandbox as a JSON string for the operator: moat_escape()d
+ * (common/escape.h), so that even `jq -r` prints it safely. NULL s gives
+ * "". New ref; NULL when out of memory.
+ */
+json_t *moat_render_text(const char *s);
+
+/*
+ * json_dumps(o, flags) made safe for a terminal without changing its
+ * meaning (moat_escape_json): what every JSON output for the operator
+ * goes through. Caller frees; NULL when out of memory.
+ */
+char *moat_render_dump(const json_t *o, size_t flags);
 
 #endif

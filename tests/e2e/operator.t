@@ -93,6 +93,50 @@ t "it shows up as pending, marked agent-requested" sh -c "$MOAT proposals --json
 import json, sys
 sys.exit(0 if any(p[\"origin\"] == \"agent\" and p[\"status\"] == \"pending\" and \"echo7\" in p[\"rule\"] for p in json.load(sys.stdin)) else 1)'"
 
+# Sandbox text never reaches the operator's terminal raw: an agent's
+# intent_summary with a hide-text SGR, an OSC title, a C1 CSI and a bidi
+# override, as JSON escapes in the body.
+# no_raw FILE: no C0 but tab and newline, no DEL, no C1 (raw or UTF-8),
+# no bidi override (and the file is UTF-8)
+no_raw() { /usr/bin/python3 -c '
+import sys
+d = open(sys.argv[1], "rb").read()
+bad = [b for b in d if (b < 0x20 and b not in (9, 10)) or b == 0x7f]
+t = d.decode("utf-8")
+bad += [c for c in t if 0x80 <= ord(c) <= 0x9f or 0x202a <= ord(c) <= 0x202e]
+sys.exit(1 if bad or not d else 0)' "$1"; }
+evil='{"intent_summary":"need it \u001b[8mhidden\u001b[0m \u001b]0;pwned\u0007 \u009b31m \u202eend","operations":[{"addRule":{"ruleName":"echo9","rule":{"name":"echo9","endpoints":[{"host":"upstream.test","port":9}],"binaries":[{"path":"/usr/bin/curl"}]}}}]}'
+pr=$(run "curl -s -m 5 -w ' code=%{http_code}' -H 'Content-Type: application/json' -d '$evil' http://policy.local/v1/proposals")
+t "an agent proposal quoting escape sequences is accepted (202)" has "$pr" 'code=202'
+for _ in $(seq 50); do $MOAT proposals | grep -q echo9 && break; sleep 0.1; done
+$MOAT proposals > "$OBJ/props.txt" 2>&1
+$MOAT proposals --json > "$OBJ/props.json" 2>&1
+t "moat proposals lists it" grep -q echo9 "$OBJ/props.txt"
+t "the hide-text sequence is shown, escaped" grep -qF '\x1b[8mhidden\x1b[0m' "$OBJ/props.txt"
+t "the OSC title sequence is shown, escaped" grep -qF '\x1b]0;pwned\x07' "$OBJ/props.txt"
+t "C1 and bidi controls are shown, escaped" grep -qF '\u009b31m \u202eend' "$OBJ/props.txt"
+t "no raw control byte in moat proposals" no_raw "$OBJ/props.txt"
+t "no raw control byte in moat proposals --json" no_raw "$OBJ/props.json"
+t "--json is valid JSON holding the same escaped text" /usr/bin/python3 -c '
+import json, sys
+ps = [p for p in json.load(open(sys.argv[1])) if "echo9" in p["rule_json"]]
+sys.exit(0 if len(ps) == 1 and "\\x1b[8mhidden\\x1b[0m \\x1b]0;pwned\\x07" in ps[0]["reason"] else 1)' "$OBJ/props.json"
+# The rule line of the text output, read back as JSON, is the stored rule
+# that approve merges, and the hash shown is its hash.
+t "the rule shown is exactly the rule approve merges" /usr/bin/python3 -c '
+import json, sys
+ps = {p["id"]: p for p in json.load(open(sys.argv[2]))}
+cur, seen = None, 0
+for line in open(sys.argv[1]):
+    if line.startswith("#"):
+        cur = ps[int(line[1:].split()[0])]
+    elif line.startswith("    rule: "):
+        if json.loads(line[10:]) != json.loads(cur["rule_json"]): sys.exit(1)
+        seen += 1
+    elif line.startswith("    hash: "):
+        if line[10:].strip() != cur["rule_hash"]: sys.exit(1)
+sys.exit(0 if seen == len(ps) and seen > 0 else 1)' "$OBJ/props.txt" "$OBJ/props.json"
+
 # concurrent approvals never lose a version
 before=$(versions box)
 ids=$(pending)
@@ -108,6 +152,18 @@ else
 	t_fail "two pending proposals for the concurrency test (have: $ids)"
 fi
 exec 7>&-
+
+# After the approvals (an agent's intent may be quoted in notes), every
+# other view of sandbox text is escaped too.
+$MOAT policy history box > "$OBJ/hist.txt" 2>&1
+$MOAT policy show box > "$OBJ/show.txt" 2>&1
+$MOAT denials > "$OBJ/den.txt" 2>&1
+$MOAT denials --json > "$OBJ/den.json" 2>&1
+$MOAT sessions > "$OBJ/sess.txt" 2>&1
+$MOAT sandboxes --json > "$OBJ/sb.json" 2>&1
+for f in hist.txt show.txt den.txt den.json sess.txt sb.json moatd.log; do
+	t "no raw control byte in $f" no_raw "$OBJ/$f"
+done
 
 # The OCSF-style export: denials, sessions, policy changes and approvals.
 ev="$OBJ/events.jsonl"
