@@ -339,6 +339,141 @@ moat_addr_class_name(enum moat_addr_class c)
 	return "unknown";
 }
 
+/* ---- SSRF verdicts: names, ports and the address modes ---- */
+
+/*
+ * Names that are an always-blocked or metadata address by definition, so
+ * they are refused before any resolution (no hosts file or DNS answer can
+ * make them anything else): RFC 6761's localhost, GCE's metadata server.
+ */
+static const struct blocked_name {
+	const char *name;
+	bool subdomains; /* "a.localhost" too */
+	const char *what;
+} blocked_names[] = {
+	{ "localhost", true, "a loopback name" },
+	{ "metadata.google.internal", false, "a cloud metadata name" },
+};
+
+/*
+ * Control-plane services a sandbox must never reach: OpenShell's list
+ * (BLOCKED_CONTROL_PLANE_PORTS in its proxy), refused in the modes whose
+ * row below says so.
+ */
+static const struct {
+	uint16_t port;
+	const char *what;
+} control_plane[] = {
+	{ 2379, "etcd client" },
+	{ 2380, "etcd peer" },
+	{ 6443, "Kubernetes API server" },
+	{ 10250, "kubelet API" },
+	{ 10255, "kubelet read-only" },
+};
+
+enum addr_mode {
+	MODE_ALLOWED_IPS = 0, /* the endpoint has allowed_ips */
+	MODE_LITERAL,         /* an IP-literal host: implicit allowed_ips */
+	MODE_EXACT,           /* an exact, declared name */
+	MODE_PUBLIC,          /* a wildcard (or, defensively, no host) */
+};
+
+enum admit {
+	ADMIT_NO = 0, /* refused */
+	ADMIT_YES,    /* passes */
+	ADMIT_LISTED, /* passes when inside the endpoint's list */
+};
+
+/*
+ * The whole SSRF verdict: the matched endpoint picks a mode (the first
+ * that applies, in this order), and the address's class picks the
+ * cell. An explicit allowed_ips replaces the implicit one of a literal
+ * host. Changing what a mode admits is changing one cell here.
+ */
+static const struct addr_mode_row {
+	const char *name;   /* in messages: "outside the endpoint's NAME" */
+	bool control_plane; /* control-plane ports refused */
+	/* By enum moat_addr_class: public, internal, always-blocked,
+	 * metadata. */
+	enum admit admit[4];
+} modes[] = {
+	[MODE_ALLOWED_IPS] = { "allowed_ips", true,
+	    { ADMIT_LISTED, ADMIT_LISTED, ADMIT_NO, ADMIT_NO } },
+	[MODE_LITERAL] = { "IP-literal host", true,
+	    { ADMIT_LISTED, ADMIT_LISTED, ADMIT_NO, ADMIT_NO } },
+	[MODE_EXACT] = { "exact host", true,
+	    { ADMIT_YES, ADMIT_YES, ADMIT_NO, ADMIT_NO } },
+	[MODE_PUBLIC] = { "wildcard host", false,
+	    { ADMIT_YES, ADMIT_NO, ADMIT_NO, ADMIT_NO } },
+};
+
+_Static_assert(MOAT_ADDR_PUBLIC == 0 && MOAT_ADDR_INTERNAL == 1 &&
+    MOAT_ADDR_ALWAYS_BLOCKED == 2 && MOAT_ADDR_METADATA == 3,
+    "modes[].admit is indexed by enum moat_addr_class");
+
+static enum addr_mode
+mode_of(const struct pol_endpoint *ep)
+{
+	if (ep->nallowed > 0)
+		return MODE_ALLOWED_IPS;
+	if (ep->host.kind == POL_HOST_IP)
+		return MODE_LITERAL;
+	if (ep->host.kind == POL_HOST_EXACT)
+		return MODE_EXACT;
+	return MODE_PUBLIC;
+}
+
+/* Inside the endpoint's list: allowed_ips, else its literal host. */
+static bool
+listed(const struct pol_endpoint *ep, const struct pol_ip *ip)
+{
+	if (ep->nallowed > 0) {
+		for (size_t i = 0; i < ep->nallowed; i++)
+			if (pol_cidr_contains(&ep->allowed[i], ip))
+				return true;
+		return false;
+	}
+	return ep->host.kind == POL_HOST_IP &&
+	    memcmp(ep->host.ip.a, ip->a, 16) == 0;
+}
+
+static const struct blocked_name *
+name_blocked(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(blocked_names) / sizeof(*blocked_names);
+	     i++) {
+		const struct blocked_name *b = &blocked_names[i];
+		size_t n = strlen(b->name);
+
+		if (len == n && memcmp(name, b->name, n) == 0)
+			return b;
+		if (b->subdomains && len > n + 1 && name[len - n - 1] == '.' &&
+		    memcmp(name + len - n, b->name, n) == 0)
+			return b;
+	}
+	return NULL;
+}
+
+static const char *
+control_plane_port(uint16_t port)
+{
+	for (size_t i = 0; i < sizeof(control_plane) / sizeof(*control_plane);
+	     i++)
+		if (control_plane[i].port == port)
+			return control_plane[i].what;
+	return NULL;
+}
+
+#define PUBLIC_ONLY_HINT                                              \
+	"wildcard and hostless endpoints reach public addresses only; "  \
+	"list the host exactly or add allowed_ips"
+
+static const char *
+class_article(enum moat_addr_class c)
+{
+	return c == MOAT_ADDR_METADATA ? "a" : "an";
+}
+
 static bool refuse(struct moat_decision *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static bool
@@ -355,55 +490,135 @@ refuse(struct moat_decision *d, const char *fmt, ...)
 	return false;
 }
 
+static bool
+check_port(struct moat_decision *d, const struct pol_endpoint *ep)
+{
+	const char *what = control_plane_port(d->port);
+
+	if (what != NULL && modes[mode_of(ep)].control_plane)
+		return refuse(d, "port %u (%s) is a blocked control-plane "
+		    "port, connection rejected", (unsigned)d->port, what);
+	return true;
+}
+
 /*
- * The address modes, in order: allowed_ips, IP-literal host, exact
- * declared host, everything else (wildcards, hostless) public only.
- * Loopback, link-local, unspecified and metadata are refused in every
- * mode; the loader already refused allowed_ips that would cover them.
+ * One address against the mode's row. A literal request host is its own
+ * address, and its messages say "X is ..." where a name's say "X
+ * resolves to ...".
  */
+static bool
+check_ip(struct moat_decision *d, const struct pol_endpoint *ep,
+    const struct pol_ip *ip)
+{
+	enum addr_mode m = mode_of(ep);
+	enum moat_addr_class cls = pol_ip_classify(ip);
+	char txt[INET6_ADDRSTRLEN];
+	bool lit;
+
+	pol_ip_format(ip, txt, sizeof(txt));
+	lit = strcmp(d->host, txt) == 0;
+	switch (modes[m].admit[cls]) {
+	case ADMIT_YES:
+		return true;
+	case ADMIT_LISTED:
+		if (listed(ep, ip))
+			return true;
+		if (lit)
+			return refuse(d, "%s is outside the endpoint's %s, "
+			    "connection rejected", d->host, modes[m].name);
+		return refuse(d, "%s resolves to %s, outside the endpoint's "
+		    "%s, connection rejected", d->host, txt, modes[m].name);
+	case ADMIT_NO:
+		break;
+	}
+	if (cls == MOAT_ADDR_INTERNAL && lit)
+		return refuse(d, "%s is an internal address, connection "
+		    "rejected (%s)", d->host, PUBLIC_ONLY_HINT);
+	if (cls == MOAT_ADDR_INTERNAL)
+		return refuse(d, "%s resolves to internal address %s, "
+		    "connection rejected (%s)", d->host, txt, PUBLIC_ONLY_HINT);
+	if (lit)
+		return refuse(d, "%s is %s %s address, connection rejected",
+		    d->host, class_article(cls), moat_addr_class_name(cls));
+	return refuse(d, "%s resolves to %s address %s, connection rejected",
+	    d->host, moat_addr_class_name(cls), txt);
+}
+
+bool
+pol_ssrf_request(struct moat_decision *d, const struct pol_req *r)
+{
+	const struct pol_endpoint *ep = d->endpoint;
+	const struct blocked_name *b;
+
+	if (!d->allow || ep == NULL)
+		return d->allow;
+	if (!r->is_ip && (b = name_blocked(r->name, r->len)) != NULL)
+		return refuse(d, "%s is %s, connection rejected", d->host,
+		    b->what);
+	if (!check_port(d, ep))
+		return false;
+	return !r->is_ip || check_ip(d, ep, &r->ip);
+}
+
 bool
 moat_policy_check_addr(struct moat_decision *d, const struct sockaddr *sa)
 {
 	const struct pol_endpoint *ep = d->endpoint;
-	enum moat_addr_class cls;
 	struct pol_ip ip;
-	char txt[INET6_ADDRSTRLEN];
-	bool inside = false;
 
 	if (!d->allow)
 		return false;
 	if (!from_sockaddr(sa, &ip))
 		return refuse(d, "%s: the address is not an IP address, "
 		    "connection rejected", d->host);
-	pol_ip_format(&ip, txt, sizeof(txt));
-	cls = pol_ip_classify(&ip);
-	if (cls == MOAT_ADDR_ALWAYS_BLOCKED)
-		return refuse(d, "%s resolves to always-blocked address %s, "
-		    "connection rejected", d->host, txt);
-	if (cls == MOAT_ADDR_METADATA)
-		return refuse(d, "%s resolves to cloud metadata address %s, "
-		    "connection rejected", d->host, txt);
-	if (ep != NULL && ep->nallowed > 0) {
-		for (size_t i = 0; i < ep->nallowed && !inside; i++)
-			inside = pol_cidr_contains(&ep->allowed[i], &ip);
-		if (!inside)
-			return refuse(d, "%s resolves to %s, outside the "
-			    "endpoint's allowed_ips, connection rejected",
-			    d->host, txt);
+	if (ep == NULL)
+		return refuse(d, "%s: no endpoint to check the address "
+		    "against, connection rejected", d->host);
+	return check_port(d, ep) && check_ip(d, ep, &ip);
+}
+
+bool
+pol_endpoint_never(const struct pol_endpoint *ep, char *why, size_t len)
+{
+	const struct blocked_name *b;
+	enum moat_addr_class cls;
+	char txt[INET6_ADDRSTRLEN];
+
+	switch (ep->host.kind) {
+	case POL_HOST_EXACT:
+	case POL_HOST_WILD:
+		/* "**.x.localhost" is as loopback as "x.localhost". */
+		b = name_blocked(ep->host.name, ep->host.len);
+		if (b == NULL)
+			return false;
+		snprintf(why, len, "%s is %s, which moat always refuses",
+		    ep->host.name, b->what);
 		return true;
+	case POL_HOST_IP:
+		cls = pol_ip_classify(&ep->host.ip);
+		if (modes[mode_of(ep)].admit[cls] == ADMIT_NO) {
+			snprintf(why, len, "%s is %s %s address, which moat "
+			    "always refuses", ep->host.name, class_article(cls),
+			    moat_addr_class_name(cls));
+			return true;
+		}
+		if (!listed(ep, &ep->host.ip)) {
+			pol_ip_format(&ep->host.ip, txt, sizeof(txt));
+			snprintf(why, len, "%s is outside the endpoint's own "
+			    "allowed_ips, which replace the implicit %s", txt,
+			    txt);
+			return true;
+		}
+		return false;
+	case POL_HOST_ANY:
+		break;
 	}
-	if (ep != NULL && ep->host.kind == POL_HOST_IP) {
-		if (memcmp(ep->host.ip.a, ip.a, 16) != 0)
-			return refuse(d, "%s: address %s is not the literal "
-			    "host, connection rejected", d->host, txt);
-		return true;
-	}
-	if (ep != NULL && ep->host.kind == POL_HOST_EXACT)
-		return true;
-	if (cls == MOAT_ADDR_INTERNAL)
-		return refuse(d, "%s resolves to internal address %s, "
-		    "connection rejected (wildcard and hostless endpoints "
-		    "reach public addresses only; list the host exactly or "
-		    "add allowed_ips)", d->host, txt);
-	return true;
+	return false;
+}
+
+const char *
+pol_endpoint_port_refused(const struct pol_endpoint *ep, uint16_t port)
+{
+	return modes[mode_of(ep)].control_plane ? control_plane_port(port) :
+						  NULL;
 }

@@ -204,6 +204,20 @@ verdict(struct moat_decision *d, enum moat_verdict_reason why,
 	return MOAT_OK;
 }
 
+/*
+ * Allowed by policy: now the SSRF checks that need no resolution, so
+ * `explain` gives the proxy's verdict on every IP literal, blocked name
+ * and control-plane port.
+ */
+static int
+allowed(struct moat_decision *d, const struct pol_endpoint *ep,
+    const struct moat_caller *c, const struct pol_req *req)
+{
+	verdict(d, MOAT_REASON_ALLOWED, ep, c);
+	pol_ssrf_request(d, req);
+	return MOAT_OK;
+}
+
 int
 moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
     const char *host, uint16_t port, struct moat_decision *out)
@@ -247,8 +261,7 @@ moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
 			continue;
 		if (caller_in(r, c)) {
 			if (hit != NULL)
-				return verdict(out, MOAT_REASON_ALLOWED, hit,
-				    c);
+				return allowed(out, hit, c, &req);
 			/* An L4 endpoint of a later policy may still allow. */
 			if (l7 == NULL)
 				l7 = hit7;
@@ -259,7 +272,7 @@ moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
 	}
 	if (audit != NULL) {
 		out->audit = true;
-		return verdict(out, MOAT_REASON_ALLOWED, audit, c);
+		return allowed(out, audit, c, &req);
 	}
 	if (l7 != NULL)
 		return verdict(out, MOAT_REASON_L7_UNENFORCED, l7, c);

@@ -12,6 +12,29 @@
 #include "policies/internal.h"
 
 /*
+ * No real top-level label is numeric: a name that ends in one is an IPv4
+ * form, and only the dotted quad is one (the proxy's parser refuses
+ * "127.1" and "0x7f.0.0.1" too, which a resolver would read as loopback),
+ * so explain and the proxy agree on every literal.
+ */
+static bool
+numeric_tld(const char *s, size_t n)
+{
+	const char *last = memrchr(s, '.', n);
+	struct pol_ip ip;
+	size_t k;
+
+	last = last != NULL ? last + 1 : s;
+	k = (size_t)(s + n - last);
+	if (!(k > 1 && last[0] == '0' && last[1] == 'x')) {
+		for (size_t i = 0; i < k; i++)
+			if (last[i] < '0' || last[i] > '9')
+				return false;
+	}
+	return !pol_ip_parse(s, &ip);
+}
+
+/*
  * Lowercase, drop one trailing dot, check the label syntax. IPv6 (with or
  * without brackets) comes out in its canonical text form. With wild,
  * '*' is allowed in labels (its placement is checked by the caller).
@@ -65,7 +88,7 @@ normalize(const char *in, char *out, size_t outlen, bool wild)
 	if (lab == 0)
 		return false;
 	out[n] = '\0';
-	return true;
+	return !numeric_tld(out, n);
 }
 
 bool

@@ -170,6 +170,20 @@ bool pol_cidr_contains(const struct pol_cidr *c, const struct pol_ip *ip);
 /* The name of an always-blocked or metadata range c overlaps, or NULL. */
 const char *pol_cidr_blocked_overlap(const struct pol_cidr *c);
 enum moat_addr_class pol_ip_classify(const struct pol_ip *ip);
+/*
+ * The SSRF checks decide() applies to an allowed request before any
+ * resolution: a blocked name, a control-plane port, and a literal host's
+ * own address, with the mode of d->endpoint. On refusal d is denied with
+ * MOAT_REASON_SSRF; returns d->allow.
+ */
+bool pol_ssrf_request(struct moat_decision *d, const struct pol_req *r);
+/* An endpoint every connection to which is refused (load warnings):
+ * true with the reason in why. */
+bool pol_endpoint_never(const struct pol_endpoint *ep, char *why,
+    size_t len);
+/* The control-plane service ep's mode refuses on port, or NULL. */
+const char *pol_endpoint_port_refused(const struct pol_endpoint *ep,
+    uint16_t port);
 
 /* load.c: the state of one load, shared with load-net.c */
 struct pol_ctx {

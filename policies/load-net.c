@@ -299,12 +299,35 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 		    "closed)");
 }
 
-/* RFC 6761: localhost and its subdomains are loopback by definition. */
-static bool
-is_localhost(const struct pol_host *h)
+/*
+ * An endpoint that can never pass the SSRF checks (a loopback or metadata
+ * host, a literal outside its own allowed_ips, a control-plane port)
+ * loads, as in OpenShell, so the rest of the policy works; check says
+ * which part is dead.
+ */
+static void
+lint_endpoint(struct pol_ctx *c, json_t *obj, const struct pol_endpoint *ep,
+    const char *path)
 {
-	return strcmp(h->name, "localhost") == 0 || (h->len > 10 &&
-	    strcmp(h->name + h->len - 10, ".localhost") == 0);
+	char p[POL_JPATH], why[512];
+	const char *what;
+
+	pol_path(p, sizeof(p), path, "host");
+	if (pol_endpoint_never(ep, why, sizeof(why)))
+		pol_warn(c, p, "%s; the endpoint loads, but every connection "
+		    "to it is denied", why);
+	for (size_t i = 0; i < ep->nports; i++) {
+		if ((what = pol_endpoint_port_refused(ep, ep->ports[i])) ==
+		    NULL)
+			continue;
+		if (json_object_get(obj, "port") != NULL)
+			pol_path(p, sizeof(p), path, "port");
+		else
+			pol_pathf(p, sizeof(p), "%s.ports[%zu]", path, i);
+		pol_warn(c, p, "%u is a blocked control-plane port (%s); "
+		    "connections to it are always denied", (unsigned)
+		    ep->ports[i], what);
+	}
 }
 
 static void
@@ -313,6 +336,7 @@ load_endpoint(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 {
 	char p[POL_JPATH], err[512];
 	const char *host = "";
+	bool host_ok;
 	json_t *v;
 
 	if (!json_is_object(obj)) {
@@ -329,22 +353,15 @@ load_endpoint(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 		host = json_string_value(v);
 	load_allowed_ips(c, obj, ep, path);
 	pol_path(p, sizeof(p), path, "host");
-	if (!pol_host_compile(host, &ep->host, err, sizeof(err)))
+	if (!(host_ok = pol_host_compile(host, &ep->host, err, sizeof(err))))
 		pol_err(c, p, "%s", err);
 	else if (ep->host.kind == POL_HOST_ANY &&
 	    json_array_size(json_object_get(obj, "allowed_ips")) == 0)
 		pol_err(c, p, "endpoint host must not be empty unless "
 		    "allowed_ips is set");
-	else if (ep->host.kind == POL_HOST_IP &&
-	    pol_ip_classify(&ep->host.ip) >= MOAT_ADDR_ALWAYS_BLOCKED)
-		pol_err(c, p, "%s is an %s address, which moat always "
-		    "blocks; this endpoint can never work", ep->host.name,
-		    moat_addr_class_name(pol_ip_classify(&ep->host.ip)));
-	else if (ep->host.kind == POL_HOST_EXACT && is_localhost(&ep->host))
-		pol_err(c, p, "%s always resolves to loopback, which moat "
-		    "always blocks; this endpoint can never work",
-		    ep->host.name);
 	load_ports(c, obj, ep, path, host);
+	if (host_ok)
+		lint_endpoint(c, obj, ep, path);
 	load_l7(c, obj, ep, path);
 	if ((v = pol_get(c, obj, "allow_encoded_slash", path, JSON_TRUE)))
 		ep->allow_encoded_slash = json_is_true(v);

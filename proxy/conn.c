@@ -487,6 +487,13 @@ decide(struct px_conn *c)
 	caller.ancestors = c->s->id.anc;
 	caller.nancestors = c->s->id.nbin - 1;
 	moat_policy_decide(c->pol, &caller, c->s->host, c->port, &c->s->dec);
+	if (!c->s->dec.allow && c->s->dec.reason == MOAT_REASON_SSRF) {
+		/* A literal, a blocked name or a control-plane port. */
+		deny(c, "ssrf", "ssrf_denied", c->s->dec.text,
+		    moat_host_is_ip_literal(c->s->host) ? c->s->host : NULL,
+		    c->s->dec.policy);
+		return;
+	}
 	if (!c->s->dec.allow) {
 		deny(c, policy_stage(c), "policy_denied", c->s->dec.text, NULL,
 		    c->s->dec.policy);

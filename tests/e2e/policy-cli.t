@@ -45,6 +45,47 @@ out=$("$moat" policy explain policies/presets/github-readonly.json --binary /usr
 [ $rc -eq 1 ] && echo "$out" | grep -q "^deny: endpoint github.com:443 is in policy 'github' with L7 rules (protocol rest, rules); L7 rules are not enforced yet"
 t $? "explain: github-readonly denies git (L7 not enforced, fail closed)" "$out"
 
+# An OpenShell policy with a dead endpoint loads: check warns at its path.
+printf '{"version":1,"network_policies":{"os":{"endpoints":[{"host":"api.test","port":443},{"host":"127.0.0.1","port":80},{"host":"169.254.169.254","port":80},{"host":"kube.test","ports":[443,6443]}],"binaries":[{"path":"/usr/bin/curl"}]}}}' >"$tmp/dead.json"
+out=$("$moat" policy check "$tmp/dead.json" 2>&1); rc=$?
+[ $rc -eq 0 ]; t $? "a policy with a loopback, a metadata host and a control-plane port loads (exit $rc)" "$out"
+echo "$out" | grep -qF "$tmp/dead.json: warning: network_policies.os.endpoints[1].host: 127.0.0.1 is an always-blocked address, which moat always refuses; the endpoint loads, but every connection to it is denied"
+t $? "check warns about the loopback host at its path" "$out"
+echo "$out" | grep -qF "$tmp/dead.json: warning: network_policies.os.endpoints[2].host: 169.254.169.254 is a cloud metadata address"
+t $? "check warns about the metadata host at its path" "$out"
+echo "$out" | grep -qF "$tmp/dead.json: warning: network_policies.os.endpoints[3].ports[1]: 6443 is a blocked control-plane port (Kubernetes API server)"
+t $? "check warns about the control-plane port at its path" "$out"
+echo "$out" | grep -qF "$tmp/dead.json: ok, 1 network policy, 4 endpoints"
+t $? "and the policy is ok" "$out"
+out=$("$moat" policy explain "$tmp/dead.json" --binary /usr/bin/curl --host api.test --port 443 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "allow (policy os)" ]
+t $? "the live endpoint of that policy still allows" "$out"
+printf '{"version":1,"network_policies":{"os":{"endpoints":[{"host":"db.test","port":5432,"allowed_ips":["127.0.0.0/8"]}],"binaries":[{"path":"/usr/bin/curl"}]}}}' >"$tmp/aips.json"
+out=$("$moat" policy check "$tmp/aips.json" 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -qF "error: network_policies.os.endpoints[0].allowed_ips[0]: '127.0.0.0/8' overlaps loopback"
+t $? "allowed_ips that can never work stay a load error (exit $rc)" "$out"
+
+# The SSRF golden table through explain: the rows test_policy_addr and
+# test_proxy_ssrf drive through the decision function and the real proxy.
+UP=10.99.0.2
+sub() { printf '%s' "$1" | sed "s/@UP/$UP/g"; }
+rows=0
+while IFS='	' read -r name host port eps verdict reason; do
+	case $name in '#'*|'') continue ;; esac
+	rows=$((rows + 1))
+	printf '{"version":1,"network_policies":{"g":{"endpoints":[%s],"binaries":[{"path":"/golden/caller"}]}}}' \
+		"$(sub "$eps")" >"$tmp/g.json"
+	out=$("$moat" policy explain "$tmp/g.json" --binary /golden/caller \
+		--host "$(sub "$host")" --port "$port" 2>&1); rc=$?
+	if [ "$verdict" = allow ]; then
+		[ $rc -eq 0 ] && [ "$out" = "allow (policy g)" ]
+	else
+		[ $rc -eq 1 ] && [ "$out" = "deny: $(sub "$reason")" ]
+	fi
+	t $? "explain: $name" "$out"
+done <tests/fixtures/ssrf-verdicts.tsv
+[ $rows -ge 20 ]; t $? "the golden table has $rows rows"
+
 "$moat" policy explain policies/presets/all-dev.json --host x --port 1 >/dev/null 2>&1
 rc=$?; [ $rc -eq 100 ]; t $? "missing --binary is a usage error ($rc)"
 "$moat" policy frobnicate >/dev/null 2>&1

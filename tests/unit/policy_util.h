@@ -89,6 +89,24 @@ accepts(const char *name, const char *quoted)
 	moat_diags_free(&d);
 }
 
+/* The policy must load, with a warning at path containing substr. */
+static __attribute__((unused)) void
+warns(const char *name, const char *quoted, const char *path,
+    const char *substr)
+{
+	struct moat_policy *p = NULL;
+	struct moat_diags d;
+
+	moat_diags_init(&d);
+	if (!ok(load_q(quoted, &p, &d) == MOAT_OK && p != NULL &&
+	    moat_diags_count(&d, MOAT_DIAG_ERROR) == 0 &&
+	    find_diag(&d, MOAT_DIAG_WARNING, path, substr) != NULL,
+	    "loads %s with a warning (%s: %s)", name, path, substr))
+		dump_diags(&d);
+	moat_policy_free(p);
+	moat_diags_free(&d);
+}
+
 /* Decide for exe with up to 3 ancestors (NULL-terminated). */
 static __attribute__((unused)) struct moat_decision
 decide3(const struct moat_policy *p, const char *exe, const char *a1,

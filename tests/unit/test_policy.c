@@ -316,15 +316,71 @@ test_allowed_ips(void)
 	rejects("allowed_ips mapped loopback",
 	    EP("{'host':'db','port':5432,'allowed_ips':['::ffff:127.0.0.1']}"),
 	    a0, "loopback");
-	rejects("IP-literal host loopback",
-	    EP("{'host':'127.0.0.1','port':80}"),
-	    "network_policies.n.endpoints[0].host", "always-blocked");
-	rejects("localhost host", EP("{'host':'LocalHost.','port':80}"),
-	    "network_policies.n.endpoints[0].host", "always resolves to "
-	    "loopback");
+	rejects("allowed_ips on an IP-literal host still checked",
+	    EP("{'host':'10.0.0.5','port':80,'allowed_ips':['127.0.0.0/8']}"),
+	    a0, "can never work");
 	accepts("allowed_ips private",
 	    EP("{'host':'db','port':5432,'allowed_ips':['10.0.0.0/8',"
 	    "'192.168.1.5','fd00::/8']}"));
+}
+
+/*
+ * Hosts and ports that can never pass the SSRF checks load with a
+ * warning at their path, as in OpenShell, so the rest of the policy works
+ * (test_policy_addr and the golden table check that they are denied).
+ */
+static void
+test_dead_endpoints(void)
+{
+	const char *h0 = "network_policies.n.endpoints[0].host";
+	static const struct {
+		const char *host;
+		const char *msg;
+	} hosts[] = {
+		{ "127.0.0.1", "127.0.0.1 is an always-blocked address" },
+		{ "127.9.9.9", "always-blocked" },
+		{ "::1", "::1 is an always-blocked address" },
+		{ "[::ffff:127.0.0.1]", "127.0.0.1 is an always-blocked" },
+		{ "0.0.0.0", "always-blocked" },
+		{ "::", "always-blocked" },
+		{ "169.254.1.1", "always-blocked" },
+		{ "fe80::1", "always-blocked" },
+		{ "169.254.169.254", "is a cloud metadata address" },
+		{ "fd00:ec2::254", "cloud metadata" },
+		{ "64:ff9b::7f00:1", "always-blocked" },
+		{ "LocalHost.", "localhost is a loopback name" },
+		{ "a.localhost", "a.localhost is a loopback name" },
+		{ "metadata.google.internal", "a cloud metadata name" },
+	};
+	char buf[256];
+
+	for (size_t i = 0; i < sizeof(hosts) / sizeof(*hosts); i++) {
+		snprintf(buf, sizeof(buf), EP("{'host':'%s','port':80}"),
+		    hosts[i].host);
+		warns(hosts[i].host, buf, h0, hosts[i].msg);
+		warns(hosts[i].host, buf, h0, "every connection to it is "
+		    "denied");
+	}
+	warns("a literal outside its own allowed_ips",
+	    EP("{'host':'10.0.0.5','port':80,'allowed_ips':['10.1.0.0/16']}"),
+	    h0, "10.0.0.5 is outside the endpoint's own allowed_ips");
+	accepts("a literal inside its own allowed_ips",
+	    EP("{'host':'10.0.0.5','port':80,'allowed_ips':['10.0.0.0/24']}"));
+	accepts("a private literal", EP("{'host':'10.0.0.5','port':80}"));
+	accepts("a localhost look-alike",
+	    EP("{'host':'notlocalhost','port':80}"));
+	warns("control-plane port, exact host",
+	    EP("{'host':'kube.test','port':6443}"),
+	    "network_policies.n.endpoints[0].port",
+	    "6443 is a blocked control-plane port (Kubernetes API server)");
+	warns("control-plane port in ports, hostless",
+	    EP("{'ports':[443,10250],'allowed_ips':['10.0.0.0/8']}"),
+	    "network_policies.n.endpoints[0].ports[1]", "kubelet API");
+	warns("control-plane port, literal host",
+	    EP("{'host':'10.0.0.5','ports':[2379,2380,10255]}"),
+	    "network_policies.n.endpoints[0].ports[2]", "kubelet read-only");
+	accepts("control-plane port on a wildcard (public only: not refused)",
+	    EP("{'host':'*.k8s.test','port':6443}"));
 }
 
 static void
@@ -560,6 +616,7 @@ main(void)
 	test_endpoint_warnings();
 	test_host_wildcards();
 	test_allowed_ips();
+	test_dead_endpoints();
 	test_binaries();
 	test_canonical();
 	test_files();

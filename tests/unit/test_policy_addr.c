@@ -10,6 +10,7 @@
 
 #include "policies/policy.h"
 #include "tests/unit/policy_util.h"
+#include "tests/unit/ssrf_golden.h"
 
 static struct sockaddr_storage ss;
 
@@ -178,6 +179,29 @@ test_modes(void)
 	ok(!moat_policy_check_addr(&d, SA("8.8.8.8")) &&
 	    d.reason == MOAT_REASON_BINARY, "a denied decision stays denied");
 	moat_policy_free(p);
+
+	load_q(POL("{'host':'*.k8s.test','port':6443},"
+	    "{'host':'127.0.0.1','port':80,'enforcement':'audit'},"
+	    "{'host':'kube.test','port':10255}"), &p, NULL);
+	if (!ok(p != NULL, "control-plane policy loads"))
+		return;
+	d = dial(p, "api.k8s.test", 6443, "93.184.216.34");
+	ok(d.allow, "a wildcard (public only) may reach a public :6443, as in "
+	    "OpenShell");
+	ok(!dial(p, "api.k8s.test", 6443, "10.0.0.1").allow,
+	    "but not an internal one");
+	d = decide(p, "/b", "kube.test", 10255);
+	ok(!d.allow && d.reason == MOAT_REASON_SSRF,
+	    "an exact host on :10255 is refused before resolution");
+	d = decide(p, "/b", "kube.test", 10255);
+	d.allow = true; /* as if decided: check_addr re-checks the port */
+	ok(!moat_policy_check_addr(&d, SA("10.0.0.1")) &&
+	    strstr(d.text, "control-plane") != NULL,
+	    "check_addr refuses the control-plane port too");
+	d = decide(p, "/other", "127.0.0.1", 80);
+	ok(!d.allow && !d.audit && d.reason == MOAT_REASON_SSRF,
+	    "audit never exempts an always-blocked literal");
+	moat_policy_free(p);
 }
 
 static void
@@ -193,9 +217,62 @@ test_host_helpers(void)
 	ok(!moat_host_normalize("*.x.com", buf, sizeof(buf)),
 	    "a wildcard is not a host");
 	ok(!moat_host_normalize("x.com", buf, 3), "too small a buffer");
+	ok(!moat_host_normalize("127.1", buf, sizeof(buf)) &&
+	    !moat_host_normalize("0x7f.0.0.1", buf, sizeof(buf)) &&
+	    !moat_host_normalize("a.0x7f", buf, sizeof(buf)) &&
+	    !moat_host_normalize("10.0.0.256", buf, sizeof(buf)) &&
+	    !moat_host_normalize("example.123", buf, sizeof(buf)),
+	    "a numeric last label must be a dotted quad (as in the proxy)");
+	ok(moat_host_normalize("1.2.3.4.", buf, sizeof(buf)) &&
+	    strcmp(buf, "1.2.3.4") == 0 &&
+	    moat_host_normalize("a.b1", buf, sizeof(buf)) &&
+	    moat_host_normalize("123.example", buf, sizeof(buf)),
+	    "dotted quads and names with digits stay valid");
+	rejects("a policy host in a short IPv4 form",
+	    "{'version':1,'network_policies':{'p':{'endpoints':[{'host':"
+	    "'127.1','port':80}],'binaries':[{'path':'/b'}]}}}",
+	    "network_policies.p.endpoints[0].host", "not a valid host");
 	ok(moat_host_is_ip_literal("10.0.0.1") &&
 	    moat_host_is_ip_literal("::1") &&
 	    !moat_host_is_ip_literal("10.0.0.1.example"), "is_ip_literal");
+}
+
+/*
+ * The golden table through the decision function `moat policy explain`
+ * prints: verdict, SSRF or policy, and the exact text.
+ */
+static void
+test_golden(void)
+{
+	static struct golden_row rows[GOLDEN_MAX];
+	size_t n = golden_load(rows, GOLDEN_MAX, "10.99.0.2");
+	char json[1024];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct golden_row *r = &rows[i];
+		struct moat_policy *p = NULL;
+		struct moat_decision d;
+		struct moat_diags dg;
+		const char *got;
+
+		golden_policy(r, "/golden/caller", json, sizeof(json));
+		moat_diags_init(&dg);
+		if (!ok(moat_policy_load_string(json, strlen(json), "golden",
+		    &(struct moat_policy_opts){ NULL, true }, &p, &dg) == 0,
+		    "golden policy loads: %s", r->name)) {
+			dump_diags(&dg);
+			moat_diags_free(&dg);
+			continue;
+		}
+		moat_diags_free(&dg);
+		d = decide(p, "/golden/caller", r->host, (uint16_t)r->port);
+		got = d.allow ? "allow" : d.reason == MOAT_REASON_SSRF ?
+		    "ssrf_denied" : "policy_denied";
+		is_str(got, r->verdict, "decide: %s", r->name);
+		if (!d.allow)
+			is_str(d.text, r->reason, "decide text: %s", r->name);
+		moat_policy_free(p);
+	}
 }
 
 int
@@ -203,6 +280,7 @@ main(void)
 {
 	test_classify();
 	test_modes();
+	test_golden();
 	test_host_helpers();
 	return done_testing();
 }
