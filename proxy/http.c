@@ -204,27 +204,28 @@ parse_target(const char *buf, size_t off, size_t n, struct moat_http_req *r,
 	return MOAT_OK;
 }
 
+/* The request line: n bytes at buf + off (spans stay offsets into buf). */
 static int
-parse_request_line(const char *buf, size_t n, struct moat_http_req *r,
-    int *status, struct moat_cause *cause)
+parse_request_line(const char *buf, size_t off, size_t n,
+    struct moat_http_req *r, int *status, struct moat_cause *cause)
 {
-	const char *sp1, *sp2;
+	const char *l = buf + off, *sp1, *sp2;
 	size_t mlen;
 
-	if ((sp1 = memchr(buf, ' ', n)) == NULL)
+	if ((sp1 = memchr(l, ' ', n)) == NULL)
 		return bad(status, 400, cause, "malformed request line");
-	mlen = (size_t)(sp1 - buf);
+	mlen = (size_t)(sp1 - l);
 	if (mlen == 0 || mlen >= sizeof(r->method))
 		return bad(status, 400, cause, "malformed method");
 	for (size_t i = 0; i < mlen; i++)
-		if (!is_tchar((unsigned char)buf[i]))
+		if (!is_tchar((unsigned char)l[i]))
 			return bad(status, 400, cause, "malformed method");
-	memcpy(r->method, buf, mlen);
+	memcpy(r->method, l, mlen);
 	r->method[mlen] = '\0';
 	sp2 = memchr(sp1 + 1, ' ', n - mlen - 1);
 	if (sp2 == NULL || sp2 == sp1 + 1)
 		return bad(status, 400, cause, "malformed request line");
-	if ((size_t)(buf + n - sp2) != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
+	if ((size_t)(l + n - sp2) != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
 	    (sp2[8] != '0' && sp2[8] != '1'))
 		return bad(status, 400, cause, "only HTTP/1.0 and 1.1 are served");
 	r->minor = sp2[8] - '0';
@@ -271,6 +272,68 @@ check_framing(const char *buf, struct moat_http_req *r, int *status,
 	return MOAT_OK;
 }
 
+/*
+ * A Host value's syntax (RFC 9110 7.2: uri-host [":" port]): a bracketed
+ * IP literal or reg-name characters, no userinfo. Empty is valid (a
+ * request whose target has no authority sends it empty).
+ */
+static bool
+host_value_ok(const char *v, size_t n)
+{
+	const char *rb;
+	size_t i = 0;
+
+	if (n > 0 && v[0] == '[') {
+		if ((rb = memchr(v, ']', n)) == NULL)
+			return false;
+		for (i = 1; v + i < rb; i++)
+			if (!isxdigit((unsigned char)v[i]) && v[i] != ':' &&
+			    v[i] != '.')
+				return false;
+		i++;
+	} else {
+		for (; i < n && v[i] != ':'; i++)
+			if (!isalnum((unsigned char)v[i]) &&
+			    strchr("-._~!$&'()*+,;=%", v[i]) == NULL)
+				return false;
+	}
+	if (i == n)
+		return true;
+	if (v[i] != ':')
+		return false;
+	while (++i < n)
+		if (!isdigit((unsigned char)v[i]))
+			return false;
+	return true;
+}
+
+/*
+ * RFC 9112 3.2 says MUST: 400 for an HTTP/1.1 request without Host, and
+ * for any request with more than one Host or an invalid one. The proxy
+ * decides on the request target and gives a forwarded request the Host
+ * of that target, so the value itself is only checked for its syntax.
+ */
+static int
+check_host(const char *buf, const struct moat_http_req *r, int *status,
+    struct moat_cause *cause)
+{
+	const struct moat_http_header *h = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (moat_http_span_eq(buf, r->headers[i].name, "host")) {
+			h = &r->headers[i];
+			n++;
+		}
+	if (n > 1)
+		return bad(status, 400, cause, "more than one Host header");
+	if (n == 0 && r->minor == 1)
+		return bad(status, 400, cause, "HTTP/1.1 request without Host");
+	if (h != NULL && !host_value_ok(buf + h->value.off, h->value.len))
+		return bad(status, 400, cause, "invalid Host header");
+	return MOAT_OK;
+}
+
 static int
 parse_header(const char *buf, size_t off, size_t n, struct moat_http_req *r,
     int *status, struct moat_cause *cause)
@@ -309,24 +372,26 @@ parse_header(const char *buf, size_t off, size_t n, struct moat_http_req *r,
 }
 
 /*
- * Find the end of the head. Any LF not preceded by CR is refused at
- * once, before the rest arrives: a bare-LF head is read differently by
+ * Find the end of the head, which starts at start (after the one empty
+ * line that is ignored). Any LF not preceded by CR is refused at once,
+ * before the rest arrives: a bare-LF head is read differently by
  * different servers.
  */
 static int
-find_end(const char *buf, size_t len, size_t *end, int *status,
+find_end(const char *buf, size_t len, size_t start, size_t *end, int *status,
     struct moat_cause *cause)
 {
 	size_t lim = len < MOAT_HTTP_HEAD_MAX ? len : MOAT_HTTP_HEAD_MAX;
 
-	for (size_t i = 0; i < lim; i++) {
+	for (size_t i = start; i < lim; i++) {
 		if (buf[i] != '\n')
 			continue;
 		if (i == 0 || buf[i - 1] != '\r')
 			return bad(status, 400, cause, "bare LF in request head");
-		if (i == 1)
-			return bad(status, 400, cause, "empty request line");
-		if (i >= 3 && buf[i - 2] == '\n') {
+		if (i == start + 1)
+			return bad(status, 400, cause, "more than one empty "
+			    "line before the request line");
+		if (i >= start + 3 && buf[i - 2] == '\n') {
 			*end = i + 1;
 			return MOAT_OK;
 		}
@@ -340,11 +405,17 @@ int
 moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
     int *status, struct moat_cause *cause)
 {
-	size_t end = 0, off, eol;
+	size_t end = 0, off, eol, start;
 	int rc;
 
 	*status = 0;
-	if ((rc = find_end(buf, len, &end, status, cause)) != MOAT_OK)
+	/*
+	 * RFC 9112 2.2: a server SHOULD ignore at least one empty line
+	 * before the request line (some clients send CRLF after a body).
+	 * One is ignored; a second is an error, so the wait is bounded.
+	 */
+	start = len >= 2 && buf[0] == '\r' && buf[1] == '\n' ? 2 : 0;
+	if ((rc = find_end(buf, len, start, &end, status, cause)) != MOAT_OK)
 		return rc;
 	memset(r, 0, sizeof(*r));
 	r->content_length = -1;
@@ -352,10 +423,12 @@ moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
 	/* A NUL anywhere in the head is refused (also covers the target). */
 	if (memchr(buf, '\0', end) != NULL)
 		return bad(status, 400, cause, "NUL byte in request head");
-	eol = (size_t)((const char *)memchr(buf, '\r', end) - buf);
+	eol = (size_t)((const char *)memchr(buf + start, '\r', end - start) -
+	    buf);
 	if (buf[eol + 1] != '\n')
 		return bad(status, 400, cause, "bare CR in request line");
-	if ((rc = parse_request_line(buf, eol, r, status, cause)) != MOAT_OK)
+	if ((rc = parse_request_line(buf, start, eol - start, r, status,
+	    cause)) != MOAT_OK)
 		return rc;
 	for (off = eol + 2; off < end - 2; off = eol + 2) {
 		const char *cr = memchr(buf + off, '\r', end - off);
@@ -366,6 +439,8 @@ moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
 		    cause)) != MOAT_OK)
 			return rc;
 	}
+	if ((rc = check_host(buf, r, status, cause)) != MOAT_OK)
+		return rc;
 	return check_framing(buf, r, status, cause);
 }
 

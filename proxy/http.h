@@ -4,7 +4,10 @@
  *
  * Strict means: anything a lenient server could read two ways (bare LF,
  * obs-fold, CL+TE, duplicate CL, control bytes, userinfo) is refused
- * with 400, so no byte after an ambiguous head can reach an upstream.
+ * with 400, so no byte after an ambiguous head can reach an upstream;
+ * so is what RFC 9112 says MUST be (an HTTP/1.1 request without Host,
+ * any request with two). One empty line before the request line is
+ * ignored, as RFC 9112 2.2 recommends; head_len counts it.
  * The parser never allocates; names and values are offsets into the
  * caller's buffer.
  */

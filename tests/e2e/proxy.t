@@ -69,14 +69,16 @@ except urllib.error.HTTPError as e:
 EOF
 # raw.py [-e DATA] REQ: REQ (backslash escapes) sent as is to the proxy;
 # prints "code=N closed=0|1 responses=N", then what came back. Stops at
-# close, after 4 s, or at a 200 to a CONNECT; then -e DATA is sent through
-# the tunnel and "echo=..." printed.
+# close, after 4 s, or at a 200 to a CONNECT; then -e DATA (backslash
+# escapes too) is sent through the tunnel and "echo=..." printed.
 cat > "$WS/raw.py" <<'EOF'
 import os, socket, sys, time
+def unescape(s):
+    return s.encode("latin-1").decode("unicode_escape").encode("latin-1")
 echo = None
 if sys.argv[1] == "-e":
-    echo = sys.argv[2].encode(); del sys.argv[1:3]
-req = sys.argv[1].encode("latin-1").decode("unicode_escape").encode("latin-1")
+    echo = unescape(sys.argv[2]); del sys.argv[1:3]
+req = unescape(sys.argv[1])
 hp = os.environ["http_proxy"].split("//", 1)[1].rstrip("/")
 host, port = hp.rsplit(":", 1)
 s = socket.create_connection((host, int(port)), timeout=4)
@@ -92,7 +94,7 @@ while time.time() < end:
     if not b:
         closed = 1; break
     data += b
-    if req.startswith(b"CONNECT") and data.startswith(b"HTTP/1.1 200") and b"\r\n\r\n" in data:
+    if req.lstrip(b"\r\n").startswith(b"CONNECT") and data.startswith(b"HTTP/1.1 200") and b"\r\n\r\n" in data:
         break
 code = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "none"
 n = sum(1 for l in data.split(b"\r\n") if l.startswith(b"HTTP/1."))
@@ -261,6 +263,35 @@ t "the upstream log shows it" grep -q "control-$M" "$OBJ/up.log"
 out=$(raw "CONNECT wild.test:8081 HTTP/1.1\\r\\nHost: wild.test:8081\\r\\n\\r\\nGET /smuggled-$M HTTP/1.1\\r\\nHost: wild.test\\r\\n\\r\\n")
 check "a denied CONNECT with a pipelined request: one 403, then closed" \
 	"$out" code=403 closed=1 responses=1
+# --- strict HTTP (RFC 9112): Host, and one empty line before a request ---
+out=$(raw "GET http://upstream.test:8081/nohost-$M HTTP/1.1\\r\\nUser-Agent: t\\r\\n\\r\\n")
+check "an HTTP/1.1 forward request without Host is 400 and closed" "$out" code=400 closed=1 'without Host'
+out=$(raw "GET http://upstream.test:8081/twohost-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\nHost: evil.test\\r\\n\\r\\n")
+check "a forward request with two Host headers is 400 and closed" "$out" code=400 closed=1 'more than one Host'
+out=$(raw "CONNECT upstream.test:8081 HTTP/1.1\\r\\n\\r\\nGET /connect-nohost-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n")
+check "an HTTP/1.1 CONNECT without Host is 400 and closed" "$out" code=400 closed=1 responses=1
+out=$(raw "CONNECT upstream.test:8081 HTTP/1.1\\r\\nHost: upstream.test:8081\\r\\nHost: upstream.test:8081\\r\\n\\r\\nGET /connect-twohost-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n")
+check "a CONNECT with two Host headers is 400 and closed" "$out" code=400 closed=1 responses=1
+out=$(raw "GET http://upstream.test:8081/http10-$M HTTP/1.0\\r\\n\\r\\n")
+check "an HTTP/1.0 request without Host is served" "$out" code=200 logged
+out=$(raw "\\r\\nGET http://upstream.test:8081/crlf-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n")
+check "a request after one stray CRLF is served" "$out" code=200 logged
+out=$(mrun raw "python3 /sandbox/raw.py -e 'GET /crlf-tunnel-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n' '\\r\\nCONNECT upstream.test:8081 HTTP/1.1\\r\\nHost: upstream.test:8081\\r\\n\\r\\n'")
+check "a CONNECT after one stray CRLF tunnels" "$out" code=200 echo=HTTP/1.1
+out=$(raw "\\r\\n\\r\\nGET http://upstream.test:8081/crlf2-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n")
+check "two empty lines before the request line are 400 and closed" "$out" code=400 closed=1
+# A trailing-dot CONNECT host is the same name (moat departs from OpenShell).
+out=$(mrun raw "python3 /sandbox/raw.py -e 'GET /dot-$M HTTP/1.1\\r\\nHost: upstream.test.\\r\\n\\r\\n' 'CONNECT UPSTREAM.test.:8081 HTTP/1.1\\r\\nHost: UPSTREAM.test.:8081\\r\\n\\r\\n'")
+check "CONNECT upstream.test.:8081 (trailing dot, any case) is the allowed name" "$out" code=200 echo=HTTP/1.1
+out=$(raw 'CONNECT upstream.test.:9 HTTP/1.1\r\nHost: upstream.test.:9\r\n\r\n')
+check "a denied trailing-dot CONNECT names the host without the dot" "$out" \
+	code=403 '"host":"upstream.test"' 'endpoint upstream.test:9 is not allowed by any policy'
+sleep 0.6	# the logging server reads for 0.5 s after answering
+for w in http10 crlf crlf-tunnel dot; do
+	t "the $w-$M request reached the upstream" grep -q "/$w-$M " "$OBJ/up.log"
+done
+t_not "no request refused for its Host or empty lines reached the upstream" \
+	grep -qE "(nohost|twohost|connect-nohost|connect-twohost|crlf2)-$M" "$OBJ/up.log"
 out=$(raw "GET http://upstream.test:8081/first-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\nGET /second-$M HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n")
 check "a forward request with a pipelined second: one response" "$out" code=200 responses=1
 sleep 0.6	# the logging server reads for 0.5 s after answering

@@ -1,6 +1,7 @@
 /*
  * Fuzz the request-head parser and the chunked framer: no crash, no
- * read past the input, and the parser's invariants hold.
+ * read past the input, and the parser's invariants hold (spans inside
+ * the head, one Host, at most one empty line before the request).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct moat_cause cause;
 	int status = 0, rc;
 	char *buf;
-	size_t used = 0;
+	size_t used = 0, nhost = 0;
 
 	/* An exact-size heap copy so ASan sees any overread. */
 	if ((buf = malloc(size ? size : 1)) == NULL)
@@ -34,10 +35,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (r.path.off + r.path.len > r.head_len)
 			abort();
-		for (size_t i = 0; i < r.nheaders; i++)
+		for (size_t i = 0; i < r.nheaders; i++) {
 			if (r.headers[i].value.off + r.headers[i].value.len >
 			    r.head_len)
 				abort();
+			if (moat_http_span_eq(buf, r.headers[i].name, "host"))
+				nhost++;
+		}
+		/* RFC 9112 3.2: one Host at most, and one in HTTP/1.1. */
+		if (nhost > 1 || (r.minor == 1 && nhost == 0))
+			abort();
+		/* At most one empty line before the request line. */
+		if (size >= 4 && memcmp(buf, "\r\n\r\n", 4) == 0)
+			abort();
 		if (r.chunked) {
 			moat_http_chunked_init(&c);
 			if (moat_http_chunked_feed(&c, buf + r.head_len,

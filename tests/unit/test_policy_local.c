@@ -268,7 +268,7 @@ test_policy_current(void)
 	resp_free(&r);
 
 	r = http_at("127.0.0.2", E.port, "GET http://policy.local/v1/policy/"
-	    "current HTTP/1.1\r\n\r\n");
+	    "current HTTP/1.1\r\nHost: policy.local\r\n\r\n");
 	ok(r.status == 404 && strcmp(jerr(&r), "policy_unavailable") == 0,
 	    "sandbox b (no policy) gets 404 policy_unavailable, not a's "
 	    "policy and not a 403");
@@ -289,7 +289,7 @@ denials(const char *ip, const char *query, int *status)
 	json_t *d;
 
 	snprintf(req, sizeof(req), "GET http://policy.local/v1/denials%s "
-	    "HTTP/1.1\r\n\r\n", query);
+	    "HTTP/1.1\r\nHost: policy.local\r\n\r\n", query);
 	r = http_at(ip, E.port, req);
 	*status = r.status;
 	if (!well_formed(&r) || !json_is_true(json_object_get(r.body,
@@ -374,7 +374,8 @@ test_denials(void)
 	/* A denial the proxy decides itself (no policy: denied) lands too. */
 	{
 		struct resp r = http_at("127.0.0.2", E.port, "CONNECT "
-		    "evil.example:443 HTTP/1.1\r\n\r\n");
+		    "evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n"
+		    "\r\n");
 		ok(r.status == 403, "a normal request of b is still decided "
 		    "(403)");
 		resp_free(&r);
@@ -473,15 +474,17 @@ test_proposals(void)
 	E.mode = M_OK;
 	E.calls = 0;
 	r = http_a("POST http://policy.local/v1/proposals HTTP/1.1\r\n"
-	    "Content-Length: 70000\r\n\r\n");
+	    "Host: policy.local\r\nContent-Length: 70000\r\n\r\n");
 	ok(r.status == 413 && E.calls == 0, "a body over 64 KiB is 413 and "
 	    "never forwarded");
 	resp_free(&r);
 	r = http_a("POST http://policy.local/v1/proposals HTTP/1.1\r\n"
+	    "Host: policy.local\r\n"
 	    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
 	ok(r.status == 411 && E.calls == 0, "no Content-Length is 411");
 	resp_free(&r);
 	r = http_a("POST http://policy.local/v1/proposals HTTP/1.1\r\n"
+	    "Host: policy.local\r\n"
 	    "Content-Length: 3\r\n\r\n\xff\xfe{");
 	ok(r.status == 400 && strcmp(jerr(&r), "invalid_proposal") == 0 &&
 	    E.calls == 0, "a body that is not UTF-8 is 400");
@@ -495,37 +498,43 @@ test_routes(void)
 	int64_t t0;
 
 	r = http_a("GET https://policy.local/v1/policy/current HTTP/1.1\r\n"
-	    "\r\n");
+	    "Host: policy.local\r\n\r\n");
 	ok(r.status == 400 && strcmp(jerr(&r), "invalid_policy_local_scheme")
 	    == 0 && well_formed(&r), "https://policy.local is 400 "
 	    "invalid_policy_local_scheme");
 	resp_free(&r);
-	r = http_a("CONNECT policy.local:443 HTTP/1.1\r\n\r\n");
+	r = http_a("CONNECT policy.local:443 HTTP/1.1\r\n"
+	    "Host: policy.local:443\r\n\r\n");
 	ok(r.status == 400 && strcmp(jerr(&r), "invalid_policy_local_scheme")
 	    == 0, "CONNECT policy.local:443 is 400 invalid_policy_local_scheme");
 	resp_free(&r);
-	r = http_a("GET https://upstream.example/ HTTP/1.1\r\n\r\n");
+	r = http_a("GET https://upstream.example/ HTTP/1.1\r\n"
+	    "Host: upstream.example\r\n\r\n");
 	ok(r.status == 400 && strstr(r.raw, "Use CONNECT for HTTPS URLs"),
 	    "other https:// URLs keep their answer");
 	resp_free(&r);
-	r = http_a("GET http://policy.local/v1/nothing HTTP/1.1\r\n\r\n");
+	r = http_a("GET http://policy.local/v1/nothing HTTP/1.1\r\n"
+	    "Host: policy.local\r\n\r\n");
 	ok(r.status == 404 && strcmp(jerr(&r), "not_found") == 0 &&
 	    well_formed(&r), "unknown path is 404 not_found");
 	resp_free(&r);
-	r = http_a("GET http://policy.local/v1/proposals/42 HTTP/1.1\r\n\r\n");
+	r = http_a("GET http://policy.local/v1/proposals/42 HTTP/1.1\r\n"
+	    "Host: policy.local\r\n\r\n");
 	ok(r.status == 404, "proposal status is not served (404)");
 	resp_free(&r);
-	r = http_a("DELETE http://policy.local/v1/denials HTTP/1.1\r\n\r\n");
+	r = http_a("DELETE http://policy.local/v1/denials HTTP/1.1\r\n"
+	    "Host: policy.local\r\n\r\n");
 	ok(r.status == 405 && well_formed(&r), "wrong method is 405");
 	resp_free(&r);
-	r = http_a("GET http://policy.local/v1/proposals HTTP/1.1\r\n\r\n");
+	r = http_a("GET http://policy.local/v1/proposals HTTP/1.1\r\n"
+	    "Host: policy.local\r\n\r\n");
 	ok(r.status == 405, "GET on /v1/proposals is 405");
 	resp_free(&r);
 
 	/* policy.local answers at once: nothing is resolved or dialled. */
 	t0 = moat_now_ms();
 	r = http_at("127.0.0.2", E.port, "GET http://policy.local/v1/denials "
-	    "HTTP/1.1\r\n\r\n");
+	    "HTTP/1.1\r\nHost: policy.local\r\n\r\n");
 	ok(r.status == 200 && moat_now_ms() - t0 < 1000,
 	    "b (no policy) is answered without a decision");
 	resp_free(&r);
@@ -612,7 +621,7 @@ test_ctl(void)
 	ctl_send("{\"type\":\"proposal_result\",\"sandbox\":\"dev\","
 	    "\"req\":999999,\"ok\":true,\"id\":1}\n");
 	r = http_at("127.0.0.3", E.ctl_port, "GET http://policy.local/v1/"
-	    "denials HTTP/1.1\r\n\r\n");
+	    "denials HTTP/1.1\r\nHost: policy.local\r\n\r\n");
 	ok(r.status == 200, "an unknown proposal_result is ignored");
 	resp_free(&r);
 }

@@ -24,7 +24,8 @@ test_connect(void)
 	    has(head, "403"), "CONNECT to an unlisted port is 403");
 	close(fd);
 	{
-		char *r = xfers("CONNECT upstream.test:9001 HTTP/1.1\r\n\r\n");
+		char *r = xfers("CONNECT upstream.test:9001 HTTP/1.1\r\n"
+		    "Host: upstream.test:9001\r\n\r\n");
 		ok(has(r, "Content-Type: application/json") &&
 		    has(r, "Connection: close") && has(r, "Content-Length: ") &&
 		    has(r, "\"error\":\"policy_denied\"") &&
@@ -40,7 +41,8 @@ test_connect(void)
 		free(r);
 	}
 	{
-		char *r = xfers("CONNECT upstream.test:8081 HTTP/1.1\r\n\r\n");
+		char *r = xfers("CONNECT upstream.test:8081 HTTP/1.1\r\n"
+		    "Host: upstream.test:8081\r\n\r\n");
 		ok(has(r, "\"policy\":\"other\"") && has(r, "403"),
 		    "binary half: the policy whose endpoint matched is named");
 		diag("binary half: %s", strstr(r, "\"reason\"") ?
@@ -49,7 +51,8 @@ test_connect(void)
 	}
 	{
 		/* A forward request pipelined after a denied CONNECT. */
-		char *r = xfers("CONNECT upstream.test:9001 HTTP/1.1\r\n\r\n"
+		char *r = xfers("CONNECT upstream.test:9001 HTTP/1.1\r\n"
+		    "Host: upstream.test:9001\r\n\r\n"
 		    "GET http://upstream.test:8080/smuggled HTTP/1.1\r\n"
 		    "Host: upstream.test\r\n\r\n");
 		ok(has(r, "403") && !has(r, "HTTP/1.1 200") &&
@@ -59,7 +62,8 @@ test_connect(void)
 	}
 	{
 		/* L7 rules are not enforced yet: such endpoints fail closed. */
-		char *r = xfers("CONNECT l7.test:9000 HTTP/1.1\r\n\r\n");
+		char *r = xfers("CONNECT l7.test:9000 HTTP/1.1\r\n"
+		    "Host: l7.test:9000\r\n\r\n");
 		ok(has(r, "403") && has(r, "\"error\":\"policy_denied\"") &&
 		    has(r, "L7 rules are not enforced yet") &&
 		    !has(r, "HTTP/1.1 200"),
@@ -72,7 +76,8 @@ test_connect(void)
 		free(r);
 	}
 	{
-		char *r = xfers("CONNECT loop.test:9000 HTTP/1.1\r\n\r\n");
+		char *r = xfers("CONNECT loop.test:9000 HTTP/1.1\r\n"
+		    "Host: loop.test:9000\r\n\r\n");
 		ok(has(r, "\"error\":\"ssrf_denied\"") &&
 		    has(r, "blocked: internal address"),
 		    "a name resolving to loopback is ssrf_denied");
@@ -80,19 +85,22 @@ test_connect(void)
 	}
 	{
 		/* Exact hosts may reach internal addresses, but not these. */
-		char *r = xfers("CONNECT hostself.test:9000 HTTP/1.1\r\n\r\n");
+		char *r = xfers("CONNECT hostself.test:9000 HTTP/1.1\r\n"
+		    "Host: hostself.test:9000\r\n\r\n");
 		ok(has(r, "\"error\":\"ssrf_denied\"") &&
 		    has(r, "which is an address of this host"),
 		    "an exact host resolving to an address of this host is "
 		    "ssrf_denied");
 		free(r);
-		r = xfers("GET http://pool.test:9000/ HTTP/1.1\r\n\r\n");
+		r = xfers("GET http://pool.test:9000/ HTTP/1.1\r\n"
+		    "Host: pool.test:9000\r\n\r\n");
 		ok(has(r, "\"error\":\"ssrf_denied\"") &&
 		    has(r, "10.98.7.7, which is an address of a sandbox"),
 		    "an exact host resolving into the sandbox pool is "
 		    "ssrf_denied");
 		free(r);
-		r = xfers("CONNECT pool6.test:9000 HTTP/1.1\r\n\r\n");
+		r = xfers("CONNECT pool6.test:9000 HTTP/1.1\r\n"
+		    "Host: pool6.test:9000\r\n\r\n");
 		ok(has(r, "\"error\":\"ssrf_denied\"") &&
 		    has(r, "an address of a sandbox"),
 		    "allowed_ips covering the sandbox pool still cannot reach "
@@ -120,21 +128,25 @@ test_forward(void)
 	free(r);
 
 	r = xfers("POST http://upstream.test:8080/p HTTP/1.1\r\n"
+	    "Host: upstream.test:8080\r\n"
 	    "Content-Length: 5\r\n\r\nhelloGET http://upstream.test:8080/x "
-	    "HTTP/1.1\r\n\r\n");
+	    "HTTP/1.1\r\nHost: upstream.test:8080\r\n\r\n");
 	ok(has(r, "\r\n\r\nhello") && !has(r, "GET http") &&
 	    !has(r, "/x HTTP"), "CL body forwarded, nothing after it");
 	free(r);
 
 	r = xfers("POST http://upstream.test:8080/c HTTP/1.1\r\n"
+	    "Host: upstream.test:8080\r\n"
 	    "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-	    "GET /smuggle HTTP/1.1\r\n\r\n");
+	    "GET /smuggle HTTP/1.1\r\nHost: upstream.test:8080\r\n\r\n");
 	ok(has(r, "5\r\nhello\r\n0\r\n\r\n") && !has(r, "smuggle"),
 	    "chunked body forwarded, nothing after it");
 	free(r);
 
-	r = xfers("GET http://upstream.test:8081/ HTTP/1.1\r\n\r\n");
-	r2 = xfers("CONNECT upstream.test:8081 HTTP/1.1\r\n\r\n");
+	r = xfers("GET http://upstream.test:8081/ HTTP/1.1\r\n"
+	    "Host: upstream.test:8081\r\n\r\n");
+	r2 = xfers("CONNECT upstream.test:8081 HTTP/1.1\r\n"
+	    "Host: upstream.test:8081\r\n\r\n");
 	ok(has(r, "403") && has(r, "\"detail\":\"GET upstream.test:8081"),
 	    "forward GET denied with the method in the detail");
 	ok(strstr(r, "\"reason\"") && strstr(r2, "\"reason\"") &&
@@ -143,21 +155,47 @@ test_forward(void)
 	free(r);
 	free(r2);
 
-	r = xfers("GET https://upstream.test/ HTTP/1.1\r\n\r\n");
+	r = xfers("GET https://upstream.test/ HTTP/1.1\r\n"
+	    "Host: upstream.test\r\n\r\n");
 	ok(has(r, "HTTP/1.1 400") && has(r, "Use CONNECT for HTTPS URLs"),
 	    "https:// absolute form is 400 naming CONNECT");
 	free(r);
-	r = xfers("GET http://upstream.test:8080/ HTTP/1.1\r\nA: b\n\r\n");
+	r = xfers("GET http://upstream.test:8080/ HTTP/1.1\r\n"
+	    "Host: upstream.test:8080\r\nA: b\n\r\n");
 	ok(has(r, "HTTP/1.1 400"), "bare LF is 400");
 	free(r);
 	r = xfers("GET http://upstream.test:8080/ HTTP/1.1\r\n"
+	    "Host: upstream.test:8080\r\n"
 	    "Content-Length: 1\r\nContent-Length: 1\r\n\r\nx");
 	ok(has(r, "HTTP/1.1 400") && !has(r, "200"), "duplicate CL is 400");
+	free(r);
+
+	/* RFC 9112: Host required and single; one stray CRLF ignored. The
+	 * upstream on 8080 echoes what reached it. */
+	r = xfers("GET http://upstream.test:8080/nohost HTTP/1.1\r\n\r\n");
+	ok(has(r, "HTTP/1.1 400") && has(r, "without Host") &&
+	    !has(r, "/nohost"), "HTTP/1.1 without Host is 400, nothing sent");
+	free(r);
+	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\nHost: a\r\n"
+	    "Host: a\r\n\r\n");
+	ok(has(r, "HTTP/1.1 400") && has(r, "more than one Host") &&
+	    !has(r, "200"), "CONNECT with two Host headers is 400");
+	free(r);
+	r = xfers("\r\nGET http://upstream.test:8080/crlf HTTP/1.1\r\n"
+	    "Host: upstream.test:8080\r\n\r\n");
+	ok(has(r, "HTTP/1.1 200") && has(r, "\r\n\r\nGET /crlf HTTP/1.1\r\n"),
+	    "a request after one stray CRLF is served (and sent without it)");
+	free(r);
+	r = xfers("\r\n\r\nGET http://upstream.test:8080/crlf2 HTTP/1.1\r\n"
+	    "Host: upstream.test:8080\r\n\r\n");
+	ok(has(r, "HTTP/1.1 400") && !has(r, "/crlf2"),
+	    "two empty lines first are 400, nothing sent");
 	free(r);
 	{
 		char *big = malloc(10000);
 		memset(big, 'a', 10000);
-		memcpy(big, "GET http://upstream.test:8080/ HTTP/1.1\r\nX: ", 44);
+		memcpy(big, "GET http://upstream.test:8080/ HTTP/1.1\r\n"
+		    "Host: x\r\nX: ", 53);
 		r = xfer(big, 10000);
 		ok(has(r, "HTTP/1.1 431"), "head over 8 KiB is 431");
 		free(r);
@@ -272,7 +310,8 @@ test_cap(void)
 		fds[k] = dial(E.port);
 	for (int i = 0; i < 100 && conn_count() < 20; i++)
 		usleep(10000);
-	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\n\r\n");
+	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\n"
+	    "Host: upstream.test:9000\r\n\r\n");
 	ok(has(r, "503"), "over the per-sandbox cap (20) is 503");
 	free(r);
 	for (int i = 0; i < k; i++)
@@ -350,7 +389,8 @@ test_ctl(void)
 	    strstr(line, "bogus") != NULL,
 	    "invalid policy refused with the field named");
 	E.port = port;
-	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\n\r\n");
+	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\n"
+	    "Host: upstream.test:9000\r\n\r\n");
 	E.port = save;
 	ok(has(r, "403"), "the old policy (no network) still decides");
 	free(r);

@@ -252,7 +252,8 @@ static void
 test_events(void)
 {
 	int n0 = nevents();
-	char *r = xfers("CONNECT upstream.test:9001 HTTP/1.1\r\n\r\n");
+	char *r = xfers("CONNECT upstream.test:9001 HTTP/1.1\r\n"
+	    "Host: upstream.test:9001\r\n\r\n");
 	struct moat_denial_event *ev;
 
 	free(r);
