@@ -102,12 +102,27 @@ stop_moatd() {
 	MOATD_PID=""
 }
 
+# sandbox_lock NAME: hold the machine-wide lock of sandbox NAME until
+# this test file exits (waits at most 15 minutes).
+sandbox_lock() {
+	local fd
+	mkdir -p /tmp/moat-e2e-locks || return 1
+	exec {fd}>"/tmp/moat-e2e-locks/$1" || return 1
+	flock -w 900 "$fd" || { echo "# sandbox name $1 stayed locked" >&2; return 1; }
+}
+
 # moatd_setup SANDBOX[:POLICYFILE]...: keys, hosts file and a moatd config
 # in $OBJ for the named sandboxes (workspaces under $OBJ), SSH on a free
 # port; writes $OBJ/ssh_config with a Host entry per sandbox. Sets
 # SSH_PORT, CFG, and exports MOAT_STORE, MOAT_CONTROL, MOAT_STATE for the
 # CLI.
 moatd_setup() {
+	# Two moatds with one sandbox name on one machine purge each other's
+	# sandbox (a start clears a killed moatd's leftovers of its names):
+	# test files that share a name take turns, bounded in time.
+	for spec in "$@"; do
+		sandbox_lock "${spec%%:*}" || return 1
+	done
 	SSH_PORT=$(free_port)
 	PROXY_PORT=$(( 20000 + $$ % 20000 ))
 	ssh-keygen -q -t ed25519 -N '' -f "$OBJ/id_user" -C e2e || return 1
