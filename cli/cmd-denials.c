@@ -38,6 +38,30 @@ print_json(json_t *o)
 	json_decref(o);
 }
 
+static void
+denial_json(const struct moat_denial_event *ev, int64_t id, const char *t)
+{
+	json_t *anc = json_array();
+
+	for (int i = 0; i < ev->nancestors; i++)
+		json_array_append_new(anc, moat_render_text(ev->ancestors[i]));
+	print_json(json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:i,"
+	    " s:i, s:o, s:o, s:i, s:o, s:o, s:i, s:o, s:o}",
+	    "id", (json_int_t)id, "ts_ms", (json_int_t)ev->ts_ms, "time", t,
+	    "sandbox", moat_render_text(ev->sandbox),
+	    "stage", moat_render_text(ev->stage),
+	    "binary", moat_render_text(ev->binary),
+	    "sha256", moat_render_text(ev->sha256), "ancestors", anc,
+	    "pid", ev->pid, "uid", ev->uid,
+	    "host", moat_render_text(ev->host),
+	    "ip", moat_render_text(ev->ip), "port", ev->port,
+	    "protocol", moat_render_text(ev->protocol),
+	    "reason", moat_render_text(ev->reason),
+	    "policy_version", ev->policy_version,
+	    "cut", moat_denial_event_marks_json(ev->cut),
+	    "escaped", moat_denial_event_marks_json(ev->escaped)));
+}
+
 static int
 denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
 {
@@ -45,36 +69,26 @@ denial_row(const struct moat_denial_event *ev, int64_t id, void *arg)
 	static const size_t max[7] = { 0, 64, 16, W_BINARY, W_HOST, 8, 0 };
 	struct opts *o = ((void **)arg)[0];
 	struct moat_cli_table *t = ((void **)arg)[1];
-	json_t *anc;
-	char tbuf[24], port[16];
+	char tbuf[24], port[16], marks[160], reason[sizeof(ev->reason) + 200];
 	const char *cells[7];
 
 	moat_cli_fmt_time(ev->ts_ms, tbuf, sizeof(tbuf));
 	if (o->json) {
-		anc = json_array();
-		for (int i = 0; i < ev->nancestors; i++)
-			json_array_append_new(anc, moat_render_text(ev->ancestors[i]));
-		print_json(json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
-		    " s:i, s:i, s:o, s:o, s:i, s:o, s:o, s:i}",
-		    "id", (json_int_t)id, "ts_ms", (json_int_t)ev->ts_ms,
-		    "time", tbuf, "sandbox", moat_render_text(ev->sandbox),
-		    "stage", moat_render_text(ev->stage), "binary", moat_render_text(ev->binary),
-		    "sha256", moat_render_text(ev->sha256), "ancestors", anc,
-		    "pid", ev->pid, "uid", ev->uid, "host", moat_render_text(ev->host),
-		    "ip", moat_render_text(ev->ip), "port", ev->port,
-		    "protocol", moat_render_text(ev->protocol),
-		    "reason", moat_render_text(ev->reason),
-		    "policy_version", ev->policy_version));
+		denial_json(ev, id, tbuf);
 		return 0;
 	}
 	snprintf(port, sizeof(port), "%d", ev->port);
+	/* Text that did not arrive whole says so, first thing. */
+	moat_denial_event_marks(ev, marks, sizeof(marks));
+	snprintf(reason, sizeof(reason), "%s%s%s%s", marks[0] ? "[" : "",
+	    marks, marks[0] ? "] " : "", ev->reason);
 	cells[0] = tbuf;
 	cells[1] = ev->sandbox;
 	cells[2] = ev->stage;
 	cells[3] = ev->binary[0] != '\0' ? ev->binary : "?";
 	cells[4] = ev->host;
 	cells[5] = port;
-	cells[6] = ev->reason;
+	cells[6] = reason;
 	return moat_cli_table_add(t, cells, max);
 }
 
@@ -91,7 +105,8 @@ group_row(const struct moat_store_denial_group *g, void *arg)
 	moat_cli_fmt_time(g->first_ms, first, sizeof(first));
 	if (o->json) {
 		print_json(json_pack("{s:I, s:o, s:o, s:i, s:I, s:I, s:s, s:s}",
-		    "count", (json_int_t)g->count, "binary", moat_render_text(g->binary),
+		    "count", (json_int_t)g->count,
+		    "binary", moat_render_text(g->binary),
 		    "host", moat_render_text(g->host), "port", g->port,
 		    "first_ms", (json_int_t)g->first_ms,
 		    "last_ms", (json_int_t)g->last_ms, "first", first,

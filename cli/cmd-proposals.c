@@ -46,8 +46,8 @@ print_text(const struct moat_store_proposal *p)
 	    (long long)p->id, status, jtext(o, "sandbox"), (long long)p->hits,
 	    p->confidence, jtext(o, "origin"));
 	if (*jtext(o, "binary") != '\0')
-		printf("    %s -> %s:%d\n", jtext(o, "binary"), jtext(o, "host"),
-		    p->port);
+		printf("    %s -> %s:%d\n", jtext(o, "binary"),
+		    jtext(o, "host"), p->port);
 	if (*jtext(o, "reason") != '\0')
 		printf("    reason: %s\n", jtext(o, "reason"));
 	printf("    rule: %s\n", rule != NULL ? rule : "");

@@ -72,8 +72,9 @@ sandbox_row(const struct moat_store_sandbox *sb, void *arg)
 		if (bad) {
 			/* The proxy's refusal may quote the policy's text. */
 			err = moat_escape_str(sb->proxy_error);
-			printf("  !! POLICY MISMATCH: the store's active version "
-			    "is %d, the proxy enforces %s%s%s%s\n", active,
+			printf("  !! POLICY MISMATCH: the store's active "
+			    "version is %d, the proxy enforces %s%s%s%s\n",
+			    active,
 			    sb->proxy_version > 0 ? "version " : "none",
 			    sb->proxy_version > 0 ? pv : "",
 			    *sb->proxy_error ? "; it refused " : "",

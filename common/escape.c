@@ -136,6 +136,54 @@ moat_escape_clean(const char *s, size_t n)
 	return true;
 }
 
+size_t
+moat_utf8_fix(const char *s, size_t n, char *out, size_t outlen, bool *cut)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, i = 0, k, w, fixed = 0;
+	unsigned cp;
+	char esc[8];
+
+	if (cut != NULL)
+		*cut = false;
+	if (outlen == 0)
+		return 0;
+	while (i < n) {
+		if ((k = utf8_char(p + i, n - i, &cp)) == 0) {
+			snprintf(esc, sizeof(esc), "\\x%02x", p[i]);
+			w = 4;
+		} else {
+			w = k;
+		}
+		if (o + w >= outlen) {
+			if (cut != NULL)
+				*cut = true;
+			break;
+		}
+		memcpy(out + o, k == 0 ? esc : s + i, w);
+		o += w;
+		fixed += k == 0;
+		i += k == 0 ? 1 : k;
+	}
+	out[o] = '\0';
+	return fixed;
+}
+
+bool
+moat_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, k;
+	unsigned cp;
+
+	while (i < n) {
+		if ((k = utf8_char(p + i, n - i, &cp)) == 0)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
 char *
 moat_escape_json(const char *text)
 {

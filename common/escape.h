@@ -44,6 +44,19 @@ bool moat_escape_buf(const char *s, size_t n, char *out, size_t outlen);
 bool moat_escape_clean(const char *s, size_t n);
 
 /*
+ * s made valid UTF-8 and nothing else (for storage and JSON, not for a
+ * terminal): each byte that is not part of valid UTF-8 becomes the four
+ * characters \xNN. Into out (outlen bytes, NUL-terminated), cut before
+ * a character or escape that does not fit (*cut, which may be NULL,
+ * says so). Returns how many bytes were replaced.
+ */
+size_t moat_utf8_fix(const char *s, size_t n, char *out, size_t outlen,
+    bool *cut);
+
+/* True when s (n bytes) is valid UTF-8. */
+bool moat_utf8_valid(const char *s, size_t n);
+
+/*
  * JSON text (compact or indented, or lines of a diff of it) made safe
  * without changing what it means: DEL, C1 controls, format characters
  * and C0 controls other than tab, newline and carriage return become

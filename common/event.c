@@ -1,8 +1,12 @@
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "common/jsonl.h"
 #include "common/event.h"
 
@@ -20,10 +24,179 @@ moat_strlcpy(char *dst, const char *src, size_t size)
 	dst[n] = '\0';
 }
 
+/* Where each text field lives, by enum moat_ev_field. */
+static const struct {
+	const char *name;
+	size_t off;
+	size_t size;
+} fields[MOAT_EVF_COUNT] = {
+#define F(e, m) [e] = { #m, offsetof(struct moat_denial_event, m), \
+	sizeof(((struct moat_denial_event *)0)->m) }
+	F(MOAT_EVF_SANDBOX, sandbox),
+	F(MOAT_EVF_STAGE, stage),
+	F(MOAT_EVF_BINARY, binary),
+	F(MOAT_EVF_SHA256, sha256),
+	F(MOAT_EVF_ANCESTORS, ancestors[0]),
+	F(MOAT_EVF_HOST, host),
+	F(MOAT_EVF_IP, ip),
+	F(MOAT_EVF_PROTOCOL, protocol),
+	F(MOAT_EVF_REASON, reason),
+#undef F
+};
+
+/*
+ * Every byte of text may become a 6-byte JSON escape: the whole event
+ * stays far below the channel's line limit, so it is never refused.
+ */
+_Static_assert(sizeof(struct moat_denial_event) * 6 + 4096 <
+    MOAT_JSONL_MAX_LINE_DEFAULT, "a denial event must fit one JSON line");
+
+const char *
+moat_denial_event_field(enum moat_ev_field f)
+{
+	if (f == MOAT_EVF_ANCESTORS)
+		return "ancestors";
+	return (unsigned)f < MOAT_EVF_COUNT ? fields[f].name : "?";
+}
+
+/* The first byte of the UTF-8 character that holds s[i] (or s[i]). */
+static size_t
+char_start(const char *s, size_t i)
+{
+	while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
+		i--;
+	return i;
+}
+
+/* Copy src into dst[size]; say whether it was cut or escaped. */
+static void
+fit(const char *src, char *dst, size_t size, bool *cut, bool *escaped)
+{
+	size_t n = strlen(src), len, head, tail;
+	char *tmp;
+
+	*cut = *escaped = false;
+	if (n < size && moat_utf8_valid(src, n)) {
+		memcpy(dst, src, n + 1);
+		return;
+	}
+	if ((tmp = malloc(n * 4 + 1)) == NULL) {
+		/* Still whole characters, and still marked. */
+		moat_utf8_fix(src, n, dst, size, cut);
+		*escaped = !moat_utf8_valid(src, n);
+		*cut = true;
+		return;
+	}
+	*escaped = moat_utf8_fix(src, n, tmp, n * 4 + 1, NULL) > 0;
+	if ((len = strlen(tmp)) < size) {
+		memcpy(dst, tmp, len + 1);
+	} else {
+		/* The start and the end of a path say the most. */
+		head = char_start(tmp, (size - 4) / 2);
+		tail = len - (size - 4 - head);
+		while (((unsigned char)tmp[tail] & 0xc0) == 0x80)
+			tail++;
+		memcpy(dst, tmp, head);
+		memcpy(dst + head, "...", 3);
+		memcpy(dst + head + 3, tmp + tail, len - tail + 1);
+		*cut = true;
+	}
+	free(tmp);
+}
+
+void
+moat_denial_event_set(struct moat_denial_event *ev, enum moat_ev_field f,
+    const char *src)
+{
+	bool cut = false, escaped = false;
+	char *dst;
+
+	if ((unsigned)f >= MOAT_EVF_COUNT)
+		return;
+	if (f == MOAT_EVF_ANCESTORS) {
+		if (ev->nancestors < 0)
+			ev->nancestors = 0;
+		if (ev->nancestors >= MOAT_EV_MAX_ANCESTORS) {
+			ev->cut |= MOAT_EVF_BIT(f);
+			return;
+		}
+		dst = ev->ancestors[ev->nancestors++];
+	} else {
+		dst = (char *)ev + fields[f].off;
+	}
+	fit(src != NULL ? src : "", dst, fields[f].size, &cut, &escaped);
+	if (cut)
+		ev->cut |= MOAT_EVF_BIT(f);
+	if (escaped)
+		ev->escaped |= MOAT_EVF_BIT(f);
+}
+
+static void
+marks_list(uint32_t bits, const char *what, char *buf, size_t len)
+{
+	size_t o = strlen(buf);
+	bool first = true;
+
+	for (int f = 0; f < MOAT_EVF_COUNT; f++) {
+		if (!(bits & MOAT_EVF_BIT(f)) || o >= len)
+			continue;
+		snprintf(buf + o, len - o, "%s%s%s", first ? (o > 0 ? "; " :
+		    "") : ", ", first ? what : "", moat_denial_event_field(f));
+		o = strlen(buf);
+		first = false;
+	}
+}
+
+void
+moat_denial_event_marks(const struct moat_denial_event *ev, char *buf,
+    size_t len)
+{
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	marks_list(ev->cut, "cut: ", buf, len);
+	marks_list(ev->escaped, "not UTF-8: ", buf, len);
+}
+
+/*
+ * A text field as a JSON string. The setter keeps fields UTF-8; one
+ * filled some other way is fixed here and marked, never left out.
+ */
+static json_t *
+text_json(const char *s, size_t size, enum moat_ev_field f, uint32_t *esc)
+{
+	size_t n = strnlen(s, size);
+	char *tmp;
+	json_t *j;
+
+	if (moat_utf8_valid(s, n))
+		return json_stringn(s, n);
+	if ((tmp = malloc(n * 4 + 1)) == NULL)
+		return NULL;
+	moat_utf8_fix(s, n, tmp, n * 4 + 1, NULL);
+	*esc |= MOAT_EVF_BIT(f);
+	j = json_string(tmp);
+	free(tmp);
+	return j;
+}
+
+json_t *
+moat_denial_event_marks_json(uint32_t bits)
+{
+	json_t *a = json_array();
+
+	for (int f = 0; f < MOAT_EVF_COUNT; f++)
+		if (bits & MOAT_EVF_BIT(f))
+			json_array_append_new(a, json_string(
+			    moat_denial_event_field(f)));
+	return a;
+}
+
 json_t *
 moat_denial_event_json(const struct moat_denial_event *ev)
 {
 	json_t *o = NULL, *anc = NULL;
+	uint32_t esc = ev->escaped;
 
 	o = json_object();
 	anc = json_array();
@@ -33,31 +206,38 @@ moat_denial_event_json(const struct moat_denial_event *ev)
 		return NULL;
 	}
 	for (int i = 0; i < ev->nancestors && i < MOAT_EV_MAX_ANCESTORS; i++)
-		json_array_append_new(anc, json_string(ev->ancestors[i]));
+		json_array_append_new(anc, text_json(ev->ancestors[i],
+		    sizeof(ev->ancestors[i]), MOAT_EVF_ANCESTORS, &esc));
 	json_object_set_new(o, "ts_ms", json_integer(ev->ts_ms));
-	json_object_set_new(o, "sandbox", json_string(ev->sandbox));
-	json_object_set_new(o, "stage", json_string(ev->stage));
-	json_object_set_new(o, "binary", json_string(ev->binary));
-	json_object_set_new(o, "sha256", json_string(ev->sha256));
+	for (int f = 0; f < MOAT_EVF_COUNT; f++) {
+		if (f == MOAT_EVF_ANCESTORS)
+			continue;
+		json_object_set_new(o, fields[f].name, text_json((const char *)
+		    ev + fields[f].off, fields[f].size, f, &esc));
+	}
 	json_object_set_new(o, "ancestors", anc);
 	json_object_set_new(o, "pid", json_integer(ev->pid));
 	json_object_set_new(o, "uid", json_integer(ev->uid));
-	json_object_set_new(o, "host", json_string(ev->host));
-	json_object_set_new(o, "ip", json_string(ev->ip));
 	json_object_set_new(o, "port", json_integer(ev->port));
-	json_object_set_new(o, "protocol", json_string(ev->protocol));
-	json_object_set_new(o, "reason", json_string(ev->reason));
 	json_object_set_new(o, "policy_version",
 	    json_integer(ev->policy_version));
+	if (ev->cut != 0)
+		json_object_set_new(o, "cut",
+		    moat_denial_event_marks_json(ev->cut));
+	if (esc != 0)
+		json_object_set_new(o, "escaped",
+		    moat_denial_event_marks_json(esc));
 	return o;
 }
 
 static void
-get_str(json_t *o, const char *key, char *dst, size_t size)
+get_str(json_t *o, const char *key, struct moat_denial_event *ev,
+    enum moat_ev_field f)
 {
 	json_t *v = json_object_get(o, key);
 
-	moat_strlcpy(dst, json_is_string(v) ? json_string_value(v) : "", size);
+	moat_denial_event_set(ev, f, json_is_string(v) ?
+	    json_string_value(v) : "");
 }
 
 static int64_t
@@ -68,38 +248,45 @@ get_int(json_t *o, const char *key)
 	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
+/* The marks an event arrived with: a list of field names. */
+static uint32_t
+get_marks(json_t *o, const char *key)
+{
+	json_t *a = json_object_get(o, key), *v;
+	uint32_t bits = 0;
+	size_t i;
+
+	json_array_foreach(a, i, v) {
+		for (int f = 0; f < MOAT_EVF_COUNT; f++)
+			if (json_is_string(v) && strcmp(json_string_value(v),
+			    moat_denial_event_field(f)) == 0)
+				bits |= MOAT_EVF_BIT(f);
+	}
+	return bits;
+}
+
 int
 moat_denial_event_from_json(json_t *o, struct moat_denial_event *ev,
     struct moat_cause *cause)
 {
-	json_t *anc;
+	json_t *anc, *a;
 	size_t i;
 
 	memset(ev, 0, sizeof(*ev));
 	ev->ts_ms = get_int(o, "ts_ms");
-	get_str(o, "sandbox", ev->sandbox, sizeof(ev->sandbox));
-	get_str(o, "stage", ev->stage, sizeof(ev->stage));
-	get_str(o, "binary", ev->binary, sizeof(ev->binary));
-	get_str(o, "sha256", ev->sha256, sizeof(ev->sha256));
+	for (int f = 0; f < MOAT_EVF_COUNT; f++)
+		if (f != MOAT_EVF_ANCESTORS)
+			get_str(o, fields[f].name, ev, f);
 	anc = json_object_get(o, "ancestors");
-	if (json_is_array(anc)) {
-		for (i = 0; i < json_array_size(anc) &&
-		     i < MOAT_EV_MAX_ANCESTORS; i++) {
-			json_t *a = json_array_get(anc, i);
-			moat_strlcpy(ev->ancestors[i],
-			    json_is_string(a) ? json_string_value(a) : "",
-			    sizeof(ev->ancestors[i]));
-		}
-		ev->nancestors = (int)i;
-	}
+	json_array_foreach(anc, i, a)
+		moat_denial_event_set(ev, MOAT_EVF_ANCESTORS,
+		    json_is_string(a) ? json_string_value(a) : "");
 	ev->pid = (int)get_int(o, "pid");
 	ev->uid = (int)get_int(o, "uid");
-	get_str(o, "host", ev->host, sizeof(ev->host));
-	get_str(o, "ip", ev->ip, sizeof(ev->ip));
 	ev->port = (int)get_int(o, "port");
-	get_str(o, "protocol", ev->protocol, sizeof(ev->protocol));
-	get_str(o, "reason", ev->reason, sizeof(ev->reason));
 	ev->policy_version = (int)get_int(o, "policy_version");
+	ev->cut |= get_marks(o, "cut");
+	ev->escaped |= get_marks(o, "escaped");
 	if (ev->sandbox[0] == '\0' || ev->stage[0] == '\0') {
 		moat_cause_set(cause, "event: missing sandbox or stage");
 		return MOAT_ERR_INVALID;

@@ -31,8 +31,9 @@
 #include "common/errors.h"
 
 /* Bytes of one line, without its '\n' (the fuzz build lowers it). */
+#define MOAT_JSONL_MAX_LINE_DEFAULT (16u << 20)
 #ifndef MOAT_JSONL_MAX_LINE
-#define MOAT_JSONL_MAX_LINE (16u << 20)
+#define MOAT_JSONL_MAX_LINE MOAT_JSONL_MAX_LINE_DEFAULT
 #endif
 /* Unsent bytes one writer may hold; always room for one whole line. */
 #define MOAT_JSONL_MAX_QUEUE (2 * (MOAT_JSONL_MAX_LINE + 1))

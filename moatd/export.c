@@ -140,7 +140,7 @@ moatd_export_denial(struct moatd_export *x, const struct moat_denial_event *ev)
 {
 	json_t *o, *dst, *proc, *anc;
 	bool audit;
-	char msg[1536];
+	char msg[1536], marks[160];
 
 	if (x == NULL)
 		return;
@@ -186,6 +186,11 @@ moatd_export_denial(struct moatd_export *x, const struct moat_denial_event *ev)
 	json_object_set_new(o, "unmapped", json_pack("{s:s, s:s, s:i}",
 	    "sandbox", ev->sandbox, "stage", ev->stage, "policy_version",
 	    ev->policy_version));
+	/* Text that did not arrive whole: "cut: binary; not UTF-8: ..." */
+	moat_denial_event_marks(ev, marks, sizeof(marks));
+	if (marks[0] != '\0')
+		json_object_set_new(json_object_get(o, "unmapped"),
+		    "text_marks", json_string(marks));
 	emit(x, o);
 }
 

@@ -260,6 +260,13 @@ moatd_proposal_suggest(const struct moat_denial_event *ev,
 		moat_cause_set(cause, "the calling binary is unknown");
 		return MOAT_ERR_DENIED;
 	}
+	/* A cut or escaped name is not the real one: no rule can name it. */
+	if ((ev->cut | ev->escaped) & (MOAT_EVF_BIT(MOAT_EVF_BINARY) |
+	    MOAT_EVF_BIT(MOAT_EVF_HOST))) {
+		moat_cause_set(cause, "the event's binary or host did not "
+		    "arrive whole");
+		return MOAT_ERR_DENIED;
+	}
 	if (ev->port <= 0 || ev->port > 65535 ||
 	    (ev->host[0] == '\0' && ev->ip[0] == '\0')) {
 		moat_cause_set(cause, "no destination");

@@ -62,13 +62,11 @@ fill_identity(struct moat_proxy *p, struct px_sandbox *sb,
 	memset(&id, 0, sizeof(id));
 	if (px_identity_lookup(sb, src, dst, &id, why, sizeof(why)) != 0)
 		return;
-	moat_strlcpy(ev->binary, id.bin[0].path, sizeof(ev->binary));
+	moat_denial_event_set(ev, MOAT_EVF_BINARY, id.bin[0].path);
 	if (id.bin[0].have_st)
 		px_hasher_cached(p->hasher, &id.bin[0].st, ev->sha256);
-	for (size_t i = 1; i < id.nbin && ev->nancestors < MOAT_EV_MAX_ANCESTORS;
-	     i++)
-		moat_strlcpy(ev->ancestors[ev->nancestors++], id.bin[i].path,
-		    sizeof(ev->ancestors[0]));
+	for (size_t i = 1; i < id.nbin; i++)
+		moat_denial_event_set(ev, MOAT_EVF_ANCESTORS, id.bin[i].path);
 	ev->pid = id.nspid;
 	if (ev->uid < 0)
 		ev->uid = id.uid;

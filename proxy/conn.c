@@ -254,33 +254,31 @@ fill_event(struct px_conn *c, struct moat_denial_event *ev,
 	moat_strlcpy(ev->stage, stage, sizeof(ev->stage));
 	ev->pid = 0;
 	ev->uid = -1;
+	/* Sandbox text goes through the setter: cut or escaped, and said. */
 	if (c->s != NULL && c->s->id.nbin > 0) {
 		const struct px_identity *id = &c->s->id;
-		moat_strlcpy(ev->binary, id->bin[0].path, sizeof(ev->binary));
+		moat_denial_event_set(ev, MOAT_EVF_BINARY, id->bin[0].path);
 		moat_strlcpy(ev->sha256, id->bin[0].sha, sizeof(ev->sha256));
-		for (size_t i = 1; i < id->nbin &&
-		     ev->nancestors < MOAT_EV_MAX_ANCESTORS; i++)
-			moat_strlcpy(ev->ancestors[ev->nancestors++],
-			    id->bin[i].path, sizeof(ev->ancestors[0]));
+		for (size_t i = 1; i < id->nbin; i++)
+			moat_denial_event_set(ev, MOAT_EVF_ANCESTORS,
+			    id->bin[i].path);
 		ev->pid = id->nspid;
 		ev->uid = id->uid;
 	} else if (c->s == NULL) {
 		const struct px_who *w = c->who;
-		moat_strlcpy(ev->binary, w->exe, sizeof(ev->binary));
+		moat_denial_event_set(ev, MOAT_EVF_BINARY, w->exe);
 		moat_strlcpy(ev->sha256, w->sha, sizeof(ev->sha256));
-		for (size_t i = 0; i < w->nanc &&
-		     ev->nancestors < MOAT_EV_MAX_ANCESTORS; i++)
-			moat_strlcpy(ev->ancestors[ev->nancestors++],
-			    w->anc[i], sizeof(ev->ancestors[0]));
+		for (size_t i = 0; i < w->nanc; i++)
+			moat_denial_event_set(ev, MOAT_EVF_ANCESTORS, w->anc[i]);
 		ev->pid = w->nspid;
 		ev->uid = w->uid;
 	}
-	moat_strlcpy(ev->host, c->s == NULL ? c->who->host : c->s->host[0] ?
-	    c->s->host : c->s->req.host, sizeof(ev->host));
+	moat_denial_event_set(ev, MOAT_EVF_HOST, c->s == NULL ?
+	    c->who->host : c->s->host[0] ? c->s->host : c->s->req.host);
 	moat_strlcpy(ev->ip, ip != NULL ? ip : "", sizeof(ev->ip));
 	ev->port = c->port;
 	moat_strlcpy(ev->protocol, "tcp", sizeof(ev->protocol));
-	moat_strlcpy(ev->reason, reason, sizeof(ev->reason));
+	moat_denial_event_set(ev, MOAT_EVF_REASON, reason);
 	ev->policy_version = c->pol != NULL ? c->version : c->sb->version;
 }
 
@@ -358,7 +356,9 @@ after_hash(struct px_conn *c)
 		/* The event names the changed file and its new hash (an
 		 * ancestor's, maybe): that is what an approval pins. */
 		fill_event(c, &ev, "identity", why, NULL);
-		moat_strlcpy(ev.binary, b->path, sizeof(ev.binary));
+		ev.cut &= ~MOAT_EVF_BIT(MOAT_EVF_BINARY);
+		ev.escaped &= ~MOAT_EVF_BIT(MOAT_EVF_BINARY);
+		moat_denial_event_set(&ev, MOAT_EVF_BINARY, b->path);
 		moat_strlcpy(ev.sha256, b->sha, sizeof(ev.sha256));
 		deny_event(c, &ev, "policy_denied", why, NULL);
 		return;

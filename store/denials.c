@@ -82,6 +82,8 @@ insert_one(struct moat_store *s, sqlite3_stmt *ins, sqlite3_stmt *up,
 	BIND_FIELD(ins, 12, ev, protocol);
 	BIND_FIELD(ins, 13, ev, reason);
 	sqlite3_bind_int(ins, 14, ev->policy_version);
+	sqlite3_bind_int64(ins, 15, ev->cut);
+	sqlite3_bind_int64(ins, 16, ev->escaped);
 	if ((r = store_step_done(s, ins, "insert denial", cause)) != 0)
 		return r;
 
@@ -209,6 +211,8 @@ row_to_event(sqlite3_stmt *st, struct moat_denial_event *ev)
 	    sizeof(ev->protocol));
 	moat_strlcpy(ev->reason, store_col_text(st, 13), sizeof(ev->reason));
 	ev->policy_version = sqlite3_column_int(st, 14);
+	ev->cut = (uint32_t)sqlite3_column_int64(st, 15);
+	ev->escaped = (uint32_t)sqlite3_column_int64(st, 16);
 }
 
 int
@@ -227,7 +231,7 @@ moat_store_denials_query(struct moat_store *s,
 		f = &none;
 	store_sql_add(&q, "SELECT id, ts_ms, sandbox, stage, binary, sha256,"
 	    " ancestors, pid, uid, host, ip, port, protocol, reason,"
-	    " policy_version FROM denials WHERE 1");
+	    " policy_version, text_cut, text_escaped FROM denials WHERE 1");
 	store_where_keys(&q, f, true);
 	store_where_time(&q, f);
 	store_sql_add(&q, " ORDER BY ts_ms DESC, id DESC");

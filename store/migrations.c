@@ -129,6 +129,15 @@ static const char *const migrations[] = {
 	"  DEFAULT 0;"
 	"ALTER TABLE sandboxes ADD COLUMN proxy_error TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE sandboxes ADD COLUMN proxy_ms INTEGER NOT NULL DEFAULT 0;",
+
+	/*
+	 * 4: a denial whose text did not arrive whole says so: bit i of
+	 * text_cut / text_escaped is field i of enum moat_ev_field (cut to
+	 * fit; bytes that were not UTF-8 now read \xNN).
+	 */
+	"ALTER TABLE denials ADD COLUMN text_cut INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE denials ADD COLUMN text_escaped INTEGER NOT NULL"
+	"  DEFAULT 0;",
 };
 
 int

@@ -31,6 +31,17 @@ trap cleanup EXIT
 done_testing() { echo "1..$T_N"; [ $T_FAILED -eq 0 ]; }
 need_root() { [ "$(id -u)" = 0 ] || { echo "1..0 # SKIP needs root"; exit 0; }; }
 
+# no_raw FILE: FILE is non-empty UTF-8 holding nothing a terminal acts on
+# or that hides text: no C0 control but tab and newline, no DEL, no C1
+# (raw bytes are not UTF-8; encoded ones are U+0080..U+009F), no bidi
+# override (U+202A..U+202E)
+no_raw() { /usr/bin/python3 -c '
+import sys
+d = open(sys.argv[1], "rb").read()
+t = d.decode("utf-8")
+sys.exit(1 if not d or [c for c in t if (ord(c) < 0x20 and c not in "\t\n")
+    or 0x7f <= ord(c) <= 0x9f or 0x202a <= ord(c) <= 0x202e] else 0)' "$1"; }
+
 # free_port: a TCP port nobody listens on (bind 0 and read it back).
 free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

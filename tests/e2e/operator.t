@@ -96,15 +96,6 @@ sys.exit(0 if any(p[\"origin\"] == \"agent\" and p[\"status\"] == \"pending\" an
 # Sandbox text never reaches the operator's terminal raw: an agent's
 # intent_summary with a hide-text SGR, an OSC title, a C1 CSI and a bidi
 # override, as JSON escapes in the body.
-# no_raw FILE: no C0 but tab and newline, no DEL, no C1 (raw or UTF-8),
-# no bidi override (and the file is UTF-8)
-no_raw() { /usr/bin/python3 -c '
-import sys
-d = open(sys.argv[1], "rb").read()
-bad = [b for b in d if (b < 0x20 and b not in (9, 10)) or b == 0x7f]
-t = d.decode("utf-8")
-bad += [c for c in t if 0x80 <= ord(c) <= 0x9f or 0x202a <= ord(c) <= 0x202e]
-sys.exit(1 if bad or not d else 0)' "$1"; }
 evil='{"intent_summary":"need it \u001b[8mhidden\u001b[0m \u001b]0;pwned\u0007 \u009b31m \u202eend","operations":[{"addRule":{"ruleName":"echo9","rule":{"name":"echo9","endpoints":[{"host":"upstream.test","port":9}],"binaries":[{"path":"/usr/bin/curl"}]}}}]}'
 pr=$(run "curl -s -m 5 -w ' code=%{http_code}' -H 'Content-Type: application/json' -d '$evil' http://policy.local/v1/proposals")
 t "an agent proposal quoting escape sequences is accepted (202)" has "$pr" 'code=202'

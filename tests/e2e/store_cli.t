@@ -27,7 +27,7 @@ is "--binary" "$("$MOAT" denials --store "$DB" --binary /usr/bin/git | tail -n +
 json=$("$MOAT" denials --store "$DB" --json --sandbox other)
 is "--json: one object per line with every field" \
 	"$(echo "$json" | python3 -c 'import json,sys; o=[json.loads(l) for l in sys.stdin]; print(len(o), o[0]["stage"], o[0]["port"], o[0]["ancestors"], o[0]["pid"], sorted(o[0]))')" \
-	"1 bypass 22 ['/bin/bash'] 7 ['ancestors', 'binary', 'host', 'id', 'ip', 'pid', 'policy_version', 'port', 'protocol', 'reason', 'sandbox', 'sha256', 'stage', 'time', 'ts_ms', 'uid']"
+	"1 bypass 22 ['/bin/bash'] 7 ['ancestors', 'binary', 'cut', 'escaped', 'host', 'id', 'ip', 'pid', 'policy_version', 'port', 'protocol', 'reason', 'sandbox', 'sha256', 'stage', 'time', 'ts_ms', 'uid']"
 top=$("$MOAT" denials --store "$DB" --top)
 is "--top header" "$(echo "$top" | head -1 | tr -s ' ')" "COUNT BINARY HOST PORT LAST SEEN FIRST SEEN"
 is "--top: biggest group first" "$(echo "$top" | sed -n 2p | awk '{print $1, $2, $3, $4}')" "3 /usr/bin/curl evil.test 443"

@@ -6,7 +6,9 @@
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "common/event.h"
+#include "common/jsonl.h"
 #include "common/loop.h"
 #include "common/util.h"
 #include "tests/unit/tap.h"
@@ -26,6 +28,83 @@ on_read(struct moat_loop *l, int fd, unsigned ev, void *arg)
 	if (read(fd, &c, 1) == 1)
 		*(char *)arg = c;
 	moat_loop_del_fd(l, fd);
+}
+
+/* Sandbox text that does not fit or is not UTF-8: kept, and marked. */
+static void
+test_event_text(void)
+{
+	struct moat_denial_event ev, back;
+	struct moat_cause cause = { { 0 } };
+	char path[4200], marks[160], *js;
+	size_t n;
+	json_t *o;
+
+	memset(&ev, 0, sizeof(ev));
+	moat_strlcpy(ev.sandbox, "box", sizeof(ev.sandbox));
+	moat_strlcpy(ev.stage, "connect", sizeof(ev.stage));
+	/* A 4 KiB path of control bytes: six bytes each in JSON. */
+	memcpy(path, "/sandbox/", 9);
+	memset(path + 9, '\x01', 4080);
+	memcpy(path + 4089, "/curl", 6);
+	moat_denial_event_set(&ev, MOAT_EVF_BINARY, path);
+	n = strlen(ev.binary);
+	ok(n == sizeof(ev.binary) - 1, "a 4 KiB path fills the field (%zu)",
+	    n);
+	ok(strncmp(ev.binary, "/sandbox/", 9) == 0 &&
+	    strcmp(ev.binary + n - 5, "/curl") == 0 &&
+	    strstr(ev.binary, "...") != NULL,
+	    "it keeps its start and its end around ...");
+	ok(ev.cut == MOAT_EVF_BIT(MOAT_EVF_BINARY) && ev.escaped == 0,
+	    "and is marked cut");
+	moat_denial_event_set(&ev, MOAT_EVF_REASON, path);
+	moat_denial_event_set(&ev, MOAT_EVF_HOST, "bad\xff\xfe.test");
+	is_str(ev.host, "bad\\xff\\xfe.test", "bytes that are not UTF-8 "
+	    "read \\xNN");
+	ok(ev.escaped == MOAT_EVF_BIT(MOAT_EVF_HOST), "and are marked");
+	/* Cut inside a multi-byte character: never half of one. */
+	memset(path, 0, sizeof(path));
+	for (int i = 0; i < 300; i++)
+		memcpy(path + 2 * i, "\xc3\xa9", 2);
+	moat_denial_event_set(&ev, MOAT_EVF_ANCESTORS, path);
+	ok(moat_utf8_valid(ev.ancestors[0], strlen(ev.ancestors[0])),
+	    "a cut ancestor is still UTF-8");
+	for (int i = 1; i < MOAT_EV_MAX_ANCESTORS + 2; i++)
+		moat_denial_event_set(&ev, MOAT_EVF_ANCESTORS, "/usr/bin/sh");
+	ok(ev.nancestors == MOAT_EV_MAX_ANCESTORS &&
+	    (ev.cut & MOAT_EVF_BIT(MOAT_EVF_ANCESTORS)),
+	    "ancestors beyond the field are marked cut");
+	moat_denial_event_marks(&ev, marks, sizeof(marks));
+	is_str(marks, "cut: binary, ancestors, reason; not UTF-8: host",
+	    "marks for the operator");
+
+	/* The whole event fits one JSON line and keeps its marks. */
+	o = moat_denial_event_json(&ev);
+	js = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	n = js != NULL ? strlen(js) : 0;
+	/* Escaped sixfold it outgrows a 4 KiB line; it still goes whole. */
+	ok(n > 4096 && n <= MOAT_JSONL_MAX_LINE,
+	    "its JSON is %zu bytes, under the line limit", n);
+	ok(moat_denial_event_decode(js, n, &back, &cause) == 0, "decodes");
+	free(js);
+	ok(back.cut == ev.cut && back.escaped == ev.escaped,
+	    "marks survive the channel");
+	is_str(back.binary, ev.binary, "the cut path survives");
+
+	/* A field filled without the setter is fixed on the way, marked. */
+	memset(&ev, 0, sizeof(ev));
+	moat_strlcpy(ev.sandbox, "box", sizeof(ev.sandbox));
+	moat_strlcpy(ev.stage, "connect", sizeof(ev.stage));
+	moat_strlcpy(ev.binary, "/tmp/\xff/curl", sizeof(ev.binary));
+	o = moat_denial_event_json(&ev);
+	js = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	ok(js != NULL && moat_denial_event_decode(js, strlen(js), &back,
+	    &cause) == 0, "invalid UTF-8 never drops the event");
+	free(js);
+	is_str(back.binary, "/tmp/\\xff/curl", "the binary is escaped");
+	ok(back.escaped == MOAT_EVF_BIT(MOAT_EVF_BINARY), "and marked");
 }
 
 int
@@ -79,6 +158,7 @@ main(void)
 	    MOAT_ERR_INVALID, "missing sandbox is refused");
 	ok(moat_denial_event_decode("{nope", 5, &back, &cause) ==
 	    MOAT_ERR_INVALID, "bad JSON is refused");
+	test_event_text();
 
 	/* loop: fd callback, timer */
 	ok(moat_loop_new(&l, NULL) == 0, "loop_new");

@@ -513,6 +513,9 @@ test_denials(struct moat_store *s)
 	moat_strlcpy(v[0].reason, "no policy has x.com:443",
 	    sizeof(v[0].reason));
 	v[0].policy_version = 3;
+	v[0].cut = MOAT_EVF_BIT(MOAT_EVF_BINARY) |
+	    MOAT_EVF_BIT(MOAT_EVF_ANCESTORS);
+	v[0].escaped = MOAT_EVF_BIT(MOAT_EVF_REASON);
 	mkev(&v[1], 2000, "a", "/usr/bin/curl", "y.com", 80);
 	mkev(&v[2], 3000, "b", "/usr/bin/git", "x.com", 443);
 	mkev(&v[3], 4000, "a", "/usr/bin/git", "x.com", 22);
@@ -532,7 +535,8 @@ test_denials(struct moat_store *s)
 			sorted = false;
 	ok(sorted, "newest first");
 	ok(memcmp(&l.ev[5], &v[0], sizeof(v[0])) == 0,
-	    "every field round-trips (ancestors, sha256, ip, reason, ...)");
+	    "every field round-trips (ancestors, sha256, ip, reason, the "
+	    "cut and escaped marks, ...)");
 	ok(memcmp(&l.ev[1], &v[4], sizeof(v[0])) == 0 && l.ids[1] > l.ids[2],
 	    "equal times: later insert first");
 
