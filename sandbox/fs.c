@@ -12,7 +12,9 @@
  *   /tmp /run     private tmpfs
  *   /dev          tmpfs with null zero full random urandom tty bound from
  *                 the host, devpts (newinstance) at /dev/pts, /dev/shm
- *   /proc         a fresh proc of the sandbox's pid namespace
+ *   /proc         a fresh proc of the sandbox's pid namespace, read-only:
+ *                 no /proc/PID/mem, attr or oom_score_adj write (a write
+ *                 into another process's memory would make its code ours)
  *   /sys          a fresh sysfs (the sandbox's netns), read-only
  *   /etc/passwd, /etc/group, /etc/hosts  generated files bound on top
  *
@@ -419,7 +421,7 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    (r = do_mount("tmpfs", NEWROOT "/run", "tmpfs",
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", cause)) != 0 ||
 	    (r = setup_dev(tmpfs_opts, cause)) != 0 ||
-	    (r = do_mount("proc", NEWROOT "/proc", "proc",
+	    (r = do_mount("proc", NEWROOT "/proc", "proc", MS_RDONLY |
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0 ||
 	    (r = do_mount("sysfs", NEWROOT "/sys", "sysfs", MS_RDONLY |
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0 ||

@@ -9,10 +9,13 @@
  * 3 TRUNCATE, 4 TCP bind/connect, 5 IOCTL_DEV, 6 scopes, 7 log flags.
  *
  * Rules (docs/sandbox.md, "Landlock"): / read and execute; /sandbox,
- * /tmp, /var/tmp, /dev/shm and the policy's read_write paths everything; /dev
- * read, write, truncate, ioctl; /proc write (read comes from /); the
- * policy's read_only paths read and execute. TCP ports and the scopes
- * are deliberately not restricted; docs/sandbox.md says why.
+ * /tmp, /var/tmp, /dev/shm and the policy's read_write paths everything;
+ * /dev read, write, truncate, ioctl; the policy's read_only paths read
+ * and execute. /proc gets no write right: rules cannot name the
+ * per-process directories (their inodes come and go with the
+ * processes), and one on /proc would cover every /proc/PID/mem. TCP
+ * ports and the scopes are deliberately not restricted; docs/sandbox.md
+ * says why.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -159,7 +162,6 @@ add_rules(struct ll_build *b, const struct moat_policy *p)
 		{ "/var/tmp", LL_ALL },
 		{ "/dev/shm", LL_ALL },
 		{ "/dev", LL_DEV },
-		{ "/proc", LL_FS_WRITE_FILE },
 	};
 	const char *const *ro = p != NULL ? moat_policy_read_only(p) : NULL;
 	const char *const *rw = p != NULL ? moat_policy_read_write(p) : NULL;

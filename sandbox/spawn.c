@@ -2,7 +2,7 @@
  * Starting a process in a sandbox: THE table of steps. The order is the
  * security argument (style.md, "Spawn steps are a table"):
  *
- *   namespaces, cgroup, environment, fds, Landlock, seccomp, privilege
+ *   cgroup, namespaces, environment, fds, Landlock, seccomp, privilege
  *   drop, exec.
  *
  * How the child ends up in the sandbox's pid namespace and still a child
@@ -195,11 +195,12 @@ step_exec(struct spawn_ctx *x)
 	return errno;
 }
 
-/* Order: namespaces, cgroup, Landlock, seccomp, privilege drop. */
+/* Order: cgroup, namespaces, Landlock, seccomp, privilege drop. */
 static const struct spawn_step spawn_steps[] = {
 	{ "signals",	step_signals },
-	{ "setns",	step_setns },
+	/* before setns: the sandbox's /proc is read-only (oom_score_adj) */
 	{ "cgroup",	step_cgroup },
+	{ "setns",	step_setns },
 	{ "env",	step_env },
 	{ "fds",	step_fds },
 	{ "landlock",	step_landlock },

@@ -70,6 +70,7 @@ for c in raw_socket packet_socket netlink_other netlink_route_ok write_usr \
 	confine "$c"
 done
 confine proc_hidden moat
+confine proc_mem
 name=$(nm)
 out=$("$MOAT" run --name "$name" $BASE -- "$CONFINE" hostname "$name" 2>&1)
 is "hostname is the sandbox name" "$?" 0

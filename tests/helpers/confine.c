@@ -235,6 +235,59 @@ c_ptrace_outside(char **a)
 	    process_vm_readv(1, &l, 1, &r, 1, 0));
 }
 
+/*
+ * No process may write another's memory through /proc: a child running
+ * a real program is visible and readable, its mem files refuse writes.
+ */
+static int
+c_proc_mem(char **a)
+{
+	char path[64], *argv[] = { "sleep", "30", NULL };
+	int r = 0, fd;
+	pid_t pid;
+
+	if ((pid = fork()) < 0)
+		return fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execv("/bin/sleep", argv);
+		_exit(127);
+	}
+	/* Until the child has exec'd, its mem is ours (same mm). */
+	for (int i = 0; i < 200; i++) {
+		char exe[64] = "";
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+		if ((n = readlink(path, exe, sizeof(exe) - 1)) > 0 &&
+		    strstr(exe, "sleep") != NULL)
+			break;
+		usleep(10000);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		r = fail("cannot even read %s (%s): the test proves nothing",
+		    path, strerror(errno));
+	else
+		close(fd);
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) >= 0) {
+		r = fail("%s opened for writing", path);
+		close(fd);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/mem", (int)pid,
+	    (int)pid);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) >= 0) {
+		r = fail("%s opened for writing", path);
+		close(fd);
+	}
+	if ((fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC)) >= 0) {
+		r = fail("/proc/self/mem opened for writing");
+		close(fd);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return r;
+}
+
 static int
 c_proc_hidden(char **a)
 {
@@ -630,6 +683,7 @@ static const struct {
 	{ "setuid_copy", c_setuid_copy },
 	{ "ptrace_outside", c_ptrace_outside },
 	{ "proc_hidden", c_proc_hidden },
+	{ "proc_mem", c_proc_mem },
 	{ "kill_all", c_kill_all },
 	{ "unshare_user", c_unshare_user },
 	{ "mount", c_mount },
