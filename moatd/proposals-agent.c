@@ -241,6 +241,31 @@ check_add_rule(struct moatd *d, const char *sandbox, json_t *op,
 	return r;
 }
 
+/* The notes an operator reads before approving: what the rule risks. */
+static char *
+agent_notes(struct moatd *d, const char *sandbox, json_t *rule)
+{
+	const struct moat_policy *cur;
+	json_t *notes = json_array(), *b;
+	char *text;
+	size_t i;
+	int ver = 0;
+
+	if (notes == NULL)
+		return NULL;
+	cur = moatd_policy_current(d, sandbox, &ver);
+	json_array_foreach(json_object_get(rule, "binaries"), i, b) {
+		const char *path = json_string_value(json_object_get(b,
+		    "path"));
+
+		if (path != NULL)
+			moatd_binary_notes(cur, path, notes);
+	}
+	text = json_dumps(notes, JSON_COMPACT);
+	json_decref(notes);
+	return text;
+}
+
 static int
 store_agent_rule(struct moatd *d, const char *sandbox, json_t *op,
     const char *rule_json, const char *name, const char *intent,
@@ -250,7 +275,7 @@ store_agent_rule(struct moatd *d, const char *sandbox, json_t *op,
 	json_t *rule = json_object_get(json_object_get(op, "addRule"), "rule");
 	json_t *ep = json_array_get(json_object_get(rule, "endpoints"), 0);
 	json_t *bin = json_array_get(json_object_get(rule, "binaries"), 0);
-	char hash[65], key[160];
+	char hash[65], key[160], *notes = NULL;
 	bool created = false;
 	int r;
 
@@ -266,11 +291,15 @@ store_agent_rule(struct moatd *d, const char *sandbox, json_t *op,
 	sp.port = (int)json_integer_value(json_object_get(ep, "port"));
 	sp.hits = 1;
 	sp.confidence = AGENT_CONFIDENCE;
-	sp.notes = "[]";
+	if ((notes = agent_notes(d, sandbox, rule)) == NULL)
+		return MOAT_ERR_NOMEM;
+	sp.notes = notes;
 	sp.origin = MOATD_ORIGIN_AGENT;
 	sp.reason = (char *)intent;
-	if ((r = moat_store_proposal_upsert(moatd_store(d), &sp, id, &created,
-	    cause)) != 0)
+	r = moat_store_proposal_upsert(moatd_store(d), &sp, id, &created,
+	    cause);
+	free(notes);
+	if (r != 0)
 		return r;
 	if (created)
 		moatd_export_proposal(moatd_exporter(d), *id, sandbox,

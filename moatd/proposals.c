@@ -90,32 +90,20 @@ parse_ip(const char *s, struct sockaddr_storage *ss)
 	return false;
 }
 
-static bool
-is_system_path(const char *b)
+void
+moatd_binary_notes(const struct moat_policy *cur, const char *binary,
+    json_t *notes)
 {
-	static const char *const dirs[] = { "/usr/", "/bin/", "/sbin/",
-		"/lib/", "/lib64/", "/opt/" };
+	char where[4200];
 
-	for (size_t i = 0; i < MOAT_NELEM(dirs); i++)
-		if (strncmp(b, dirs[i], strlen(dirs[i])) == 0)
-			return true;
-	return false;
-}
-
-static bool
-is_interpreter(const char *b)
-{
-	static const char *const pats[] = { "python*", "node", "nodejs",
-		"ruby*", "perl*", "php*", "lua*", "bash", "sh", "dash", "zsh",
-		"ksh", "fish", "busybox", "deno", "bun", "java", "tclsh*",
-		"pwsh", "Rscript", "irb" };
-	const char *base = strrchr(b, '/');
-
-	base = base ? base + 1 : b;
-	for (size_t i = 0; i < MOAT_NELEM(pats); i++)
-		if (fnmatch(pats[i], base, 0) == 0)
-			return true;
-	return false;
+	if (moat_policy_binary_writable(cur, binary, where, sizeof(where)))
+		json_array_append_new(notes, json_sprintf("%s is in %s, which "
+		    "the sandbox can write: whatever a process puts there gets "
+		    "this access", binary, where));
+	if (moat_binary_is_interpreter(binary))
+		json_array_append_new(notes, json_sprintf("%s is an "
+		    "interpreter: every script it runs gets this access",
+		    binary));
 }
 
 static bool
@@ -203,7 +191,8 @@ check_destination(const struct moat_denial_event *ev, const char *host,
 }
 
 static int
-suggest_allow(const struct moat_denial_event *ev, struct moatd_suggestion *s,
+suggest_allow(const struct moat_denial_event *ev,
+    const struct moat_policy *cur, struct moatd_suggestion *s,
     json_t *notes, struct moat_cause *cause)
 {
 	json_t *rule;
@@ -223,14 +212,7 @@ suggest_allow(const struct moat_denial_event *ev, struct moatd_suggestion *s,
 	if (!usual_port(ev->port))
 		json_array_append_new(notes, json_sprintf("port %d is unusual "
 		    "(not 22, 80, 443 or 9418)", ev->port));
-	if (!is_system_path(ev->binary))
-		json_array_append_new(notes, json_sprintf("%s is outside the "
-		    "system paths (/usr, /bin, /sbin, /lib, /opt): anything "
-		    "that can write it gets this access", ev->binary));
-	if (is_interpreter(ev->binary))
-		json_array_append_new(notes, json_sprintf("%s is an "
-		    "interpreter: every script it runs gets this access",
-		    ev->binary));
+	moatd_binary_notes(cur, ev->binary, notes);
 	rule = json_pack("{s:{s:s, s:[{s:s, s:i}], s:[{s:s}]}}", s->name,
 	    "name", s->name, "endpoints", "host", s->host, "port", ev->port,
 	    "binaries", "path", ev->binary);
@@ -243,7 +225,8 @@ suggest_allow(const struct moat_denial_event *ev, struct moatd_suggestion *s,
 
 int
 moatd_proposal_suggest(const struct moat_denial_event *ev,
-    struct moatd_suggestion *out, struct moat_cause *cause)
+    const struct moat_policy *cur, struct moatd_suggestion *out,
+    struct moat_cause *cause)
 {
 	struct moatd_suggestion s;
 	json_t *notes = NULL;
@@ -277,7 +260,7 @@ moatd_proposal_suggest(const struct moat_denial_event *ev,
 	if (strncmp(ev->reason, "binary changed", 14) == 0)
 		r = suggest_trust(ev, &s, notes, cause);
 	else
-		r = suggest_allow(ev, &s, notes, cause);
+		r = suggest_allow(ev, cur, &s, notes, cause);
 	if (r != 0)
 		goto out;
 	moatd_sha256_hex(s.rule_json, strlen(s.rule_json), s.rule_hash);
@@ -388,15 +371,17 @@ static int
 feed_one(struct moatd_proposals *p, const struct moatd_denial_group *g)
 {
 	const struct moat_denial_event *ev = g->ev;
+	const struct moat_policy *cur;
 	struct moatd_suggestion s;
 	struct moat_store_proposal sp = { 0 }, *got = NULL;
 	struct moat_cause cause = { { 0 } };
 	struct hits_entry **slot, *e;
 	int64_t id = 0, total;
 	bool created = false;
-	int r;
+	int r, version = 0;
 
-	if ((r = moatd_proposal_suggest(ev, &s, &cause)) != 0)
+	cur = moatd_policy_current(p->d, ev->sandbox, &version);
+	if ((r = moatd_proposal_suggest(ev, cur, &s, &cause)) != 0)
 		return r == MOAT_ERR_DENIED ? 0 : r;
 	if (strcmp(s.origin, MOATD_ORIGIN_BINARY_CHANGED) != 0 &&
 	    already_allowed(p->d, ev, s.host)) {

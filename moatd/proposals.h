@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/errors.h"
 #include "common/event.h"
 #include "policies/policy.h"
@@ -45,12 +47,21 @@ struct moatd_suggestion {
 };
 
 /*
- * Build the suggestion for ev. MOAT_ERR_DENIED (with why in cause) when
- * no rule could ever fix it: loopback, link-local or metadata
- * destinations, unknown callers, bypass and identity stages.
+ * Build the suggestion for ev; cur (may be NULL) is the sandbox's
+ * current policy, whose read_write paths the notes consider.
+ * MOAT_ERR_DENIED (with why in cause) when no rule could ever fix it:
+ * loopback, link-local or metadata destinations, unknown callers, bypass
+ * and identity stages.
  */
 int moatd_proposal_suggest(const struct moat_denial_event *ev,
-    struct moatd_suggestion *out, struct moat_cause *cause);
+    const struct moat_policy *cur, struct moatd_suggestion *out,
+    struct moat_cause *cause);
+/*
+ * Append to the JSON array notes what granting binary risks under cur
+ * (may be NULL): a place the sandbox can write, an interpreter.
+ */
+void moatd_binary_notes(const struct moat_policy *cur, const char *binary,
+    json_t *notes);
 void moatd_suggestion_clear(struct moatd_suggestion *s);
 
 /* More hits give more confidence; each warning note takes some away. */

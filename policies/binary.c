@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,4 +250,132 @@ pol_binary_resolve(int rootfd, const char *path, char **out, char *err,
 		return POL_RESOLVE_ERROR;
 	}
 	return POL_RESOLVE_LINK;
+}
+
+/* ---- what a policy binary path risks ---- */
+
+const char *const moat_policy_sandbox_writable[] = {
+	"/sandbox", "/tmp", "/var/tmp", "/dev/shm", NULL,
+};
+
+/* Is path dir itself or below it? */
+static bool
+path_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' ||
+	    path[n] == '\0');
+}
+
+/*
+ * Could the glob match dir or something below it? dir's segments are
+ * walked against the glob's: "**" reaches anywhere, a segment must
+ * match, and a glob that ends above dir matches only its ancestors.
+ */
+static bool
+glob_reaches(const struct pol_binary *b, const char *dir)
+{
+	const char *t = dir;
+	size_t pi = 0;
+
+	for (;;) {
+		size_t tl = strcspn(t, "/");
+
+		if (pi == b->nsegs)
+			return false;
+		if (b->segs[pi].deep)
+			return true;
+		if (!pol_glob_segment(b->segs[pi].s, b->segs[pi].len, t, tl))
+			return false;
+		pi++;
+		if (t[tl] == '\0')
+			return true;
+		t += tl + 1;
+	}
+}
+
+static bool
+reaches(const struct pol_binary *b, const char *dir)
+{
+	if (b->glob)
+		return glob_reaches(b, dir);
+	return path_under(b->path, dir) ||
+	    (b->resolved != NULL && path_under(b->resolved, dir));
+}
+
+bool
+pol_binary_writable(const struct pol_binary *b, const char *const *rw,
+    char *where, size_t len)
+{
+	for (size_t i = 0; moat_policy_sandbox_writable[i] != NULL; i++)
+		if (reaches(b, moat_policy_sandbox_writable[i])) {
+			snprintf(where, len, "%s%s", moat_policy_sandbox_writable[i],
+			    i == 0 ? " (the workspace)" : "");
+			return true;
+		}
+	for (size_t i = 0; rw != NULL && rw[i] != NULL; i++)
+		if (reaches(b, rw[i])) {
+			snprintf(where, len, "%s (a read_write path)", rw[i]);
+			return true;
+		}
+	return false;
+}
+
+bool
+moat_policy_binary_writable(const struct moat_policy *p, const char *path,
+    char *where, size_t len)
+{
+	struct pol_binary b;
+	char err[128];
+	bool w;
+
+	if (!pol_binary_compile(path, &b, err, sizeof(err)))
+		return false;
+	w = pol_binary_writable(&b, p != NULL ? moat_policy_read_write(p) :
+	    NULL, where, len);
+	pol_binary_clear(&b);
+	return w;
+}
+
+bool
+moat_binary_is_interpreter(const char *path)
+{
+	static const char *const pats[] = { "python*", "pypy*", "node",
+		"nodejs", "ruby*", "perl*", "php*", "lua*", "luajit*", "bash",
+		"sh", "dash", "zsh", "ksh*", "mksh", "fish", "busybox", "deno",
+		"bun", "java", "tclsh*", "wish*", "pwsh", "R", "Rscript", "irb",
+		"gawk", "awk", "mawk" };
+	const char *base = strrchr(path, '/');
+
+	base = base != NULL ? base + 1 : path;
+	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+		if (fnmatch(pats[i], base, 0) == 0)
+			return true;
+	return false;
+}
+
+bool
+pol_binary_owned_by(int rootfd, const struct pol_binary *b, uid_t uid,
+    char *which, size_t len)
+{
+	char buf[PATH_MAX + 1];
+	struct stat st;
+	char *slash;
+
+	/* A resolved path holds no symlink: nothing is followed here. */
+	if (rootfd == -1 || b->glob || strlen(b->resolved != NULL ?
+	    b->resolved : b->path) > PATH_MAX)
+		return false;
+	strcpy(buf, b->resolved != NULL ? b->resolved : b->path);
+	for (;;) {
+		if (fstatat(rootfd, rel(buf), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_uid == uid) {
+			snprintf(which, len, "%s", buf);
+			return true;
+		}
+		if ((slash = strrchr(buf, '/')) == NULL || slash == buf)
+			return false;
+		*slash = '\0';
+	}
 }

@@ -10,6 +10,8 @@
 #ifndef MOAT_POLICIES_INTERNAL_H
 #define MOAT_POLICIES_INTERNAL_H
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -153,6 +155,15 @@ bool pol_binary_compile(const char *raw, struct pol_binary *b, char *err,
 void pol_binary_clear(struct pol_binary *b);
 bool pol_has_dotdot(const char *path);
 bool pol_binary_match(const struct pol_binary *b, const char *exe);
+/* moat_policy_binary_writable on a compiled binary and read_write list. */
+bool pol_binary_writable(const struct pol_binary *b, const char *const *rw,
+    char *where, size_t len);
+/*
+ * Is the binary (resolved; not a glob) or a directory above it owned by
+ * uid, looked at under rootfd? true with which filled.
+ */
+bool pol_binary_owned_by(int rootfd, const struct pol_binary *b, uid_t uid,
+    char *which, size_t len);
 enum pol_resolve {
 	POL_RESOLVE_SAME = 0, /* exists, not a symlink */
 	POL_RESOLVE_LINK,     /* *out holds the target */

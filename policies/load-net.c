@@ -396,6 +396,39 @@ resolve_binary(struct pol_ctx *c, struct pol_rule *r, struct pol_binary *b,
 	}
 }
 
+/*
+ * What a binary path risks: a place the sandbox can write (whatever is
+ * put there gets the access), an owner that is the sandbox's own user,
+ * an interpreter (every script it runs gets the access).
+ */
+static void
+binary_risks(struct pol_ctx *c, const struct pol_binary *b,
+    const char *path)
+{
+	const char *uid = c->p->run_as_user;
+	char where[POL_MAX_PATH + 32];
+	char *end = NULL;
+	unsigned long long n = 0;
+
+	if (uid != NULL && strcmp(uid, "sandbox") != 0)
+		n = strtoull(uid, &end, 10);
+	if (pol_binary_writable(b, (const char *const *)c->p->rw, where,
+	    sizeof(where)))
+		pol_warn(c, path, "%s is in %s, which the sandbox can write: "
+		    "whatever a process puts there gets this policy's access "
+		    "(trust on first use trusts it too)", b->path, where);
+	else if (n > 0 && pol_binary_owned_by(c->rootfd, b, (uid_t)n, where,
+	    sizeof(where)))
+		pol_warn(c, path, "%s is owned by uid %s, the policy's "
+		    "run_as_user: processes of that user can replace %s",
+		    where, uid, b->path);
+	if (moat_binary_is_interpreter(b->path) || (b->resolved != NULL &&
+	    moat_binary_is_interpreter(b->resolved)))
+		pol_note(c, path, "%s is an interpreter: every script it runs "
+		    "gets this policy's access (moat sees the interpreter, not "
+		    "the script)", b->path);
+}
+
 static void
 load_binaries(struct pol_ctx *c, json_t *arr, struct pol_rule *r,
     const char *parent)
@@ -434,6 +467,7 @@ load_binaries(struct pol_ctx *c, json_t *arr, struct pol_rule *r,
 		}
 		r->nbins++;
 		resolve_binary(c, r, b, q);
+		binary_risks(c, b, q);
 	}
 }
 

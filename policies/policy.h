@@ -129,6 +129,29 @@ struct moat_resources {
 void moat_policy_resources(const struct moat_policy *p,
     struct moat_resources *out);
 
+/*
+ * The places every sandbox can write besides its policy's read_write
+ * paths, NULL-terminated: the workspace /sandbox, /tmp, /var/tmp and
+ * /dev/shm (sandbox/landlock.c grants exactly these).
+ */
+extern const char *const moat_policy_sandbox_writable[];
+
+/*
+ * Could a process in a sandbox under p (NULL: only the places above)
+ * write the binary at path (a policy binary path; a glob counts when it
+ * could match inside such a place)? true with where filled ("/tmp",
+ * "/srv/x (a read_write path)"): whatever is put there gets the access
+ * granted to path. `moat policy check` and proposals warn about it.
+ */
+bool moat_policy_binary_writable(const struct moat_policy *p,
+    const char *path, char *where, size_t len);
+
+/*
+ * Is the binary an interpreter (python*, node, bash, ...)? Allowing one
+ * allows every script it runs: moat sees the interpreter, not the script.
+ */
+bool moat_binary_is_interpreter(const char *path);
+
 /* Number of network policies (size report for benchmarks and `check`). */
 size_t moat_policy_count(const struct moat_policy *p);
 size_t moat_policy_endpoint_count(const struct moat_policy *p);

@@ -157,18 +157,20 @@ add_rules(struct ll_build *b, const struct moat_policy *p)
 		uint64_t access;
 	} base[] = {
 		{ "/", LL_RO },
-		{ SANDBOX_HOME, LL_ALL },
-		{ "/tmp", LL_ALL },
-		{ "/var/tmp", LL_ALL },
-		{ "/dev/shm", LL_ALL },
 		{ "/dev", LL_DEV },
 	};
+	/* The workspace, /tmp, /var/tmp, /dev/shm: the places the policy
+	 * checks call writable by the sandbox. */
+	const char *const *own = moat_policy_sandbox_writable;
 	const char *const *ro = p != NULL ? moat_policy_read_only(p) : NULL;
 	const char *const *rw = p != NULL ? moat_policy_read_write(p) : NULL;
 	int r;
 
 	for (size_t i = 0; i < MOAT_NELEM(base); i++)
 		if ((r = allow(b, base[i].path, base[i].access, false)) != 0)
+			return r;
+	for (size_t i = 0; own[i] != NULL; i++)
+		if ((r = allow(b, own[i], LL_ALL, false)) != 0)
 			return r;
 	for (size_t i = 0; ro != NULL && ro[i] != NULL; i++)
 		if ((r = allow(b, ro[i], LL_RO, true)) != 0)

@@ -44,6 +44,20 @@ out=$("$moat" policy explain policies/presets/github-readonly.json --binary /usr
 	--host github.com --port 443 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$out" | grep -q "^deny: endpoint github.com:443 is in policy 'github' with L7 rules (protocol rest, rules); L7 rules are not enforced yet"
 t $? "explain: github-readonly denies git (L7 not enforced, fail closed)" "$out"
+# A binary the sandbox can write is granted to whatever is put there.
+printf '{"version":1,"filesystem_policy":{"read_write":["/srv/w"]},"network_policies":{"p":{"endpoints":[{"host":"pypi.org","port":443}],"binaries":[{"path":"/sandbox/.venv/bin/*"},{"path":"/srv/w/tool"},{"path":"/usr/bin/git"}]}}}' >"$tmp/w.json"
+out=$("$moat" policy check "$tmp/w.json" 2>&1); rc=$?
+t $rc "a writable binary path is a warning, not an error" "$out"
+echo "$out" | grep -qF "$tmp/w.json: warning: network_policies.p.binaries[0].path: /sandbox/.venv/bin/* is in /sandbox (the workspace), which the sandbox can write"
+t $? "check warns about a binary in the workspace" "$out"
+echo "$out" | grep -qF "network_policies.p.binaries[1].path: /srv/w/tool is in /srv/w (a read_write path)"
+t $? "check warns about a binary in a read_write path" "$out"
+echo "$out" | grep -q "binaries\[2\].path: .*sandbox can write"
+[ $? -ne 0 ]; t $? "but not about /usr/bin/git" "$out"
+for f in policies/presets/*.json; do
+	"$moat" policy check "$f" 2>&1 | grep -q "sandbox can write"
+	[ $? -ne 0 ]; t $? "preset $f grants no binary the sandbox can write"
+done
 
 # An OpenShell policy with a dead endpoint loads: check warns at its path.
 printf '{"version":1,"network_policies":{"os":{"endpoints":[{"host":"api.test","port":443},{"host":"127.0.0.1","port":80},{"host":"169.254.169.254","port":80},{"host":"kube.test","ports":[443,6443]}],"binaries":[{"path":"/usr/bin/curl"}]}}}' >"$tmp/dead.json"

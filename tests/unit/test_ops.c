@@ -99,7 +99,7 @@ test_suggest(void)
 
 	mkev(&ev, "box", "/usr/bin/curl", "API.github.com.", "140.82.1.1", 443,
 	    "connect");
-	r = moatd_proposal_suggest(&ev, &s, &c);
+	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
 	is_int(r, 0, "suggest: public host");
 	is_str(s.name, "allow_api_github_com_443", "suggest: stable name");
 	is_str(s.key, "box|/usr/bin/curl|api.github.com|443", "suggest: key");
@@ -116,37 +116,59 @@ test_suggest(void)
 
 	mkev(&ev, "box", "/usr/bin/curl", "localhost", "127.0.0.1", 8080,
 	    "connect");
-	is_int(moatd_proposal_suggest(&ev, &s, &c), MOAT_ERR_DENIED,
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
 	    "suggest: never loopback (%s)", c.msg);
 	mkev(&ev, "box", "/usr/bin/curl", "db.test", "127.0.0.2", 5432,
 	    "ssrf");
-	is_int(moatd_proposal_suggest(&ev, &s, &c), MOAT_ERR_DENIED,
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
 	    "suggest: never a name resolving to loopback");
 	mkev(&ev, "box", "/usr/bin/curl", "169.254.169.254", "169.254.169.254",
 	    80, "connect");
-	is_int(moatd_proposal_suggest(&ev, &s, &c), MOAT_ERR_DENIED,
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
 	    "suggest: never metadata (%s)", c.msg);
 	mkev(&ev, "box", "/usr/bin/curl", "fe.test", "169.254.7.7", 80,
 	    "ssrf");
-	is_int(moatd_proposal_suggest(&ev, &s, &c), MOAT_ERR_DENIED,
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
 	    "suggest: never link-local");
 	mkev(&ev, "box", "/usr/bin/curl", "x.test", "1.2.3.4", 443,
 	    "identity");
-	is_int(moatd_proposal_suggest(&ev, &s, &c), MOAT_ERR_DENIED,
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
 	    "suggest: identity stage cannot be fixed by a rule");
 	mkev(&ev, "box", "", "x.test", "1.2.3.4", 443, "connect");
-	is_int(moatd_proposal_suggest(&ev, &s, &c), MOAT_ERR_DENIED,
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
 	    "suggest: unknown caller");
 
-	mkev(&ev, "box", "/home/u/venv/bin/python3", "db.internal",
+	mkev(&ev, "box", "/sandbox/venv/bin/python3", "db.internal",
 	    "10.1.2.3", 5432, "ssrf");
-	r = moatd_proposal_suggest(&ev, &s, &c);
+	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
 	is_int(r, 0, "suggest: private address is proposed");
 	is_int(s.nnotes, 4, "suggest: private, port, path, interpreter notes");
 	like_str(s.notes, "private address", "note: private");
 	like_str(s.notes, "port 5432 is unusual", "note: port");
-	like_str(s.notes, "outside the system paths", "note: path");
+	like_str(s.notes, "/sandbox/venv/bin/python3 is in /sandbox (the "
+	    "workspace), which the sandbox can write", "note: writable path");
 	like_str(s.notes, "interpreter", "note: interpreter");
+	moatd_suggestion_clear(&s);
+	mkev(&ev, "box", "/srv/tools/fetch", "api.github.com", "140.82.1.1",
+	    443, "connect");
+	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
+	is_str(s.notes, "[]", "suggest: /srv/tools/fetch is not writable "
+	    "without read_write");
+	moatd_suggestion_clear(&s);
+	{
+		static const char pj[] = "{\"version\":1,\"filesystem_policy\":"
+		    "{\"read_write\":[\"/srv/tools\"]}}";
+		const struct moat_policy_opts o = { .no_fs = true };
+		struct moat_policy *pol = NULL;
+
+		is_int(moat_policy_load_string(pj, strlen(pj), "t", &o, &pol,
+		    NULL), 0, "a policy with read_write /srv/tools");
+		r = moatd_proposal_suggest(&ev, pol, &s, &c);
+		like_str(s.notes, "/srv/tools/fetch is in /srv/tools (a "
+		    "read_write path)", "suggest: a read_write path is "
+		    "writable");
+		moat_policy_free(pol);
+	}
 	ok(moatd_proposal_confidence(1, 0) < moatd_proposal_confidence(64, 0),
 	    "more hits, more confidence");
 	ok(moatd_proposal_confidence(64, 4) < moatd_proposal_confidence(64, 0),
@@ -158,7 +180,7 @@ test_suggest(void)
 	moat_strlcpy(ev.reason, "binary changed: sha256 differs",
 	    sizeof(ev.reason));
 	moat_strlcpy(ev.sha256, "ab12", sizeof(ev.sha256));
-	r = moatd_proposal_suggest(&ev, &s, &c);
+	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
 	is_int(r, 0, "suggest: binary changed");
 	is_str(s.origin, MOATD_ORIGIN_BINARY_CHANGED, "origin binary-changed");
 	is_str(s.rule_json, "{\"trust\":{\"binary\":\"/usr/bin/node\","

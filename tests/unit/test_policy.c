@@ -5,6 +5,9 @@
  */
 #include <sys/stat.h>
 
+#include <errno.h>
+#include <fcntl.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +408,148 @@ test_binaries(void)
 	    "unknown field");
 }
 
+/* One binary path under a policy with read_write rw: its diagnostics. */
+static void
+bin_diags(const char *rw, const char *bin, struct moat_diags *d)
+{
+	char q[1024];
+	struct moat_policy *p = NULL;
+
+	snprintf(q, sizeof(q), "{'version':1,'filesystem_policy':{"
+	    "'read_write':[%s]},'network_policies':{'n':{'endpoints':"
+	    "[{'host':'a.com','port':443}],'binaries':[{'path':'%s'}]}}}",
+	    rw, bin);
+	moat_diags_init(d);
+	ok(load_q(q, &p, d) == 0, "%s loads", bin);
+	moat_policy_free(p);
+}
+
+static void
+test_binary_risks(void)
+{
+	static const struct {
+		const char *rw;
+		const char *bin;
+		const char *where; /* NULL: no warning */
+	} cases[] = {
+		{ "", "/sandbox/.venv/bin/python3",
+		    "is in /sandbox (the workspace), which the sandbox can "
+		    "write" },
+		{ "", "/sandbox/.local/bin/*", "is in /sandbox (the workspace)" },
+		{ "", "/tmp/x", "is in /tmp," },
+		{ "", "/var/tmp/tool", "is in /var/tmp," },
+		{ "", "/dev/shm/x", "is in /dev/shm," },
+		{ "'/srv/data'", "/srv/data/bin/tool",
+		    "is in /srv/data (a read_write path)" },
+		{ "'/home/alice'", "/home/*/.vscode-server/**",
+		    "is in /home/alice (a read_write path)" },
+		{ "'/srv/data'", "/srv/**", "is in /srv/data (a read_write" },
+		{ "", "/**", "is in /sandbox" },
+		{ "", "/usr/bin/curl", NULL },
+		{ "", "/sandboxed/bin/x", NULL },
+		{ "'/home/alice'", "/home/bob/bin/x", NULL },
+		{ "'/home/alice/cache'", "/home/*/bin/x", NULL },
+		{ "'/srv/data/y'", "/srv/*/x", NULL },
+		/* read_write may name a file: the glob matches it */
+		{ "'/srv/tool'", "/srv/*", "is in /srv/tool (a read_write" },
+	};
+	struct moat_diags d;
+	char where[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct moat_diag *g;
+
+		bin_diags(cases[i].rw, cases[i].bin, &d);
+		g = find_diag(&d, MOAT_DIAG_WARNING,
+		    "network_policies.n.binaries[0].path", "sandbox can write");
+		if (cases[i].where == NULL)
+			ok(g == NULL, "%s (read_write [%s]): no warning",
+			    cases[i].bin, cases[i].rw);
+		else if (!ok(g != NULL && strstr(g->msg, cases[i].where) !=
+		    NULL, "%s (read_write [%s]): warned, %s", cases[i].bin,
+		    cases[i].rw, cases[i].where))
+			dump_diags(&d);
+		moat_diags_free(&d);
+	}
+	ok(moat_policy_binary_writable(NULL, "/tmp/x", where, sizeof(where)) &&
+	    strcmp(where, "/tmp") == 0, "the same check for proposals");
+	ok(!moat_policy_binary_writable(NULL, "/usr/bin/x", where,
+	    sizeof(where)), "a system path is not writable");
+
+	bin_diags("", "/usr/bin/python3*", &d);
+	ok(find_diag(&d, MOAT_DIAG_NOTE, "network_policies.n.binaries[0].path",
+	    "/usr/bin/python3* is an interpreter: every script it runs gets "
+	    "this policy's access") != NULL, "interpreter note");
+	moat_diags_free(&d);
+	bin_diags("", "/usr/bin/curl", &d);
+	ok(find_diag(&d, MOAT_DIAG_NOTE, "network_policies.n.binaries[0].path",
+	    "interpreter") == NULL, "curl is not an interpreter");
+	moat_diags_free(&d);
+	ok(moat_binary_is_interpreter("/usr/bin/node") &&
+	    moat_binary_is_interpreter("/usr/bin/python3.11") &&
+	    moat_binary_is_interpreter("/bin/bash") &&
+	    !moat_binary_is_interpreter("/usr/bin/git"),
+	    "interpreters by name");
+}
+
+/*
+ * With a numeric run_as_user, a binary owned by that uid (or below a
+ * directory it owns) is a warning: that user can replace it.
+ */
+static void
+test_binary_owner(void)
+{
+	char root[] = "/tmp/moat-owner-XXXXXX", path[600], json[1024];
+	struct moat_policy_opts o = { root, false };
+	struct moat_policy *p = NULL;
+	struct moat_diags d;
+	int fd;
+
+	if (mkdtemp(root) == NULL) {
+		ok(0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/opt", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/opt/tool", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/opt/tool/run", root);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755)) >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "%s/opt/tool", root);
+	ok(chown(path, 4242, 4242) == 0, "a directory owned by uid 4242");
+	snprintf(json, sizeof(json), "{\"version\":1,\"process\":"
+	    "{\"run_as_user\":\"%s\"},\"network_policies\":{\"n\":"
+	    "{\"endpoints\":[{\"host\":\"a.com\",\"port\":443}],"
+	    "\"binaries\":[{\"path\":\"/opt/tool/run\"}]}}}", "4242");
+	moat_diags_init(&d);
+	ok(moat_policy_load_string(json, strlen(json), "t", &o, &p, &d) == 0,
+	    "loads");
+	if (!ok(find_diag(&d, MOAT_DIAG_WARNING, "network_policies.n."
+	    "binaries[0].path", "/opt/tool is owned by uid 4242, the "
+	    "policy's run_as_user") != NULL, "owner warning"))
+		dump_diags(&d);
+	moat_policy_free(p);
+	p = NULL;
+	moat_diags_free(&d);
+	snprintf(json, sizeof(json), "{\"version\":1,\"process\":"
+	    "{\"run_as_user\":\"4343\"},\"network_policies\":{\"n\":"
+	    "{\"endpoints\":[{\"host\":\"a.com\",\"port\":443}],"
+	    "\"binaries\":[{\"path\":\"/opt/tool/run\"}]}}}");
+	moat_diags_init(&d);
+	moat_policy_load_string(json, strlen(json), "t", &o, &p, &d);
+	ok(find_diag(&d, MOAT_DIAG_WARNING, "network_policies.n.binaries[0]."
+	    "path", "owned by") == NULL, "another uid: no warning");
+	moat_policy_free(p);
+	moat_diags_free(&d);
+	for (const char *const *f = (const char *const[]){ "opt/tool/run",
+	    "opt/tool", "opt", "", NULL }; *f != NULL; f++) {
+		snprintf(path, sizeof(path), "%s/%s", root, *f);
+		if (unlink(path) != 0)
+			rmdir(path);
+	}
+}
+
 static void
 test_canonical(void)
 {
@@ -618,6 +763,8 @@ main(void)
 	test_allowed_ips();
 	test_dead_endpoints();
 	test_binaries();
+	test_binary_risks();
+	test_binary_owner();
 	test_canonical();
 	test_files();
 	return done_testing();
