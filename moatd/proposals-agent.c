@@ -2,7 +2,8 @@
  * Proposals from agents (policy.local's POST /v1/proposals): OpenShell's
  * body shape, only addRule operations, its invalid_proposal messages.
  * An agent may only add a new rule of plain host:port endpoints and
- * binaries (docs/policy.md, "Merging approved rules").
+ * binaries (docs/policy.md, "Merging approved rules"); each endpoint is
+ * made public_only.
  * Each rule is checked against the sandbox's current policy by merging
  * it, so a pending agent proposal is always one that could be applied.
  */
@@ -67,7 +68,8 @@ never_allowed_host(const char *host)
  * rule beyond that (audit mode, address ranges, L7 access): an operator
  * can widen by hand. Fields outside these lists are refused by name.
  */
-static const char *const agent_ep_fields[] = { "host", "port", "ports" };
+static const char *const agent_ep_fields[] = { "host", "port", "ports",
+	"public_only" };
 static const char *const agent_rule_fields[] = { "name", "endpoints",
 	"binaries" };
 static const char *const agent_bin_fields[] = { "path", "harness" };
@@ -197,9 +199,13 @@ check_add_rule(struct moatd *d, const char *sandbox, json_t *op,
 	if (!json_is_array(eps) || json_array_size(eps) == 0)
 		return bad(cause, "rule.endpoints must list at least one "
 		    "endpoint");
-	json_array_foreach(eps, i, ep)
+	json_array_foreach(eps, i, ep) {
 		if ((r = check_endpoint(ep, cause)) != 0)
 			return r;
+		/* A name the agent chose may later resolve into the LAN. */
+		if (json_object_set_new(ep, "public_only", json_true()) != 0)
+			return MOAT_ERR_NOMEM;
+	}
 	bins = json_object_get(rule, "binaries");
 	if (!json_is_array(bins) || json_array_size(bins) == 0)
 		return bad(cause, "rule.binaries must list at least one "
@@ -254,6 +260,13 @@ agent_notes(struct moatd *d, const char *sandbox, json_t *rule)
 	if (notes == NULL)
 		return NULL;
 	cur = moatd_policy_current(d, sandbox, &ver);
+	json_array_foreach(json_object_get(rule, "endpoints"), i, b) {
+		const char *host = json_string_value(json_object_get(b,
+		    "host"));
+
+		if (host != NULL)
+			moatd_public_only_note(host, NULL, notes);
+	}
 	json_array_foreach(json_object_get(rule, "binaries"), i, b) {
 		const char *path = json_string_value(json_object_get(b,
 		    "path"));

@@ -161,10 +161,31 @@ suggest_trust(const struct moat_denial_event *ev, struct moatd_suggestion *s,
 	return s->rule_json ? MOAT_OK : MOAT_ERR_NOMEM;
 }
 
-/* Which destinations can never be opened by a rule, and why. */
+void
+moatd_public_only_note(const char *host, const char *resolved,
+    json_t *notes)
+{
+	if (resolved != NULL)
+		json_array_append_new(notes, json_sprintf("%s resolved to "
+		    "private address %s: the rule is public_only, so approving "
+		    "it does not open that address; add allowed_ips covering "
+		    "it by hand to do so", host, resolved));
+	else
+		json_array_append_new(notes, json_sprintf("%s is a host name: "
+		    "the rule is public_only, so should it resolve into a "
+		    "private (RFC 1918), CGNAT (100.64/10) or ULA (fc00::/7) "
+		    "range (a LAN, Docker, Tailscale) it is denied until "
+		    "allowed_ips covers the address", host));
+}
+
+/*
+ * Which destinations can never be opened by a rule, and why; notes for
+ * the internal ones. *info is set when the note only informs (a name's
+ * rule is public_only, so approving it opens nothing internal).
+ */
 static int
 check_destination(const struct moat_denial_event *ev, const char *host,
-    json_t *notes, struct moat_cause *cause)
+    json_t *notes, bool *info, struct moat_cause *cause)
 {
 	struct sockaddr_storage ss;
 	const char *addr = ev->ip[0] ? ev->ip : host;
@@ -183,7 +204,11 @@ check_destination(const struct moat_denial_event *ev, const char *host,
 		    host, addr, moat_addr_class_name(cls));
 		return MOAT_ERR_DENIED;
 	}
-	if (cls == MOAT_ADDR_INTERNAL)
+	*info = !moat_host_is_ip_literal(host);
+	if (*info)
+		moatd_public_only_note(host, cls == MOAT_ADDR_INTERNAL ? addr :
+		    NULL, notes);
+	else if (cls == MOAT_ADDR_INTERNAL)
 		json_array_append_new(notes, json_sprintf("%s is a private "
 		    "address (%s): allowing it opens the internal network",
 		    addr, moat_addr_class_name(cls)));
@@ -203,7 +228,8 @@ suggest_allow(const struct moat_denial_event *ev,
 		moat_cause_set(cause, "'%s' is not a valid host", ev->host);
 		return MOAT_ERR_DENIED;
 	}
-	if ((r = check_destination(ev, s->host, notes, cause)) != 0)
+	if ((r = check_destination(ev, s->host, notes, &s->public_only,
+	    cause)) != 0)
 		return r;
 	s->origin = MOATD_ORIGIN_MECHANISTIC;
 	snprintf(s->key, sizeof(s->key), "%s|%s|%s|%d", ev->sandbox,
@@ -213,9 +239,16 @@ suggest_allow(const struct moat_denial_event *ev,
 		json_array_append_new(notes, json_sprintf("port %d is unusual "
 		    "(not 22, 80, 443 or 9418)", ev->port));
 	moatd_binary_notes(cur, ev->binary, notes);
-	rule = json_pack("{s:{s:s, s:[{s:s, s:i}], s:[{s:s}]}}", s->name,
-	    "name", s->name, "endpoints", "host", s->host, "port", ev->port,
-	    "binaries", "path", ev->binary);
+	/* A name an agent chose may later resolve into the LAN: public. */
+	if (s->public_only)
+		rule = json_pack("{s:{s:s, s:[{s:s, s:i, s:b}], s:[{s:s}]}}",
+		    s->name, "name", s->name, "endpoints", "host", s->host,
+		    "port", ev->port, "public_only", 1, "binaries", "path",
+		    ev->binary);
+	else
+		rule = json_pack("{s:{s:s, s:[{s:s, s:i}], s:[{s:s}]}}",
+		    s->name, "name", s->name, "endpoints", "host", s->host,
+		    "port", ev->port, "binaries", "path", ev->binary);
 	if (rule == NULL)
 		return MOAT_ERR_NOMEM;
 	s->rule_json = json_dumps(rule, JSON_COMPACT | JSON_SORT_KEYS);
@@ -264,7 +297,8 @@ moatd_proposal_suggest(const struct moat_denial_event *ev,
 	if (r != 0)
 		goto out;
 	moatd_sha256_hex(s.rule_json, strlen(s.rule_json), s.rule_hash);
-	s.nnotes = json_array_size(notes);
+	/* The public_only note informs; the others warn (confidence). */
+	s.nnotes = json_array_size(notes) - (s.public_only ? 1 : 0);
 	if ((s.notes = json_dumps(notes, JSON_COMPACT)) == NULL) {
 		r = MOAT_ERR_NOMEM;
 		goto out;

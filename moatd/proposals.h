@@ -42,7 +42,8 @@ struct moatd_suggestion {
 	char *rule_json;   /* exact JSON of {"name": {rule}}; owned */
 	char rule_hash[65];
 	char *notes;       /* JSON array text; owned */
-	size_t nnotes;
+	size_t nnotes;     /* warnings among the notes (confidence) */
+	bool public_only;  /* the rule's endpoint is public_only */
 	const char *origin;
 };
 
@@ -61,6 +62,12 @@ int moatd_proposal_suggest(const struct moat_denial_event *ev,
  * (may be NULL): a place the sandbox can write, an interpreter.
  */
 void moatd_binary_notes(const struct moat_policy *cur, const char *binary,
+    json_t *notes);
+/*
+ * Append the note that a rule for host (a name) is public_only; resolved
+ * (may be NULL) is the private address a denial saw it resolve to.
+ */
+void moatd_public_only_note(const char *host, const char *resolved,
     json_t *notes);
 void moatd_suggestion_clear(struct moatd_suggestion *s);
 

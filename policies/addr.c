@@ -375,6 +375,7 @@ enum addr_mode {
 	MODE_ALLOWED_IPS = 0, /* the endpoint has allowed_ips */
 	MODE_LITERAL,         /* an IP-literal host: implicit allowed_ips */
 	MODE_EXACT,           /* an exact, declared name */
+	MODE_EXACT_PUBLIC,    /* an exact name marked public_only */
 	MODE_PUBLIC,          /* a wildcard (or, defensively, no host) */
 };
 
@@ -403,6 +404,9 @@ static const struct addr_mode_row {
 	    { ADMIT_LISTED, ADMIT_LISTED, ADMIT_NO, ADMIT_NO } },
 	[MODE_EXACT] = { "exact host", true,
 	    { ADMIT_YES, ADMIT_YES, ADMIT_NO, ADMIT_NO } },
+	/* What rules from proposals carry: the agent chose the name. */
+	[MODE_EXACT_PUBLIC] = { "public_only host", true,
+	    { ADMIT_YES, ADMIT_NO, ADMIT_NO, ADMIT_NO } },
 	[MODE_PUBLIC] = { "wildcard host", false,
 	    { ADMIT_YES, ADMIT_NO, ADMIT_NO, ADMIT_NO } },
 };
@@ -419,7 +423,7 @@ mode_of(const struct pol_endpoint *ep)
 	if (ep->host.kind == POL_HOST_IP)
 		return MODE_LITERAL;
 	if (ep->host.kind == POL_HOST_EXACT)
-		return MODE_EXACT;
+		return ep->public_only ? MODE_EXACT_PUBLIC : MODE_EXACT;
 	return MODE_PUBLIC;
 }
 
@@ -531,6 +535,11 @@ check_ip(struct moat_decision *d, const struct pol_endpoint *ep,
 	case ADMIT_NO:
 		break;
 	}
+	if (cls == MOAT_ADDR_INTERNAL && m == MODE_EXACT_PUBLIC)
+		return refuse(d, "%s resolves to internal address %s, "
+		    "connection rejected (the endpoint is public_only, as "
+		    "rules from proposals are: add allowed_ips covering %s "
+		    "to reach it)", d->host, txt, txt);
 	if (cls == MOAT_ADDR_INTERNAL && lit)
 		return refuse(d, "%s is an internal address, connection "
 		    "rejected (%s)", d->host, PUBLIC_ONLY_HINT);

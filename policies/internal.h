@@ -88,6 +88,11 @@ struct pol_endpoint {
 	char *path;     /* L7 path selector, or NULL */
 	struct pol_cidr *allowed; /* allowed_ips */
 	size_t nallowed;
+	/*
+	 * "public_only": an exact host reaches public addresses only
+	 * (internal ones need allowed_ips); rules from proposals carry it.
+	 */
+	bool public_only;
 };
 
 struct pol_seg {

@@ -20,11 +20,12 @@ static const char *const ep_keys[] = { "host", "port", "ports", "protocol",
 	"tls", "enforcement", "access", "rules", "deny_rules", "allowed_ips",
 	"path", "allow_encoded_slash", "websocket_credential_rewrite",
 	"request_body_credential_rewrite", "allow_uninspected_credentials",
+	"public_only",
 	/* OpenShell-only features moat does not implement: ignored */
 	"credential_signing", "signing_service", "signing_region",
 	"credential_binding", "persisted_queries", "graphql_persisted_queries",
 	"graphql_max_body_bytes", "json_rpc", "mcp", NULL };
-#define EP_FIRST_IGNORED 15
+#define EP_FIRST_IGNORED 16
 
 static const char *const l7_protocols[] = { "rest", "websocket", "graphql",
 	"mcp", "json-rpc", "sql", NULL };
@@ -365,6 +366,14 @@ load_endpoint(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 	load_l7(c, obj, ep, path);
 	if ((v = pol_get(c, obj, "allow_encoded_slash", path, JSON_TRUE)))
 		ep->allow_encoded_slash = json_is_true(v);
+	if ((v = pol_get(c, obj, "public_only", path, JSON_TRUE)) != NULL &&
+	    (ep->public_only = json_is_true(v)) &&
+	    ep->host.kind != POL_HOST_EXACT) {
+		pol_path(p, sizeof(p), path, "public_only");
+		pol_warn(c, p, "has no effect here: it narrows exact host "
+		    "names (wildcards already reach public addresses only, "
+		    "an IP-literal host is its own address)");
+	}
 	pol_get(c, obj, "websocket_credential_rewrite", path, JSON_TRUE);
 	pol_get(c, obj, "request_body_credential_rewrite", path, JSON_TRUE);
 	pol_get(c, obj, "allow_uninspected_credentials", path, JSON_TRUE);

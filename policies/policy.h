@@ -230,7 +230,7 @@ const char *moat_addr_class_name(enum moat_addr_class c);
 /*
  * May a connection that d allowed dial address sa? Applies the address
  * modes of docs/policy.md (allowed_ips, IP-literal host, declared exact
- * host, default public only). On refusal sets d->allow = false,
+ * host unless public_only, default public only). On refusal sets d->allow = false,
  * d->reason = MOAT_REASON_SSRF and d->text, and returns false.
  */
 bool moat_policy_check_addr(struct moat_decision *d,

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The operator loop end to end: an agent in a live SSH session is denied,
-# the operator sees why, approves the proposed rule, and the agent's next
+# the operator sees why, approves the proposed rule (public_only: the
+# upstream's 10.x address takes allowed_ips too), and the agent's next
 # try in the same session works, with nothing restarted.
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -56,7 +57,31 @@ done
 t "a proposal appears for upstream.test:80" test -n "$id"
 t "the proposal shows its rule and hash" sh -c "$MOAT proposals | grep -q upstream.test"
 
+t "the proposal's notes say the rule reaches public addresses only" \
+	sh -c "$MOAT proposals | grep -q 'note: upstream.test is a host name: the rule is public_only'"
+
 t "moat approve it" $MOAT approve "$id"
+# upstream.test maps to 10.x (hosts override): a name from a proposal
+# reaches public addresses only, so the approved rule still refuses it.
+body=""
+for _ in $(seq 20); do
+	body=$(run "curl -s -m 5 -w ' code=%{http_code}' http://upstream.test/")
+	has "$body" ssrf_denied && break
+	sleep 0.1
+done
+t "after approval the 10.x address is refused: ssrf_denied" has "$body" '"error":"ssrf_denied"'
+t "the refusal names public_only and what to add" has "$body" \
+	"the endpoint is public_only, as rules from proposals are: add allowed_ips covering $UP_ADDR"
+# The operator opens that one address by hand.
+$MOAT policy show box | grep -v '^#' | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for r in d["network_policies"].values():
+    for e in r["endpoints"]:
+        if e.get("host") == "upstream.test":
+            e["allowed_ips"] = [sys.argv[1] + "/32"]
+json.dump(d, open(sys.argv[2], "w"))' "$UP_ADDR" "$OBJ/opened.json"
+t "moat policy set adds allowed_ips" $MOAT policy set box "$OBJ/opened.json"
 start=$(date +%s%N)
 ok=""
 for _ in $(seq 20); do
@@ -65,11 +90,12 @@ for _ in $(seq 20); do
 	sleep 0.1
 done
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-t "the same curl in the same session succeeds after approval" test -n "$ok"
-t "within 2 s of the approval (took ${ms} ms)" test "$ms" -lt 2000
+t "the same curl in the same session succeeds once allowed_ips covers it" test -n "$ok"
+t "within 2 s of the change (took ${ms} ms)" test "$ms" -lt 2000
 
-is "policy history shows both versions" "$(versions box)" 2
+is "policy history shows the three versions" "$(versions box)" 3
 t "policy diff shows the added rule" sh -c "$MOAT policy diff box 1 2 | grep -q '^+.*upstream.test'"
+t "and the added allowed_ips" sh -c "$MOAT policy diff box 2 3 | grep -q '^+.*$UP_ADDR/32'"
 
 echo '{"version":1,"network_policies":{"x":{"endpoints":[{"host":"*","port":80}],"binaries":[{"path":"/usr/bin/curl"}]}}}' > "$OBJ/bad.json"
 t_not "an invalid policy set is refused" $MOAT policy set box "$OBJ/bad.json"

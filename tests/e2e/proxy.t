@@ -208,6 +208,19 @@ check "exact host and allowed_ips into the sandbox pool are refused" "$out" \
 [ "$(printf '%s' "$out" | grep -o 'which is an address of a sandbox' | wc -l)" = 2 ] &&
 	t_ok "pool.test: both the exact and the allowed_ips endpoint refused" ||
 	t_fail "pool.test: both the exact and the allowed_ips endpoint refused"
+# public_only (what proposals carry): an exact host mapped to 10.x is
+# refused, CONNECT and forward alike, until allowed_ips covers it.
+pol pubonly "$(rule po '{"host":"upstream.test","port":80,"public_only":true}' /usr/bin/curl)"
+out=$(mrun pubonly "$CURL http://upstream.test/; echo; $PCURL http://upstream.test/")
+check "public_only: an exact host resolving to 10.x is refused" "$out" \
+	code=403 '"error":"ssrf_denied"' \
+	"upstream.test resolves to internal address $UP_ADDR, connection rejected (the endpoint is public_only" \
+	"add allowed_ips covering $UP_ADDR" connect=403
+has "$out" upstream-ok && t_fail "public_only: nothing reached the upstream" ||
+	t_ok "public_only: nothing reached the upstream"
+pol pubonly2 "$(rule po "{\"host\":\"upstream.test\",\"port\":80,\"public_only\":true,\"allowed_ips\":[\"$UP_ADDR/32\"]}" /usr/bin/curl)"
+out=$(mrun pubonly2 "$CURL http://upstream.test/")
+check "public_only with allowed_ips covering it: allowed" "$out" upstream-ok code=200
 pol literal "$(rule l "{\"host\":\"$UP_ADDR\",\"port\":80}" /usr/bin/curl)"
 out=$(mrun literal "$CURL http://$UP_ADDR/")
 check "a private IP-literal host is allowed" "$out" upstream-ok code=200

@@ -105,11 +105,15 @@ test_suggest(void)
 	is_str(s.key, "box|/usr/bin/curl|api.github.com|443", "suggest: key");
 	is_str(s.rule_json, "{\"allow_api_github_com_443\":{\"binaries\":[{"
 	    "\"path\":\"/usr/bin/curl\"}],\"endpoints\":[{\"host\":"
-	    "\"api.github.com\",\"port\":443}],\"name\":"
-	    "\"allow_api_github_com_443\"}}", "suggest: exact rule JSON");
-	is_str(s.rule_hash, "4a35178b1571141e64652f20ce82ecc333d00cb0882e8bb3"
-	    "49c434cbb60a47b1", "suggest: rule hash is sha256 of the bytes");
-	is_str(s.notes, "[]", "suggest: no notes for curl to 443");
+	    "\"api.github.com\",\"port\":443,\"public_only\":true}],"
+	    "\"name\":\"allow_api_github_com_443\"}}",
+	    "suggest: exact rule JSON, the name's endpoint public_only");
+	is_str(s.rule_hash, "39320cf603ce803cc5a076eef19812a14d959a5e27726bca"
+	    "6ae4eaeaa2418dba", "suggest: rule hash is sha256 of the bytes");
+	is_int(s.nnotes, 0, "suggest: no warnings for curl to 443");
+	like_str(s.notes, "api.github.com is a host name: the rule is "
+	    "public_only", "suggest: the notes say it reaches public "
+	    "addresses only");
 	moatd_sha256_hex(s.rule_json, strlen(s.rule_json), hash2);
 	is_str(hash2, s.rule_hash, "hash stable");
 	moatd_suggestion_clear(&s);
@@ -142,8 +146,11 @@ test_suggest(void)
 	    "10.1.2.3", 5432, "ssrf");
 	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
 	is_int(r, 0, "suggest: private address is proposed");
-	is_int(s.nnotes, 4, "suggest: private, port, path, interpreter notes");
-	like_str(s.notes, "private address", "note: private");
+	is_int(s.nnotes, 3, "suggest: port, path, interpreter warnings");
+	like_str(s.notes, "db.internal resolved to private address 10.1.2.3: "
+	    "the rule is public_only, so approving it does not open that "
+	    "address", "note: private, and not opened by approving");
+	like_str(s.rule_json, "\"public_only\":true", "the rule is public_only");
 	like_str(s.notes, "port 5432 is unusual", "note: port");
 	like_str(s.notes, "/sandbox/venv/bin/python3 is in /sandbox (the "
 	    "workspace), which the sandbox can write", "note: writable path");
@@ -152,7 +159,7 @@ test_suggest(void)
 	mkev(&ev, "box", "/srv/tools/fetch", "api.github.com", "140.82.1.1",
 	    443, "connect");
 	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
-	is_str(s.notes, "[]", "suggest: /srv/tools/fetch is not writable "
+	is_int(s.nnotes, 0, "suggest: /srv/tools/fetch is not writable "
 	    "without read_write");
 	moatd_suggestion_clear(&s);
 	{
@@ -167,13 +174,24 @@ test_suggest(void)
 		like_str(s.notes, "/srv/tools/fetch is in /srv/tools (a "
 		    "read_write path)", "suggest: a read_write path is "
 		    "writable");
+		moatd_suggestion_clear(&s);
 		moat_policy_free(pol);
 	}
+	mkev(&ev, "box", "/usr/bin/curl", "10.1.2.3", "10.1.2.3", 80,
+	    "connect");
+	r = moatd_proposal_suggest(&ev, NULL, &s, &c);
+	is_int(r, 0, "suggest: a private IP literal is proposed");
+	like_str(s.notes, "10.1.2.3 is a private address (internal): allowing "
+	    "it opens the internal network", "note: a literal is its own "
+	    "address");
+	ok(strstr(s.rule_json, "public_only") == NULL, "a literal host's "
+	    "rule is not public_only (it names the address)");
+	is_int(s.nnotes, 1, "the private literal is a warning");
+	moatd_suggestion_clear(&s);
 	ok(moatd_proposal_confidence(1, 0) < moatd_proposal_confidence(64, 0),
 	    "more hits, more confidence");
 	ok(moatd_proposal_confidence(64, 4) < moatd_proposal_confidence(64, 0),
 	    "notes lower confidence");
-	moatd_suggestion_clear(&s);
 
 	mkev(&ev, "box", "/usr/bin/node", "registry.npmjs.org", "104.16.1.1",
 	    443, "connect");
@@ -409,6 +427,10 @@ test_agent(struct moatd *d, struct moat_store *s)
 		    "agent confidence 0.75");
 		is_str(p->reason, "fetch crates", "reason is intent_summary");
 		is_str(p->status, "pending", "agent proposal pending");
+		like_str(p->rule_json, "\"public_only\":true",
+		    "the agent's endpoint is made public_only");
+		like_str(p->notes, "the rule is public_only",
+		    "and the notes say so");
 	} else
 		skip("proposal not stored");
 	moat_store_proposal_free(p);

@@ -1,6 +1,7 @@
 /*
  * SSRF: address classes, and moat_policy_check_addr's modes (allowed_ips,
- * IP-literal host, exact declared host, wildcard or hostless).
+ * IP-literal host, exact declared host, public_only, wildcard or
+ * hostless).
  */
 #include <sys/socket.h>
 
@@ -204,6 +205,67 @@ test_modes(void)
 	moat_policy_free(p);
 }
 
+/* public_only (rules from proposals): an exact host reaches public only. */
+static void
+test_public_only(void)
+{
+	static const char *const internal[] = { "10.0.0.5", "172.16.4.4",
+		"192.168.1.1", "100.64.0.1", "fd00::1", "fc12::7",
+		"::ffff:10.1.1.1", "64:ff9b::a00:1" };
+	struct moat_policy *p = NULL;
+	struct moat_decision d;
+	struct moat_diags dg;
+
+	load_q(POL("{'host':'api.test','port':443,'public_only':true},"
+	    "{'host':'lan.test','port':443,'public_only':true,"
+	    "'allowed_ips':['10.9.0.0/16']},"
+	    "{'host':'off.test','port':443,'public_only':false}"), &p, NULL);
+	if (!ok(p != NULL, "public_only loads"))
+		return;
+	for (size_t i = 0; i < sizeof(internal) / sizeof(*internal); i++) {
+		d = dial(p, "api.test", 443, internal[i]);
+		ok(!d.allow && d.reason == MOAT_REASON_SSRF,
+		    "public_only exact host: %s denied", internal[i]);
+	}
+	d = dial(p, "api.test", 443, "10.0.0.5");
+	is_str(d.text, "api.test resolves to internal address 10.0.0.5, "
+	    "connection rejected (the endpoint is public_only, as rules from "
+	    "proposals are: add allowed_ips covering 10.0.0.5 to reach it)",
+	    "the denial says what to add");
+	ok(dial(p, "api.test", 443, "93.184.216.34").allow,
+	    "public_only exact host: public allowed");
+	ok(!dial(p, "api.test", 443, "127.0.0.1").allow,
+	    "public_only exact host: loopback still blocked");
+	ok(dial(p, "lan.test", 443, "10.9.3.3").allow,
+	    "public_only with allowed_ips: the covered address allowed");
+	ok(!dial(p, "lan.test", 443, "10.8.3.3").allow,
+	    "public_only with allowed_ips: others denied");
+	ok(dial(p, "off.test", 443, "10.0.0.5").allow,
+	    "public_only false: an exact host may reach internal addresses");
+	moat_policy_free(p);
+	p = NULL;
+
+	moat_diags_init(&dg);
+	ok(load_q(POL("{'host':'*.x.test','port':443,'public_only':true},"
+	    "{'host':'10.1.2.3','port':443,'public_only':true}"), &p,
+	    &dg) == 0, "public_only on a wildcard or literal loads");
+	ok(find_diag(&dg, MOAT_DIAG_WARNING, "network_policies.p.endpoints[0]"
+	    ".public_only", "has no effect here") != NULL &&
+	    find_diag(&dg, MOAT_DIAG_WARNING, "network_policies.p.endpoints[1]"
+	    ".public_only", "has no effect here") != NULL,
+	    "with a warning that it has no effect there");
+	moat_diags_free(&dg);
+	moat_policy_free(p);
+	p = NULL;
+	moat_diags_init(&dg);
+	ok(load_q(POL("{'host':'a.test','port':443,'public_only':1}"), &p,
+	    &dg) != 0 && find_diag(&dg, MOAT_DIAG_ERROR,
+	    "network_policies.p.endpoints[0].public_only", "") != NULL,
+	    "public_only must be a boolean");
+	moat_diags_free(&dg);
+	moat_policy_free(p);
+}
+
 static void
 test_host_helpers(void)
 {
@@ -281,6 +343,7 @@ main(void)
 	test_classify();
 	test_modes();
 	test_golden();
+	test_public_only();
 	test_host_helpers();
 	return done_testing();
 }
