@@ -181,15 +181,22 @@ int
 moatd_proxychan_wait(struct moatd_proxychan *ch, int timeout_ms)
 {
 	struct pollfd pfd;
+	unsigned ev = 0;
 	int n;
 
 	if (ch == NULL || ch->fd < 0)
 		return MOAT_ERR_NOTFOUND;
+	/* What we sent may still be queued: the loop is not flushing it. */
 	pfd.fd = ch->fd;
-	pfd.events = POLLIN;
+	pfd.events = POLLIN | (moat_jsonl_pending(ch->j) > 0 ? POLLOUT : 0);
 	pfd.revents = 0;
-	if ((n = poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms)) > 0)
-		readable(ch->loop, ch->fd, MOAT_EV_READ, ch);
+	if ((n = poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms)) > 0) {
+		if (pfd.revents & POLLOUT)
+			ev |= MOAT_EV_WRITE;
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+			ev |= MOAT_EV_READ;
+		readable(ch->loop, ch->fd, ev, ch);
+	}
 	return ch->fd >= 0 ? MOAT_OK : MOAT_ERR_NOTFOUND;
 }
 

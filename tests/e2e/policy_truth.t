@@ -98,6 +98,18 @@ is "the new version is active" "$(active)" 4
 is "and enforced" "$(json_field proxy_version)" 4
 is "by behaviour too (the deny policy refuses curl)" \
 	"$($SSH $SB 'curl -s -o /dev/null -w %{http_code} -m 5 http://upstream.test/')" 403
+# A policy bigger than the channel's socket buffer: moatd's wait must
+# also write out what the proxy has not read yet.
+/usr/bin/python3 -c '
+import json
+print(json.dumps({"version": 1, "network_policies": {
+    "r%d" % i: {"name": "r%d" % i,
+                "endpoints": [{"host": "h%d.big.test" % i, "port": 443}],
+                "binaries": [{"path": "/usr/bin/curl"}]}
+    for i in range(4000)}}))' > "$OBJ/big.json"
+t "a $(( $(stat -c %s "$OBJ/big.json") / 1024 )) KiB policy is installed" $MOAT policy set $SB "$OBJ/big.json"
+is "and active" "$(active)" 5
+is "and enforced" "$(json_field proxy_version)" 5
 stop_moatd
 is "after moatd stops nothing is enforced, and no mismatch is claimed" \
 	"$(json_field proxy_version) $(json_field policy_mismatch)" "0 False"
