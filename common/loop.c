@@ -21,6 +21,7 @@ struct loop_fd {
 
 struct moat_timer {
 	int64_t when_ms;
+	uint64_t born;    /* the loop's timer turn when it was armed */
 	moat_timer_cb *cb;
 	void *arg;
 	struct moat_timer *next; /* sorted by when_ms */
@@ -39,6 +40,7 @@ struct moat_loop {
 	struct loop_fd *fds; /* indexed by fd */
 	int nfds;
 	struct moat_timer *timers;
+	uint64_t turn;        /* run_timers calls so far */
 	void (*before_sleep)(void *);
 	void *before_arg;
 	bool stop;
@@ -143,6 +145,7 @@ moat_loop_timer(struct moat_loop *l, int64_t ms, moat_timer_cb *cb, void *arg)
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
 	t->when_ms = moat_now_ms() + ms;
+	t->born = l->turn;
 	t->cb = cb;
 	t->arg = arg;
 	for (pp = &l->timers; *pp != NULL && (*pp)->when_ms <= t->when_ms;
@@ -220,7 +223,15 @@ run_timers(struct moat_loop *l)
 {
 	int64_t now = moat_now_ms();
 
-	while (l->timers != NULL && l->timers->when_ms <= now) {
+	/*
+	 * A timer armed by a callback of this turn waits for the next one,
+	 * after the fds: a 0 ms timer is "come back after the loop has
+	 * looked at everything else". It sorts after every timer due now,
+	 * so the first one met ends the turn.
+	 */
+	l->turn++;
+	while (l->timers != NULL && l->timers->when_ms <= now &&
+	    l->timers->born != l->turn) {
 		struct moat_timer *t = l->timers;
 		l->timers = t->next;
 		t->cb(l, t->arg);

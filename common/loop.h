@@ -35,7 +35,11 @@ int moat_loop_mod_fd(struct moat_loop *l, int fd, unsigned events);
 /* Deregister; call before close(fd). Unknown fds are ignored. */
 void moat_loop_del_fd(struct moat_loop *l, int fd);
 
-/* A one-shot timer after ms; returns NULL on allocation failure. */
+/*
+ * A one-shot timer after ms; returns NULL on allocation failure. One armed
+ * from a timer callback runs on a later turn of the loop, after its fds,
+ * even with ms 0.
+ */
 struct moat_timer *moat_loop_timer(struct moat_loop *l, int64_t ms,
     moat_timer_cb *cb, void *arg);
 /* Cancel a pending timer (NULL is fine); a fired timer is freed by the loop. */

@@ -107,6 +107,32 @@ test_event_text(void)
 	ok(back.escaped == MOAT_EVF_BIT(MOAT_EVF_BINARY), "and marked");
 }
 
+/* A 0 ms timer that re-arms itself, next to an always-readable fd. */
+struct relay {
+	int turns;      /* fd callbacks */
+	int fires;      /* timer callbacks */
+	int seen[4];    /* turns when each of the first fires ran */
+};
+
+static void
+count_turn(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	((struct relay *)arg)->turns++;
+}
+
+static void
+rearm(struct moat_loop *l, void *arg)
+{
+	struct relay *r = arg;
+
+	if (r->fires < 4)
+		r->seen[r->fires] = r->turns;
+	if (++r->fires < 4)
+		moat_loop_timer(l, 0, rearm, r);
+	else
+		moat_loop_stop(l);
+}
+
 int
 main(void)
 {
@@ -171,6 +197,24 @@ main(void)
 	is_int(fired, 1, "timer fired once");
 	close(p[0]);
 	close(p[1]);
+
+	/* A timer armed by a timer callback waits for the next turn. */
+	{
+		struct relay r = { 0 };
+
+		ok(pipe2(p, O_CLOEXEC) == 0 && write(p[1], "x", 1) == 1,
+		    "an always-readable pipe");
+		moat_loop_add_fd(l, p[0], MOAT_EV_READ, count_turn, &r);
+		moat_loop_timer(l, 0, rearm, &r);
+		moat_loop_run(l);
+		ok(r.seen[0] < r.seen[1] && r.seen[1] < r.seen[2] &&
+		    r.seen[2] < r.seen[3], "each re-armed 0 ms timer ran on a "
+		    "later turn, after the fds (turns %d %d %d %d)", r.seen[0],
+		    r.seen[1], r.seen[2], r.seen[3]);
+		moat_loop_del_fd(l, p[0]);
+		close(p[0]);
+		close(p[1]);
+	}
 	moat_loop_free(l);
 	return done_testing();
 }
