@@ -1,6 +1,8 @@
 /*
  * `moat denials`: recent denials from the store (read-only), as an
  * aligned table, as JSON lines, or grouped by (binary, host, port).
+ * Denials the flood cap kept out (limits.denials_per_minute) follow as
+ * "N more suppressed" lines: their count is all the store has of them.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -125,6 +127,40 @@ group_row(const struct moat_store_denial_group *g, void *arg)
 }
 
 static int
+count_sup(const struct moat_store_suppressed *r, void *arg)
+{
+	*(int64_t *)arg += r->count;
+	return 0;
+}
+
+/* A suppressed count: a JSON line per minute, or a text line per sandbox. */
+static int
+sup_row(const struct moat_store_suppressed *r, void *arg)
+{
+	bool json = *(bool *)arg;
+	char why[128], first[24], last[24];
+
+	snprintf(why, sizeof(why), "%lld more denials suppressed (over "
+	    "limits.denials_per_minute)", (long long)r->count);
+	if (json) {
+		print_json(json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:s}",
+		    "sandbox", moat_render_text(r->sandbox), "stage",
+		    "suppressed", "count", (json_int_t)r->count, "ts_ms",
+		    (json_int_t)r->last_ms, "minute_ms",
+		    (json_int_t)r->minute_ms, "first_ms",
+		    (json_int_t)r->first_ms, "last_ms",
+		    (json_int_t)r->last_ms, "reason", why));
+		return 0;
+	}
+	moat_cli_fmt_time(r->first_ms, first, sizeof(first));
+	moat_cli_fmt_time(r->last_ms, last, sizeof(last));
+	printf("+ %lld more denials of %s suppressed from %s to %s (over "
+	    "limits.denials_per_minute)\n", (long long)r->count, r->sandbox,
+	    first, last);
+	return 0;
+}
+
+static int
 parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lopts[] = {
@@ -198,6 +234,7 @@ denials_exec(int argc, char **argv)
 	struct moat_store *s = NULL;
 	struct moat_cli_table *t;
 	struct opts o = { .json = false };
+	int64_t nsup = 0;
 	void *ctx[2] = { &o, NULL };
 	int r;
 
@@ -217,17 +254,31 @@ denials_exec(int argc, char **argv)
 		r = moat_store_denials_top(s, &o.f, group_row, ctx, &cause);
 	else
 		r = moat_store_denials_query(s, &o.f, denial_row, ctx, &cause);
-	moat_store_close(s);
+	if (r == 0)
+		r = moat_store_suppressed_totals(s, o.f.sandbox,
+		    MOAT_STORE_SUPPRESSED_DENIALS, o.f.since_ms, count_sup,
+		    &nsup, &cause);
 	if (r != 0) {
 		fprintf(stderr, "moat denials: %s\n", moat_cause_str(&cause, r));
+		moat_store_close(s);
 		moat_cli_table_free(t);
 		return MOAT_EXIT_SYSTEM;
 	}
-	if (!o.json && moat_cli_table_rows(t) == 0)
+	if (!o.json && moat_cli_table_rows(t) == 0 && nsup == 0)
 		fprintf(stderr, "moat denials: no denials match\n");
-	else if (!o.json)
+	else if (!o.json && moat_cli_table_rows(t) > 0)
 		moat_cli_table_print(t, stdout);
 	moat_cli_table_free(t);
+	/* After the rows: per minute in JSON, per sandbox in text. */
+	if (nsup > 0 && o.json)
+		moat_store_suppressed_list(s, o.f.sandbox,
+		    MOAT_STORE_SUPPRESSED_DENIALS, o.f.since_ms, sup_row, &o.json,
+		    NULL);
+	else if (nsup > 0)
+		moat_store_suppressed_totals(s, o.f.sandbox,
+		    MOAT_STORE_SUPPRESSED_DENIALS, o.f.since_ms, sup_row, &o.json,
+		    NULL);
+	moat_store_close(s);
 	return 0;
 }
 

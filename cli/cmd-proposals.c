@@ -1,4 +1,10 @@
-/* `moat proposals`: list proposals from the store (read-only). */
+/*
+ * `moat proposals`: list proposals from the store (read-only). With the
+ * pending ones come "N more suppressed" rows: proposals the pending cap
+ * kept out and agent proposals the rate cap refused (limits.* in
+ * moatd's config), summed per sandbox; in --json they are elements with
+ * status "suppressed" and a count.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +32,38 @@ struct list_ctx {
 	json_t *all;
 	size_t n;
 };
+
+/* A "N more suppressed" row: one sandbox and kind, summed. */
+static int
+sup_row(const struct moat_store_suppressed *r, void *arg)
+{
+	struct list_ctx *l = arg;
+	bool agent = strcmp(r->kind, MOAT_STORE_SUPPRESSED_AGENT) == 0;
+	char text[256];
+
+	if (strcmp(r->kind, MOAT_STORE_SUPPRESSED_DENIALS) == 0)
+		return 0;
+	if (agent)
+		snprintf(text, sizeof(text), "%lld agent proposals from %s "
+		    "refused (over limits.agent_proposals_per_minute or "
+		    "limits.pending_proposals)", (long long)r->count,
+		    r->sandbox);
+	else
+		snprintf(text, sizeof(text), "%lld more proposals for %s "
+		    "suppressed (over limits.pending_proposals)",
+		    (long long)r->count, r->sandbox);
+	if (!l->json) {
+		printf("+ %s\n", text);
+		return 0;
+	}
+	json_array_append_new(l->all, json_pack("{s:i, s:s, s:s, s:s, s:s,"
+	    " s:I, s:I, s:I, s:s}", "id", 0, "status", "suppressed",
+	    "sandbox", r->sandbox, "kind", r->kind, "origin", agent ? "agent" :
+	    "mechanistic", "count", (json_int_t)r->count, "first_ms",
+	    (json_int_t)r->first_ms, "last_ms", (json_int_t)r->last_ms,
+	    "reason", text));
+	return 0;
+}
 
 /* One proposal as text; every string from the store is escaped. */
 static void
@@ -124,6 +162,14 @@ proposals_exec(int argc, char **argv)
 	c.all = json_array();
 	r = moat_store_proposal_list(s, sandbox, status, list_row, &c,
 	    &cause);
+	if (r == 0 && !c.json && c.n == 0)
+		printf("no %s%sproposals\n", status ? status : "",
+		    status ? " " : "");
+	/* What the caps kept out would have been pending. */
+	if (r == 0 && (status == NULL || strcmp(status,
+	    MOAT_STORE_PENDING) == 0))
+		r = moat_store_suppressed_totals(s, sandbox, NULL, 0, sup_row,
+		    &c, &cause);
 	moat_store_close(s);
 	if (r != 0) {
 		fprintf(stderr, "moat proposals: %s\n", moat_cause_str(&cause,
@@ -137,9 +183,7 @@ proposals_exec(int argc, char **argv)
 		if (out != NULL)
 			puts(out);
 		free(out);
-	} else if (c.n == 0)
-		printf("no %s%sproposals\n", status ? status : "",
-		    status ? " " : "");
+	}
 	json_decref(c.all);
 	return 0;
 }

@@ -9,6 +9,12 @@
  * Nothing acknowledged is dropped: a full queue is flushed at once, and a
  * failed flush keeps its events for the next try. Only if the store stays
  * down long enough to fill MAX_QUEUED do we drop, loudly.
+ *
+ * Floods are bounded per sandbox: past limits.denials_per_minute events
+ * in a minute a sandbox's denials are counted, not queued, and the count
+ * is stored as one "suppressed" row per minute (the proposals engine and
+ * the agent queue report theirs here too), so a loop over a million
+ * names costs the store a row a minute.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +23,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "moatd/config.h"
 #include "moatd/moatd.h"
 #include "moatd/proposals.h"
 
@@ -24,6 +31,26 @@
 #define FLUSH_AT 16384
 #define MAX_QUEUED (4 * FLUSH_AT)
 #define DEFAULT_WINDOW_MS 200
+#define MAX_FLOODS 4096 /* sandboxes tracked by the denial cap */
+#define MAX_HELD 4096   /* suppressed counts waiting for a flush */
+#define MINUTE_MS 60000
+
+/* What the denial cap let through for one sandbox this minute. */
+struct flood {
+	char sandbox[sizeof(((struct moat_denial_event *)0)->sandbox)];
+	int64_t minute; /* ms / MINUTE_MS of the window */
+	int64_t stored; /* events queued in it */
+};
+
+/* A suppressed count not written yet: one per sandbox, kind, minute. */
+struct held {
+	char sandbox[sizeof(((struct moat_denial_event *)0)->sandbox)];
+	const char *kind; /* a MOAT_STORE_SUPPRESSED_* constant */
+	int64_t minute;
+	int64_t count;
+	int64_t first_ms;
+	int64_t last_ms;
+};
 
 struct moatd_aggregator {
 	struct moatd *d;
@@ -37,6 +64,11 @@ struct moatd_aggregator {
 	int64_t next_try_ms;   /* after a failed flush, wait a window */
 	int64_t dropped;
 	struct moat_ratelimit rl;
+	int64_t per_minute;    /* limits.denials_per_minute; 0: none */
+	struct flood *fl;
+	size_t nfl;
+	struct held *held;
+	size_t nheld;
 };
 
 int
@@ -46,12 +78,19 @@ moatd_aggregator_new(struct moatd *d, int window_ms,
 	struct moatd_aggregator *a = NULL;
 
 	if ((a = calloc(1, sizeof(*a))) == NULL ||
-	    moatd_proposals_new(d, &a->props) != 0) {
+	    (a->fl = calloc(MAX_FLOODS, sizeof(*a->fl))) == NULL ||
+	    (a->held = calloc(MAX_HELD, sizeof(*a->held))) == NULL ||
+	    moatd_proposals_new(d, a, &a->props) != 0) {
+		if (a != NULL) {
+			free(a->fl);
+			free(a->held);
+		}
 		free(a);
 		moat_cause_set(cause, "aggregator: out of memory");
 		return MOAT_ERR_NOMEM;
 	}
 	a->d = d;
+	a->per_minute = moatd_config(d)->limits.denials_per_minute;
 	a->window_ms = window_ms > 0 ? window_ms : DEFAULT_WINDOW_MS;
 	a->rl.burst = 2;
 	*out = a;
@@ -65,11 +104,13 @@ moatd_aggregator_free(struct moatd_aggregator *a)
 		return;
 	moat_loop_timer_cancel(moatd_loop(a->d), a->timer);
 	a->timer = NULL;
-	if (a->n > 0 && moatd_aggregator_flush(a) != 0)
+	if ((a->n > 0 || a->nheld > 0) && moatd_aggregator_flush(a) != 0)
 		log_error("%zu denial events could not be stored at exit",
 		    a->n);
 	moatd_proposals_free(a->props);
 	free(a->q);
+	free(a->fl);
+	free(a->held);
 	free(a);
 }
 
@@ -85,7 +126,7 @@ flush_timer(struct moat_loop *l, void *arg)
 static void
 arm(struct moatd_aggregator *a)
 {
-	if (a->timer == NULL && a->n > 0)
+	if (a->timer == NULL && (a->n > 0 || a->nheld > 0))
 		a->timer = moat_loop_timer(moatd_loop(a->d), a->window_ms,
 		    flush_timer, a);
 }
@@ -107,10 +148,91 @@ grow(struct moatd_aggregator *a)
 	return true;
 }
 
+static int64_t
+minute_of(int64_t ms)
+{
+	return ms >= 0 ? ms / MINUTE_MS : -((-ms + MINUTE_MS - 1) / MINUTE_MS);
+}
+
+void
+moatd_aggregator_suppressed(struct moatd_aggregator *a, const char *sandbox,
+    const char *kind, int64_t ts_ms, int64_t count)
+{
+	int64_t minute = minute_of(ts_ms);
+	struct held *h = NULL;
+
+	if (a == NULL || count <= 0)
+		return;
+	for (size_t i = 0; i < a->nheld && h == NULL; i++)
+		if (a->held[i].minute == minute &&
+		    strcmp(a->held[i].kind, kind) == 0 &&
+		    strcmp(a->held[i].sandbox, sandbox) == 0)
+			h = &a->held[i];
+	if (h == NULL) {
+		if (a->nheld == MAX_HELD) {
+			/* Only a store down for minutes with thousands of
+			 * sandboxes gets here. */
+			if (moat_ratelimit_ok(&a->rl))
+				log_error("suppressed counts not stored: %zu "
+				    "waiting", a->nheld);
+			return;
+		}
+		h = &a->held[a->nheld++];
+		memset(h, 0, sizeof(*h));
+		moat_strlcpy(h->sandbox, sandbox, sizeof(h->sandbox));
+		h->kind = kind;
+		h->minute = minute;
+		h->first_ms = ts_ms;
+		h->last_ms = ts_ms;
+	}
+	h->count += count;
+	if (ts_ms < h->first_ms)
+		h->first_ms = ts_ms;
+	if (ts_ms > h->last_ms)
+		h->last_ms = ts_ms;
+	arm(a);
+}
+
+/* Over its cap this minute: count the event instead of queueing it. */
+static bool
+over_cap(struct moatd_aggregator *a, const struct moat_denial_event *ev)
+{
+	int64_t minute = minute_of(ev->ts_ms);
+	struct flood *f = NULL;
+
+	if (a->per_minute <= 0)
+		return false;
+	for (size_t i = 0; i < a->nfl && f == NULL; i++)
+		if (strcmp(a->fl[i].sandbox, ev->sandbox) == 0)
+			f = &a->fl[i];
+	if (f == NULL) {
+		/* The proxy only names configured sandboxes. */
+		if (a->nfl == MAX_FLOODS)
+			return false;
+		f = &a->fl[a->nfl++];
+		moat_strlcpy(f->sandbox, ev->sandbox, sizeof(f->sandbox));
+		f->minute = minute;
+	}
+	/* A late event of an earlier minute counts in the current one. */
+	if (minute > f->minute) {
+		f->minute = minute;
+		f->stored = 0;
+	}
+	if (f->stored >= a->per_minute) {
+		moatd_aggregator_suppressed(a, ev->sandbox,
+		    MOAT_STORE_SUPPRESSED_DENIALS, ev->ts_ms, 1);
+		return true;
+	}
+	f->stored++;
+	return false;
+}
+
 void
 moatd_aggregator_add(struct moatd_aggregator *a,
     const struct moat_denial_event *ev)
 {
+	if (over_cap(a, ev))
+		return;
 	if (a->n >= FLUSH_AT && !a->in_flush &&
 	    (a->n == a->cap || moat_now_ms() >= a->next_try_ms))
 		moatd_aggregator_flush(a);
@@ -213,6 +335,41 @@ group_events(const struct moat_denial_event *v, size_t n, struct grouper *gr)
 	return MOAT_OK;
 }
 
+/* Write the suppressed counts held so far; kept for a retry on failure. */
+static void
+flush_held(struct moatd_aggregator *a)
+{
+	struct moat_store_suppressed v[64];
+	struct moat_cause cause = { { 0 } };
+	size_t done = 0, n;
+	int r;
+
+	while (done < a->nheld) {
+		n = a->nheld - done < MOAT_NELEM(v) ? a->nheld - done :
+		    MOAT_NELEM(v);
+		for (size_t i = 0; i < n; i++) {
+			const struct held *h = &a->held[done + i];
+
+			v[i].sandbox = h->sandbox;
+			v[i].kind = h->kind;
+			v[i].minute_ms = h->minute * MINUTE_MS;
+			v[i].count = h->count;
+			v[i].first_ms = h->first_ms;
+			v[i].last_ms = h->last_ms;
+		}
+		if ((r = moat_store_suppressed_add(moatd_store(a->d), v, n,
+		    &cause)) != 0) {
+			if (moat_ratelimit_ok(&a->rl))
+				log_warn_r(r, "storing suppressed counts failed,"
+				    " will retry: %s", cause.msg);
+			break;
+		}
+		done += n;
+	}
+	memmove(a->held, a->held + done, (a->nheld - done) * sizeof(*a->held));
+	a->nheld -= done;
+}
+
 int
 moatd_aggregator_flush(struct moatd_aggregator *a)
 {
@@ -221,9 +378,13 @@ moatd_aggregator_flush(struct moatd_aggregator *a)
 	struct moatd_export *x;
 	int r;
 
-	if (a->n == 0 || a->in_flush)
+	if ((a->n == 0 && a->nheld == 0) || a->in_flush)
 		return MOAT_OK;
 	a->in_flush = true;
+	if (a->n == 0) {
+		r = MOAT_OK;
+		goto out;
+	}
 	if ((r = moat_store_denials_add(moatd_store(a->d), a->q, a->n,
 	    &cause)) != 0) {
 		if (moat_ratelimit_ok(&a->rl))
@@ -248,6 +409,8 @@ moatd_aggregator_flush(struct moatd_aggregator *a)
 	}
 	r = MOAT_OK;
 out:
+	/* After the proposals engine, which reports what it suppressed. */
+	flush_held(a);
 	free(gr.g);
 	free(gr.slots);
 	a->in_flush = false;

@@ -303,12 +303,44 @@ parse_sandbox(struct cfgctx *x, json_t *v, size_t idx,
 }
 
 static int
+parse_limits(struct cfgctx *x, json_t *v, struct moatd_limits *l)
+{
+	static const char *const keys[] = { "denials_per_minute",
+		"pending_proposals", "agent_proposals_per_minute", NULL };
+	long long n;
+	int r;
+
+	if (v == NULL)
+		return MOAT_OK;
+	if (!json_is_object(v))
+		return fail(x, "limits", "must be an object");
+	if ((r = check_keys(x, v, "limits", keys)) != 0)
+		return r;
+	n = l->denials_per_minute;
+	if ((r = get_int(x, v, "denials_per_minute",
+	    "limits.denials_per_minute", 1, 10000000, &n)) != 0)
+		return r;
+	l->denials_per_minute = (int)n;
+	n = l->pending_proposals;
+	if ((r = get_int(x, v, "pending_proposals",
+	    "limits.pending_proposals", 1, 100000, &n)) != 0)
+		return r;
+	l->pending_proposals = (int)n;
+	n = l->agent_proposals_per_minute;
+	if ((r = get_int(x, v, "agent_proposals_per_minute",
+	    "limits.agent_proposals_per_minute", 1, 100000, &n)) != 0)
+		return r;
+	l->agent_proposals_per_minute = (int)n;
+	return MOAT_OK;
+}
+
+static int
 parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 {
 	static const char *const keys[] = { "state_dir", "store",
 		"control_socket", "control_group", "listen", "relay", "proxy",
 		"net_pool", "retention_days", "events", "login_grace_s",
-		"max_auth_tries", "hostkey", "sandboxes", NULL };
+		"max_auth_tries", "hostkey", "limits", "sandboxes", NULL };
 	static const char *const rkeys[] = { "socket", "tcp", "secret_file",
 		NULL };
 	static const char *const pkeys[] = { "port", "hosts_file", NULL };
@@ -351,6 +383,10 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		 &n)))
 		return r;
 	c->max_auth_tries = (int)n;
+
+	if ((r = parse_limits(x, json_object_get(doc, "limits"),
+	    &c->limits)) != 0)
+		return r;
 
 	v = json_object_get(doc, "listen");
 	if (v != NULL && !json_is_array(v))
@@ -441,6 +477,10 @@ moatd_config_load(const char *path, struct moatd_config **out,
 	c->retention_days = 30;
 	c->login_grace_s = 30;
 	c->max_auth_tries = 6;
+	c->limits.denials_per_minute = MOATD_DEFAULT_DENIALS_PER_MINUTE;
+	c->limits.pending_proposals = MOATD_DEFAULT_PENDING_PROPOSALS;
+	c->limits.agent_proposals_per_minute =
+	    MOATD_DEFAULT_AGENT_PROPOSALS_PER_MINUTE;
 	if ((c->source = strdup(x.file)) == NULL)
 		goto out;
 	doc = path ? json_load_file(path, JSON_REJECT_DUPLICATES, &jerr) :

@@ -27,6 +27,20 @@ struct moatd_sandbox_config {
 	struct moat_resources resources; /* overrides the policy's when set */
 };
 
+/*
+ * Flood caps, per sandbox (docs/operator.md, "Floods"). 0 means no cap
+ * (only moatd_new_for_test leaves them so; the config file cannot).
+ */
+struct moatd_limits {
+	int denials_per_minute;     /* denial rows stored per minute */
+	int pending_proposals;      /* pending proposals at once */
+	int agent_proposals_per_minute; /* policy.local proposal requests */
+};
+
+#define MOATD_DEFAULT_DENIALS_PER_MINUTE 600
+#define MOATD_DEFAULT_PENDING_PROPOSALS 100
+#define MOATD_DEFAULT_AGENT_PROPOSALS_PER_MINUTE 10
+
 struct moatd_config {
 	char *source;          /* the file, or "(embedded default)" */
 	char *state_dir;
@@ -46,6 +60,7 @@ struct moatd_config {
 	char *events_path;     /* OCSF-style export; NULL: off, "-": stdout */
 	int login_grace_s;
 	int max_auth_tries;
+	struct moatd_limits limits;
 	struct moatd_sandbox_config *sandboxes;
 	size_t nsandboxes;
 };

@@ -304,6 +304,11 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 		return r;
 	if ((r = moatd_aggregator_new(d, 200, &d->agg, cause)) != 0)
 		return r;
+	if ((r = moatd_agentq_new(d, d->agg, moatd_proxy_agent_reply,
+	    &d->agentq)) != 0) {
+		moat_cause_set(cause, "agent queue: out of memory");
+		return r;
+	}
 	if ((d->sandboxes = calloc(d->cfg->nsandboxes,
 		 sizeof(*d->sandboxes))) == NULL)
 		return MOAT_ERR_NOMEM;
@@ -346,6 +351,8 @@ moatd_stop(struct moatd *d)
 	d->nsandboxes = 0;
 	moatd_retention_free(d->ret);
 	d->ret = NULL;
+	moatd_agentq_free(d->agentq);
+	d->agentq = NULL;
 	moatd_aggregator_free(d->agg);
 	d->agg = NULL;
 	moatd_export_close(d->exp);

@@ -95,6 +95,13 @@ void moatd_aggregator_add(struct moatd_aggregator *a,
     const struct moat_denial_event *ev);
 /* Write everything queued now (one transaction); called on timer/exit. */
 int moatd_aggregator_flush(struct moatd_aggregator *a);
+/*
+ * Count `count` things a flood cap kept out of the store (kind: one of
+ * MOAT_STORE_SUPPRESSED_*, a constant; ts_ms: when), to be written with
+ * the next flush as one row per sandbox, kind and minute. a may be NULL.
+ */
+void moatd_aggregator_suppressed(struct moatd_aggregator *a,
+    const char *sandbox, const char *kind, int64_t ts_ms, int64_t count);
 
 /* ---- control socket (moatd/control.c, moatd/ctl-*.c) ---- */
 
@@ -132,6 +139,26 @@ void moatd_export_proposal(struct moatd_export *x, int64_t id,
 int moatd_proposal_from_agent(struct moatd *d, const char *sandbox,
     const char *body, size_t len, int64_t *id, struct moat_cause *cause);
 
+/*
+ * The queue in front of it (moatd/proposals-agent.c): the proxy hands
+ * each policy.local request to moatd_agentq_submit, which never merges
+ * a policy itself. Requests wait (a few per sandbox) and are checked one
+ * per loop turn; over limits.agent_proposals_per_minute, or with too
+ * many waiting, the answer comes at once: MOAT_ERR_AGAIN with a cause
+ * starting "rate_limited: ", counted in agg as suppressed. Every request
+ * is answered exactly once through reply (r: 0, or the MOAT_ERR_* of
+ * moatd_proposal_from_agent; error "" on success), also when the queue
+ * is freed.
+ */
+struct moatd_agentq;
+typedef void moatd_agent_reply_fn(struct moatd *d, const char *sandbox,
+    int64_t req, int r, int64_t id, const char *error);
+int moatd_agentq_new(struct moatd *d, struct moatd_aggregator *agg,
+    moatd_agent_reply_fn *reply, struct moatd_agentq **out);
+void moatd_agentq_free(struct moatd_agentq *q);
+void moatd_agentq_submit(struct moatd_agentq *q, const char *sandbox,
+    int64_t req, const char *body, size_t len);
+
 
 /* ---- added by the ops helper (issue 7); implemented where noted ---- */
 
@@ -163,6 +190,10 @@ void moatd_free_for_test(struct moatd *d);
 typedef int moatd_installer_fn(struct moatd *d, const char *sandbox,
     int version, const char *json, int wait_ms, struct moat_cause *cause);
 void moatd_set_installer_for_test(struct moatd *d, moatd_installer_fn *fn);
+/* Flood caps for a test moatd (none by default); set before creating
+ * the aggregator, which reads them once. */
+void moatd_set_limits_for_test(struct moatd *d, int denials_per_minute,
+    int pending_proposals, int agent_proposals_per_minute);
 
 /* ---- retention (moatd/retention.c) ---- */
 

@@ -6,6 +6,12 @@
  * made public_only.
  * Each rule is checked against the sandbox's current policy by merging
  * it, so a pending agent proposal is always one that could be applied.
+ *
+ * A merge costs a whole policy load, so requests never run inline with
+ * what moatd's loop reads: they wait in a small queue and are handled
+ * one per loop turn, at most limits.agent_proposals_per_minute per
+ * sandbox; over that, or over limits.pending_proposals, the agent is
+ * told at once (rate_limited) and the refusal is counted as suppressed.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -17,13 +23,19 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/loop.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "moatd/config.h"
 #include "moatd/moatd.h"
 #include "moatd/proposals.h"
 
 #define AGENT_BODY_MAX (64 * 1024)
 #define AGENT_CONFIDENCE 0.75
+#define AGENT_MAX_OPS 16         /* operations in one request */
+#define AGENTQ_PER_SANDBOX 4     /* requests waiting per sandbox */
+#define AGENTQ_MAX 64            /* requests waiting in all */
+#define AGENTQ_SANDBOXES 1024    /* sandboxes whose rate is tracked */
 
 static int bad(struct moat_cause *cause, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -320,6 +332,28 @@ store_agent_rule(struct moatd *d, const char *sandbox, json_t *op,
 	return MOAT_OK;
 }
 
+/* Would n more pending proposals stay within limits.pending_proposals? */
+static int
+pending_room(struct moatd *d, const char *sandbox, size_t n,
+    struct moat_cause *cause)
+{
+	int64_t cap = moatd_config(d)->limits.pending_proposals, have = 0;
+	int r;
+
+	if (cap <= 0)
+		return MOAT_OK;
+	if ((r = moat_store_proposal_pending_count(moatd_store(d), sandbox,
+	    &have, cause)) != 0)
+		return r;
+	if (have + (int64_t)n <= cap)
+		return MOAT_OK;
+	moat_cause_set(cause, "rate_limited: %lld proposals of this sandbox "
+	    "are pending, at most %lld may be (limits.pending_proposals); "
+	    "the operator must review them first", (long long)have,
+	    (long long)cap);
+	return MOAT_ERR_AGAIN;
+}
+
 int
 moatd_proposal_from_agent(struct moatd *d, const char *sandbox,
     const char *body, size_t len, int64_t *id, struct moat_cause *cause)
@@ -347,6 +381,13 @@ moatd_proposal_from_agent(struct moatd *d, const char *sandbox,
 		bad(cause, "operations must list at least one operation");
 		goto out;
 	}
+	if (n > AGENT_MAX_OPS) {
+		bad(cause, "at most %d operations in one proposal",
+		    AGENT_MAX_OPS);
+		goto out;
+	}
+	if ((r = pending_room(d, sandbox, n, cause)) != 0)
+		goto out;
 	rules = calloc(n, sizeof(*rules));
 	names = calloc(n, sizeof(*names));
 	if (rules == NULL || names == NULL) {
@@ -374,4 +415,183 @@ out:
 	free(names);
 	json_decref(doc);
 	return r;
+}
+
+/* ---- the queue in front of moatd_proposal_from_agent ---- */
+
+struct agent_req {
+	struct agent_req *next;
+	char sandbox[64];
+	int64_t req;   /* the proxy's id of the waiting HTTP request */
+	size_t len;
+	char body[];
+};
+
+/* Requests one sandbox had handled in the current minute. */
+struct agent_rate {
+	char sandbox[64];
+	int64_t minute;
+	int64_t used;
+	int waiting;   /* its requests in the queue */
+};
+
+struct moatd_agentq {
+	struct moatd *d;
+	struct moatd_aggregator *agg;
+	moatd_agent_reply_fn *reply;
+	struct agent_req *head;
+	struct agent_req **tail;
+	size_t n;
+	struct moat_timer *timer;
+	struct agent_rate *rates;
+	size_t nrates;
+};
+
+int
+moatd_agentq_new(struct moatd *d, struct moatd_aggregator *agg,
+    moatd_agent_reply_fn *reply, struct moatd_agentq **out)
+{
+	struct moatd_agentq *q;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL ||
+	    (q->rates = calloc(AGENTQ_SANDBOXES, sizeof(*q->rates))) == NULL) {
+		free(q);
+		return MOAT_ERR_NOMEM;
+	}
+	q->d = d;
+	q->agg = agg;
+	q->reply = reply;
+	q->tail = &q->head;
+	*out = q;
+	return MOAT_OK;
+}
+
+void
+moatd_agentq_free(struct moatd_agentq *q)
+{
+	struct agent_req *r, *next;
+
+	if (q == NULL)
+		return;
+	moat_loop_timer_cancel(moatd_loop(q->d), q->timer);
+	for (r = q->head; r != NULL; r = next) {
+		next = r->next;
+		q->reply(q->d, r->sandbox, r->req, MOAT_ERR_AGAIN, 0,
+		    "moatd is stopping");
+		free(r);
+	}
+	free(q->rates);
+	free(q);
+}
+
+static struct agent_rate *
+rate_of(struct moatd_agentq *q, const char *sandbox)
+{
+	int64_t minute = moat_wall_ms() / 60000;
+	struct agent_rate *a = NULL;
+
+	for (size_t i = 0; i < q->nrates && a == NULL; i++)
+		if (strcmp(q->rates[i].sandbox, sandbox) == 0)
+			a = &q->rates[i];
+	if (a == NULL) {
+		/* The proxy only names configured sandboxes. */
+		if (q->nrates == AGENTQ_SANDBOXES)
+			return NULL;
+		a = &q->rates[q->nrates++];
+		moat_strlcpy(a->sandbox, sandbox, sizeof(a->sandbox));
+	}
+	if (a->minute != minute) {
+		a->minute = minute;
+		a->used = 0;
+	}
+	return a;
+}
+
+static void agentq_turn(struct moat_loop *l, void *arg);
+
+static void
+agentq_arm(struct moatd_agentq *q)
+{
+	/* 0 ms: the loop reads its fds before the next request is handled. */
+	if (q->timer == NULL && q->head != NULL)
+		q->timer = moat_loop_timer(moatd_loop(q->d), 0, agentq_turn, q);
+}
+
+static void
+agentq_turn(struct moat_loop *l, void *arg)
+{
+	struct moatd_agentq *q = arg;
+	struct agent_req *r = q->head;
+	struct agent_rate *a;
+	struct moat_cause cause = { { 0 } };
+	int64_t id = 0;
+	int rc;
+
+	(void)l;
+	q->timer = NULL; /* the loop frees a fired timer */
+	if (r == NULL)
+		return;
+	if ((q->head = r->next) == NULL)
+		q->tail = &q->head;
+	q->n--;
+	if ((a = rate_of(q, r->sandbox)) != NULL && a->waiting > 0)
+		a->waiting--;
+	rc = moatd_proposal_from_agent(q->d, r->sandbox, r->body, r->len, &id,
+	    &cause);
+	if (rc == MOAT_ERR_AGAIN)
+		moatd_aggregator_suppressed(q->agg, r->sandbox,
+		    MOAT_STORE_SUPPRESSED_AGENT, moat_wall_ms(), 1);
+	q->reply(q->d, r->sandbox, r->req, rc, id, rc == 0 ? "" :
+	    moat_cause_str(&cause, rc));
+	free(r);
+	agentq_arm(q);
+}
+
+void
+moatd_agentq_submit(struct moatd_agentq *q, const char *sandbox, int64_t req,
+    const char *body, size_t len)
+{
+	int64_t cap = moatd_config(q->d)->limits.agent_proposals_per_minute;
+	struct agent_rate *a = rate_of(q, sandbox);
+	struct agent_req *r = NULL;
+	char why[200];
+
+	if (a == NULL || (cap > 0 && a->used >= cap)) {
+		snprintf(why, sizeof(why), "rate_limited: at most %lld "
+		    "proposals a minute from one sandbox "
+		    "(limits.agent_proposals_per_minute); try again later",
+		    (long long)cap);
+		goto refuse;
+	}
+	if (a->waiting >= AGENTQ_PER_SANDBOX || q->n >= AGENTQ_MAX) {
+		snprintf(why, sizeof(why), "rate_limited: %d proposals of "
+		    "this sandbox are waiting to be checked; try again later",
+		    a->waiting);
+		goto refuse;
+	}
+	if (len > AGENT_BODY_MAX) {
+		q->reply(q->d, sandbox, req, MOAT_ERR_INVALID, 0,
+		    "invalid_proposal: body larger than 64 KiB");
+		return;
+	}
+	if ((r = calloc(1, sizeof(*r) + len + 1)) == NULL) {
+		snprintf(why, sizeof(why), "rate_limited: moatd is out of "
+		    "memory; try again later");
+		goto refuse;
+	}
+	moat_strlcpy(r->sandbox, sandbox, sizeof(r->sandbox));
+	r->req = req;
+	r->len = len;
+	memcpy(r->body, body, len);
+	*q->tail = r;
+	q->tail = &r->next;
+	q->n++;
+	a->used++;
+	a->waiting++;
+	agentq_arm(q);
+	return;
+refuse:
+	moatd_aggregator_suppressed(q->agg, sandbox,
+	    MOAT_STORE_SUPPRESSED_AGENT, moat_wall_ms(), 1);
+	q->reply(q->d, sandbox, req, MOAT_ERR_AGAIN, 0, why);
 }

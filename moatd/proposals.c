@@ -4,7 +4,9 @@
  * (allow_imap_gmail_com_993), deduplicated on (sandbox, binary, host,
  * port): a repeat bumps hits and last seen in the store, never adds a
  * row. Destinations no rule can open (#814 upstream: loopback,
- * link-local, metadata) are never proposed.
+ * link-local, metadata) are never proposed. A sandbox holds at most
+ * limits.pending_proposals pending proposals: past that a new key is
+ * counted as suppressed (once per key while it is cached), not stored.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +21,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/store.h"
+#include "moatd/config.h"
 #include "moatd/moatd.h"
 #include "moatd/proposals.h"
 
@@ -28,11 +31,13 @@
 struct hits_entry {
 	struct hits_entry *next;
 	int64_t hits; /* total in the store after our last upsert */
+	bool suppressed; /* kept out by the pending cap, counted once */
 	char key[];
 };
 
 struct moatd_proposals {
 	struct moatd *d;
+	struct moatd_aggregator *agg; /* hears what the cap kept out */
 	struct hits_entry *buckets[HITS_CACHE_BUCKETS];
 	size_t n;
 };
@@ -356,13 +361,15 @@ hits_clear(struct moatd_proposals *p)
 }
 
 int
-moatd_proposals_new(struct moatd *d, struct moatd_proposals **out)
+moatd_proposals_new(struct moatd *d, struct moatd_aggregator *agg,
+    struct moatd_proposals **out)
 {
 	struct moatd_proposals *p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return MOAT_ERR_NOMEM;
 	p->d = d;
+	p->agg = agg;
 	*out = p;
 	return MOAT_OK;
 }
@@ -401,6 +408,41 @@ already_allowed(struct moatd *d, const struct moat_denial_event *ev,
 	return dec.allow && !dec.audit;
 }
 
+static struct hits_entry *
+hits_add(struct moatd_proposals *p, struct hits_entry ***slot,
+    const char *key)
+{
+	struct hits_entry *e;
+
+	if (p->n >= HITS_CACHE_MAX) {
+		hits_clear(p);
+		*slot = hits_slot(p, key);
+	}
+	if ((e = calloc(1, sizeof(*e) + strlen(key) + 1)) == NULL)
+		return NULL;
+	strcpy(e->key, key);
+	**slot = e;
+	p->n++;
+	return e;
+}
+
+/* The pending cap kept key out: count it once while it is cached. */
+static int
+suppressed(struct moatd_proposals *p, struct hits_entry **slot,
+    const char *key, const struct moat_denial_event *ev,
+    const struct moatd_denial_group *g)
+{
+	struct hits_entry *e = *slot;
+
+	if (e == NULL && (e = hits_add(p, &slot, key)) == NULL)
+		return MOAT_ERR_NOMEM;
+	if (!e->suppressed)
+		moatd_aggregator_suppressed(p->agg, ev->sandbox,
+		    MOAT_STORE_SUPPRESSED_PROPOSALS, g->last_ms, 1);
+	e->suppressed = true;
+	return 0;
+}
+
 static int
 feed_one(struct moatd_proposals *p, const struct moatd_denial_group *g)
 {
@@ -409,7 +451,7 @@ feed_one(struct moatd_proposals *p, const struct moatd_denial_group *g)
 	struct moatd_suggestion s;
 	struct moat_store_proposal sp = { 0 }, *got = NULL;
 	struct moat_cause cause = { { 0 } };
-	struct hits_entry **slot, *e;
+	struct hits_entry **slot;
 	int64_t id = 0, total;
 	bool created = false;
 	int r, version = 0;
@@ -439,26 +481,26 @@ feed_one(struct moatd_proposals *p, const struct moatd_denial_group *g)
 	sp.reason = (char *)ev->reason;
 	sp.first_ms = g->first_ms;
 	sp.last_ms = g->last_ms;
-	if ((r = moat_store_proposal_upsert(moatd_store(p->d), &sp, &id,
-	    &created, &cause)) != 0) {
+	r = moat_store_proposal_upsert_capped(moatd_store(p->d), &sp,
+	    moatd_config(p->d)->limits.pending_proposals, &id, &created,
+	    &cause);
+	if (r == MOAT_ERR_DENIED) {
+		r = suppressed(p, slot, s.key, ev, g);
+		goto out;
+	}
+	if (r != 0) {
 		log_warn_r(r, "proposal %s: %s", s.key, cause.msg);
 		goto out;
 	}
+	if (*slot != NULL)
+		(*slot)->suppressed = false;
 	if (*slot == NULL) {
 		/* First sight in this process: learn the stored total. */
 		if (moat_store_proposal_get(moatd_store(p->d), id, &got,
 		    NULL) == 0)
 			total = got->hits;
 		moat_store_proposal_free(got);
-		if (p->n >= HITS_CACHE_MAX) {
-			hits_clear(p);
-			slot = hits_slot(p, s.key);
-		}
-		if ((e = calloc(1, sizeof(*e) + strlen(s.key) + 1)) != NULL) {
-			strcpy(e->key, s.key);
-			*slot = e;
-			p->n++;
-		}
+		hits_add(p, &slot, s.key);
 	}
 	if (*slot != NULL)
 		(*slot)->hits = total;

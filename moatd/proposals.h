@@ -79,7 +79,10 @@ void moatd_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* The engine keeps a small cache of total hits per proposal key. */
 struct moatd_proposals;
-int moatd_proposals_new(struct moatd *d, struct moatd_proposals **out);
+struct moatd_aggregator;
+/* agg (may be NULL) hears of proposals the pending cap kept out. */
+int moatd_proposals_new(struct moatd *d, struct moatd_aggregator *agg,
+    struct moatd_proposals **out);
 void moatd_proposals_free(struct moatd_proposals *p);
 /*
  * Upsert one proposal per group that a rule could fix and the current

@@ -81,9 +81,20 @@ on_event(void *arg, const struct moat_denial_event *ev)
 }
 
 /*
- * Requests from policy.local: an agent's proposal. The reply carries the
- * request id so the proxy can answer the agent's HTTP request.
+ * The answer to an agent's proposal (moatd_agentq_submit); it carries
+ * the request id so the proxy can answer the agent's HTTP request.
  */
+void
+moatd_proxy_agent_reply(struct moatd *d, const char *sandbox, int64_t req,
+    int r, int64_t id, const char *error)
+{
+	moatd_proxychan_send(d->proxy, json_pack("{s:s, s:s, s:I, s:b, s:I,"
+	    " s:s}", "type", "proposal_result", "sandbox", sandbox, "req",
+	    (json_int_t)req, "ok", r == 0, "id", (json_int_t)id, "error",
+	    error != NULL ? error : ""));
+}
+
+/* Lines from the proxy other than denials. */
 static void
 on_message(void *arg, json_t *o)
 {
@@ -92,9 +103,6 @@ on_message(void *arg, json_t *o)
 	const char *sandbox = json_string_value(json_object_get(o, "sandbox"));
 	const char *body = json_string_value(json_object_get(o, "body"));
 	json_int_t req = json_integer_value(json_object_get(o, "req"));
-	struct moat_cause cause = { { 0 } };
-	int64_t id = 0;
-	int r;
 
 	if (type != NULL && (strcmp(type, "ready") == 0 ||
 	    strcmp(type, "sandbox_ok") == 0))
@@ -122,12 +130,8 @@ on_message(void *arg, json_t *o)
 		log_warn("unexpected message from the proxy");
 		return;
 	}
-	r = moatd_proposal_from_agent(d, sandbox, body, strlen(body), &id,
-	    &cause);
-	moatd_proxychan_send(d->proxy, json_pack("{s:s, s:s, s:I, s:b, s:I, s:s}",
-	    "type", "proposal_result", "sandbox", sandbox, "req", req, "ok",
-	    r == 0, "id", (json_int_t)id, "error",
-	    r == 0 ? "" : moat_cause_str(&cause, r)));
+	/* Never merged here: the queue takes its turn from the loop. */
+	moatd_agentq_submit(d->agentq, sandbox, req, body, strlen(body));
 }
 
 int

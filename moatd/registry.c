@@ -327,6 +327,15 @@ moatd_set_installer_for_test(struct moatd *d, moatd_installer_fn *fn)
 }
 
 void
+moatd_set_limits_for_test(struct moatd *d, int denials_per_minute,
+    int pending_proposals, int agent_proposals_per_minute)
+{
+	d->cfg->limits.denials_per_minute = denials_per_minute;
+	d->cfg->limits.pending_proposals = pending_proposals;
+	d->cfg->limits.agent_proposals_per_minute = agent_proposals_per_minute;
+}
+
+void
 moatd_free_for_test(struct moatd *d)
 {
 	if (d == NULL)

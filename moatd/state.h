@@ -35,6 +35,7 @@ struct moatd {
 	struct moatd_sandbox *sandboxes;
 	size_t nsandboxes;
 	struct moatd_aggregator *agg;
+	struct moatd_agentq *agentq;   /* policy.local proposals */
 	struct moatd_control *ctl;
 	struct moatd_retention *ret;
 	struct moatd_export *exp;
@@ -71,5 +72,7 @@ int moatd_proxy_install_policy(struct moatd *d, const char *sandbox,
     int version, const char *json, int wait_ms, struct moat_cause *cause);
 int moatd_proxy_send_trust(struct moatd *d, const char *sandbox,
     const char *binary, const char *sha256, struct moat_cause *cause);
+void moatd_proxy_agent_reply(struct moatd *d, const char *sandbox,
+    int64_t req, int r, int64_t id, const char *error);
 
 #endif

@@ -42,6 +42,8 @@ px_status_text(int status)
 		return "Length Required";
 	case 413:
 		return "Content Too Large";
+	case 429:
+		return "Too Many Requests";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 502:

@@ -314,11 +314,16 @@ static char *
 proposal_reply(bool ok, int64_t id, const char *error, size_t *len)
 {
 	static const char prefix[] = "invalid_proposal: ";
+	static const char limited[] = "rate_limited: ";
 	char ids[32];
 
 	if (!ok) {
 		if (error == NULL || error[0] == '\0')
 			error = "the proposal was refused";
+		/* moatd's flood caps (docs/operator.md, "Floods"). */
+		if (strncmp(error, limited, sizeof(limited) - 1) == 0)
+			return error_reply(429, "rate_limited", error +
+			    sizeof(limited) - 1, len);
 		/* moatd's sentences carry the code as a prefix; drop it. */
 		if (strncmp(error, prefix, sizeof(prefix) - 1) == 0)
 			error += sizeof(prefix) - 1;

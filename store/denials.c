@@ -331,7 +331,7 @@ int
 moat_store_denials_prune(struct moat_store *s, int64_t before_ms,
     size_t max_rows, size_t *deleted, struct moat_cause *cause)
 {
-	sqlite3_stmt *del = NULL, *oldest = NULL, *delmin = NULL;
+	sqlite3_stmt *del = NULL, *oldest = NULL, *delmin = NULL, *delsup = NULL;
 	int64_t cut = store_floor_minute(before_ms) * STORE_MINUTE_MS;
 	size_t total = 0, n = 0, chunk;
 	int r;
@@ -357,10 +357,18 @@ moat_store_denials_prune(struct moat_store *s, int64_t before_ms,
 		if (n < chunk)
 			break;
 	}
+	/* One row per sandbox, kind and minute: a plain delete is small. */
+	if ((r = store_prepare(s, "DELETE FROM suppressed WHERE minute_ms < ?1",
+	    &delsup, cause)) != 0)
+		goto out;
+	sqlite3_bind_int64(delsup, 1, cut);
+	if ((r = store_step_done(s, delsup, "prune suppressed", cause)) != 0)
+		goto out;
 	if (deleted != NULL)
 		*deleted = total;
 	r = 0;
 out:
+	sqlite3_finalize(delsup);
 	sqlite3_finalize(del);
 	sqlite3_finalize(oldest);
 	sqlite3_finalize(delmin);

@@ -138,6 +138,22 @@ static const char *const migrations[] = {
 	"ALTER TABLE denials ADD COLUMN text_cut INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE denials ADD COLUMN text_escaped INTEGER NOT NULL"
 	"  DEFAULT 0;",
+
+	/*
+	 * 5: what moatd's flood caps (limits.* in its config) kept out of
+	 * the store, counted per sandbox, kind and minute.
+	 */
+	"CREATE TABLE suppressed ("
+	"  sandbox TEXT NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN"
+	"    ('denials', 'proposals', 'agent_proposals')),"
+	"  minute_ms INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL,"
+	"  first_ms INTEGER NOT NULL,"
+	"  last_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (sandbox, kind, minute_ms)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX suppressed_minute ON suppressed (minute_ms);",
 };
 
 int

@@ -51,6 +51,16 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_SESSION_LOST] =
 	    "UPDATE sessions SET end_ms = ?1, exit_status = -1,"
 	    " exit_signal = '', end_reason = ?2 WHERE id = ?3 AND end_ms = 0",
+	[ST_SUPPRESSED_UPSERT] =
+	    "INSERT INTO suppressed (sandbox, kind, minute_ms, count,"
+	    " first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+	    " ON CONFLICT (sandbox, kind, minute_ms) DO UPDATE SET"
+	    " count = count + excluded.count,"
+	    " first_ms = min(first_ms, excluded.first_ms),"
+	    " last_ms = max(last_ms, excluded.last_ms)",
+	[ST_PROPOSAL_PENDING_COUNT] =
+	    "SELECT count(*) FROM proposals WHERE sandbox = ?1"
+	    " AND status = 'pending'",
 	[ST_SANDBOX_PROXY] =
 	    "UPDATE sandboxes SET proxy_version = ?2, proxy_error = ?3,"
 	    " proxy_ms = ?4 WHERE name = ?1",

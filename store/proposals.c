@@ -70,12 +70,38 @@ bump(struct moat_store *s, const struct moat_store_proposal *p, int64_t id,
 }
 
 int
+moat_store_proposal_pending_count(struct moat_store *s, const char *sandbox,
+    int64_t *count, struct moat_cause *cause)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if ((r = store_stmt(s, ST_PROPOSAL_PENDING_COUNT, &st, cause)) != 0)
+		return r;
+	store_bind_text(st, 1, sandbox);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		r = store_err(s, rc, "count proposals", cause);
+	else
+		*count = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return r;
+}
+
+int
 moat_store_proposal_upsert(struct moat_store *s,
     const struct moat_store_proposal *p, int64_t *id, bool *created,
     struct moat_cause *cause)
 {
+	return moat_store_proposal_upsert_capped(s, p, 0, id, created, cause);
+}
+
+int
+moat_store_proposal_upsert_capped(struct moat_store *s,
+    const struct moat_store_proposal *p, int64_t max_pending, int64_t *id,
+    bool *created, struct moat_cause *cause)
+{
 	sqlite3_stmt *find = NULL;
-	int64_t now = moat_wall_ms(), rid = 0, hits;
+	int64_t now = moat_wall_ms(), rid = 0, hits, npending = 0;
 	int64_t first = p->first_ms != 0 ? p->first_ms : now;
 	int64_t last = p->last_ms != 0 ? p->last_ms : first;
 	bool isnew = false, pending;
@@ -105,7 +131,15 @@ moat_store_proposal_upsert(struct moat_store *s,
 	} else if (rc == SQLITE_DONE) {
 		sqlite3_reset(find);
 		isnew = true;
-		r = insert_new(s, p, hits, first, last, &rid, cause);
+		if (max_pending > 0 && (r = moat_store_proposal_pending_count(s,
+		    p->sandbox, &npending, cause)) == 0 && npending >= max_pending) {
+			moat_cause_set(cause, "sandbox %s has %lld pending "
+			    "proposals (the cap is %lld)", p->sandbox,
+			    (long long)npending, (long long)max_pending);
+			r = MOAT_ERR_DENIED;
+		}
+		if (r == 0)
+			r = insert_new(s, p, hits, first, last, &rid, cause);
 	} else {
 		r = store_err(s, rc, "find proposal", cause);
 		sqlite3_reset(find);

@@ -271,6 +271,61 @@ int moat_store_proposal_set_status(struct moat_store *s, int64_t id,
     const char *status, const char *who, const char *note,
     struct moat_cause *cause);
 
+/*
+ * The same with a cap: a key not stored yet is added only while the
+ * sandbox has fewer than max_pending pending proposals (0: no cap);
+ * otherwise nothing is written and the result is MOAT_ERR_DENIED, with
+ * the count in the cause. Checked inside the upsert's transaction.
+ */
+int moat_store_proposal_upsert_capped(struct moat_store *s,
+    const struct moat_store_proposal *p, int64_t max_pending, int64_t *id,
+    bool *created, struct moat_cause *cause);
+
+/* Number of pending proposals of sandbox. */
+int moat_store_proposal_pending_count(struct moat_store *s,
+    const char *sandbox, int64_t *count, struct moat_cause *cause);
+
+/* ---- suppressed: what the flood caps kept out ---- */
+
+#define MOAT_STORE_SUPPRESSED_DENIALS "denials"     /* limits.denials_per_minute */
+#define MOAT_STORE_SUPPRESSED_PROPOSALS "proposals" /* limits.pending_proposals */
+#define MOAT_STORE_SUPPRESSED_AGENT "agent_proposals" /* policy.local requests */
+
+struct moat_store_suppressed {
+	const char *sandbox;
+	const char *kind;    /* one of MOAT_STORE_SUPPRESSED_* */
+	int64_t minute_ms;   /* the minute (rounded down when added) */
+	int64_t count;       /* how many were kept out (> 0) */
+	int64_t first_ms;    /* the first and last of them */
+	int64_t last_ms;
+};
+
+/*
+ * Add n counts in one transaction, each to its (sandbox, kind, minute)
+ * row: count adds up, first/last widen. MOAT_ERR_INVALID for an unknown
+ * kind or a count <= 0 (nothing is written then).
+ */
+int moat_store_suppressed_add(struct moat_store *s,
+    const struct moat_store_suppressed *v, size_t n,
+    struct moat_cause *cause);
+
+/*
+ * Rows whose last_ms >= since_ms, newest minute first; sandbox and kind
+ * NULL mean any. Pruned with the denials (moat_store_denials_prune).
+ */
+int moat_store_suppressed_list(struct moat_store *s, const char *sandbox,
+    const char *kind, int64_t since_ms,
+    int (*cb)(const struct moat_store_suppressed *row, void *arg), void *arg,
+    struct moat_cause *cause);
+/*
+ * The same rows summed per (sandbox, kind), by sandbox then kind:
+ * minute_ms is the first minute, first_ms/last_ms span them all.
+ */
+int moat_store_suppressed_totals(struct moat_store *s, const char *sandbox,
+    const char *kind, int64_t since_ms,
+    int (*cb)(const struct moat_store_suppressed *row, void *arg), void *arg,
+    struct moat_cause *cause);
+
 /* ---- sessions ---- */
 
 struct moat_store_session {

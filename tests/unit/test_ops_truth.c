@@ -19,6 +19,7 @@
 #include "moatd/ctl.h"
 #include "moatd/moatd.h"
 #include "moatd/proposals.h"
+#include "tests/unit/ops_fixture.h"
 #include "tests/unit/tap.h"
 
 #define POL(host) "{\"version\":1,\"network_policies\":{\"r\":{\"name\":" \
@@ -241,39 +242,18 @@ test_approve(struct moatd *d, struct moat_store *s)
 int
 main(void)
 {
-	char dir[] = "/tmp/moat-truth-XXXXXX", path[128];
+	struct ops_fixture f;
 	struct moat_cause c = { { 0 } };
-	struct moat_loop *l = NULL;
-	struct moat_store *s = NULL;
-	struct moatd *d = NULL;
 
 	moat_log_init("test_ops_truth", MOAT_LOG_FATAL);
-	if (mkdtemp(dir) == NULL) {
-		printf("1..0 # SKIP mkdtemp failed\n");
-		return 0;
-	}
-	snprintf(path, sizeof(path), "%s/moat.db", dir);
-	if (moat_loop_new(&l, &c) != 0 ||
-	    moat_store_open(path, MOAT_STORE_CREATE, &s, &c) != 0 ||
-	    moatd_new_for_test(l, s, &d) != 0) {
-		ok(0, "test moatd: %s", c.msg);
+	if (!ops_fixture_open(&f, "truth"))
 		return done_testing();
-	}
-	moat_store_sandbox_upsert(s, "box", 1, "", NULL);
-	is_int(moatd_add_sandbox_for_test(d, "box", POL("a.test"), &c), 0,
+	moat_store_sandbox_upsert(f.s, "box", 1, "", NULL);
+	is_int(moatd_add_sandbox_for_test(f.d, "box", POL("a.test"), &c), 0,
 	    "sandbox box at version 1 (%s)", c.msg);
-	test_install(d, s);
-	test_mismatch(d, s);
-	test_approve(d, s);
-	moatd_free_for_test(d);
-	moat_store_close(s);
-	moat_loop_free(l);
-	snprintf(path, sizeof(path), "%s/moat.db", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/moat.db-wal", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/moat.db-shm", dir);
-	unlink(path);
-	rmdir(dir);
+	test_install(f.d, f.s);
+	test_mismatch(f.d, f.s);
+	test_approve(f.d, f.s);
+	ops_fixture_close(&f);
 	return done_testing();
 }

@@ -260,6 +260,60 @@ test_policy_states(struct moat_store *s)
 }
 
 static int
+sup_cb(const struct moat_store_suppressed *r, void *arg)
+{
+	char *out = arg;
+
+	snprintf(out + strlen(out), 256 - strlen(out), "%s/%s/%lld/%lld/%lld/"
+	    "%lld;", r->sandbox, r->kind, (long long)r->minute_ms,
+	    (long long)r->count, (long long)r->first_ms, (long long)r->last_ms);
+	return 0;
+}
+
+/* Flood counts: one row per sandbox, kind and minute, adding up. */
+static void
+test_suppressed(struct moat_store *s)
+{
+	struct moat_store_suppressed v[3] = {
+		{ "sup", MOAT_STORE_SUPPRESSED_DENIALS, 60000 + 5, 10, 60005,
+		  60100 },
+		{ "sup", MOAT_STORE_SUPPRESSED_DENIALS, 60000 + 900, 5, 60001,
+		  60900 },
+		{ "sup", MOAT_STORE_SUPPRESSED_PROPOSALS, 120000, 2, 120000,
+		  120500 },
+	};
+	struct moat_store_suppressed bad = { "sup", "email", 0, 1, 0, 0 };
+	struct moat_cause c = { { 0 } };
+	char out[256] = "";
+
+	is_int(moat_store_suppressed_add(s, v, 3, &c), 0, "add counts");
+	moat_store_suppressed_list(s, "sup", NULL, 0, sup_cb, out, &c);
+	is_str(out, "sup/proposals/120000/2/120000/120500;"
+	    "sup/denials/60000/15/60001/60900;",
+	    "one row per minute and kind, counts added, first/last widened");
+	out[0] = '\0';
+	moat_store_suppressed_totals(s, "sup", NULL, 0, sup_cb, out, &c);
+	is_str(out, "sup/denials/60000/15/60001/60900;"
+	    "sup/proposals/120000/2/120000/120500;", "totals per kind");
+	out[0] = '\0';
+	moat_store_suppressed_list(s, "sup", MOAT_STORE_SUPPRESSED_DENIALS,
+	    60950, sup_cb, out, &c);
+	is_str(out, "", "since_ms after a row's last: not listed");
+	is_int(moat_store_suppressed_add(s, &bad, 1, &c), MOAT_ERR_INVALID,
+	    "an unknown kind is refused");
+	bad.kind = MOAT_STORE_SUPPRESSED_AGENT;
+	bad.count = 0;
+	is_int(moat_store_suppressed_add(s, &bad, 1, &c), MOAT_ERR_INVALID,
+	    "so is a count of 0");
+	is_int(moat_store_denials_prune(s, 120000, 10, NULL, &c), 0,
+	    "prune before minute 2");
+	out[0] = '\0';
+	moat_store_suppressed_list(s, "sup", NULL, 0, sup_cb, out, &c);
+	is_str(out, "sup/proposals/120000/2/120000/120500;",
+	    "retention prunes counts with the denials");
+}
+
+static int
 sess_cb(const struct moat_store_session *ss, void *arg)
 {
 	char *out = arg;
@@ -1045,6 +1099,7 @@ main(void)
 	test_sessions(s);
 	test_sessions_lost(s);
 	test_policy_states(s);
+	test_suppressed(s);
 	test_proposals(s);
 	test_proposal_list(s);
 	test_denials(s);
