@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/errors.h"
+#include "common/nflog.h"
 
 #define MOAT_NET_DEFAULT_POOL "10.200.0.0/16"
 #define MOAT_NET_DEFAULT_PROXY_PORT 3128
@@ -109,27 +110,7 @@ int moat_net_socket(const struct moat_net *n, int domain, int type,
 int moat_net_nflog_open(const struct moat_net *n, int *fd,
     struct moat_cause *cause);
 
-/* One logged packet, as moat_nflog_parse() decodes it. */
-struct moat_nflog_pkt {
-	int family;      /* AF_INET, AF_INET6, or 0 when unknown */
-	int l4proto;     /* IPPROTO_TCP, IPPROTO_UDP, ... or -1 */
-	char src[46];    /* dotted or IPv6 text, "" when unknown */
-	char dst[46];
-	uint16_t sport;  /* host order; 0 when not TCP/UDP */
-	uint16_t dport;
-	int uid;         /* of the sending socket, -1 unknown */
-	int gid;         /* -1 unknown */
-	char prefix[64]; /* log prefix, e.g. "moat-deny" */
-};
-
-/*
- * Parse one recv() buffer of NFLOG netlink messages; calls cb once per
- * logged packet. Returns the number of packets, or MOAT_ERR_INVALID for a
- * malformed buffer (packets before the bad message were still delivered).
- * Never trusts lengths in the buffer: safe on untrusted input.
- */
-int moat_nflog_parse(const void *buf, size_t len,
-    void (*cb)(const struct moat_nflog_pkt *, void *), void *arg);
+/* Its packets are decoded by moat_nflog_parse (common/nflog.h). */
 
 /*
  * Internal to sandbox/netns.c, rtnl.c, nft.c, nflog.c (not for other

@@ -2,7 +2,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sandbox/net.h"
+#include "common/nflog.h"
 
 static void
 sink(const struct moat_nflog_pkt *p, void *arg)

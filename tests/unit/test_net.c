@@ -29,6 +29,7 @@
 
 #include "common/util.h"
 #include "sandbox/net.h"
+#include "tests/unit/nflog_util.h"
 #include "tests/unit/tap.h"
 
 #define POOL "10.231.0.0/16"
@@ -67,42 +68,6 @@ has(const char *hay, const char *needle)
 }
 
 /* ---- NFLOG parser, on hand-made messages ---- */
-
-static size_t
-put_attr(uint8_t *p, uint16_t type, const void *v, uint16_t len)
-{
-	struct nlattr a = { .nla_len = (uint16_t)(NLA_HDRLEN + len),
-		.nla_type = type };
-
-	memcpy(p, &a, sizeof(a));
-	memcpy(p + NLA_HDRLEN, v, len);
-	memset(p + NLA_HDRLEN + len, 0, NLA_ALIGN(len) - len);
-	return NLA_HDRLEN + NLA_ALIGN(len);
-}
-
-static size_t
-make_nflog(uint8_t *buf, const char *prefix, uint32_t uid,
-    const uint8_t *pkt, uint16_t pktlen)
-{
-	struct nlmsghdr *nlh = (struct nlmsghdr *)buf;
-	struct nfgenmsg nfg = { .nfgen_family = AF_INET };
-	uint32_t be = htonl(uid);
-	size_t off = NLMSG_HDRLEN;
-
-	memcpy(buf + off, &nfg, sizeof(nfg));
-	off += NLMSG_ALIGN(sizeof(nfg));
-	off += put_attr(buf + off, NFULA_PREFIX, prefix,
-	    (uint16_t)(strlen(prefix) + 1));
-	off += put_attr(buf + off, NFULA_UID, &be, 4);
-	off += put_attr(buf + off, NFULA_GID, &be, 4);
-	off += put_attr(buf + off, NFULA_PAYLOAD, pkt, pktlen);
-	nlh->nlmsg_len = (uint32_t)off;
-	nlh->nlmsg_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
-	nlh->nlmsg_flags = 0;
-	nlh->nlmsg_seq = 0;
-	nlh->nlmsg_pid = 0;
-	return off;
-}
 
 struct pkts {
 	int n;
