@@ -23,6 +23,7 @@
 #include "policies/policy.h"
 #include "sandbox/sandbox.h"
 #include "moatd/oneshot.h"
+#include "moatd/proxychan.h"
 #include "cli/cli.h"
 
 
@@ -88,6 +89,26 @@ load_policy(const char *path, struct moat_policy **out)
 	}
 	moat_diags_free(&d);
 	return r;
+}
+
+/* MOAT_IDENTITY: auto (default), bpf (required) or proc (no BPF). */
+static int
+identity_mode(enum moat_attrib_mode *mode)
+{
+	const char *v = getenv("MOAT_IDENTITY");
+
+	if (v == NULL || v[0] == '\0' || strcmp(v, "auto") == 0)
+		*mode = MOAT_ATTRIB_AUTO;
+	else if (strcmp(v, "bpf") == 0)
+		*mode = MOAT_ATTRIB_REQUIRE;
+	else if (strcmp(v, "proc") == 0)
+		*mode = MOAT_ATTRIB_OFF;
+	else {
+		fprintf(stderr, "moat run: MOAT_IDENTITY: '%s' is not auto, bpf "
+		    "or proc\n", v);
+		return MOAT_ERR_INVALID;
+	}
+	return 0;
 }
 
 static int
@@ -270,6 +291,10 @@ run_exec(int argc, char **argv)
 	moat_sandbox_protect_self();
 	purge_stale_runs();
 	memset(&c, 0, sizeof(c));
+	if (identity_mode(&c.attrib) != 0) {
+		rc = MOAT_EXIT_USAGE;
+		goto out;
+	}
 	c.name = name;
 	c.policy = p;
 	c.workspace = ws;
@@ -284,6 +309,7 @@ run_exec(int argc, char **argv)
 		rc = r == MOAT_ERR_INVALID ? MOAT_EXIT_USAGE : MOAT_EXIT_SYSTEM;
 		goto out;
 	}
+	moatd_log_identity(name, sb, c.attrib);
 	if (own_ws && chown(ws, moat_sandbox_uid(sb),
 	    moat_sandbox_gid(sb)) != 0) {
 		fprintf(stderr, "moat run: chown %s: %s\n", ws,

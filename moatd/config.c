@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "sandbox/sandbox.h"
 #include "moatd/config.h"
 
 
@@ -97,6 +98,31 @@ get_int(struct cfgctx *x, json_t *obj, const char *key, const char *field,
 		    hi);
 	*dst = json_integer_value(v);
 	return MOAT_OK;
+}
+
+/* proxy.identity: "auto" (default), "bpf" (required), "proc" (no BPF). */
+static int
+get_identity(struct cfgctx *x, json_t *proxy, int *dst)
+{
+	static const struct {
+		const char *name;
+		enum moat_attrib_mode mode;
+	} modes[] = {
+		{ "auto", MOAT_ATTRIB_AUTO },
+		{ "bpf", MOAT_ATTRIB_REQUIRE },
+		{ "proc", MOAT_ATTRIB_OFF },
+	};
+	json_t *v = json_object_get(proxy, "identity");
+
+	if (v == NULL || json_is_null(v))
+		return MOAT_OK;
+	for (size_t i = 0; json_is_string(v) && i < MOAT_NELEM(modes); i++)
+		if (strcmp(json_string_value(v), modes[i].name) == 0) {
+			*dst = (int)modes[i].mode;
+			return MOAT_OK;
+		}
+	return fail(x, "proxy.identity", "must be \"auto\", \"bpf\" or "
+	    "\"proc\"");
 }
 
 static int
@@ -343,7 +369,8 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		"max_auth_tries", "hostkey", "limits", "sandboxes", NULL };
 	static const char *const rkeys[] = { "socket", "tcp", "secret_file",
 		NULL };
-	static const char *const pkeys[] = { "port", "hosts_file", NULL };
+	static const char *const pkeys[] = { "port", "hosts_file", "identity",
+		NULL };
 	json_t *v, *relay, *proxy;
 	long long n;
 	size_t i;
@@ -430,6 +457,8 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		c->proxy_port = (uint16_t)n;
 		if ((r = get_str(x, proxy, "hosts_file", "proxy.hosts_file",
 			 &c->hosts_file)))
+			return r;
+		if ((r = get_identity(x, proxy, &c->identity)) != 0)
 			return r;
 	}
 	v = json_object_get(doc, "sandboxes");

@@ -55,6 +55,7 @@ struct moatd_config {
 	char *hostkey_path;
 	uint16_t proxy_port;
 	char *hosts_file;      /* resolver override; NULL: system DNS */
+	int identity;          /* proxy.identity: MOAT_ATTRIB_* (sandbox.h) */
 	char *net_pool;
 	int retention_days;
 	char *events_path;     /* OCSF-style export; NULL: off, "-": stdout */

@@ -19,6 +19,7 @@
 #include "sshd/sshd.h"
 #include "store/store.h"
 #include "moatd/daemon.h"
+#include "moatd/proxychan.h"
 #include "moatd/state.h"
 
 /* Read a sandbox's policy file (or the embedded default). */
@@ -159,41 +160,6 @@ out:
 	return r;
 }
 
-static void
-nflog_readable(struct moat_loop *l, int fd, unsigned events, void *arg);
-
-struct nflog_ctx {
-	struct moatd *d;
-	const char *sandbox;
-};
-
-static void
-on_nflog_pkt(const struct moat_nflog_pkt *p, void *arg)
-{
-	struct nflog_ctx *x = arg;
-
-	moatd_proxy_send_bypass(x->d, x->sandbox, p);
-}
-
-static void
-nflog_readable(struct moat_loop *l, int fd, unsigned events, void *arg)
-{
-	struct moatd_sandbox *s = arg;
-	struct nflog_ctx x = { s->owner, s->cfg->name };
-	char buf[65536];
-	ssize_t n;
-
-	(void)l;
-	(void)events;
-	/* Bounded: at most 64 datagrams per turn, then back to the loop. */
-	for (int i = 0; i < 64; i++) {
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n <= 0)
-			break;
-		moat_nflog_parse(buf, (size_t)n, on_nflog_pkt, &x);
-	}
-}
-
 /*
  * Make the workspace when it is missing. *made says whether the
  * sandbox should own it: a directory moatd just made, or an empty one
@@ -256,8 +222,10 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	sc.net_pool = d->cfg->net_pool;
 	sc.proxy_port = d->cfg->proxy_port;
 	sc.state_dir = sdir;
+	sc.attrib = (enum moat_attrib_mode)d->cfg->identity;
 	if ((r = moat_sandbox_create(&sc, &s->sb, cause)) != 0)
 		return r;
+	moatd_log_identity(s->cfg->name, s->sb, sc.attrib);
 	/* Its uid is known only now: each sandbox has its own. */
 	if (made && chown(s->cfg->workspace, moat_sandbox_uid(s->sb),
 	    moat_sandbox_gid(s->sb)) == -1) {
@@ -265,12 +233,11 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 		return MOAT_ERR_SYSTEM;
 	}
 	s->init_pid = moat_sandbox_init_pid(s->sb);
-	if (moat_sandbox_nflog_open(s->sb, &s->nflog_fd, cause) != 0 ||
-	    moat_loop_add_fd(d->loop, s->nflog_fd, MOAT_EV_READ,
-		nflog_readable, s) != 0) {
+	/* The proxy reads it (it inherits the fd); moatd keeps it open for
+	 * a restarted proxy. */
+	if (moat_sandbox_nflog_open(s->sb, &s->nflog_fd, cause) != 0) {
 		log_warn("sandbox %s: no bypass monitor: %s", s->cfg->name,
 		    cause->msg);
-		moat_close(s->nflog_fd);
 		s->nflog_fd = -1;
 	}
 	moat_store_sandbox_upsert(d->store, s->cfg->name, moat_wall_ms(),
@@ -338,10 +305,7 @@ moatd_stop(struct moatd *d)
 	moatd_proxy_stop(d);
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		struct moatd_sandbox *s = &d->sandboxes[i];
-		if (s->nflog_fd >= 0) {
-			moat_loop_del_fd(d->loop, s->nflog_fd);
-			moat_close(s->nflog_fd);
-		}
+		moat_close(s->nflog_fd);
 		moat_sandbox_free(s->sb);
 		moat_policy_free(s->policy);
 		free(s->file_hash);

@@ -8,7 +8,6 @@
 #include "moatd/config.h"
 
 struct moatd;
-struct moat_nflog_pkt;
 
 /* Bring everything up in order; on failure the caller calls moatd_stop. */
 int moatd_start(struct moatd *d, struct moat_cause *cause);
@@ -25,8 +24,6 @@ void moatd_child_exited(struct moatd *d, pid_t pid, int status);
 /* moatd/proxyctl.c */
 int moatd_proxy_start(struct moatd *d, struct moat_cause *cause);
 void moatd_proxy_stop(struct moatd *d);
-void moatd_proxy_send_bypass(struct moatd *d, const char *sandbox,
-    const struct moat_nflog_pkt *p);
 
 /* moatd/sshhooks.c: listeners, accept + fork, session records. */
 int moatd_ssh_start(struct moatd *d, struct moat_cause *cause);

@@ -74,29 +74,6 @@ on_message(void *arg, json_t *msg)
 }
 
 static void
-on_nflog_pkt(const struct moat_nflog_pkt *p, void *arg)
-{
-	struct moatd_oneshot *o = arg;
-
-	moatd_proxychan_bypass(o->proxy, o->name, p);
-}
-
-static void
-nflog_readable(struct moat_loop *l, int fd, unsigned ev, void *arg)
-{
-	char buf[65536];
-	ssize_t n;
-
-	(void)l;
-	(void)ev;
-	for (int i = 0; i < 64; i++) {
-		if ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) <= 0)
-			break;
-		moat_nflog_parse(buf, (size_t)n, on_nflog_pkt, arg);
-	}
-}
-
-static void
 child_exited(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
 	struct moatd_oneshot *o = arg;
@@ -115,6 +92,22 @@ drain_timeout(struct moat_loop *l, void *arg)
 {
 	(void)arg;
 	moat_loop_stop(l);
+}
+
+/* Ping the proxy and wait (bounded) for the pong: it answered all before. */
+static bool
+sync_proxy(struct moatd_oneshot *o)
+{
+	struct moat_timer *t;
+
+	o->synced = false;
+	if (moatd_proxychan_send(o->proxy, json_pack("{s:s, s:i}", "type",
+	    "ping", "seq", 1)) != 0)
+		return false;
+	t = moat_loop_timer(o->loop, 5000, drain_timeout, NULL);
+	moat_loop_run(o->loop);
+	moat_loop_timer_cancel(o->loop, t);
+	return o->synced;
 }
 
 int
@@ -136,18 +129,22 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 	pc.hosts_file = hosts_file;
 	/* Never dial another sandbox (moat run uses the default pool). */
 	pc.deny_cidr = MOAT_NET_DEFAULT_POOL;
+	/* Opened before the fork: the proxy inherits it and reads it. No
+	 * bypass monitor is a degraded run, not a failed one. */
+	if (moat_sandbox_nflog_open(sb, &o->nflog_fd, NULL) != 0)
+		o->nflog_fd = -1;
 	if ((r = moat_loop_new(&o->loop, cause)) != 0 ||
 	    (r = moatd_proxychan_start(o->loop, &pc, NULL, 0, &cbs, &o->proxy,
 		 cause)) != 0) {
 		moatd_oneshot_finish(o, NULL, NULL);
 		return r;
 	}
-	moatd_proxychan_sandbox(o->proxy, name, sb);
+	moatd_proxychan_sandbox(o->proxy, name, sb, o->nflog_fd);
 	moatd_proxychan_policy(o->proxy, name, 0, moat_policy_json(p));
-	/* No bypass monitor is a degraded run, not a failed one. */
-	if (moat_sandbox_nflog_open(sb, &o->nflog_fd, NULL) == 0)
-		moat_loop_add_fd(o->loop, o->nflog_fd, MOAT_EV_READ,
-		    nflog_readable, o);
+	/* The command must find the proxy listening: wait for its answer. */
+	if (!sync_proxy(o))
+		log_warn("the proxy did not answer; the command may find it "
+			 "not yet listening");
 	*out = o;
 	return MOAT_OK;
 }
@@ -171,21 +168,12 @@ moatd_oneshot_wait(struct moatd_oneshot *o, pid_t child, int *status)
 			return MOAT_ERR_SYSTEM;
 	/*
 	 * The last denials (a bypass just before exit) may still be on the
-	 * way: read what NFLOG holds, then ping the proxy; its pong comes
-	 * after every event those lines caused. Bounded by a timeout.
+	 * way: the proxy's pong comes after it read what NFLOG holds and
+	 * named those packets' senders. Bounded by a timeout.
 	 */
-	if (o->nflog_fd >= 0)
-		nflog_readable(o->loop, o->nflog_fd, 0, o);
-	if (moatd_proxychan_send(o->proxy, json_pack("{s:s, s:i}", "type",
-		"ping", "seq", 1)) == 0) {
-		struct moat_timer *t = moat_loop_timer(o->loop, 2000,
-		    drain_timeout, NULL);
-		moat_loop_run(o->loop);
-		if (!o->synced)
-			log_warn("the proxy did not answer; some denials of this "
-				 "run may be missing");
-		moat_loop_timer_cancel(o->loop, t);
-	}
+	if (!sync_proxy(o))
+		log_warn("the proxy did not answer; some denials of this run "
+			 "may be missing");
 	*status = o->status;
 	return MOAT_OK;
 }
@@ -203,10 +191,7 @@ moatd_oneshot_finish(struct moatd_oneshot *o, const char *store_path,
 		moat_loop_del_fd(o->loop, o->pidfd);
 		close(o->pidfd);
 	}
-	if (o->nflog_fd >= 0) {
-		moat_loop_del_fd(o->loop, o->nflog_fd);
-		close(o->nflog_fd);
-	}
+	moat_close(o->nflog_fd);
 	moatd_proxychan_stop(o->proxy);
 	if (store_path != NULL && o->nev > 0) {
 		char dir[4096], *slash;

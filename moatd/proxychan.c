@@ -72,14 +72,47 @@ moatd_proxychan_send(struct moatd_proxychan *ch, json_t *o)
 
 void
 moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
-    struct moat_sandbox *sb)
+    struct moat_sandbox *sb, int nflog_fd)
 {
-	moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:i}",
-	    "type", "sandbox", "name", name, "listen",
-	    moat_sandbox_host_addr(sb), "port", (int)moat_sandbox_proxy_port(sb),
-	    "netns_fd", moat_sandbox_netns_fd(sb), "procs",
-	    moat_sandbox_procs_path(sb), "init_pid",
-	    (int)moat_sandbox_init_pid(sb)));
+	int socks = -1, tuples = -1;
+	uint64_t cg = 0;
+	const char *why;
+	json_t *o;
+
+	o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:i}", "type", "sandbox",
+	    "name", name, "listen", moat_sandbox_host_addr(sb), "port",
+	    (int)moat_sandbox_proxy_port(sb), "netns_fd",
+	    moat_sandbox_netns_fd(sb), "procs", moat_sandbox_procs_path(sb),
+	    "init_pid", (int)moat_sandbox_init_pid(sb));
+	/* The proxy inherited these fds when it was forked. */
+	if (o != NULL && moat_sandbox_attrib(sb, &socks, &tuples, &cg,
+	    &why) == 0) {
+		json_object_set_new(o, "attrib_fd", json_integer(socks));
+		json_object_set_new(o, "attrib_tuple_fd", json_integer(tuples));
+		json_object_set_new(o, "cgroup_id", json_integer((json_int_t)cg));
+	}
+	if (o != NULL && nflog_fd >= 0)
+		json_object_set_new(o, "nflog_fd", json_integer(nflog_fd));
+	moatd_proxychan_send(ch, o);
+}
+
+void
+moatd_log_identity(const char *name, const struct moat_sandbox *sb,
+    enum moat_attrib_mode mode)
+{
+	int socks, tuples;
+	uint64_t cg;
+	const char *why = "";
+
+	if (moat_sandbox_attrib(sb, &socks, &tuples, &cg, &why) == 0)
+		log_info("sandbox %s: caller identity from the kernel's records "
+		    "(BPF on cgroup %llu)", name, (unsigned long long)cg);
+	else if (mode == MOAT_ATTRIB_OFF)
+		log_info("sandbox %s: caller identity by /proc scan (identity "
+		    "\"proc\" in the config)", name);
+	else
+		log_warn("sandbox %s: caller identity by /proc scan, without "
+		    "BPF: %s", name, why);
 }
 
 int
@@ -105,18 +138,6 @@ moatd_proxychan_trust(struct moatd_proxychan *ch, const char *sandbox,
 	return moatd_proxychan_send(ch, json_pack("{s:s, s:s, s:s, s:s}",
 	    "type", "retrust", "sandbox", sandbox, "binary", binary,
 	    "sha256", sha256));
-}
-
-void
-moatd_proxychan_bypass(struct moatd_proxychan *ch, const char *sandbox,
-    const struct moat_nflog_pkt *p)
-{
-	moatd_proxychan_send(ch, json_pack(
-	    "{s:s, s:s, s:i, s:i, s:s, s:s, s:i, s:i, s:i}", "type", "bypass",
-	    "sandbox", sandbox, "family", p->family == AF_INET6 ? 6 : 4,
-	    "proto", p->l4proto,
-	    "src", p->src, "dst", p->dst, "sport", (int)p->sport, "dport",
-	    (int)p->dport, "uid", p->uid));
 }
 
 /* Decode, then route by type: denials to the event callback. */

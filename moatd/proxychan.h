@@ -1,7 +1,7 @@
 /*
  * The channel to a proxy process: fork it (no exec: it inherits the
- * sandboxes' netns fds), tell it about sandboxes, policies, trusted
- * hashes and bypass packets as JSON lines, and read its denial events and
+ * sandboxes' netns, NFLOG and attribution map fds), tell it about
+ * sandboxes, policies and trusted hashes as JSON lines, and read its denial events and
  * requests back on a loop. Used by moatd and by `moat run` (which acts as
  * the orchestrator of its one run). Wire format: docs/protocols.md.
  */
@@ -16,9 +16,9 @@
 
 #include "common/errors.h"
 #include "common/event.h"
+#include "sandbox/sandbox.h"
 
 struct moat_loop;
-struct moat_nflog_pkt;
 struct moat_proxy_config;
 struct moat_sandbox;
 struct moatd_proxychan;
@@ -45,8 +45,12 @@ pid_t moatd_proxychan_pid(const struct moatd_proxychan *ch);
 void moatd_proxychan_reaped(struct moatd_proxychan *ch);
 
 int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
+/* nflog_fd: the sandbox's NFLOG socket, for the proxy to read (or -1). */
 void moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
-    struct moat_sandbox *sb);
+    struct moat_sandbox *sb, int nflog_fd);
+/* Say how the sandbox's callers are identified (mode: as configured). */
+void moatd_log_identity(const char *name, const struct moat_sandbox *sb,
+    enum moat_attrib_mode mode);
 int moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
     int version, const char *json);
 /*
@@ -58,7 +62,5 @@ int moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
 int moatd_proxychan_wait(struct moatd_proxychan *ch, int timeout_ms);
 int moatd_proxychan_trust(struct moatd_proxychan *ch, const char *sandbox,
     const char *binary, const char *sha256);
-void moatd_proxychan_bypass(struct moatd_proxychan *ch, const char *sandbox,
-    const struct moat_nflog_pkt *p);
 
 #endif

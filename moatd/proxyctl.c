@@ -65,13 +65,6 @@ moatd_proxy_send_trust(struct moatd *d, const char *sandbox,
 	return MOAT_OK;
 }
 
-void
-moatd_proxy_send_bypass(struct moatd *d, const char *sandbox,
-    const struct moat_nflog_pkt *p)
-{
-	moatd_proxychan_bypass(d->proxy, sandbox, p);
-}
-
 static void
 on_event(void *arg, const struct moat_denial_event *ev)
 {
@@ -167,7 +160,8 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 		struct moatd_sandbox *s = &d->sandboxes[i];
 		if (s->sb == NULL)
 			continue;
-		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb);
+		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb,
+		    s->nflog_fd);
 		if (s->policy != NULL)
 			moatd_proxy_install_policy(d, s->cfg->name, s->version,
 		    moat_policy_json(s->policy), 0, NULL);

@@ -1,17 +1,25 @@
 /*
  * Bypass events: a packet the sandbox ruleset rejected (moatd reads the
  * NFLOG socket and parses it) becomes a denial with stage "bypass". For
- * TCP the sending socket usually still exists (its SYN was just
- * refused), so the same identity code names the binary; its hash comes
- * from the TOFU cache only, never from new work.
+ * TCP the sender is named by the same identity code as a connection's
+ * caller: from the kernel's record of the SYN's 4-tuple (BPF), else
+ * from the socket if it still exists; its hash comes from the TOFU cache
+ * only, never from new work. Emitted once the sender is named.
  */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/nflog.h"
 #include "common/util.h"
 #include "proxy/internal.h"
+
+#define BYPASS_PENDING 16 /* per sandbox */
 
 static const char *
 proto_name(int proto, char *buf, size_t len)
@@ -51,26 +59,100 @@ to_sockaddr(int family, const void *addr, uint16_t port,
 	}
 }
 
+/* A TCP bypass waiting for its sender to be named. */
+struct px_bypass {
+	struct moat_proxy *p;
+	struct px_sandbox *sb;
+	struct moat_denial_event ev;
+	struct px_work *job;
+	struct px_bypass *next;
+};
+
 static void
-fill_identity(struct moat_proxy *p, struct px_sandbox *sb,
-    const struct sockaddr *src, const struct sockaddr *dst,
-    struct moat_denial_event *ev)
+unlink_bypass(struct px_bypass *b)
 {
-	struct px_identity id;
+	struct px_bypass **pp;
+
+	for (pp = &b->p->bypass; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == b) {
+			*pp = b->next;
+			break;
+		}
+	b->sb->nbypass--;
+	b->p->nbypass--;
+}
+
+/* The sender named (or not: the event says "?" then). */
+static void
+bypass_cb(void *arg, int rc, const char *why, struct px_identity *id)
+{
+	struct px_bypass *b = arg;
+	struct moat_denial_event *ev = &b->ev;
+	struct moat_proxy *p = b->p;
+
+	(void)why;
+	if (rc == 0 && id->nbin > 0) {
+		moat_denial_event_set(ev, MOAT_EVF_BINARY, id->bin[0].path);
+		if (id->bin[0].have_st)
+			px_hasher_cached(p->hasher, &id->bin[0].st,
+			    ev->sha256);
+		for (size_t i = 1; i < id->nbin; i++)
+			moat_denial_event_set(ev, MOAT_EVF_ANCESTORS,
+			    id->bin[i].path);
+		ev->pid = id->nspid;
+		if (ev->uid < 0)
+			ev->uid = id->uid;
+	}
+	unlink_bypass(b);
+	px_emit(p, ev);
+	free(b);
+	px_flush_check(p);
+}
+
+void
+px_bypass_free_all(struct moat_proxy *p, struct px_sandbox *sb)
+{
+	struct px_bypass *b, *next;
+
+	for (b = p->bypass; b != NULL; b = next) {
+		next = b->next;
+		if (sb != NULL && b->sb != sb)
+			continue;
+		px_work_cancel(b->job);
+		unlink_bypass(b);
+		free(b);
+	}
+}
+
+/*
+ * Name the sender of a rejected TCP SYN, off the loop; at most
+ * BYPASS_PENDING per sandbox wait for it, the others are emitted at once
+ * without a binary.
+ */
+static bool
+identify(struct moat_proxy *p, struct px_sandbox *sb,
+    const struct sockaddr *src, const struct sockaddr *dst,
+    const struct moat_denial_event *ev)
+{
+	struct px_bypass *b;
 	char why[256];
 
-	memset(&id, 0, sizeof(id));
-	if (px_identity_lookup(sb, src, dst, &id, why, sizeof(why)) != 0)
-		return;
-	moat_denial_event_set(ev, MOAT_EVF_BINARY, id.bin[0].path);
-	if (id.bin[0].have_st)
-		px_hasher_cached(p->hasher, &id.bin[0].st, ev->sha256);
-	for (size_t i = 1; i < id.nbin; i++)
-		moat_denial_event_set(ev, MOAT_EVF_ANCESTORS, id.bin[i].path);
-	ev->pid = id.nspid;
-	if (ev->uid < 0)
-		ev->uid = id.uid;
-	px_identity_clear(&id);
+	if (sb->nbypass >= BYPASS_PENDING ||
+	    (b = calloc(1, sizeof(*b))) == NULL)
+		return false;
+	b->p = p;
+	b->sb = sb;
+	b->ev = *ev;
+	if (px_identity_start(sb, src, dst, true, bypass_cb, b, &b->job, why,
+	    sizeof(why)) != 0) {
+		free(b);
+		return false;
+	}
+	b->next = p->bypass;
+	p->bypass = b;
+	sb->nbypass++;
+	p->nbypass++;
+	return true;
 }
 
 void
@@ -105,8 +187,43 @@ moat_proxy_bypass(struct moat_proxy *p, const char *sandbox,
 	    sb->listen_str, (unsigned)px_addr_port((struct sockaddr *)
 	    &sb->listen_ss));
 	ev.policy_version = sb->version;
-	if (pkt->l4proto == IPPROTO_TCP)
-		fill_identity(p, sb, (struct sockaddr *)&src,
-		    (struct sockaddr *)&dst, &ev);
+	if (pkt->l4proto == IPPROTO_TCP && identify(p, sb,
+	    (struct sockaddr *)&src, (struct sockaddr *)&dst, &ev))
+		return;
 	px_emit(p, &ev);
+}
+
+static void
+on_nflog_pkt(const struct moat_nflog_pkt *n, void *arg)
+{
+	struct px_sandbox *sb = arg;
+	struct moat_proxy_bypass_pkt pkt;
+
+	memset(&pkt, 0, sizeof(pkt));
+	pkt.family = n->family;
+	pkt.l4proto = n->l4proto;
+	pkt.sport = n->sport;
+	pkt.dport = n->dport;
+	pkt.uid = n->uid;
+	if ((n->family != AF_INET && n->family != AF_INET6) ||
+	    inet_pton(n->family, n->src, &pkt.src) != 1 ||
+	    inet_pton(n->family, n->dst, &pkt.dst) != 1)
+		return;
+	moat_proxy_bypass(sb->p, sb->name, &pkt);
+}
+
+void
+px_bypass_read(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	char buf[65536] __attribute__((aligned(8)));
+	ssize_t n;
+
+	(void)l;
+	(void)ev;
+	/* Bounded: at most 64 datagrams per turn, then back to the loop. */
+	for (int i = 0; i < 64; i++) {
+		if ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) <= 0)
+			break;
+		moat_nflog_parse(buf, (size_t)n, on_nflog_pkt, arg);
+	}
 }

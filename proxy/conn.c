@@ -2,7 +2,7 @@
  * One client connection, as a state machine driven by two fd callbacks
  * (client, upstream), worker results and one timer:
  *
- *   HEAD -> (identity) -> HASH -> (TOFU, decide) -> RESOLVE -> (SSRF)
+ *   HEAD -> IDENT -> HASH -> (TOFU, decide) -> RESOLVE -> (SSRF)
  *        -> CONNECT -> RELAY
  *   any step may end in RESPOND (an error or 403) -> LINGER -> freed
  *
@@ -64,7 +64,8 @@ setup_free(struct px_conn *c)
 
 	if (st == NULL)
 		return;
-	px_resolve_cancel(st->rjob);
+	px_work_cancel(st->rjob);
+	px_work_cancel(st->ijob);
 	px_identity_clear(&st->id);
 	free(st->body);
 	free(st->lresp);
@@ -211,8 +212,15 @@ px_conn_respond(struct px_conn *c, char *resp, size_t len)
 		return;
 	}
 	if (c->s != NULL) {
-		px_resolve_cancel(c->s->rjob);
+		/* Nothing started for this connection may call back now. */
+		px_work_cancel(c->s->rjob);
 		c->s->rjob = NULL;
+		px_work_cancel(c->s->ijob);
+		c->s->ijob = NULL;
+		for (size_t i = 0; i < c->s->id.nbin; i++) {
+			px_work_cancel(c->s->id.bin[i].job);
+			c->s->id.bin[i].job = NULL;
+		}
 	}
 	if (c->relay_on) {
 		px_relay_fini(&c->relay);
@@ -338,9 +346,10 @@ after_hash(struct px_conn *c)
 
 		/* Ancestors grant access too: none may skip the check. */
 		if (b->sha[0] == '\0') {
-			snprintf(why, sizeof(why), i == 0 ? "cannot read the "
-			    "calling executable to verify it" : "cannot read "
-			    "the caller's ancestor %s to verify it", b->path);
+			snprintf(why, sizeof(why), "cannot verify the caller's "
+			    "%s %s: %s", i == 0 ? "executable" : "ancestor",
+			    b->path, b->hash_err != NULL ? b->hash_err :
+			    "cannot read it");
 			deny(c, "identity", "policy_denied", why, NULL, NULL);
 			return;
 		}
@@ -367,49 +376,83 @@ after_hash(struct px_conn *c)
 }
 
 static void
-hash_cb(void *arg, int idx, const char *sha)
+hash_cb(void *arg, int idx, const char *sha, const char *err)
+{
+	struct px_conn *c = arg;
+	struct px_bin *b = &c->s->id.bin[idx];
+
+	b->job = NULL;
+	moat_strlcpy(b->sha, sha != NULL ? sha : "", sizeof(b->sha));
+	b->hash_err = err;
+	if (--c->s->hash_pending == 0)
+		after_hash(c);
+}
+
+static void
+ident_timeout(struct moat_loop *l, void *arg)
 {
 	struct px_conn *c = arg;
 
-	c->s->id.bin[idx].job = NULL;
-	moat_strlcpy(c->s->id.bin[idx].sha, sha != NULL ? sha : "", 65);
-	if (--c->s->hash_pending == 0)
+	(void)l;
+	c->timer = NULL;
+	deny(c, "identity", "policy_denied", c->st == ST_IDENT ?
+	    "the caller could not be identified in time" :
+	    "the caller's executables could not be verified in time", NULL,
+	    NULL);
+}
+
+static void
+ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
+{
+	struct px_conn *c = arg;
+
+	c->s->ijob = NULL;
+	if (rc != MOAT_OK) {
+		deny(c, "identity", "policy_denied", why, NULL, NULL);
+		return;
+	}
+	px_identity_move(&c->s->id, id);
+	c->st = ST_HASH;
+	for (size_t i = 0; i < c->s->id.nbin; i++) {
+		struct px_bin *b = &c->s->id.bin[i];
+
+		/* Unreadable or cached: no fd, and after_hash decides. */
+		if (b->sha[0] != '\0' || b->fd < 0)
+			continue;
+		rc = px_hasher_submit(c->p->hasher, moat_steal_fd(&b->fd),
+		    &b->st, c->sb, hash_cb, c, (int)i, &b->job);
+		if (rc != 0) {
+			respond_error(c, 503, "busy", rc == MOAT_ERR_AGAIN ?
+			    "too many binaries of this sandbox are being "
+			    "verified" : "out of memory");
+			return;
+		}
+		c->s->hash_pending++;
+	}
+	if (c->s->hash_pending == 0)
 		after_hash(c);
 }
 
 static void
 start(struct px_conn *c)
 {
-	char why[256] = "";
+	char why[512] = "";
 	int rc;
 
 	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
-	moat_loop_timer_cancel(c->p->loop, c->timer);
-	c->timer = NULL;
-	rc = px_identity_lookup(c->sb, (struct sockaddr *)&c->s->peer,
-	    (struct sockaddr *)&c->s->local, &c->s->id, why, sizeof(why));
+	rc = px_identity_start(c->sb, (struct sockaddr *)&c->s->peer,
+	    (struct sockaddr *)&c->s->local, false, ident_cb, c, &c->s->ijob,
+	    why, sizeof(why));
+	if (rc == MOAT_ERR_AGAIN || rc == MOAT_ERR_NOMEM) {
+		respond_error(c, 503, "busy", why);
+		return;
+	}
 	if (rc != MOAT_OK) {
 		deny(c, "identity", "policy_denied", why, NULL, NULL);
 		return;
 	}
-	c->st = ST_HASH;
-	for (size_t i = 0; i < c->s->id.nbin; i++) {
-		struct px_bin *b = &c->s->id.bin[i];
-
-		int fd;
-
-		/* Unreadable: its sha stays empty and after_hash denies. */
-		if (!b->have_st ||
-		    px_hasher_cached(c->p->hasher, &b->st, b->sha) ||
-		    (fd = px_bin_open(b)) < 0)
-			continue;
-		b->job = px_hasher_submit(c->p->hasher, fd, &b->st, hash_cb,
-		    c, (int)i);
-		if (b->job != NULL)
-			c->s->hash_pending++;
-	}
-	if (c->s->hash_pending == 0)
-		after_hash(c);
+	c->st = ST_IDENT;
+	px_conn_arm(c, PX_IDENT_TIMEOUT_MS, ident_timeout);
 }
 
 /* ---- decision, resolution, SSRF ---- */
@@ -510,10 +553,11 @@ decide(struct px_conn *c)
 		return;
 	}
 	c->st = ST_RESOLVE;
-	c->s->rjob = px_resolve(c->p->resolver, c->s->host, c->port, got_addrs,
-	    c);
+	c->s->rjob = px_resolve(c->p->resolver, c->s->host, c->port, c->sb,
+	    got_addrs, c);
 	if (c->s->rjob == NULL) {
-		respond_error(c, 502, "dns_failed", "out of memory");
+		respond_error(c, 503, "busy", "too many names of this sandbox "
+		    "are being resolved");
 		return;
 	}
 	px_conn_arm(c, c->p->cfg.connect_timeout_ms, resolve_timeout);

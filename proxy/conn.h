@@ -9,6 +9,7 @@
 
 enum px_state {
 	ST_HEAD = 0,
+	ST_IDENT, /* the caller is being identified (identity.c) */
 	ST_HASH,
 	ST_RESOLVE,
 	ST_CONNECT,
@@ -48,6 +49,7 @@ struct px_setup {
 	struct moat_http_req req;
 	char host[MOAT_HTTP_HOST_MAX]; /* moat_host_normalize'd */
 	struct px_identity id;
+	struct px_work *ijob; /* the identity job, until it answers */
 	int hash_pending;
 	struct px_work *rjob;
 	struct moat_decision dec;

@@ -1,10 +1,11 @@
 /*
  * The proxy process: moatd forks it (no exec) with one end of a
  * socketpair, ctl_fd, and talks JSON lines both ways (docs/protocols.md,
- * "moatd <-> proxy control channel"). moatd sends sandboxes, policies,
- * bypass packets; the proxy answers each request and writes every
- * denial as {"type":"denial", ...event fields}. An agent's policy.local
- * proposal goes up as {"type":"proposal"} and moatd's
+ * "moatd <-> proxy control channel"). moatd sends sandboxes (with the
+ * numbers of the fds the proxy inherited: netns, NFLOG, attribution
+ * maps) and policies; the proxy answers each request and writes every
+ * denial as {"type":"denial", ...event fields}, bypasses included. An
+ * agent's policy.local proposal goes up as {"type":"proposal"} and moatd's
  * {"type":"proposal_result"} answers the waiting HTTP request.
  *
  * Framing is common/jsonl.h: writes never block the loop; when moatd
@@ -115,6 +116,12 @@ do_sandbox(struct ctl *c, json_t *o)
 	s.netns_fd = (int)jint(o, "netns_fd", -1);
 	s.procs_path = jstr(o, "procs");
 	s.init_pid = (pid_t)jint(o, "init_pid", 0);
+	s.attrib_fd = (int)jint(o, "attrib_fd", -1);
+	s.attrib_tuple_fd = (int)jint(o, "attrib_tuple_fd", -1);
+	s.cgroup_id = (uint64_t)jint(o, "cgroup_id", 0);
+	s.attrib = s.attrib_fd >= 0;
+	s.nflog_fd = (int)jint(o, "nflog_fd", -1);
+	s.nflog = s.nflog_fd >= 0;
 	r = moat_proxy_add_sandbox(c->p, &s, &cause);
 	if (r == 0)
 		ctl_reply(c, json_pack("{s:s,s:s}", "type", "sandbox_ok", "name",
@@ -170,30 +177,36 @@ do_policy(struct ctl *c, json_t *o)
 	moat_diags_free(&d);
 }
 
-static bool
-parse_ip(const char *s, int family, void *out)
-{
-	return s != NULL && inet_pton(family, s, out) == 1;
-}
+struct pong {
+	struct ctl *c;
+	long long seq;
+};
 
 static void
-do_bypass(struct ctl *c, json_t *o)
+send_pong(void *arg)
 {
-	struct moat_proxy_bypass_pkt pkt;
-	const char *name = jstr(o, "sandbox");
+	struct pong *pg = arg;
 
-	memset(&pkt, 0, sizeof(pkt));
-	pkt.family = jint(o, "family", 4) == 6 ? AF_INET6 : AF_INET;
-	pkt.l4proto = (int)jint(o, "proto", IPPROTO_TCP);
-	pkt.sport = (uint16_t)jint(o, "sport", 0);
-	pkt.dport = (uint16_t)jint(o, "dport", 0);
-	pkt.uid = (int)jint(o, "uid", -1);
-	if (name == NULL || !parse_ip(jstr(o, "src"), pkt.family, &pkt.src) ||
-	    !parse_ip(jstr(o, "dst"), pkt.family, &pkt.dst)) {
-		log_warn("bypass message without sandbox, src or dst");
+	ctl_reply(pg->c, json_pack("{s:s, s:I}", "type", "pong", "seq",
+	    (json_int_t)pg->seq));
+	free(pg);
+}
+
+/*
+ * A pong follows every event caused by the lines before the ping: bypass
+ * packets whose sender is still being named are waited for.
+ */
+static void
+do_ping(struct ctl *c, long long seq)
+{
+	struct pong *pg = calloc(1, sizeof(*pg));
+
+	if (pg == NULL)
 		return;
-	}
-	moat_proxy_bypass(c->p, name, &pkt);
+	pg->c = c;
+	pg->seq = seq;
+	if (moat_proxy_flush(c->p, send_pong, pg) != 0)
+		free(pg);
 }
 
 static void
@@ -211,17 +224,12 @@ handle_msg(struct ctl *c, json_t *o)
 			moat_proxy_remove_sandbox(c->p, n);
 	} else if (strcmp(type, "policy") == 0) {
 		do_policy(c, o);
-	} else if (strcmp(type, "bypass") == 0) {
-		do_bypass(c, o);
 	} else if (strcmp(type, "proposal_result") == 0) {
 		moat_proxy_proposal_result(c->p, (uint64_t)jint(o, "req", 0),
 		    json_is_true(json_object_get(o, "ok")), jint(o, "id", 0),
 		    jstr(o, "error"));
 	} else if (strcmp(type, "ping") == 0) {
-		/* Lines are answered in order: a pong follows every event
-		 * caused by the lines before the ping. */
-		ctl_reply(c, json_pack("{s:s, s:I}", "type", "pong", "seq",
-		    (json_int_t)jint(o, "seq", 0)));
+		do_ping(c, jint(o, "seq", 0));
 	} else if (strcmp(type, "retrust") == 0) {
 		const char *n = jstr(o, "sandbox"), *b = jstr(o, "binary");
 		const char *h = jstr(o, "sha256");

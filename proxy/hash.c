@@ -4,8 +4,15 @@
  * thread so a 100 MB binary never stalls the loop. Results are cached
  * by the file's fingerprint (dev, ino, size, mtime, ctime): a changed
  * file is hashed again, an unchanged one never is.
+ *
+ * Fair and bounded: each sandbox has its own queue on the hash pool
+ * (at most HASH_QUEUE jobs), a job hashes HASH_SLICE bytes per turn and
+ * then lets other sandboxes' jobs run, a file over HASH_MAX_BYTES is not
+ * hashed and a job that takes over HASH_TIMEOUT_MS gives up: both leave
+ * the binary unverified (denied).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +24,10 @@
 
 #define HASH_CACHE 1024
 #define HASH_THREADS 2
+#define HASH_QUEUE 64
+#define HASH_SLICE (2 << 20)
+#define HASH_MAX_BYTES (1LL << 30)
+#define HASH_TIMEOUT_MS 20000
 
 struct fp {
 	dev_t dev;
@@ -34,6 +45,7 @@ struct cache_ent {
 
 struct px_hasher {
 	struct px_pool *pool;
+	pthread_mutex_t mu; /* the cache: identity workers read it */
 	struct cache_ent cache[HASH_CACHE];
 };
 
@@ -42,9 +54,15 @@ struct hash_work {
 	struct px_hasher *h;
 	int fd;
 	struct fp fp;
+	EVP_MD_CTX *ctx;
+	char *buf;
+	off_t off;
+	bool retried;
+	int64_t deadline_ms;
 	bool ok;
+	const char *err; /* why there is no hash */
 	char sha[65];
-	void (*cb)(void *arg, int idx, const char *sha);
+	px_hash_cb *cb;
 	void *arg;
 	int idx;
 };
@@ -84,72 +102,102 @@ px_hasher_cached(struct px_hasher *h, const struct stat *st, char sha[65])
 {
 	struct fp fp;
 	struct cache_ent *e;
+	bool hit;
 
 	fp_of(st, &fp);
+	pthread_mutex_lock(&h->mu);
 	e = &h->cache[fp_slot(&fp)];
-	if (!e->used || !fp_eq(&e->fp, &fp))
+	if ((hit = e->used && fp_eq(&e->fp, &fp)))
+		memcpy(sha, e->sha, 65);
+	pthread_mutex_unlock(&h->mu);
+	return hit;
+}
+
+/* The fingerprint the file has now; false on error. */
+static bool
+fp_now(int fd, struct fp *fp)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == -1)
 		return false;
-	memcpy(sha, e->sha, 65);
+	fp_of(&st, fp);
 	return true;
 }
 
-static void
+static int
 hash_run(struct px_work *w)
 {
 	struct hash_work *hw = (struct hash_work *)w;
-	EVP_MD_CTX *ctx = NULL;
 	unsigned char md[32];
 	unsigned mdlen = 0;
-	char *buf = NULL;
-	struct stat st;
 	struct fp now;
-	bool retried = false;
-	off_t off;
+	size_t done = 0;
 	ssize_t n;
 
-	hw->ok = false;
-	if ((buf = malloc(1 << 20)) == NULL || (ctx = EVP_MD_CTX_new()) == NULL)
-		goto out;
-again:
-	off = 0;
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-		goto out;
+	if (hw->ctx == NULL) {
+		if (hw->fp.size > HASH_MAX_BYTES) {
+			hw->err = "larger than 1 GiB";
+			return PX_WORK_DONE;
+		}
+		if ((hw->buf = malloc(1 << 20)) == NULL ||
+		    (hw->ctx = EVP_MD_CTX_new()) == NULL ||
+		    EVP_DigestInit_ex(hw->ctx, EVP_sha256(), NULL) != 1) {
+			hw->err = "out of memory";
+			return PX_WORK_DONE;
+		}
+	}
+	if (moat_now_ms() > hw->deadline_ms) {
+		hw->err = "hashing took too long";
+		return PX_WORK_DONE;
+	}
 	for (;;) {
+		if (done >= HASH_SLICE)
+			return PX_WORK_AGAIN;
 		if (atomic_load(&w->cancelled))
-			goto out;
-		n = pread(hw->fd, buf, 1 << 20, off);
+			return PX_WORK_DONE;
+		n = pread(hw->fd, hw->buf, 1 << 20, hw->off);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n < 0)
-			goto out;
+		if (n < 0) {
+			hw->err = "cannot read it";
+			return PX_WORK_DONE;
+		}
 		if (n == 0)
 			break;
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-		off += n;
+		EVP_DigestUpdate(hw->ctx, hw->buf, (size_t)n);
+		hw->off += n;
+		done += (size_t)n;
+		if (hw->off > HASH_MAX_BYTES) {
+			hw->err = "larger than 1 GiB";
+			return PX_WORK_DONE;
+		}
 	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
-		goto out;
+	if (EVP_DigestFinal_ex(hw->ctx, md, &mdlen) != 1 || mdlen != 32 ||
+	    !fp_now(hw->fd, &now)) {
+		hw->err = "cannot read it";
+		return PX_WORK_DONE;
+	}
 	/*
 	 * The hash is cached under the fingerprint taken before reading:
 	 * if the file changed meanwhile, that pairing would be false.
 	 * Hash once more under the new fingerprint; a file that keeps
 	 * changing is not verified at all.
 	 */
-	if (fstat(hw->fd, &st) == -1)
-		goto out;
-	fp_of(&st, &now);
 	if (!fp_eq(&now, &hw->fp)) {
-		if (retried)
-			goto out;
-		retried = true;
+		if (hw->retried ||
+		    EVP_DigestInit_ex(hw->ctx, EVP_sha256(), NULL) != 1) {
+			hw->err = "it keeps changing";
+			return PX_WORK_DONE;
+		}
+		hw->retried = true;
 		hw->fp = now;
-		goto again;
+		hw->off = 0;
+		return PX_WORK_AGAIN;
 	}
 	moat_hex(md, 32, hw->sha);
 	hw->ok = true;
-out:
-	EVP_MD_CTX_free(ctx);
-	free(buf);
+	return PX_WORK_DONE;
 }
 
 static void
@@ -160,43 +208,50 @@ hash_done(struct px_work *w)
 	moat_close(hw->fd);
 	if (hw->ok) {
 		struct cache_ent *e = &hw->h->cache[fp_slot(&hw->fp)];
+		pthread_mutex_lock(&hw->h->mu);
 		e->used = true;
 		e->fp = hw->fp;
 		memcpy(e->sha, hw->sha, 65);
+		pthread_mutex_unlock(&hw->h->mu);
 	}
 	if (!atomic_load(&w->cancelled))
-		hw->cb(hw->arg, hw->idx, hw->ok ? hw->sha : NULL);
+		hw->cb(hw->arg, hw->idx, hw->ok ? hw->sha : NULL,
+		    hw->ok ? NULL : hw->err ? hw->err : "cannot read it");
+	EVP_MD_CTX_free(hw->ctx);
+	free(hw->buf);
 	free(hw);
 }
 
-struct px_work *
+int
 px_hasher_submit(struct px_hasher *h, int fd, const struct stat *st,
-    void (*cb)(void *arg, int idx, const char *sha), void *arg, int idx)
+    const void *owner, px_hash_cb *cb, void *arg, int idx,
+    struct px_work **out)
 {
 	struct hash_work *hw;
+	int r;
 
 	if ((hw = calloc(1, sizeof(*hw))) == NULL) {
 		moat_close(fd);
-		return NULL;
+		return MOAT_ERR_NOMEM;
 	}
 	hw->w.run = hash_run;
 	hw->w.done = hash_done;
+	hw->w.owner = owner;
 	atomic_init(&hw->w.cancelled, false);
 	hw->h = h;
 	hw->fd = fd;
 	fp_of(st, &hw->fp);
+	hw->deadline_ms = moat_now_ms() + HASH_TIMEOUT_MS;
 	hw->cb = cb;
 	hw->arg = arg;
 	hw->idx = idx;
-	px_pool_submit(h->pool, &hw->w);
-	return &hw->w;
-}
-
-void
-px_hasher_cancel(struct px_work *w)
-{
-	if (w != NULL)
-		atomic_store(&w->cancelled, true);
+	if ((r = px_pool_submit(h->pool, &hw->w)) != 0) {
+		moat_close(fd);
+		free(hw);
+		return r;
+	}
+	*out = &hw->w;
+	return MOAT_OK;
 }
 
 int
@@ -208,7 +263,10 @@ px_hasher_new(struct moat_loop *l, struct px_hasher **out,
 
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return MOAT_ERR_NOMEM;
-	if ((r = px_pool_new(l, HASH_THREADS, "hash", &h->pool, cause)) != 0) {
+	pthread_mutex_init(&h->mu, NULL);
+	if ((r = px_pool_new(l, HASH_THREADS, HASH_QUEUE, "hash", &h->pool,
+	    cause)) != 0) {
+		pthread_mutex_destroy(&h->mu);
 		free(h);
 		return r;
 	}
@@ -222,5 +280,6 @@ px_hasher_free(struct px_hasher *h)
 	if (h == NULL)
 		return;
 	px_pool_free(h->pool);
+	pthread_mutex_destroy(&h->mu);
 	free(h);
 }

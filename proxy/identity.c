@@ -1,345 +1,141 @@
 /*
- * Who is calling: the client's TCP 4-tuple is looked up with sock_diag
- * in the sandbox's netns (falling back to /proc/<init>/net/tcp{,6}) to
- * get the socket inode; the sandbox's processes are scanned for an fd
- * on that inode; each owner's /proc/PID/exe and parent chain name the
- * caller. Owners that disagree make the socket ambiguous: denied.
+ * Who is calling. On the loop, bounded: the client's 4-tuple is looked
+ * up with sock_diag in the sandbox's netns (diag.c), which gives the
+ * socket's cookie and inode; with BPF attribution the cookie is looked
+ * up in the sandbox's map (one syscall), which holds what the kernel
+ * recorded in the socket hooks: the task that created the socket and
+ * the task that connected it (common/attrib.h).
+ *
+ * On a worker (work.c, fair between sandboxes), the rest:
+ *   attributed  the connecting process, pinned with a pidfd, must be the
+ *               one recorded (same start time) still running the
+ *               executable it connected with (same device and inode);
+ *               the creator must have run that executable too, in the
+ *               same sandbox;
+ *   fallback    every fd table of the sandbox's processes is scanned for
+ *               the inode (scan.c, in slices); each holder is pinned,
+ *               must still hold it, and all must agree;
+ * then the caller's parent chain (each parent pinned while read), the
+ * per-caller checks (caller_checks[] below), the binaries opened for
+ * hashing, and a last check that the caller is still the same process
+ * running the same file. The result goes back to the loop.
  *
  * Paths come from the kernel (/proc/PID/exe), never from argv.
  */
-#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
+#include <bpf/bpf.h>
 
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/attrib.h"
 #include "common/util.h"
 #include "proxy/internal.h"
 
-#define MAX_OWNERS 16
-/*
- * /proc and cgroup files are seq_files: a read fills the buffer unless
- * the records run out (it stops short by less than one record when the
- * next does not fit). A read that leaves more room than SEQ_SLACK is
- * therefore the end, and the closing zero-length read is skipped: each
- * connection reads several of these files, and syscalls are its cost.
- */
-#define SEQ_SLACK 512
+/* A connection's client socket: connected (a half-close is fine). */
+#define TCP_CONNECTED (1u << 1 | 1u << 4 | 1u << 5) /* ESTAB, FIN_WAIT1/2 */
+#define IDENT_THREADS 2
+#define IDENT_QUEUE 128 /* per sandbox, queued or running */
+#define MAX_PINS (2 * (1 + PX_MAX_ANCESTORS)) /* a caller and one co-owner */
 
-/*
- * Read path into buf (NUL-terminated); when it does not fit and max
- * allows, into a malloc'd buffer instead (*heap set, caller frees).
- * The text's length, or -1.
- */
-static ssize_t
-read_seq(const char *path, char *buf, size_t cap, size_t max, char **heap)
+struct ident_job {
+	struct px_work w; /* first: the pool hands back this pointer */
+	/* Inputs, copied: the sandbox may go away while the job runs. */
+	bool attributed;  /* rec is the kernel's record (else: scan) */
+	bool need_find;   /* no sock_diag: find the inode in /proc/net/tcp */
+	bool bypass;
+	struct moat_attrib rec;
+	uint64_t cgroup_id;
+	unsigned long inode;
+	struct sockaddr_storage src;
+	struct sockaddr_storage dst;
+	pid_t init_pid;
+	dev_t pidns_dev;  /* the sandbox's pid namespace; ino 0: none known */
+	ino_t pidns_ino;
+	char *procs_path;
+	struct px_hasher *hasher;
+	struct px_scan *scan;
+	int pidfds[MAX_PINS]; /* the pinned caller and parents */
+	size_t npidfds;
+	/* Output. */
+	int rc;
+	char why[512];
+	struct px_identity id;
+	px_identity_cb *cb;
+	void *arg;
+};
+
+/* ---- reading /proc ---- */
+
+static int
+pidfd_open(pid_t pid)
 {
-	size_t len = 0;
-	int fd;
-
-	*heap = NULL;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	for (;;) {
-		size_t room = cap - 1 - len;
-		ssize_t n;
-
-		if (room == 0) {
-			char *nb;
-			if (cap * 2 > max || (nb = malloc(cap * 2)) == NULL)
-				goto fail;
-			memcpy(nb, buf, len);
-			free(*heap);
-			*heap = buf = nb;
-			cap *= 2;
-			continue;
-		}
-		n = read(fd, buf + len, room);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		len += (size_t)n;
-		if (n == 0 || (size_t)n + SEQ_SLACK < room)
-			break;
-	}
-	close(fd);
-	buf[len] = '\0';
-	return (ssize_t)len;
-fail:
-	close(fd);
-	free(*heap);
-	*heap = NULL;
-	return -1;
+	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-int
-px_identity_diag_open(int netns_fd, struct moat_cause *cause)
-{
-	int self = -1, fd = -1;
-
-	if (netns_fd >= 0) {
-		self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (self == -1 || setns(netns_fd, CLONE_NEWNET) == -1) {
-			moat_cause_errno(cause, "enter the sandbox netns");
-			moat_close(self);
-			return -1;
-		}
-	}
-	/* A netlink socket stays in the netns it was created in. */
-	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd == -1)
-		moat_cause_errno(cause, "socket(NETLINK_SOCK_DIAG)");
-	if (self >= 0) {
-		if (setns(self, CLONE_NEWNET) == -1)
-			log_fatal("cannot return to the proxy's netns");
-		close(self);
-	}
-	return fd;
-}
-
-/* The inode of the TCP socket src:sport -> dst:dport; 0 when none. */
-static unsigned long
-diag_inode(int fd, const struct sockaddr *src, const struct sockaddr *dst)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct inet_diag_req_v2 r;
-	} req;
-	union {
-		struct nlmsghdr nlh;
-		char buf[8192];
-	} resp;
-	struct inet_diag_msg *m;
-	ssize_t n;
-
-	memset(&req, 0, sizeof(req));
-	req.nlh.nlmsg_len = sizeof(req);
-	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	req.nlh.nlmsg_flags = NLM_F_REQUEST;
-	req.r.sdiag_family = (uint8_t)src->sa_family;
-	req.r.sdiag_protocol = IPPROTO_TCP;
-	req.r.idiag_states = ~0U;
-	req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-	req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-	if (src->sa_family == AF_INET) {
-		const struct sockaddr_in *s = (const void *)src;
-		const struct sockaddr_in *d = (const void *)dst;
-		req.r.id.idiag_sport = s->sin_port;
-		req.r.id.idiag_dport = d->sin_port;
-		memcpy(req.r.id.idiag_src, &s->sin_addr, 4);
-		memcpy(req.r.id.idiag_dst, &d->sin_addr, 4);
-	} else {
-		const struct sockaddr_in6 *s = (const void *)src;
-		const struct sockaddr_in6 *d = (const void *)dst;
-		req.r.id.idiag_sport = s->sin6_port;
-		req.r.id.idiag_dport = d->sin6_port;
-		memcpy(req.r.id.idiag_src, &s->sin6_addr, 16);
-		memcpy(req.r.id.idiag_dst, &d->sin6_addr, 16);
-	}
-	if (send(fd, &req, sizeof(req), 0) != (ssize_t)sizeof(req))
-		return 0;
-	do
-		n = recv(fd, &resp, sizeof(resp), 0);
-	while (n == -1 && errno == EINTR);
-	if (n < (ssize_t)NLMSG_LENGTH(sizeof(*m)) ||
-	    resp.nlh.nlmsg_type != SOCK_DIAG_BY_FAMILY)
-		return 0;
-	m = NLMSG_DATA(&resp.nlh);
-	return m->idiag_inode;
-}
-
-static void
-hexaddr(const struct sockaddr *sa, char *out, size_t len)
-{
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s = (const void *)sa;
-		snprintf(out, len, "%08X:%04X", s->sin_addr.s_addr,
-		    ntohs(s->sin_port));
-	} else {
-		const struct sockaddr_in6 *s = (const void *)sa;
-		const uint32_t *w = (const uint32_t *)&s->sin6_addr;
-		snprintf(out, len, "%08X%08X%08X%08X:%04X", w[0], w[1], w[2],
-		    w[3], ntohs(s->sin6_port));
-	}
-}
-
-/* /proc/<pid>/net/tcp{,6}: "sl local rem st ... uid timeout inode". */
-static unsigned long
-proc_inode(pid_t init_pid, const struct sockaddr *src,
-    const struct sockaddr *dst)
-{
-	char path[64], want_l[64], want_r[64], line[512];
-	unsigned long inode = 0;
-	FILE *f;
-
-	hexaddr(src, want_l, sizeof(want_l));
-	hexaddr(dst, want_r, sizeof(want_r));
-	if (init_pid > 0)
-		snprintf(path, sizeof(path), "/proc/%d/net/tcp%s", (int)init_pid,
-		    src->sa_family == AF_INET6 ? "6" : "");
-	else
-		snprintf(path, sizeof(path), "/proc/self/net/tcp%s",
-		    src->sa_family == AF_INET6 ? "6" : "");
-	if ((f = fopen(path, "re")) == NULL)
-		return 0;
-	while (inode == 0 && fgets(line, sizeof(line), f) != NULL) {
-		char l[64], r[64];
-		unsigned long ino;
-		if (sscanf(line, "%*d: %63s %63s %*x %*s %*s %*s %*d %*d %lu",
-		    l, r, &ino) == 3 && strcmp(l, want_l) == 0 &&
-		    strcmp(r, want_r) == 0)
-			inode = ino;
-	}
-	fclose(f);
-	return inode;
-}
-
-/* pids to scan: the sandbox's cgroup.procs, or every pid in /proc. */
-static pid_t *
-list_pids(const char *procs_path, size_t *np)
-{
-	pid_t *v = NULL;
-	size_t n = 0, cap = 0;
-
-	if (procs_path != NULL) {
-		char sbuf[4096], *heap, *p, *end;
-		if (read_seq(procs_path, sbuf, sizeof(sbuf), 1 << 22, &heap) < 0)
-			return NULL;
-		for (p = heap != NULL ? heap : sbuf; *p != '\0'; p = end) {
-			long pid = strtol(p, &end, 10);
-			if (end == p)
-				break;
-			if (n == cap) {
-				pid_t *nv;
-				cap = cap ? cap * 2 : 64;
-				if ((nv = realloc(v, cap * sizeof(*v))) == NULL)
-					break;
-				v = nv;
-			}
-			v[n++] = (pid_t)pid;
-		}
-		free(heap);
-	} else {
-		DIR *d = opendir("/proc");
-		struct dirent *de;
-		if (d == NULL)
-			return NULL;
-		while ((de = readdir(d)) != NULL) {
-			long pid = strtol(de->d_name, NULL, 10);
-			if (pid <= 0)
-				continue;
-			if (n == cap) {
-				pid_t *nv;
-				cap = cap ? cap * 2 : 256;
-				if ((nv = realloc(v, cap * sizeof(*v))) == NULL)
-					break;
-				v = nv;
-			}
-			v[n++] = (pid_t)pid;
-		}
-		closedir(d);
-	}
-	*np = n;
-	return v;
-}
-
-/* Does pid hold an fd whose link reads want ("socket:[N]")? */
+/* Still the process the pidfd was opened for (not exited, not reaped)? */
 static bool
-holds_inode(pid_t pid, const char *want)
+alive(int pidfd)
 {
-	char path[64], link[64], buf[8192];
-	bool found = false;
-	ssize_t n = 0;
-	int dfd;
+	struct pollfd p = { pidfd, POLLIN, 0 };
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	if ((dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return false;
-	/* A short batch is the end of the directory (see SEQ_SLACK). */
-	while (!found && (n == 0 || (size_t)n + SEQ_SLACK >= sizeof(buf)) &&
-	    (n = getdents64(dfd, buf, sizeof(buf))) > 0) {
-		for (ssize_t off = 0; !found && off < n;) {
-			struct dirent64 *de = (struct dirent64 *)(buf + off);
-			ssize_t k;
-
-			off += de->d_reclen;
-			if (de->d_name[0] == '.')
-				continue; /* "." and "..": fds are digits */
-			k = readlinkat(dfd, de->d_name, link, sizeof(link) - 1);
-			if (k <= 0)
-				continue;
-			link[k] = '\0';
-			found = strcmp(link, want) == 0;
-		}
-	}
-	close(dfd);
-	return found;
+	return poll(&p, 1, 0) == 0;
 }
 
-static char *
-exe_of(pid_t pid)
+/* State, parent and start time (clock ticks) from /proc/PID/stat. */
+static int
+proc_stat(pid_t pid, char *state, pid_t *ppid, unsigned long long *start)
 {
-	char path[64], buf[4096];
+	char path[64], buf[1024], *rp;
 	ssize_t n;
-	size_t len;
-
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	if ((n = readlink(path, buf, sizeof(buf) - 1)) <= 0)
-		return NULL;
-	buf[n] = '\0';
-	len = (size_t)n;
-	if (len > 10 && strcmp(buf + len - 10, " (deleted)") == 0)
-		buf[len - 10] = '\0';
-	return strdup(buf);
-}
-
-static pid_t
-ppid_of(pid_t pid)
-{
-	char path[64], buf[1024], *heap, *rp;
-	int ppid = 0;
+	int fd, pp = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_seq(path, buf, sizeof(buf), 4096, &heap) < 0)
-		return 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
 	/* comm may hold ')' and spaces: parse after the last ')'. */
-	if ((rp = strrchr(heap != NULL ? heap : buf, ')')) == NULL ||
-	    sscanf(rp + 1, " %*c %d", &ppid) != 1)
-		ppid = 0;
-	free(heap);
-	return (pid_t)ppid;
+	if ((rp = strrchr(buf, ')')) == NULL ||
+	    sscanf(rp + 1, " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u "
+	    "%*u %*d %*d %*d %*d %*d %*d %llu", state, &pp, start) != 3)
+		return -1;
+	*ppid = (pid_t)pp;
+	return 0;
 }
 
-/* uid, innermost NSpid and parent from one read of /proc/PID/status. */
+/* uid and innermost NSpid from /proc/PID/status. */
 static void
-status_of(pid_t pid, int *uid, int *nspid, pid_t *ppid)
+status_of(pid_t pid, int *uid, int *nspid)
 {
-	char path[64], buf[4096], *heap, *s, *l;
+	char path[64], buf[4096], *l;
+	ssize_t n;
+	int fd;
 
 	*uid = -1;
 	*nspid = (int)pid;
-	*ppid = -1; /* unknown: read stat */
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (read_seq(path, buf, sizeof(buf), 1 << 16, &heap) < 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return;
-	s = heap != NULL ? heap : buf;
-	if ((l = strstr(s, "\nPPid:")) != NULL)
-		*ppid = (pid_t)atoi(l + 6);
-	if ((l = strstr(s, "\nUid:")) != NULL)
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	if ((l = strstr(buf, "\nUid:")) != NULL)
 		*uid = atoi(l + 5);
-	if ((l = strstr(s, "\nNSpid:")) != NULL) {
+	if ((l = strstr(buf, "\nNSpid:")) != NULL) {
 		char *end = strchr(l + 1, '\n'), *sp;
 		if (end != NULL)
 			*end = '\0';
@@ -347,91 +143,251 @@ status_of(pid_t pid, int *uid, int *nspid, pid_t *ppid)
 		if ((sp = strrchr(l, '\t')) != NULL)
 			*nspid = atoi(sp + 1);
 	}
-	free(heap);
 }
 
 static bool
-in_list(const pid_t *v, size_t n, pid_t pid)
+same_file(const struct stat *a, const struct stat *b)
 {
-	for (size_t i = 0; i < n; i++)
-		if (v[i] == pid)
-			return true;
-	return false;
-}
-
-void
-px_identity_clear(struct px_identity *id)
-{
-	for (size_t i = 0; i < id->nbin; i++) {
-		free(id->bin[i].path);
-		px_hasher_cancel(id->bin[i].job);
-	}
-	memset(id, 0, sizeof(*id));
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
 /*
- * The fingerprint of the file pid runs (the link is followed to it even
- * when replaced or deleted): enough to find a cached hash; the file is
- * opened only when it must be hashed (px_bin_open).
+ * The executable pid runs, into b: its path (" (deleted)" stripped) and
+ * the file's stat, taken before and after the readlink and required to
+ * agree, so the path and the identity are of one file.
  */
-static void
-stat_bin(struct px_bin *b)
+static int
+exe_read(pid_t pid, struct px_bin *b)
 {
-	char path[64];
+	char path[64], buf[4096];
+	struct stat st1, st2;
+	ssize_t n;
+	size_t len;
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)b->pid);
-	b->have_st = stat(path, &b->st) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (stat(path, &st1) == -1 ||
+	    (n = readlink(path, buf, sizeof(buf) - 1)) <= 0 ||
+	    stat(path, &st2) == -1 || !same_file(&st1, &st2))
+		return -1;
+	buf[n] = '\0';
+	len = (size_t)n;
+	if (len > 10 && strcmp(buf + len - 10, " (deleted)") == 0)
+		buf[len - 10] = '\0';
+	if ((b->path = strdup(buf)) == NULL)
+		return -1;
+	b->pid = pid;
+	b->st = st2;
+	b->have_st = true;
+	return 0;
 }
 
-int
-px_bin_open(struct px_bin *b)
+/* Is pid in the sandbox's pid namespace (when that is known)? */
+static bool
+in_sandbox_ns(const struct ident_job *j, pid_t pid)
 {
 	char path[64];
+	struct stat st;
+
+	if (j->pidns_ino == 0)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	return stat(path, &st) == 0 && st.st_dev == j->pidns_dev &&
+	    st.st_ino == j->pidns_ino;
+}
+
+static int
+pin(struct ident_job *j, pid_t pid)
+{
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)b->pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if (j->npidfds == MAX_PINS || (fd = pidfd_open(pid)) < 0)
 		return -1;
-	/* The hash is cached under what was read, not what was stat'ed. */
-	if (fstat(fd, &b->st) == -1) {
-		close(fd);
-		return -1;
-	}
+	j->pidfds[j->npidfds++] = fd;
 	return fd;
 }
 
+static void
+unpin_all(struct ident_job *j)
+{
+	for (size_t i = 0; i < j->npidfds; i++)
+		close(j->pidfds[i]);
+	j->npidfds = 0;
+}
+
+/* ---- describing the caller ---- */
+
+static struct px_bin *
+new_bin(struct px_identity *id)
+{
+	struct px_bin *b = &id->bin[id->nbin++];
+
+	memset(b, 0, sizeof(*b));
+	b->fd = -1;
+	return b;
+}
+
 /*
- * exe and parent chain of pid: up to the sandbox init, the first
- * parent outside the sandbox's process list, or 64 levels.
+ * The parents of the caller: up to the sandbox init, the first parent
+ * outside the sandbox (its pid namespace, else its process list), or
+ * PX_MAX_ANCESTORS. Each is pinned while read; one that exits meanwhile
+ * ends the chain (a shorter chain grants less, never more).
  */
-static int
-describe(struct px_sandbox *sb, pid_t pid, const pid_t *pids, size_t npids,
+static void
+ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
     struct px_identity *id)
 {
-	pid_t cur = pid, ppid;
+	pid_t cur = ppid;
+
+	if (caller == j->init_pid || caller <= 1)
+		return;
+	while (id->nbin < 1 + PX_MAX_ANCESTORS && cur > 0) {
+		unsigned long long start;
+		struct px_bin *b;
+		pid_t next;
+		char st;
+		int fd;
+
+		if (!in_sandbox_ns(j, cur) || (j->scan != NULL &&
+		    j->procs_path != NULL && !px_scan_has_pid(j->scan, cur)))
+			break;
+		if ((fd = pin(j, cur)) < 0 ||
+		    proc_stat(cur, &st, &next, &start) != 0)
+			break;
+		b = new_bin(id);
+		if (exe_read(cur, b) != 0 || !alive(fd)) {
+			free(b->path);
+			id->nbin--;
+			break;
+		}
+		if (cur == j->init_pid || cur <= 1)
+			break;
+		cur = next;
+	}
+}
+
+/*
+ * pid's exe, uid, pid in the sandbox and parents into id; pid is pinned
+ * first (its pidfd is j->pidfds[0]). rec, when given, is what the kernel
+ * recorded for the task that connected: pid must be that process, still
+ * running that executable.
+ */
+static int
+describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
+    struct px_identity *id, char *why, size_t whylen)
+{
+	unsigned long long start = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	struct px_bin *b;
+	pid_t ppid = 0;
+	char st = '?';
+	int fd;
 
 	memset(id, 0, sizeof(*id));
 	id->pid = pid;
-	status_of(pid, &id->uid, &id->nspid, &ppid);
-	while (id->nbin < 1 + PX_MAX_ANCESTORS) {
-		struct px_bin *b = &id->bin[id->nbin];
-		if ((b->path = exe_of(cur)) == NULL) {
-			if (id->nbin == 0)
-				return MOAT_ERR_NOTFOUND;
-			break;
-		}
-		b->pid = cur;
-		id->nbin++;
-		if (cur == sb->init_pid || cur <= 1)
-			break;
-		/* The owner's parent came with its status. */
-		cur = id->nbin == 1 && ppid >= 0 ? ppid : ppid_of(cur);
-		if (cur <= 0 || (sb->procs_path != NULL && pids != NULL &&
-		    !in_list(pids, npids, cur)))
-			break;
+	if ((fd = pin(j, pid)) < 0 || proc_stat(pid, &st, &ppid, &start) != 0 ||
+	    (rec != NULL && hz > 0 &&
+	    start != rec->start_ns / (1000000000ULL / (unsigned long long)hz))) {
+		snprintf(why, whylen, "the process that %s the socket has "
+		    "exited", rec != NULL ? "connected" : "holds");
+		return MOAT_ERR_NOTFOUND;
 	}
+	b = new_bin(id);
+	if (exe_read(pid, b) != 0) {
+		id->nbin = 0;
+		snprintf(why, whylen, "cannot read the calling process's "
+		    "executable%s", st == 'Z' ? " (its main thread has exited: "
+		    "a zombie thread group leader)" : "");
+		return MOAT_ERR_DENIED;
+	}
+	if (rec != NULL && (b->st.st_ino != rec->exe_ino ||
+	    major(b->st.st_dev) != MOAT_ATTRIB_DEV_MAJOR(rec->exe_dev) ||
+	    minor(b->st.st_dev) != MOAT_ATTRIB_DEV_MINOR(rec->exe_dev))) {
+		snprintf(why, whylen, "the calling process now runs %s, not "
+		    "the executable it connected with (exec after connect)",
+		    b->path);
+		return MOAT_ERR_DENIED;
+	}
+	status_of(pid, &id->uid, &id->nspid);
+	ancestors(j, pid, ppid, id);
 	for (size_t i = 1; i < id->nbin; i++)
 		id->anc[i - 1] = id->bin[i].path;
+	return MOAT_OK;
+}
+
+/*
+ * Checks on a described caller, run on the worker while it is pinned
+ * (c->pidfd): each may read /proc/<c->pid>/...; the caller is checked
+ * again after all of them (same process, same executable), so what they
+ * read belongs to the process that is decided on. A check returns 0, or
+ * MOAT_ERR_DENIED with why filled: the connection is denied, stage
+ * "identity".
+ */
+struct px_caller_check {
+	const char *name;
+	int (*run)(const struct px_caller *c, char *why, size_t whylen);
+};
+
+/* The caller still runs the file it was described with. */
+static int
+check_exe_unchanged(const struct px_caller *c, char *why, size_t whylen)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)c->pid);
+	if (stat(path, &st) == 0 && same_file(&st, &c->id->bin[0].st) &&
+	    alive(c->pidfd))
+		return MOAT_OK;
+	snprintf(why, whylen, "the calling process exited or ran another "
+	    "executable while it was identified");
+	return MOAT_ERR_DENIED;
+}
+
+static const struct px_caller_check caller_checks[] = {
+	/* Last: the re-check that covers every check above it. */
+	{ "exe unchanged", check_exe_unchanged },
+};
+
+static int
+run_checks(struct ident_job *j, char *why, size_t whylen)
+{
+	struct px_caller c = { j->id.pid, j->pidfds[0], &j->id };
+	int r;
+
+	for (size_t i = 0; i < MOAT_NELEM(caller_checks); i++)
+		if ((r = caller_checks[i].run(&c, why, whylen)) != 0)
+			return r;
+	return MOAT_OK;
+}
+
+/*
+ * Each binary is hashed from /proc/PID/exe (the running file, even if
+ * the path now names another), unless the cache knows its fingerprint;
+ * the file opened must be the one described.
+ */
+static int
+open_bins(struct ident_job *j, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < j->id.nbin; i++) {
+		struct px_bin *b = &j->id.bin[i];
+		char path[64];
+		struct stat st;
+
+		if (px_hasher_cached(j->hasher, &b->st, b->sha))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)b->pid);
+		/* Unreadable: its sha stays empty and the caller is denied. */
+		if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			continue;
+		if (fstat(b->fd, &st) == -1 || !same_file(&st, &b->st) ||
+		    !alive(j->pidfds[i < j->npidfds ? i : 0])) {
+			snprintf(why, whylen, "%s changed while it was "
+			    "identified", b->path);
+			return MOAT_ERR_DENIED;
+		}
+		/* The hash is cached under what is read, not what was stat'ed. */
+		b->st = st;
+	}
 	return MOAT_OK;
 }
 
@@ -446,91 +402,295 @@ same_caller(const struct px_identity *a, const struct px_identity *b)
 	return true;
 }
 
-int
-px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
-    const struct sockaddr *dst, struct px_identity *out, char *why,
-    size_t whylen)
+/* The kernel's record: the caller is the task that connected. */
+static int
+from_record(struct ident_job *j)
 {
-	unsigned long inode = 0;
-	pid_t *pids = NULL, owners[MAX_OWNERS];
-	size_t npids = 0, nown = 0;
-	struct px_identity other;
-	char want[64];
-	int rc = MOAT_ERR_NOTFOUND;
+	const struct moat_attrib *a = &j->rec;
+	char *why = j->why;
+	size_t len = sizeof(j->why);
 
-	if (sb->diag_fd >= 0)
-		inode = diag_inode(sb->diag_fd, src, dst);
-	if (inode == 0)
-		inode = proc_inode(sb->init_pid, src, dst);
-	if (inode == 0) {
-		snprintf(why, whylen, "no socket found for the connection");
-		return MOAT_ERR_NOTFOUND;
+	if ((a->flags & (MOAT_ATTRIB_CREATED | MOAT_ATTRIB_CONNECTED)) !=
+	    (MOAT_ATTRIB_CREATED | MOAT_ATTRIB_CONNECTED)) {
+		snprintf(why, len, "the socket was not created inside the "
+		    "sandbox");
+		return MOAT_ERR_DENIED;
 	}
-	snprintf(want, sizeof(want), "socket:[%lu]", inode);
-	if ((pids = list_pids(sb->procs_path, &npids)) == NULL) {
-		snprintf(why, whylen, "cannot list the sandbox's processes");
-		return MOAT_ERR_NOTFOUND;
+	if (j->cgroup_id != 0 && (a->connected.cgroup_id != j->cgroup_id ||
+	    a->created.cgroup_id != j->cgroup_id)) {
+		snprintf(why, len, "the socket was %s by a process outside the "
+		    "sandbox", a->connected.cgroup_id != j->cgroup_id ?
+		    "connected" : "created");
+		return MOAT_ERR_DENIED;
 	}
-	/*
-	 * Every pid is scanned: stopping at MAX_OWNERS would let that many
-	 * co-holders of an allowed binary hide the real caller.
-	 */
-	for (size_t i = 0; i < npids; i++) {
-		if (!holds_inode(pids[i], want))
-			continue;
-		if (nown == MAX_OWNERS) {
-			snprintf(why, whylen, "ambiguous shared socket "
-			    "ownership: inode %lu is held by more than %d "
-			    "processes", inode, MAX_OWNERS);
-			rc = MOAT_ERR_DENIED;
-			goto out;
-		}
-		owners[nown++] = pids[i];
+	/* A socket made by one program and handed to another (SCM_RIGHTS). */
+	if (a->created.exe_dev != a->connected.exe_dev ||
+	    a->created.exe_ino != a->connected.exe_ino) {
+		snprintf(why, len, "the socket was created by another "
+		    "executable than the one that connected it");
+		return MOAT_ERR_DENIED;
 	}
+	return describe(j, (pid_t)a->connected.tgid, &a->connected, &j->id,
+	    why, len);
+}
+
+/* The /proc fallback: every holder of the inode, and all must agree. */
+static int
+from_owners(struct ident_job *j)
+{
+	const pid_t *owners;
+	size_t nown = px_scan_owners(j->scan, &owners);
+	struct px_identity other;
+	pid_t first;
+	int r;
+
 	if (nown == 0) {
-		snprintf(why, whylen, "no process holds socket inode %lu",
-		    inode);
-		goto out;
+		snprintf(j->why, sizeof(j->why), "no process of the sandbox "
+		    "holds the socket");
+		return MOAT_ERR_NOTFOUND;
 	}
 	/* The lowest pid speaks for owners that agree. */
+	first = owners[0];
 	for (size_t i = 1; i < nown; i++)
-		if (owners[i] < owners[0]) {
-			pid_t t = owners[0];
-			owners[0] = owners[i];
-			owners[i] = t;
-		}
-	if ((rc = describe(sb, owners[0], pids, npids, out)) != 0) {
-		snprintf(why, whylen, "pid %d exited", (int)owners[0]);
-		goto out;
+		if (owners[i] < first)
+			first = owners[i];
+	if ((r = describe(j, first, NULL, &j->id, j->why,
+	    sizeof(j->why))) != 0)
+		return r;
+	if (!px_scan_holds(first, j->inode)) {
+		snprintf(j->why, sizeof(j->why), "the process holding the "
+		    "socket let go of it while it was identified");
+		return MOAT_ERR_DENIED;
 	}
-	for (size_t i = 1; i < nown; i++) {
+	for (size_t i = 0; i < nown; i++) {
+		size_t pinned = j->npidfds;
 		bool same;
 
+		if (owners[i] == first)
+			continue;
 		/* An owner that cannot be described could be anyone. */
-		if (describe(sb, owners[i], pids, npids, &other) != 0) {
-			snprintf(why, whylen, "ambiguous shared socket "
-			    "ownership: inode %lu is also held by PID %d, "
-			    "which cannot be identified", inode,
-			    (int)owners[i]);
-			px_identity_clear(out);
-			rc = MOAT_ERR_DENIED;
-			goto out;
+		if (describe(j, owners[i], NULL, &other, j->why,
+		    sizeof(j->why)) != 0) {
+			px_identity_clear(&other);
+			snprintf(j->why, sizeof(j->why), "ambiguous shared "
+			    "socket ownership: the socket is also held by a "
+			    "process that cannot be identified");
+			return MOAT_ERR_DENIED;
 		}
-		same = same_caller(out, &other);
+		same = same_caller(&j->id, &other);
+		if (!same)
+			snprintf(j->why, sizeof(j->why), "ambiguous shared "
+			    "socket ownership: the socket is held by %s and by "
+			    "%s", j->id.bin[0].path, other.bin[0].path);
 		px_identity_clear(&other);
-		if (!same) {
-			snprintf(why, whylen, "ambiguous shared socket ownership: "
-			    "inode %lu is held by PIDs %d and %d with different "
-			    "binaries", inode, (int)owners[0], (int)owners[i]);
-			px_identity_clear(out);
-			rc = MOAT_ERR_DENIED;
-			goto out;
-		}
+		/* Only the first owner's pins are checked again at the end. */
+		while (j->npidfds > pinned)
+			close(j->pidfds[--j->npidfds]);
+		if (!same)
+			return MOAT_ERR_DENIED;
 	}
-	for (size_t i = 0; i < out->nbin; i++)
-		stat_bin(&out->bin[i]);
-	rc = MOAT_OK;
-out:
-	free(pids);
-	return rc;
+	return MOAT_OK;
+}
+
+static int
+ident_run(struct px_work *w)
+{
+	struct ident_job *j = (struct ident_job *)w;
+	struct px_sock so;
+	int r;
+
+	if (j->need_find) {
+		j->need_find = false;
+		if ((r = px_proc_find(j->init_pid, (struct sockaddr *)&j->src,
+		    (struct sockaddr *)&j->dst, j->bypass ? ~0u : TCP_CONNECTED,
+		    &so, j->why, sizeof(j->why))) != 0) {
+			j->rc = r;
+			return PX_WORK_DONE;
+		}
+		j->inode = so.inode;
+	}
+	if (!j->attributed) {
+		if (j->scan == NULL && (r = px_scan_new(j->procs_path, j->inode,
+		    &j->scan)) != 0) {
+			snprintf(j->why, sizeof(j->why), "cannot list the "
+			    "sandbox's processes");
+			j->rc = r;
+			return PX_WORK_DONE;
+		}
+		r = px_scan_step(j->scan, j->why, sizeof(j->why));
+		if (r == MOAT_ERR_AGAIN)
+			return PX_WORK_AGAIN;
+		if (r == 0)
+			r = from_owners(j);
+	} else {
+		r = from_record(j);
+	}
+	if (r == 0 && !j->bypass)
+		r = open_bins(j, j->why, sizeof(j->why));
+	if (r == 0)
+		r = run_checks(j, j->why, sizeof(j->why));
+	unpin_all(j);
+	if (r != 0)
+		px_identity_clear(&j->id);
+	j->rc = r;
+	return PX_WORK_DONE;
+}
+
+static void
+job_free(struct ident_job *j)
+{
+	unpin_all(j);
+	px_identity_clear(&j->id);
+	px_scan_free(j->scan);
+	free(j->procs_path);
+	free(j);
+}
+
+static void
+ident_done(struct px_work *w)
+{
+	struct ident_job *j = (struct ident_job *)w;
+
+	if (!atomic_load(&w->cancelled))
+		j->cb(j->arg, j->rc, j->why, &j->id);
+	job_free(j);
+}
+
+void
+px_identity_move(struct px_identity *dst, struct px_identity *src)
+{
+	memcpy(dst, src, sizeof(*dst));
+	for (size_t i = 1; i < dst->nbin; i++)
+		dst->anc[i - 1] = dst->bin[i].path;
+	memset(src, 0, sizeof(*src));
+}
+
+void
+px_identity_clear(struct px_identity *id)
+{
+	for (size_t i = 0; i < id->nbin; i++) {
+		free(id->bin[i].path);
+		moat_close(id->bin[i].fd);
+		px_work_cancel(id->bin[i].job);
+	}
+	memset(id, 0, sizeof(*id));
+}
+
+/* The kernel's record for the socket, when the sandbox has BPF. */
+static int
+lookup_record(struct px_sandbox *sb, struct ident_job *j, uint64_t cookie,
+    char *why, size_t whylen)
+{
+	struct moat_attrib_tuple key;
+	const struct sockaddr *src = (const struct sockaddr *)&j->src;
+	const struct sockaddr *dst = (const struct sockaddr *)&j->dst;
+
+	if (!j->bypass) {
+		if (cookie != 0 &&
+		    bpf_map_lookup_elem(sb->attrib_fd, &cookie, &j->rec) == 0) {
+			j->attributed = true;
+			return MOAT_OK;
+		}
+		snprintf(why, whylen, "no record of the socket's creation "
+		    "and connection (made outside the sandbox, or before "
+		    "moat watched it)");
+		return MOAT_ERR_DENIED;
+	}
+	if (sb->tuple_fd < 0)
+		return MOAT_ERR_NOTFOUND;
+	memset(&key, 0, sizeof(key));
+	key.family = src->sa_family;
+	key.sport = px_addr_port(src);
+	key.dport = px_addr_port(dst);
+	if (src->sa_family == AF_INET) {
+		memcpy(key.src, &((const struct sockaddr_in *)src)->sin_addr, 4);
+		memcpy(key.dst, &((const struct sockaddr_in *)dst)->sin_addr, 4);
+	} else {
+		memcpy(key.src, &((const struct sockaddr_in6 *)src)->sin6_addr,
+		    16);
+		memcpy(key.dst, &((const struct sockaddr_in6 *)dst)->sin6_addr,
+		    16);
+	}
+	if (bpf_map_lookup_elem(sb->tuple_fd, &key, &j->rec) != 0)
+		return MOAT_ERR_NOTFOUND;
+	j->attributed = true;
+	return MOAT_OK;
+}
+
+static socklen_t
+sa_len(const struct sockaddr *sa)
+{
+	return sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) :
+	    sizeof(struct sockaddr_in6);
+}
+
+int
+px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
+    const struct sockaddr *dst, bool bypass, px_identity_cb *cb, void *arg,
+    struct px_work **out, char *why, size_t whylen)
+{
+	struct moat_proxy *p = sb->p;
+	struct px_sock so = { 0, 0 };
+	struct ident_job *j;
+	int r;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return MOAT_ERR_NOMEM;
+	}
+	j->w.run = ident_run;
+	j->w.done = ident_done;
+	j->w.owner = sb;
+	atomic_init(&j->w.cancelled, false);
+	j->bypass = bypass;
+	memcpy(&j->src, src, sa_len(src));
+	memcpy(&j->dst, dst, sa_len(dst));
+	j->cgroup_id = sb->cgroup_id;
+	j->init_pid = sb->init_pid;
+	j->pidns_dev = sb->pidns_dev;
+	j->pidns_ino = sb->pidns_ino;
+	j->hasher = p->hasher;
+	j->cb = cb;
+	j->arg = arg;
+	if (sb->procs_path != NULL &&
+	    (j->procs_path = strdup(sb->procs_path)) == NULL) {
+		r = MOAT_ERR_NOMEM;
+		snprintf(why, whylen, "out of memory");
+		goto fail;
+	}
+	/* A bypass's socket may be gone: the tuple record comes first. */
+	if (bypass && sb->attrib_fd >= 0 &&
+	    lookup_record(sb, j, 0, why, whylen) == 0)
+		goto submit;
+	if (sb->diag_fd < 0) {
+		j->need_find = true;
+		goto submit;
+	}
+	if ((r = px_diag_find(sb->diag_fd, src, dst, bypass ? ~0u :
+	    TCP_CONNECTED, &so, why, whylen)) != 0)
+		goto fail;
+	j->inode = so.inode;
+	if (!bypass && sb->attrib_fd >= 0 &&
+	    (r = lookup_record(sb, j, so.cookie, why, whylen)) != 0)
+		goto fail;
+submit:
+	if ((r = px_pool_submit(p->ident_pool, &j->w)) != 0) {
+		snprintf(why, whylen, r == MOAT_ERR_AGAIN ? "too many "
+		    "connections of this sandbox are being identified" :
+		    "out of memory");
+		goto fail;
+	}
+	*out = &j->w;
+	return MOAT_OK;
+fail:
+	job_free(j);
+	return r;
+}
+
+int
+px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
+    struct moat_cause *cause)
+{
+	return px_pool_new(l, IDENT_THREADS, IDENT_QUEUE, "identity",
+	    out, cause);
 }

@@ -25,19 +25,31 @@
 #define PX_MAX_ADDRS 16
 #define PX_HEAD_TIMEOUT_MS 30000
 #define PX_LINGER_MS 2000
+/* From the head to the decision: identity and hashing. */
+#define PX_IDENT_TIMEOUT_MS 30000
 
 /* ---- work.c: a small thread pool whose results come back on the loop */
 
+enum {
+	PX_WORK_DONE = 0,
+	PX_WORK_AGAIN = 1, /* run again later: back of its owner's queue */
+};
+
 struct px_pool;
 struct px_work {
-	void (*run)(struct px_work *w);  /* on a worker thread */
+	int (*run)(struct px_work *w);   /* on a worker: PX_WORK_* */
 	void (*done)(struct px_work *w); /* on the loop; frees w */
 	atomic_bool cancelled;           /* done() must not touch its owner */
+	const void *owner; /* whose queue (a sandbox); owners take turns */
 	struct px_work *next;
 };
-int px_pool_new(struct moat_loop *l, int nthreads, const char *name,
+/* cap: items one owner may have queued or running (0: no limit). */
+int px_pool_new(struct moat_loop *l, int nthreads, int cap, const char *name,
     struct px_pool **out, struct moat_cause *cause);
-void px_pool_submit(struct px_pool *pool, struct px_work *w);
+/* MOAT_ERR_AGAIN (the owner's queue is full), MOAT_ERR_NOMEM: w not taken. */
+int px_pool_submit(struct px_pool *pool, struct px_work *w);
+/* Its done() will not call back; NULL is fine. Any thread. */
+void px_work_cancel(struct px_work *w);
 void px_pool_free(struct px_pool *pool);
 
 /* ---- hash.c: TOFU SHA-256 of executables, cached by file fingerprint */
@@ -46,31 +58,75 @@ struct px_hasher;
 int px_hasher_new(struct moat_loop *l, struct px_hasher **out,
     struct moat_cause *cause);
 void px_hasher_free(struct px_hasher *h);
-/* Cached hash for a fingerprint; true with sha filled. */
+/* Cached hash for a fingerprint; true with sha filled. Any thread. */
 bool px_hasher_cached(struct px_hasher *h, const struct stat *st,
     char sha[65]);
+/* sha, or NULL with err saying why the file was not hashed. */
+typedef void px_hash_cb(void *arg, int idx, const char *sha, const char *err);
 /*
- * Hash fd (taken over) on a worker; cb(arg, sha or NULL on read error)
- * runs on the loop. The returned handle cancels (cb then never runs).
+ * Hash fd (taken over) on a worker, in owner's queue (a sandbox); cb runs
+ * on the loop. *out cancels (cb then never runs). MOAT_ERR_AGAIN (the
+ * owner's queue is full), MOAT_ERR_NOMEM: fd closed, cb never runs.
+ * px_work_cancel(*out) cancels.
  */
-struct px_work *px_hasher_submit(struct px_hasher *h, int fd,
-    const struct stat *st, void (*cb)(void *arg, int idx, const char *sha),
-    void *arg, int idx);
-void px_hasher_cancel(struct px_work *w);
+int px_hasher_submit(struct px_hasher *h, int fd, const struct stat *st,
+    const void *owner, px_hash_cb *cb, void *arg, int idx,
+    struct px_work **out);
 
-/* ---- identity.c: socket 4-tuple -> owning process -> exe, ancestors */
+/* ---- diag.c: the client's socket in the sandbox netns */
+
+struct px_sock {
+	uint64_t cookie;     /* 0 when unknown (/proc/net/tcp) */
+	unsigned long inode;
+};
+/* The NETLINK_SOCK_DIAG socket opened inside netns_fd (-1: ours). */
+int px_diag_open(int netns_fd, struct moat_cause *cause);
+/*
+ * The TCP socket local=src -> remote=dst, by an exact sock_diag lookup:
+ * a reply for another tuple (a listener) or in a state outside states
+ * (a mask of 1 << TCP_*) is MOAT_ERR_DENIED; none, MOAT_ERR_NOTFOUND.
+ */
+int px_diag_find(int fd, const struct sockaddr *src,
+    const struct sockaddr *dst, unsigned states, struct px_sock *out,
+    char *why, size_t whylen);
+/* The same from /proc/<init_pid>/net/tcp{,6} (init_pid 0: ours). */
+int px_proc_find(pid_t init_pid, const struct sockaddr *src,
+    const struct sockaddr *dst, unsigned states, struct px_sock *out,
+    char *why, size_t whylen);
+
+/* ---- scan.c: the /proc fallback, holders of a socket inode */
+
+#define PX_MAX_OWNERS 16
+struct px_scan;
+/* The processes to scan: procs_path (cgroup.procs), NULL: all of /proc. */
+int px_scan_new(const char *procs_path, unsigned long inode,
+    struct px_scan **out);
+/*
+ * One slice: MOAT_ERR_AGAIN (call again), MOAT_OK (every process looked
+ * at), MOAT_ERR_DENIED with why (too many holders, over the budget).
+ */
+int px_scan_step(struct px_scan *s, char *why, size_t whylen);
+size_t px_scan_owners(const struct px_scan *s, const pid_t **owners);
+bool px_scan_has_pid(const struct px_scan *s, pid_t pid);
+/* Does pid (any of its fd tables) hold the inode now? */
+bool px_scan_holds(pid_t pid, unsigned long inode);
+void px_scan_free(struct px_scan *s);
+
+/* ---- identity.c: who holds the client's socket: exe and ancestors */
 
 struct px_bin {
 	char *path; /* /proc/PID/exe target, " (deleted)" stripped */
 	pid_t pid;
 	bool have_st; /* st is the running file's (else: unreadable) */
 	struct stat st;
+	int fd;       /* opened to be hashed, or -1 (cached, unreadable) */
 	char sha[65];
+	const char *hash_err; /* why it has no sha (static text), or NULL */
 	struct px_work *job;
 };
 
 struct px_identity {
-	pid_t pid;   /* host pid of the owner (lowest when several agree) */
+	pid_t pid;   /* host pid of the caller */
 	int nspid;   /* pid inside the sandbox's pid namespace */
 	int uid;
 	struct px_bin bin[1 + PX_MAX_ANCESTORS]; /* [0] exe, then parents */
@@ -78,20 +134,40 @@ struct px_identity {
 	const char *anc[PX_MAX_ANCESTORS]; /* for moat_caller */
 };
 
+/*
+ * What a per-caller check (the table caller_checks[] in identity.c) is
+ * given: the caller's host pid, a pidfd pinning that process, and its
+ * description (exe, parents).
+ */
+struct px_caller {
+	pid_t pid;
+	int pidfd;
+	const struct px_identity *id;
+};
+
 struct px_sandbox;
 /*
- * Find who holds the TCP socket local=src:sport -> remote=dst:dport in
- * the sandbox netns. MOAT_ERR_NOTFOUND (no socket or owner),
- * MOAT_ERR_DENIED (owners disagree: ambiguous), with why filled.
+ * rc 0: id describes the caller (take it with px_identity_move); else
+ * why says why not (MOAT_ERR_NOTFOUND, MOAT_ERR_DENIED).
  */
-int px_identity_lookup(struct px_sandbox *sb, const struct sockaddr *src,
-    const struct sockaddr *dst, struct px_identity *out, char *why,
-    size_t whylen);
+typedef void px_identity_cb(void *arg, int rc, const char *why,
+    struct px_identity *id);
+/*
+ * Start identifying the caller of the TCP connection local=src ->
+ * remote=dst in the sandbox; cb runs on the loop unless cancelled.
+ * bypass: src is a rejected SYN's sender (any state, no hashing). The
+ * part on the loop is bounded (one sock_diag and one map lookup); the
+ * rest runs on the identity pool, in the sandbox's queue. Fails at once
+ * (cb never runs) with why: MOAT_ERR_NOTFOUND, MOAT_ERR_DENIED,
+ * MOAT_ERR_AGAIN (the sandbox's queue is full), MOAT_ERR_NOMEM.
+ */
+int px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
+    const struct sockaddr *dst, bool bypass, px_identity_cb *cb, void *arg,
+    struct px_work **out, char *why, size_t whylen);
+void px_identity_move(struct px_identity *dst, struct px_identity *src);
 void px_identity_clear(struct px_identity *id);
-/* Open the binary to hash it (st refreshed from the fd); -1 on error. */
-int px_bin_open(struct px_bin *b);
-/* The NETLINK_SOCK_DIAG socket opened inside netns_fd (-1: ours). */
-int px_identity_diag_open(int netns_fd, struct moat_cause *cause);
+int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
+    struct moat_cause *cause);
 
 /* ---- resolve.c: hosts-file override, then getaddrinfo on a worker */
 
@@ -102,10 +178,10 @@ void px_resolver_free(struct px_resolver *r);
 /* Literal or hosts-file answer: MOAT_OK with *n set, else NOTFOUND. */
 int px_resolve_local(struct px_resolver *r, const char *host, uint16_t port,
     struct sockaddr_storage *addrs, size_t max, size_t *n);
+/* getaddrinfo on a worker, in owner's queue; NULL when it is full. */
 struct px_work *px_resolve(struct px_resolver *r, const char *host,
-    uint16_t port, void (*cb)(void *arg, int rc,
+    uint16_t port, const void *owner, void (*cb)(void *arg, int rc,
     const struct sockaddr_storage *addrs, size_t n), void *arg);
-void px_resolve_cancel(struct px_work *w);
 
 /* ---- deny.c: response bodies */
 
@@ -196,13 +272,20 @@ struct px_sandbox {
 	socklen_t listen_len;
 	int lfd;
 	int diag_fd;
+	int attrib_fd;      /* BPF map: cookie -> moat_attrib; -1: /proc scan */
+	int tuple_fd;       /* BPF LRU: SYN 4-tuple -> moat_attrib, or -1 */
+	uint64_t cgroup_id; /* the sandbox's cgroup v2 id, 0 unknown */
 	char *procs_path;
 	pid_t init_pid;
+	dev_t pidns_dev;    /* the sandbox's pid namespace (ino 0: none) */
+	ino_t pidns_ino;
 	struct moat_policy *policy;
 	int version;
 	int nconns;
 	struct px_trust *trust;
 	struct px_ring *ring; /* recent denials, for policy.local */
+	int nbypass;          /* bypass events waiting for identity */
+	int nflog_fd;         /* the sandbox's NFLOG socket, or -1 */
 	struct px_sandbox *next;
 };
 
@@ -215,6 +298,7 @@ struct moat_proxy {
 	bool accept_paused;
 	struct moat_timer *resume_timer;
 	struct px_hasher *hasher;
+	struct px_pool *ident_pool;
 	struct px_resolver *resolver;
 	struct moat_ratelimit rl;
 	uint64_t next_req; /* proposal request ids, from 1 */
@@ -223,6 +307,9 @@ struct moat_proxy {
 	struct moat_cidr *local; /* the host's addresses (getifaddrs), /128s */
 	size_t nlocal;
 	int64_t local_ms;     /* when local was read */
+	struct px_bypass *bypass; /* bypass events waiting for identity */
+	int nbypass;
+	struct px_flush *flush;   /* moat_proxy_flush callers waiting */
 };
 
 struct px_sandbox *px_sandbox_find(struct moat_proxy *p, const char *name);
@@ -235,6 +322,15 @@ int px_trust_check(struct px_sandbox *sb, const char *path, const char *sha,
     char was[65]);
 bool px_is_listen_addr(struct moat_proxy *p, const struct sockaddr *sa);
 void px_emit(struct moat_proxy *p, const struct moat_denial_event *ev);
+
+/* Run the flush callbacks when no bypass event is pending. */
+void px_flush_check(struct moat_proxy *p);
+
+/* bypass.c: cancel and drop pending bypass events (sb NULL: all). */
+struct px_bypass;
+void px_bypass_free_all(struct moat_proxy *p, struct px_sandbox *sb);
+/* Read the sandbox's NFLOG socket (arg: the sandbox), bounded per call. */
+void px_bypass_read(struct moat_loop *l, int fd, unsigned ev, void *arg);
 
 /* conn.c */
 void px_conn_accept(struct px_sandbox *sb, int fd,

@@ -4,9 +4,11 @@
  * swaps. Per-connection work is in conn.c.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +200,7 @@ moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 	p->rl.burst = 10;
 	if ((r = px_guard_init(p, c->deny_cidr, cause)) != 0 ||
 	    (r = px_hasher_new(l, &p->hasher, cause)) != 0 ||
+	    (r = px_identity_pool_new(l, &p->ident_pool, cause)) != 0 ||
 	    (r = px_resolver_new(l, c->hosts_file, &p->resolver, cause)) != 0) {
 		moat_proxy_free(p);
 		return r;
@@ -255,6 +258,12 @@ sandbox_free(struct px_sandbox *sb)
 		close(sb->lfd);
 	}
 	moat_close(sb->diag_fd);
+	moat_close(sb->attrib_fd);
+	moat_close(sb->tuple_fd);
+	if (sb->nflog_fd >= 0) {
+		moat_loop_del_fd(sb->p->loop, sb->nflog_fd);
+		close(sb->nflog_fd);
+	}
 	for (t = sb->trust; t != NULL; t = next) {
 		next = t->next;
 		free(t->path);
@@ -264,6 +273,57 @@ sandbox_free(struct px_sandbox *sb)
 	px_ring_free(sb->ring);
 	free(sb->procs_path);
 	free(sb);
+}
+
+/* Kernel attribution's maps, and the pid namespace parents stop at. */
+static int
+attrib_fds(struct px_sandbox *sb, const struct moat_proxy_sandbox *s,
+    struct moat_cause *cause)
+{
+	char path[64];
+	struct stat st;
+
+	if (s->init_pid > 0) {
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)s->init_pid);
+		if (stat(path, &st) == 0) {
+			sb->pidns_dev = st.st_dev;
+			sb->pidns_ino = st.st_ino;
+		}
+	}
+	if (!s->attrib)
+		return MOAT_OK;
+	if ((sb->attrib_fd = fcntl(s->attrib_fd, F_DUPFD_CLOEXEC, 3)) == -1 ||
+	    (s->attrib_tuple_fd >= 0 && (sb->tuple_fd = fcntl(
+	    s->attrib_tuple_fd, F_DUPFD_CLOEXEC, 3)) == -1)) {
+		moat_cause_errno(cause, "sandbox %s: the attribution maps",
+		    sb->name);
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
+}
+
+/* The bypass monitor: the sandbox's NFLOG socket, read on the loop. */
+static int
+watch_nflog(struct px_sandbox *sb, const struct moat_proxy_sandbox *s,
+    struct moat_cause *cause)
+{
+	if (!s->nflog)
+		return MOAT_OK;
+	if ((sb->nflog_fd = fcntl(s->nflog_fd, F_DUPFD_CLOEXEC, 3)) == -1) {
+		moat_cause_errno(cause, "sandbox %s: the NFLOG socket",
+		    sb->name);
+		return MOAT_ERR_SYSTEM;
+	}
+	moat_fd_nonblock(sb->nflog_fd);
+	if (moat_loop_add_fd(sb->p->loop, sb->nflog_fd, MOAT_EV_READ,
+	    px_bypass_read, sb) != 0) {
+		moat_close(sb->nflog_fd);
+		sb->nflog_fd = -1;
+		moat_cause_set(cause, "sandbox %s: cannot watch the NFLOG "
+		    "socket", sb->name);
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
 }
 
 int
@@ -287,7 +347,11 @@ moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
 	sb->p = p;
 	sb->lfd = -1;
 	sb->diag_fd = -1;
+	sb->attrib_fd = -1;
+	sb->tuple_fd = -1;
+	sb->nflog_fd = -1;
 	sb->init_pid = s->init_pid;
+	sb->cgroup_id = s->cgroup_id;
 	moat_strlcpy(sb->name, s->name, sizeof(sb->name));
 	moat_strlcpy(sb->listen_str, s->listen_addr, sizeof(sb->listen_str));
 	if (s->procs_path != NULL &&
@@ -298,9 +362,12 @@ moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
 	if ((r = listen_on(sb, s->port ? s->port : p->cfg.port, cause)) != 0)
 		goto fail;
 	/* Without sock_diag the /proc/<init>/net/tcp fallback still works. */
-	if ((sb->diag_fd = px_identity_diag_open(s->netns_fd, &dc)) == -1)
+	if ((sb->diag_fd = px_diag_open(s->netns_fd, &dc)) == -1)
 		log_warn("sandbox %s: %s; using /proc/net/tcp", sb->name,
 		    dc.msg);
+	if ((r = attrib_fds(sb, s, cause)) != 0 ||
+	    (r = watch_nflog(sb, s, cause)) != 0)
+		goto fail;
 	if (moat_loop_add_fd(p->loop, sb->lfd, p->accept_paused ? 0 :
 	    MOAT_EV_READ, on_accept, sb) != 0) {
 		moat_cause_set(cause, "sandbox %s: cannot watch the listener",
@@ -321,6 +388,45 @@ fail:
 	}
 	sandbox_free(sb);
 	return r;
+}
+
+struct px_flush {
+	void (*cb)(void *arg);
+	void *arg;
+	struct px_flush *next;
+};
+
+void
+px_flush_check(struct moat_proxy *p)
+{
+	struct px_flush *f;
+
+	if (p->nbypass > 0)
+		return;
+	while ((f = p->flush) != NULL) {
+		p->flush = f->next;
+		f->cb(f->arg);
+		free(f);
+	}
+}
+
+int
+moat_proxy_flush(struct moat_proxy *p, void (*cb)(void *arg), void *arg)
+{
+	struct px_flush *f;
+
+	/* Packets already logged come first. */
+	for (struct px_sandbox *sb = p->sandboxes; sb != NULL; sb = sb->next)
+		if (sb->nflog_fd >= 0)
+			px_bypass_read(p->loop, sb->nflog_fd, MOAT_EV_READ, sb);
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return MOAT_ERR_NOMEM;
+	f->cb = cb;
+	f->arg = arg;
+	f->next = p->flush;
+	p->flush = f;
+	px_flush_check(p);
+	return MOAT_OK;
 }
 
 static void
@@ -345,8 +451,10 @@ moat_proxy_remove_sandbox(struct moat_proxy *p, const char *sandbox)
 		if (strcmp(sb->name, sandbox) != 0)
 			continue;
 		close_conns_of(p, sb);
+		px_bypass_free_all(p, sb);
 		*pp = sb->next;
 		sandbox_free(sb);
+		px_flush_check(p);
 		return MOAT_OK;
 	}
 	return MOAT_ERR_NOTFOUND;
@@ -483,6 +591,14 @@ moat_proxy_free(struct moat_proxy *p)
 	if (p == NULL)
 		return;
 	close_conns_of(p, NULL);
+	/* Its workers read the hasher's cache: stop them first. */
+	px_pool_free(p->ident_pool);
+	px_bypass_free_all(p, NULL);
+	while (p->flush != NULL) {
+		struct px_flush *f = p->flush;
+		p->flush = f->next;
+		free(f);
+	}
 	for (sb = p->sandboxes; sb != NULL; sb = next) {
 		next = sb->next;
 		sandbox_free(sb);

@@ -67,6 +67,24 @@ struct moat_proxy_sandbox {
 	int netns_fd;            /* sandbox netns (for sock_diag); -1: ours */
 	const char *procs_path;  /* cgroup.procs of the sandbox; NULL: all */
 	pid_t init_pid;          /* sandbox init (ancestor walk stops); 0 */
+	/*
+	 * Kernel attribution (docs/proxy.md, "Caller identity"): when true,
+	 * attrib_fd is the sandbox's BPF map socket cookie -> struct
+	 * moat_attrib, attrib_tuple_fd its map of rejected SYNs' senders
+	 * (-1: none), both dup'ed; cgroup_id the sandbox's cgroup v2 id
+	 * that every record must carry. false: the /proc scan.
+	 */
+	bool attrib;
+	int attrib_fd;
+	int attrib_tuple_fd;
+	uint64_t cgroup_id;
+	/*
+	 * When true, nflog_fd is the sandbox's NFLOG socket (sandbox/net.h),
+	 * dup'ed: the proxy reads it and turns each packet into a "bypass"
+	 * denial, as moat_proxy_bypass() does.
+	 */
+	bool nflog;
+	int nflog_fd;
 };
 
 /* One packet the sandbox ruleset rejected (NFLOG), parsed by moatd. */
@@ -120,9 +138,19 @@ int moat_proxy_set_policy(struct moat_proxy *p, const char *sandbox,
 int moat_proxy_retrust(struct moat_proxy *p, const char *sandbox,
     const char *path, const char *sha256);
 
-/* Turn a packet that bypassed the proxy into a "bypass" denial event. */
+/*
+ * Turn a packet that bypassed the proxy into a "bypass" denial event (a
+ * TCP one once its sender is named: see moat_proxy_flush).
+ */
 void moat_proxy_bypass(struct moat_proxy *p, const char *sandbox,
     const struct moat_proxy_bypass_pkt *pkt);
+
+/*
+ * cb(arg) on the loop once every bypass packet handed in so far has
+ * become an event (naming its sender can take a worker's turn); at once
+ * when none is pending. MOAT_ERR_NOMEM.
+ */
+int moat_proxy_flush(struct moat_proxy *p, void (*cb)(void *arg), void *arg);
 
 /*
  * moatd's answer to proposal req: ok with the stored proposal's id (the

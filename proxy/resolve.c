@@ -18,6 +18,7 @@
 #include "proxy/internal.h"
 
 #define RESOLVE_THREADS 2
+#define RESOLVE_QUEUE 256 /* per sandbox, queued or running */
 #define HOSTS_MAX (1 << 20)
 
 struct px_resolver {
@@ -134,7 +135,7 @@ px_resolve_local(struct px_resolver *r, const char *host, uint16_t port,
 	return MOAT_ERR_NOTFOUND;
 }
 
-static void
+static int
 resolve_run(struct px_work *w)
 {
 	struct resolve_work *rw = (struct resolve_work *)w;
@@ -146,7 +147,7 @@ resolve_run(struct px_work *w)
 	hints.ai_flags = AI_ADDRCONFIG;
 	if ((e = getaddrinfo(rw->host, NULL, &hints, &res)) != 0) {
 		rw->rc = MOAT_ERR_NOTFOUND;
-		return;
+		return PX_WORK_DONE;
 	}
 	for (ai = res; ai != NULL && rw->n < PX_MAX_ADDRS; ai = ai->ai_next) {
 		struct sockaddr_storage *ss = &rw->addrs[rw->n];
@@ -163,6 +164,7 @@ resolve_run(struct px_work *w)
 	}
 	freeaddrinfo(res);
 	rw->rc = rw->n > 0 ? MOAT_OK : MOAT_ERR_NOTFOUND;
+	return PX_WORK_DONE;
 }
 
 static void
@@ -177,8 +179,8 @@ resolve_done(struct px_work *w)
 
 struct px_work *
 px_resolve(struct px_resolver *r, const char *host, uint16_t port,
-    void (*cb)(void *arg, int rc, const struct sockaddr_storage *addrs,
-    size_t n), void *arg)
+    const void *owner, void (*cb)(void *arg, int rc,
+    const struct sockaddr_storage *addrs, size_t n), void *arg)
 {
 	struct resolve_work *rw;
 
@@ -186,21 +188,18 @@ px_resolve(struct px_resolver *r, const char *host, uint16_t port,
 		return NULL;
 	rw->w.run = resolve_run;
 	rw->w.done = resolve_done;
+	rw->w.owner = owner;
 	atomic_init(&rw->w.cancelled, false);
 	moat_strlcpy(rw->host, host, sizeof(rw->host));
 	rw->port = port;
 	rw->rc = MOAT_ERR_NOTFOUND;
 	rw->cb = cb;
 	rw->arg = arg;
-	px_pool_submit(r->pool, &rw->w);
+	if (px_pool_submit(r->pool, &rw->w) != 0) {
+		free(rw);
+		return NULL;
+	}
 	return &rw->w;
-}
-
-void
-px_resolve_cancel(struct px_work *w)
-{
-	if (w != NULL)
-		atomic_store(&w->cancelled, true);
 }
 
 int
@@ -216,8 +215,8 @@ px_resolver_new(struct moat_loop *l, const char *hosts_file,
 		free(r);
 		return MOAT_ERR_NOMEM;
 	}
-	if ((rc = px_pool_new(l, RESOLVE_THREADS, "resolve", &r->pool,
-	    cause)) != 0) {
+	if ((rc = px_pool_new(l, RESOLVE_THREADS, RESOLVE_QUEUE, "resolve",
+	    &r->pool, cause)) != 0) {
 		free(r->hosts_file);
 		free(r);
 		return rc;

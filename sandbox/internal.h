@@ -30,6 +30,25 @@ struct moat_policy;
 /* Each writable tmpfs without a memory limit (with one: memory_mb). */
 #define SANDBOX_TMPFS_MB 1024
 
+/* ---- attrib.c: caller attribution (BPF on the sandbox's cgroup) ---- */
+
+struct sandbox_attrib;
+/*
+ * Load the attribution programs and attach them to the cgroup v2
+ * directory cgroup_fd; proxy_addr:proxy_port (IPv4) is where the
+ * sandbox's proxy listens (its SYNs are not bypasses).
+ * MOAT_ERR_UNSUPPORTED (the kernel cannot: no BTF, no cgroup BPF, not
+ * root), MOAT_ERR_NOMEM; the cause says which step failed.
+ */
+int sandbox_attrib_attach(int cgroup_fd, const char *proxy_addr,
+    uint16_t proxy_port, struct sandbox_attrib **out,
+    struct moat_cause *cause);
+/* Detach and free; NULL is fine. */
+void sandbox_attrib_free(struct sandbox_attrib *a);
+int sandbox_attrib_socks_fd(const struct sandbox_attrib *a);
+int sandbox_attrib_tuples_fd(const struct sandbox_attrib *a);
+uint64_t sandbox_attrib_cgroup_id(const struct sandbox_attrib *a);
+
 /* ---- cgroup.c: one interface, two backends (pure v2, v1+v2 hybrid) ---- */
 
 struct sandbox_cgroup;
@@ -184,6 +203,8 @@ struct moat_sandbox {
 	char host_addr[64];	     /* proxy address, "" without a network */
 	uint16_t proxy_port;
 	struct sandbox_cgroup *cg;
+	struct sandbox_attrib *attrib; /* NULL: the proxy scans /proc */
+	char attrib_why[MOAT_CAUSE_LEN]; /* why attrib is NULL */
 	int landlock_fd;	     /* -1: no Landlock */
 	struct sock_fprog seccomp;   /* compiled once at create */
 };

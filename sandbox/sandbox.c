@@ -121,6 +121,7 @@ moat_sandbox_free(struct moat_sandbox *sb)
 		moat_close(sb->nsfd[i]);
 	moat_close(sb->init_pidfd);
 	moat_close(sb->landlock_fd);
+	sandbox_attrib_free(sb->attrib);
 	if (mine) {
 		sandbox_cgroup_destroy(sb->cg);
 		moat_net_free(sb->net);
@@ -199,6 +200,34 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	moat_cause_set(cause, "sandbox %s: %s", sb->name,
 	    len > 0 ? msg : "init died during setup");
 	return MOAT_ERR_SYSTEM;
+}
+
+/*
+ * Before any process but init runs in the sandbox: every TCP socket of
+ * the sandbox gets its record. Optional unless required.
+ */
+static int
+attach_attrib(struct moat_sandbox *sb, enum moat_attrib_mode mode,
+    struct moat_cause *cause)
+{
+	struct moat_cause ac = { { 0 } };
+	int r;
+
+	if (mode == MOAT_ATTRIB_OFF) {
+		snprintf(sb->attrib_why, sizeof(sb->attrib_why), "turned off");
+		return 0;
+	}
+	r = sandbox_attrib_attach(sandbox_cgroup_clone_fd(sb->cg),
+	    sb->host_addr, sb->proxy_port, &sb->attrib, &ac);
+	if (r == 0)
+		return 0;
+	snprintf(sb->attrib_why, sizeof(sb->attrib_why), "%s",
+	    moat_cause_str(&ac, r));
+	if (mode != MOAT_ATTRIB_REQUIRE)
+		return 0;
+	moat_cause_set(cause, "sandbox %s: caller attribution: %s", sb->name,
+	    sb->attrib_why);
+	return r;
 }
 
 struct create_in {
@@ -307,7 +336,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 		goto out;
 	snprintf(root, sizeof(root), "/proc/%d/root", (int)sb->init_pid);
 	if ((r = sandbox_landlock_prepare(root, c->policy, &sb->landlock_fd,
-	    cause)) != 0)
+	    cause)) != 0 || (r = attach_attrib(sb, c->attrib, cause)) != 0)
 		goto out;
 	*out = sb;
 	sb = NULL;
@@ -430,6 +459,19 @@ const char *
 moat_sandbox_procs_path(const struct moat_sandbox *sb)
 {
 	return sandbox_cgroup_procs_path(sb->cg);
+}
+
+int
+moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
+    int *tuples_fd, uint64_t *cgroup_id, const char **why)
+{
+	*why = sb->attrib_why;
+	if (sb->attrib == NULL)
+		return MOAT_ERR_NOTFOUND;
+	*socks_fd = sandbox_attrib_socks_fd(sb->attrib);
+	*tuples_fd = sandbox_attrib_tuples_fd(sb->attrib);
+	*cgroup_id = sandbox_attrib_cgroup_id(sb->attrib);
+	return 0;
 }
 
 int

@@ -27,6 +27,17 @@
 struct moat_policy;
 struct moat_sandbox;
 
+/*
+ * Caller attribution: BPF programs on the sandbox's cgroup record which
+ * task created and connected each TCP socket (common/attrib.h), for the
+ * proxy to read. Without them the proxy scans /proc instead.
+ */
+enum moat_attrib_mode {
+	MOAT_ATTRIB_AUTO = 0, /* when the kernel offers it, else the scan */
+	MOAT_ATTRIB_REQUIRE,  /* or the sandbox is not created */
+	MOAT_ATTRIB_OFF,      /* the /proc scan */
+};
+
 struct moat_sandbox_config {
 	const char *name;	    /* [a-z0-9-], also the hostname */
 	/*
@@ -41,6 +52,7 @@ struct moat_sandbox_config {
 	uint16_t proxy_port;	    /* 0: 3128 */
 	const char *state_dir;	    /* reserved; may be NULL */
 	const char *net_pool;	    /* NULL: 10.200.0.0/16 (sandbox/net.h) */
+	enum moat_attrib_mode attrib; /* caller attribution (below) */
 };
 
 /*
@@ -117,6 +129,13 @@ uint16_t moat_sandbox_proxy_port(const struct moat_sandbox *sb);
 int moat_sandbox_netns_fd(const struct moat_sandbox *sb);
 /* A file listing every pid of the sandbox, one per line (cgroup.procs). */
 const char *moat_sandbox_procs_path(const struct moat_sandbox *sb);
+/*
+ * The attribution maps (owned by the sandbox; do not close): the socket
+ * map, the SYN map and the cgroup v2 id every record carries. 0, or
+ * MOAT_ERR_NOTFOUND when the sandbox has none; *why then says why not.
+ */
+int moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
+    int *tuples_fd, uint64_t *cgroup_id, const char **why);
 
 /* A socket created inside the sandbox's netns (close-on-exec). */
 int moat_sandbox_socket(struct moat_sandbox *sb, int domain, int type,

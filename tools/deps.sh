@@ -11,7 +11,7 @@ for s in $sets; do
 	case $s in
 	build) want="$want gcc make pkg-config clang libclang-rt-14-dev llvm
 	    libssh-dev libseccomp-dev libnftnl-dev libmnl-dev libssl-dev
-	    libsqlite3-dev libjansson-dev" ;;
+	    libsqlite3-dev libjansson-dev libbpf-dev bpftool" ;;
 	test) want="$want perl openssh-client openssh-sftp-server rsync tmux
 	    curl python3 python3-paramiko iproute2 nftables socat
 	    sqlite3 procps psmisc" ;;

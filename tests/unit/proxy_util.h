@@ -28,6 +28,7 @@ static struct {
 	pthread_t th;
 	pid_t ctl_child; /* the proxy process, 0 if it could not start */
 	int ctl_fd;	/* this test's end of its control channel */
+	int nflog[2];	/* a datagram pair the proxy process reads as NFLOG */
 } PX;
 
 /* ---- the loop thread and calls into it ---- */
@@ -113,7 +114,8 @@ ctl_start(const struct moat_proxy_config *pc)
 {
 	int sv[2];
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, PX.nflog) != 0)
 		return;
 	if ((PX.ctl_child = fork()) == 0) {
 		close(sv[0]);

@@ -3,6 +3,7 @@
  * hot policy swaps, idle timeouts, connection caps, EMFILE, and the
  * moatd control channel (fixture in tests/unit/proxy_fixture.h).
  */
+#include "tests/unit/nflog_util.h"
 #include "tests/unit/proxy_fixture.h"
 
 static void
@@ -363,8 +364,13 @@ test_emfile(void)
 static void
 test_ctl(void)
 {
+	/* 127.0.0.1:5000 -> 10.1.2.3:53, UDP */
+	uint8_t udp[28] = { 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, IPPROTO_UDP,
+		0, 0, 127, 0, 0, 1, 10, 1, 2, 3, 0x13, 0x88, 0, 53 };
+	uint8_t nl[512] __attribute__((aligned(4)));
 	char line[8192], msg[4096];
 	int port = E.emfile_port + 1, save = E.port;
+	size_t nlen;
 	char *r;
 
 	if (PX.ctl_child <= 0) {
@@ -374,7 +380,8 @@ test_ctl(void)
 	ok(ctl_line(line, sizeof(line), "\"type\":\"ready\""),
 	    "proxy process says ready");
 	snprintf(msg, sizeof(msg), "{\"type\":\"sandbox\",\"name\":\"box\","
-	    "\"listen\":\"127.0.0.1\",\"port\":%d,\"netns_fd\":-1}\n", port);
+	    "\"listen\":\"127.0.0.1\",\"port\":%d,\"netns_fd\":-1,"
+	    "\"nflog_fd\":%d}\n", port, PX.nflog[1]);
 	ctl_send(msg);
 	if (!ok(ctl_line(line, sizeof(line), "sandbox"), "sandbox added") ||
 	    strstr(line, "sandbox_ok") == NULL)
@@ -398,13 +405,15 @@ test_ctl(void)
 	    strstr(line, "\"policy_version\":7") != NULL &&
 	    strstr(line, "\"stage\":\"connect\"") != NULL,
 	    "denial event written as a JSON line");
-	ctl_send("{\"type\":\"bypass\",\"sandbox\":\"box\",\"family\":4,"
-	    "\"proto\":17,\"src\":\"127.0.0.1\",\"dst\":\"10.1.2.3\","
-	    "\"sport\":5000,\"dport\":53,\"uid\":1000}\n");
+	/* The sandbox's NFLOG socket, read by the proxy itself. */
+	nlen = make_nflog(nl, "moat-deny", 1000, udp, sizeof(udp));
+	if (send(PX.nflog[0], nl, nlen, 0) != (ssize_t)nlen)
+		diag("send to the NFLOG pair failed");
 	ok(ctl_line(line, sizeof(line), "\"stage\":\"bypass\"") &&
 	    strstr(line, "\"ip\":\"10.1.2.3\"") != NULL &&
-	    strstr(line, "\"protocol\":\"udp\"") != NULL,
-	    "bypass message becomes a bypass event");
+	    strstr(line, "\"protocol\":\"udp\"") != NULL &&
+	    strstr(line, "\"port\":53") != NULL,
+	    "a packet on the sandbox's NFLOG socket becomes a bypass event");
 }
 
 

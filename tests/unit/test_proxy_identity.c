@@ -90,7 +90,7 @@ struct hsub {
 };
 
 static void
-hsub_cb(void *arg, int idx, const char *sha)
+hsub_cb(void *arg, int idx, const char *sha, const char *err)
 {
 	struct hsub *hs = arg;
 
@@ -103,7 +103,11 @@ hsub_submit(void *arg)
 {
 	struct hsub *hs = arg;
 
-	px_hasher_submit(E.p->hasher, hs->fd, &hs->stale, hsub_cb, hs, 0);
+	struct px_work *job;
+
+	if (px_hasher_submit(E.p->hasher, hs->fd, &hs->stale, NULL, hsub_cb,
+	    hs, 0, &job) != 0)
+		atomic_store(&hs->done, 1);
 }
 
 static void
@@ -230,6 +234,9 @@ test_bypass(void)
 	b.pkt.uid = -1;
 	n0 = nevents();
 	in_loop(bypass_fn, &b);
+	/* The sender is named on a worker: the event follows. */
+	for (int i = 0; i < 500 && nevents() == n0; i++)
+		usleep(10 * 1000);
 	pthread_mutex_lock(&E.mu);
 	ok(E.nev == n0 + 1 && strcmp(E.ev[n0].stage, "bypass") == 0 &&
 	    strcmp(E.ev[n0].binary, E.self) == 0 &&
@@ -290,6 +297,62 @@ wait_exe(pid_t pid, const char *tail)
 	return false;
 }
 
+struct ident {
+	struct px_sandbox *sb;
+	struct sockaddr_in src;
+	struct sockaddr_in dst;
+	struct px_work *job;
+	int rc;
+	char why[512];
+	struct px_identity id;
+	atomic_int done;
+};
+
+static void
+ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
+{
+	struct ident *x = arg;
+
+	x->rc = rc;
+	moat_strlcpy(x->why, why, sizeof(x->why));
+	if (rc == 0)
+		px_identity_move(&x->id, id);
+	atomic_store(&x->done, 1);
+}
+
+static void
+ident_start_fn(void *arg)
+{
+	struct ident *x = arg;
+
+	x->rc = px_identity_start(x->sb, (struct sockaddr *)&x->src,
+	    (struct sockaddr *)&x->dst, false, ident_cb, x, &x->job, x->why,
+	    sizeof(x->why));
+	if (x->rc != 0)
+		atomic_store(&x->done, 1);
+}
+
+static void
+ident_clear_fn(void *arg)
+{
+	px_identity_clear(&((struct ident *)arg)->id);
+}
+
+/* Identify the client of src -> dst in sb, as the proxy would. */
+static int
+identify(struct ident *x)
+{
+	memset(&x->id, 0, sizeof(x->id));
+	x->why[0] = '\0';
+	atomic_store(&x->done, 0);
+	in_loop(ident_start_fn, x);
+	for (int i = 0; i < 1000 && !atomic_load(&x->done); i++)
+		usleep(10 * 1000);
+	if (!atomic_load(&x->done))
+		return -100;
+	return x->rc;
+}
+
 /*
  * A socket held by the real caller and by many co-holders of another
  * binary (listed first, as a hostile cgroup.procs order could): the
@@ -300,12 +363,12 @@ static void
 test_owners(void)
 {
 	enum { NHOLD = 16 };
-	struct sockaddr_in sa = { .sin_family = AF_INET }, cl;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sa);
 	struct px_sandbox sb;
-	struct px_identity id;
+	struct ident x;
 	pid_t kids[NHOLD] = { 0 };
-	char procs[128], why[256];
+	char procs[128];
 	int lfd, cfd, afd, rc, nk = 0;
 	FILE *f;
 
@@ -321,23 +384,26 @@ test_owners(void)
 		skip("loopback socket pair");
 		return;
 	}
-	len = sizeof(cl);
-	getsockname(cfd, (struct sockaddr *)&cl, &len);
+	memset(&x, 0, sizeof(x));
+	len = sizeof(x.src);
+	getsockname(cfd, (struct sockaddr *)&x.src, &len);
+	x.dst = sa;
 	memset(&sb, 0, sizeof(sb));
-	sb.diag_fd = -1;
+	sb.p = E.p;
+	sb.diag_fd = px_diag_open(-1, NULL);
+	sb.attrib_fd = sb.tuple_fd = -1;
 	snprintf(procs, sizeof(procs), "%s/procs", E.dir);
 	sb.procs_path = procs;
+	x.sb = &sb;
 
 	/* Alone, this process is the caller. */
 	f = fopen(procs, "we");
 	fprintf(f, "%d\n", (int)getpid());
 	fclose(f);
-	rc = px_identity_lookup(&sb, (struct sockaddr *)&cl,
-	    (struct sockaddr *)&sa, &id, why, sizeof(why));
-	ok(rc == 0 && id.nbin > 0 && strcmp(id.bin[0].path, E.self) == 0,
+	rc = identify(&x);
+	ok(rc == 0 && x.id.nbin > 0 && strcmp(x.id.bin[0].path, E.self) == 0,
 	    "a socket held by one process names it");
-	if (rc == 0)
-		px_identity_clear(&id);
+	in_loop(ident_clear_fn, &x);
 
 	for (nk = 0; nk < NHOLD; nk++) {
 		if ((kids[nk] = fork()) == 0) {
@@ -352,16 +418,15 @@ test_owners(void)
 		fprintf(f, "%d\n", (int)kids[i]);
 	fprintf(f, "%d\n", (int)getpid());
 	fclose(f);
-	rc = px_identity_lookup(&sb, (struct sockaddr *)&cl,
-	    (struct sockaddr *)&sa, &id, why, sizeof(why));
+	rc = identify(&x);
 	ok(nk == NHOLD && rc == MOAT_ERR_DENIED &&
-	    strstr(why, "ambiguous") != NULL,
+	    strstr(x.why, "ambiguous") != NULL,
 	    "16 co-holders listed before the caller: ambiguous, not 'sleep'");
-	if (rc == 0) {
-		diag("identity: %s", id.bin[0].path);
-		px_identity_clear(&id);
-	} else
-		diag("%s", why);
+	if (rc == 0)
+		diag("identity: %s", x.id.bin[0].path);
+	else
+		diag("%s", x.why);
+	in_loop(ident_clear_fn, &x);
 
 	for (int i = 0; i < nk; i++) {
 		if (kids[i] > 0) {
@@ -372,6 +437,7 @@ test_owners(void)
 	close(afd);
 	close(cfd);
 	close(lfd);
+	close(sb.diag_fd);
 	unlink(procs);
 }
 

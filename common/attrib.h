@@ -1,0 +1,55 @@
+/*
+ * Caller attribution as the kernel records it: the layout of the values
+ * and keys of the BPF maps that sandbox/attrib.bpf.c fills, the sandbox
+ * module loads (sandbox/attrib.c) and the proxy reads (proxy/identity.c,
+ * proxy/bypass.c). Shared by C compiled for BPF and for the host, so
+ * fixed-width fields only, and no implicit padding.
+ *
+ * The socket map is keyed by socket cookie (__u64, what sock_diag
+ * reports as idiag_cookie and bpf_get_socket_cookie() returns); its
+ * entry is removed when the socket is released. The tuple map (an LRU)
+ * is keyed by struct moat_attrib_tuple and names the sender of a SYN
+ * that the sandbox ruleset rejects (a bypass), after its socket is gone.
+ */
+#ifndef MOAT_COMMON_ATTRIB_H
+#define MOAT_COMMON_ATTRIB_H
+
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+/* One task, as the kernel saw it inside the socket hook. */
+struct moat_attrib_task {
+	__u32 tgid;      /* process id in the initial pid namespace */
+	__u32 tid;       /* the thread that ran the hook */
+	__u64 start_ns;  /* the thread group leader's start_boottime */
+	__u64 exe_ino;   /* inode of mm->exe_file */
+	__u32 exe_dev;   /* its superblock's dev_t, kernel encoding */
+	__u32 pad;
+	__u64 cgroup_id; /* the task's cgroup v2 id (its directory's inode) */
+};
+
+#define MOAT_ATTRIB_CREATED 1u   /* created is filled (cgroup/sock_create) */
+#define MOAT_ATTRIB_CONNECTED 2u /* connected is filled (connect4/6) */
+
+struct moat_attrib {
+	struct moat_attrib_task created;
+	struct moat_attrib_task connected;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* A TCP connection as NFLOG logs its SYN; IPv4 in the first 4 bytes. */
+struct moat_attrib_tuple {
+	__u32 family; /* AF_INET or AF_INET6 */
+	__u16 sport;  /* host order */
+	__u16 dport;  /* host order */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/* Kernel dev_t (MAJOR << 20 | MINOR) to the pair stat(2) reports. */
+#define MOAT_ATTRIB_DEV_MAJOR(d) ((unsigned)((d) >> 20))
+#define MOAT_ATTRIB_DEV_MINOR(d) ((unsigned)((d) & 0xfffff))
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * Caller attribution, in the kernel (compiled by clang -target bpf; the
+ * loader is sandbox/attrib.c, the record's layout common/attrib.h).
+ * Attached to one sandbox's cgroup v2 directory, so it runs for the
+ * sockets that sandbox's tasks create:
+ *
+ *   cgroup/sock_create   the creating task, in the socket's storage
+ *   cgroup/connect4/6    the creating and the connecting task, keyed by
+ *                        socket cookie (loopback destinations skipped)
+ *   cgroup/sock_release  that entry removed
+ *   sockops              at a SYN to anywhere but the proxy, the same
+ *                        record keyed by the 4-tuple (an LRU), so a
+ *                        bypass rejected by the ruleset is named after
+ *                        its socket is gone
+ *
+ * Each program only records; all of them let the operation proceed.
+ */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "common/attrib.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before the load: where the sandbox's proxy listens. */
+const volatile __u32 proxy_ip4 = 0;   /* network order */
+const volatile __u16 proxy_port = 0;  /* host order */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct moat_attrib_task);
+} creators SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct moat_attrib);
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct moat_attrib_tuple);
+	__type(value, struct moat_attrib);
+} tuples SEC(".maps");
+
+static __always_inline void
+record_task(struct moat_attrib_task *t)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	t->tgid = (__u32)(id >> 32);
+	t->tid = (__u32)id;
+	t->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	t->exe_ino = BPF_CORE_READ(task, mm, exe_file, f_inode, i_ino);
+	t->exe_dev = BPF_CORE_READ(task, mm, exe_file, f_inode, i_sb, s_dev);
+	t->cgroup_id = bpf_get_current_cgroup_id();
+}
+
+SEC("cgroup/sock_create")
+int
+moat_sock_create(struct bpf_sock *sk)
+{
+	struct moat_attrib_task *t;
+
+	if (sk->type != SOCK_STREAM)
+		return 1;
+	t = bpf_sk_storage_get(&creators, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (t != NULL)
+		record_task(t);
+	return 1;
+}
+
+static __always_inline int
+on_connect(struct bpf_sock_addr *ctx, bool loopback)
+{
+	struct moat_attrib a = {};
+	struct moat_attrib_task *t;
+	__u64 cookie;
+
+	/* Inside the sandbox: nothing to attribute at the proxy. */
+	if (ctx->type != SOCK_STREAM || loopback)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	t = bpf_sk_storage_get(&creators, ctx->sk, 0, 0);
+	if (t != NULL) {
+		a.created = *t;
+		a.flags |= MOAT_ATTRIB_CREATED;
+	}
+	record_task(&a.connected);
+	a.flags |= MOAT_ATTRIB_CONNECTED;
+	/* Full (the sandbox's own sockets): the proxy denies, unnamed. */
+	bpf_map_update_elem(&socks, &cookie, &a, BPF_ANY);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int
+moat_connect4(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx, (bpf_ntohl(ctx->user_ip4) >> 24) == 127);
+}
+
+SEC("cgroup/connect6")
+int
+moat_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
+	__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+	bool lo = (w0 | w1 | w2) == 0 && bpf_ntohl(w3) == 1;
+
+	/* ::ffff:127.0.0.0/104 too */
+	if ((w0 | w1) == 0 && bpf_ntohl(w2) == 0xffff &&
+	    (bpf_ntohl(w3) >> 24) == 127)
+		lo = true;
+	return on_connect(ctx, lo);
+}
+
+SEC("cgroup/sock_release")
+int
+moat_sock_release(struct bpf_sock *sk)
+{
+	__u64 cookie;
+
+	if (sk->type != SOCK_STREAM)
+		return 1;
+	cookie = bpf_get_socket_cookie(sk);
+	bpf_map_delete_elem(&socks, &cookie);
+	return 1;
+}
+
+SEC("sockops")
+int
+moat_sockops(struct bpf_sock_ops *ctx)
+{
+	struct moat_attrib_tuple key = {};
+	struct moat_attrib *a;
+	__u64 cookie;
+	/* remote_port: network order in the upper 16 bits. */
+	__u16 dport = bpf_ntohs((__u16)(ctx->remote_port >> 16));
+
+	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	if (ctx->family == AF_INET) {
+		if (ctx->remote_ip4 == proxy_ip4 && dport == proxy_port)
+			return 1;
+		key.family = AF_INET;
+		__builtin_memcpy(key.src, &ctx->local_ip4, 4);
+		__builtin_memcpy(key.dst, &ctx->remote_ip4, 4);
+	} else if (ctx->family == AF_INET6) {
+		__u32 l[4], r[4];
+
+		l[0] = ctx->local_ip6[0];
+		l[1] = ctx->local_ip6[1];
+		l[2] = ctx->local_ip6[2];
+		l[3] = ctx->local_ip6[3];
+		r[0] = ctx->remote_ip6[0];
+		r[1] = ctx->remote_ip6[1];
+		r[2] = ctx->remote_ip6[2];
+		r[3] = ctx->remote_ip6[3];
+		/* A v4-mapped connection leaves as IPv4: NFLOG logs that. */
+		if ((r[0] | r[1]) == 0 && bpf_ntohl(r[2]) == 0xffff) {
+			if (r[3] == proxy_ip4 && dport == proxy_port)
+				return 1;
+			key.family = AF_INET;
+			__builtin_memcpy(key.src, &l[3], 4);
+			__builtin_memcpy(key.dst, &r[3], 4);
+		} else {
+			key.family = AF_INET6;
+			__builtin_memcpy(key.src, l, 16);
+			__builtin_memcpy(key.dst, r, 16);
+		}
+	} else {
+		return 1;
+	}
+	key.sport = (__u16)ctx->local_port;
+	key.dport = dport;
+	cookie = bpf_get_socket_cookie(ctx);
+	a = bpf_map_lookup_elem(&socks, &cookie);
+	if (a != NULL)
+		bpf_map_update_elem(&tuples, &key, a, BPF_ANY);
+	return 1;
+}

@@ -1,0 +1,388 @@
+/*
+ * Caller-identity spoofing, for tests/e2e/identity.t: run inside a
+ * sandbox as a binary the policy does not allow, each mode tries to
+ * make its own connection to the proxy look like ALLOWED's (a copy of
+ * this program that the policy does allow).
+ *
+ *	spoof direct TARGET            CONNECT TARGET itself
+ *	spoof hold                     sleep, holding inherited fds
+ *	spoof sendfd FD TARGET         CONNECT TARGET on the inherited fd FD
+ *	spoof recvfd FD TARGET         receive a socket over FD (SCM_RIGHTS),
+ *	                               CONNECT TARGET on it
+ *	spoof listener ALLOWED TARGET  listener substitution: ALLOWED holds a
+ *	                               listener on the client's port, the
+ *	                               client is bound with SO_BINDTODEVICE
+ *	spoof thread ALLOWED TARGET    a thread with its own fd table connects,
+ *	                               ALLOWED forked from it is the only
+ *	                               other holder
+ *	spoof zombie ALLOWED TARGET    the same with a zombie thread group
+ *	                               leader (the main thread exited)
+ *	spoof scm ALLOWED TARGET       connect, hand the socket to ALLOWED
+ *	                               (SCM_RIGHTS), which sends the request
+ *	spoof exec ALLOWED TARGET      connect, then exec ALLOWED, which sends
+ *	                               the request on the inherited socket
+ *
+ * The proxy comes from $HTTP_PROXY. Prints "code=N" (0 when no answer)
+ * and the response; exits 0 once it printed, 2 when the setup failed.
+ */
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *g_allowed, *g_target;
+
+static void
+die(const char *what)
+{
+	printf("setup-failed: %s: %s\n", what, strerror(errno));
+	fflush(stdout);
+	exit(2);
+}
+
+static void
+proxy_addr(struct sockaddr_in *sa)
+{
+	const char *p = getenv("HTTP_PROXY");
+	char host[64];
+	int port = 0;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	if (p == NULL || sscanf(p, "http://%63[0-9.]:%d", host, &port) != 2 ||
+	    inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+		errno = EINVAL;
+		die("HTTP_PROXY");
+	}
+	sa->sin_port = htons((uint16_t)port);
+}
+
+static int
+dial(int fd)
+{
+	struct sockaddr_in sa;
+
+	proxy_addr(&sa);
+	if (fd < 0 && (fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+		die("socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		die("connect to the proxy");
+	return fd;
+}
+
+/* CONNECT on fd; print the status code and what came back. */
+static void
+request(int fd)
+{
+	struct timeval tv = { 5, 0 };
+	char buf[8192];
+	size_t len = 0;
+	ssize_t n;
+	int code = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = snprintf(buf, sizeof(buf), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n",
+	    g_target, g_target);
+	if (write(fd, buf, (size_t)n) != n)
+		die("write the request");
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+		len += (size_t)n;
+		buf[len] = '\0';
+		/* A tunnel stays open: its head is the whole answer. */
+		if (strncmp(buf, "HTTP/1.1 200", 12) == 0 &&
+		    strstr(buf, "\r\n\r\n") != NULL)
+			break;
+	}
+	buf[len] = '\0';
+	sscanf(buf, "HTTP/1.%*d %d", &code);
+	printf("code=%d\n%s\n", code, buf);
+	fflush(stdout);
+}
+
+/* Is pid running path yet? (bounded wait) */
+static void
+wait_exe(pid_t pid, const char *path)
+{
+	char link[64], buf[4096];
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	for (int i = 0; i < 300; i++) {
+		ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strcmp(buf, path) == 0)
+				return;
+		}
+		usleep(10000);
+	}
+	errno = ETIMEDOUT;
+	die("the allowed holder did not start");
+}
+
+/* ALLOWED hold, inheriting every fd that is not close-on-exec. */
+static pid_t
+spawn_hold(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		execl(g_allowed, g_allowed, "hold", (char *)NULL);
+		_exit(127);
+	}
+	wait_exe(pid, g_allowed);
+	return pid;
+}
+
+static void
+reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* The first interface that is up and not loopback. */
+static void
+ifname(char *out, size_t len)
+{
+	struct ifaddrs *ifa, *i;
+
+	out[0] = '\0';
+	if (getifaddrs(&ifa) != 0)
+		die("getifaddrs");
+	for (i = ifa; i != NULL && out[0] == '\0'; i = i->ifa_next)
+		if (i->ifa_addr != NULL && i->ifa_addr->sa_family == AF_INET &&
+		    (i->ifa_flags & IFF_UP) && !(i->ifa_flags & IFF_LOOPBACK))
+			snprintf(out, len, "%s", i->ifa_name);
+	freeifaddrs(ifa);
+	if (out[0] == '\0') {
+		errno = ENODEV;
+		die("no interface");
+	}
+}
+
+static void
+mode_listener(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char dev[IFNAMSIZ];
+	int one = 1, l, c;
+	pid_t holder;
+
+	/* Not close-on-exec: the allowed holder inherits the listener. */
+	if ((l = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+	    setsockopt(l, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(l, 1) != 0 || getsockname(l, (struct sockaddr *)&sa,
+	    &sl) != 0)
+		die("listener");
+	holder = spawn_hold();
+	close(l);
+	ifname(dev, sizeof(dev));
+	/* The client: same port, bound to the device, so the exact lookup
+	 * of its connection misses and finds the listener instead. */
+	if ((c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(c, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    setsockopt(c, SOL_SOCKET, SO_BINDTODEVICE, dev,
+	    (socklen_t)strlen(dev) + 1) != 0 ||
+	    bind(c, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		die("client bound to the listener's port and the device");
+	request(dial(c));
+	reap(holder);
+}
+
+/*
+ * A thread cloned without CLONE_FILES: it has a copy of the fd table,
+ * and what it opens is in no other thread's. The main thread waits in a
+ * read(2) while it runs, so the two never use libc at the same time.
+ */
+static int g_done[2];
+
+static int
+nofiles_main(void *arg)
+{
+	pid_t holder;
+	int s;
+	char b = 1;
+
+	(void)arg;
+	s = dial(-1); /* not close-on-exec: the holder inherits it */
+	holder = spawn_hold();
+	request(s);
+	reap(holder);
+	if (write(g_done[1], &b, 1) != 1)
+		_exit(2);
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+static void
+mode_thread(void)
+{
+	static char stack[256 * 1024] __attribute__((aligned(16)));
+	char b;
+
+	if (pipe(g_done) != 0)
+		die("pipe");
+	if (clone(nofiles_main, stack + sizeof(stack), CLONE_VM | CLONE_FS |
+	    CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, NULL) == -1)
+		die("clone without CLONE_FILES");
+	if (syscall(SYS_read, g_done[0], &b, 1) != 1)
+		_exit(2);
+}
+
+static void *
+zombie_main(void *arg)
+{
+	pid_t holder;
+	int s;
+
+	(void)arg;
+	usleep(100000); /* the main thread exits first */
+	s = dial(-1);
+	holder = spawn_hold();
+	request(s);
+	reap(holder);
+	exit(0);
+}
+
+static void
+mode_zombie(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, zombie_main, NULL) != 0)
+		die("pthread_create");
+	pthread_exit(NULL); /* the leader becomes a zombie */
+}
+
+static void
+mode_scm(void)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))], one = 'x';
+	struct iovec iov = { &one, 1 };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	int sp[2], s, st;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
+		die("socketpair");
+	if ((pid = fork()) == 0) {
+		dup2(sp[1], 3);
+		execl(g_allowed, g_allowed, "recvfd", "3", g_target,
+		    (char *)NULL);
+		_exit(127);
+	}
+	s = dial(-1);
+	memset(cbuf, 0, sizeof(cbuf));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &s, sizeof(int));
+	if (sendmsg(sp[0], &mh, 0) != 1)
+		die("sendmsg");
+	/* Only the allowed binary holds it now. */
+	close(s);
+	waitpid(pid, &st, 0);
+	exit(WIFEXITED(st) ? WEXITSTATUS(st) : 2);
+}
+
+static void
+mode_recvfd(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))], one;
+	struct iovec iov = { &one, 1 };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	int fd;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1 ||
+	    (cm = CMSG_FIRSTHDR(&mh)) == NULL || cm->cmsg_type != SCM_RIGHTS)
+		die("recvmsg");
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	request(fd);
+}
+
+static void
+mode_exec(void)
+{
+	char arg[16];
+	int s = dial(-1); /* not close-on-exec */
+
+	snprintf(arg, sizeof(arg), "%d", s);
+	execl(g_allowed, g_allowed, "sendfd", arg, g_target, (char *)NULL);
+	die("exec");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *m = argc > 1 ? argv[1] : "";
+
+	signal(SIGPIPE, SIG_IGN);
+	if (strcmp(m, "hold") == 0) {
+		sleep(20);
+		return 0;
+	}
+	if (argc == 3 && strcmp(m, "direct") == 0) {
+		g_target = argv[2];
+		request(dial(-1));
+		return 0;
+	}
+	if (argc == 4 && (strcmp(m, "sendfd") == 0 ||
+	    strcmp(m, "recvfd") == 0)) {
+		g_target = argv[3];
+		if (m[0] == 's')
+			request(atoi(argv[2]));
+		else
+			mode_recvfd(atoi(argv[2]));
+		return 0;
+	}
+	if (argc != 4) {
+		fprintf(stderr, "usage: spoof MODE [ALLOWED] TARGET\n");
+		return 2;
+	}
+	g_allowed = argv[2];
+	g_target = argv[3];
+	if (strcmp(m, "listener") == 0)
+		mode_listener();
+	else if (strcmp(m, "thread") == 0)
+		mode_thread();
+	else if (strcmp(m, "zombie") == 0)
+		mode_zombie();
+	else if (strcmp(m, "scm") == 0)
+		mode_scm();
+	else if (strcmp(m, "exec") == 0)
+		mode_exec();
+	else
+		return 2;
+	return 0;
+}
