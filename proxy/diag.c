@@ -67,6 +67,15 @@ id_half(const struct sockaddr *sa, __be32 addr[4], __be16 *port)
 	}
 }
 
+/* An IPv4 address in the first word becomes ::ffff:a.b.c.d. */
+static void
+map4(__be32 addr[4])
+{
+	addr[3] = addr[0];
+	addr[0] = addr[1] = 0;
+	addr[2] = htonl(0xffff);
+}
+
 static const char *
 state_name(unsigned st)
 {
@@ -119,9 +128,14 @@ px_diag_find(int fd, const struct sockaddr *src, const struct sockaddr *dst,
 		return MOAT_ERR_NOTFOUND;
 	}
 	m = NLMSG_DATA(&resp.nlh);
+	/* A dual-stack socket on IPv4 reports v4-mapped addresses. */
+	if (m->idiag_family == AF_INET6 && src->sa_family == AF_INET) {
+		map4(req.r.id.idiag_src);
+		map4(req.r.id.idiag_dst);
+		alen = 16;
+	}
 	/* A listener (or anything else) answering for the tuple: refused. */
-	if (m->idiag_family != src->sa_family ||
-	    m->id.idiag_sport != req.r.id.idiag_sport ||
+	if (m->id.idiag_sport != req.r.id.idiag_sport ||
 	    m->id.idiag_dport != req.r.id.idiag_dport ||
 	    memcmp(m->id.idiag_src, req.r.id.idiag_src, alen) != 0 ||
 	    memcmp(m->id.idiag_dst, req.r.id.idiag_dst, alen) != 0) {

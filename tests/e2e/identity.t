@@ -39,6 +39,9 @@ for mode in bpf proc; do
 	out=$(srun $mode "/sandbox/allowed direct $T")
 	if has "$out" code=200; then t_ok "$mode: the allowed binary connects"
 	else t_fail "$mode: the allowed binary connects"; diag "  got: $out"; fi
+	out=$(srun $mode "/sandbox/allowed direct6 $T")
+	if has "$out" code=200; then t_ok "$mode: a dual-stack (v4-mapped) client is identified"
+	else t_fail "$mode: a dual-stack (v4-mapped) client is identified"; diag "  got: $out"; fi
 	out=$(srun $mode "/sandbox/denied direct $T")
 	denied "$mode: the other binary is denied" "$out" \
 		"binary '/sandbox/denied' is not one of its binaries"

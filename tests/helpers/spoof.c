@@ -5,6 +5,8 @@
  * this program that the policy does allow).
  *
  *	spoof direct TARGET            CONNECT TARGET itself
+ *	spoof direct6 TARGET           the same from an AF_INET6 socket
+ *	                               (the proxy's v4-mapped address)
  *	spoof hold                     sleep, holding inherited fds
  *	spoof sendfd FD TARGET         CONNECT TARGET on the inherited fd FD
  *	spoof recvfd FD TARGET         receive a socket over FD (SCM_RIGHTS),
@@ -82,6 +84,26 @@ dial(int fd)
 		die("socket");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
 		die("connect to the proxy");
+	return fd;
+}
+
+/* A dual-stack socket to the proxy's IPv4 address, v4-mapped. */
+static int
+dial6(void)
+{
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in sa;
+	int fd, off = 0;
+
+	proxy_addr(&sa);
+	s6.sin6_port = sa.sin_port;
+	s6.sin6_addr.s6_addr[10] = s6.sin6_addr.s6_addr[11] = 0xff;
+	memcpy(&s6.sin6_addr.s6_addr[12], &sa.sin_addr, 4);
+	if ((fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) != 0)
+		die("AF_INET6 socket");
+	if (connect(fd, (struct sockaddr *)&s6, sizeof(s6)) != 0)
+		die("connect to the proxy's v4-mapped address");
 	return fd;
 }
 
@@ -355,6 +377,11 @@ main(int argc, char **argv)
 	if (argc == 3 && strcmp(m, "direct") == 0) {
 		g_target = argv[2];
 		request(dial(-1));
+		return 0;
+	}
+	if (argc == 3 && strcmp(m, "direct6") == 0) {
+		g_target = argv[2];
+		request(dial6());
 		return 0;
 	}
 	if (argc == 4 && (strcmp(m, "sendfd") == 0 ||
