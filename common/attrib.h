@@ -25,8 +25,10 @@ struct moat_attrib_task {
 	__u64 start_ns;  /* the thread group leader's start_boottime */
 	__u64 exe_ino;   /* inode of mm->exe_file */
 	__u32 exe_dev;   /* its superblock's dev_t, kernel encoding */
-	__u32 pad;
+	__u32 uid;       /* real uid */
 	__u64 cgroup_id; /* the task's cgroup v2 id (its directory's inode) */
+	__u32 nspid;     /* tgid in the task's own pid namespace */
+	__u32 pad;
 };
 
 #define MOAT_ATTRIB_CREATED 1u   /* created is filled (cgroup/sock_create) */

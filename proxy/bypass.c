@@ -82,16 +82,12 @@ unlink_bypass(struct px_bypass *b)
 	b->p->nbypass--;
 }
 
-/* The sender named (or not: the event says "?" then). */
+/* The sender's binary, ancestors, pid and uid into the event. */
 static void
-bypass_cb(void *arg, int rc, const char *why, struct px_identity *id)
+name_sender(struct moat_proxy *p, const struct px_identity *id,
+    struct moat_denial_event *ev)
 {
-	struct px_bypass *b = arg;
-	struct moat_denial_event *ev = &b->ev;
-	struct moat_proxy *p = b->p;
-
-	(void)why;
-	if (rc == 0 && id->nbin > 0) {
+	if (id->nbin > 0) {
 		moat_denial_event_set(ev, MOAT_EVF_BINARY, id->bin[0].path);
 		if (id->bin[0].have_st)
 			px_hasher_cached(p->hasher, &id->bin[0].st,
@@ -103,6 +99,19 @@ bypass_cb(void *arg, int rc, const char *why, struct px_identity *id)
 		if (ev->uid < 0)
 			ev->uid = id->uid;
 	}
+}
+
+/* The sender named (or not: the event says "?" then). */
+static void
+bypass_cb(void *arg, int rc, const char *why, struct px_identity *id)
+{
+	struct px_bypass *b = arg;
+	struct moat_denial_event *ev = &b->ev;
+	struct moat_proxy *p = b->p;
+
+	(void)why;
+	if (rc == 0)
+		name_sender(p, id, ev);
 	unlink_bypass(b);
 	px_emit(p, ev);
 	free(b);
@@ -125,17 +134,19 @@ px_bypass_free_all(struct moat_proxy *p, struct px_sandbox *sb)
 }
 
 /*
- * Name the sender of a rejected TCP SYN, off the loop; at most
- * BYPASS_PENDING per sandbox wait for it, the others are emitted at once
- * without a binary.
+ * Name the sender of a rejected TCP SYN. true: a worker does, and
+ * bypass_cb emits the event; false: emit ev now (named already, or
+ * BYPASS_PENDING of the sandbox's wait, or no socket: no binary).
  */
 static bool
 identify(struct moat_proxy *p, struct px_sandbox *sb,
     const struct sockaddr *src, const struct sockaddr *dst,
-    const struct moat_denial_event *ev)
+    struct moat_denial_event *ev)
 {
+	struct px_identity now;
 	struct px_bypass *b;
 	char why[256];
+	int r;
 
 	if (sb->nbypass >= BYPASS_PENDING ||
 	    (b = calloc(1, sizeof(*b))) == NULL)
@@ -143,8 +154,14 @@ identify(struct moat_proxy *p, struct px_sandbox *sb,
 	b->p = p;
 	b->sb = sb;
 	b->ev = *ev;
-	if (px_identity_start(sb, src, dst, true, bypass_cb, b, &b->job, why,
-	    sizeof(why)) != 0) {
+	memset(&now, 0, sizeof(now));
+	r = px_identity_start(sb, src, dst, true, bypass_cb, b, &b->job, &now,
+	    why, sizeof(why));
+	if (r == PX_IDENT_NOW) {
+		name_sender(p, &now, ev);
+		px_identity_clear(&now);
+	}
+	if (r != 0) {
 		free(b);
 		return false;
 	}

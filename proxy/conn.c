@@ -401,17 +401,12 @@ ident_timeout(struct moat_loop *l, void *arg)
 	    NULL);
 }
 
+/* The caller is in c->s->id: hash what the cache does not know. */
 static void
-ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
+identified(struct px_conn *c)
 {
-	struct px_conn *c = arg;
+	int rc;
 
-	c->s->ijob = NULL;
-	if (rc != MOAT_OK) {
-		deny(c, "identity", "policy_denied", why, NULL, NULL);
-		return;
-	}
-	px_identity_move(&c->s->id, id);
 	c->st = ST_HASH;
 	for (size_t i = 0; i < c->s->id.nbin; i++) {
 		struct px_bin *b = &c->s->id.bin[i];
@@ -434,6 +429,20 @@ ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
 }
 
 static void
+ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
+{
+	struct px_conn *c = arg;
+
+	c->s->ijob = NULL;
+	if (rc != MOAT_OK) {
+		deny(c, "identity", "policy_denied", why, NULL, NULL);
+		return;
+	}
+	px_identity_move(&c->s->id, id);
+	identified(c);
+}
+
+static void
 start(struct px_conn *c)
 {
 	char why[512] = "";
@@ -442,7 +451,12 @@ start(struct px_conn *c)
 	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
 	rc = px_identity_start(c->sb, (struct sockaddr *)&c->s->peer,
 	    (struct sockaddr *)&c->s->local, false, ident_cb, c, &c->s->ijob,
-	    why, sizeof(why));
+	    &c->s->id, why, sizeof(why));
+	if (rc == PX_IDENT_NOW) {
+		px_conn_arm(c, PX_IDENT_TIMEOUT_MS, ident_timeout);
+		identified(c);
+		return;
+	}
 	if (rc == MOAT_ERR_AGAIN || rc == MOAT_ERR_NOMEM) {
 		respond_error(c, 503, "busy", why);
 		return;

@@ -45,6 +45,12 @@
 #define IDENT_THREADS 2
 #define IDENT_QUEUE 128 /* per sandbox, queued or running */
 #define MAX_PINS (2 * (1 + PX_MAX_ANCESTORS)) /* a caller and one co-owner */
+/*
+ * A recorded caller with at most this many parents is described on the
+ * loop (about 25 syscalls, tens of microseconds): a thread hand-off costs
+ * more than the work. A longer chain goes to a worker.
+ */
+#define INLINE_PARENTS 6
 
 struct ident_job {
 	struct px_work w; /* first: the pool hands back this pointer */
@@ -65,6 +71,8 @@ struct ident_job {
 	struct px_scan *scan;
 	int pidfds[MAX_PINS]; /* the pinned caller and parents */
 	size_t npidfds;
+	size_t max_parents; /* on the loop: at most this many, else too_deep */
+	bool too_deep;
 	/* Output. */
 	int rc;
 	char why[512];
@@ -154,10 +162,12 @@ same_file(const struct stat *a, const struct stat *b)
 /*
  * The executable pid runs, into b: its path (" (deleted)" stripped) and
  * the file's stat, taken before and after the readlink and required to
- * agree, so the path and the identity are of one file.
+ * agree, so the path and the identity are of one file. checked_later:
+ * the caller's final check stats it again (check_exe_unchanged), so the
+ * second stat here is skipped.
  */
 static int
-exe_read(pid_t pid, struct px_bin *b)
+exe_read(pid_t pid, struct px_bin *b, bool checked_later)
 {
 	char path[64], buf[4096];
 	struct stat st1, st2;
@@ -166,8 +176,11 @@ exe_read(pid_t pid, struct px_bin *b)
 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	if (stat(path, &st1) == -1 ||
-	    (n = readlink(path, buf, sizeof(buf) - 1)) <= 0 ||
-	    stat(path, &st2) == -1 || !same_file(&st1, &st2))
+	    (n = readlink(path, buf, sizeof(buf) - 1)) <= 0)
+		return -1;
+	if (checked_later)
+		st2 = st1;
+	else if (stat(path, &st2) == -1 || !same_file(&st1, &st2))
 		return -1;
 	buf[n] = '\0';
 	len = (size_t)n;
@@ -247,6 +260,10 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
 		char st;
 		int fd;
 
+		if (j->max_parents > 0 && id->nbin > j->max_parents) {
+			j->too_deep = true;
+			return;
+		}
 		if (!in_sandbox_ns(j, cur) || (j->scan != NULL &&
 		    j->procs_path != NULL && !px_scan_has_pid(j->scan, cur)))
 			break;
@@ -254,7 +271,7 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
 		    proc_stat(cur, &st, &next, &start) != 0)
 			break;
 		b = new_bin(id);
-		if (exe_read(cur, b) != 0 || !alive(fd)) {
+		if (exe_read(cur, b, false) != 0 || !alive(fd)) {
 			free(b->path);
 			id->nbin--;
 			break;
@@ -269,11 +286,12 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
  * pid's exe, uid, pid in the sandbox and parents into id; pid is pinned
  * first (its pidfd is j->pidfds[0]). rec, when given, is what the kernel
  * recorded for the task that connected: pid must be that process, still
- * running that executable.
+ * running that executable. caller: the final checks (caller_checks[])
+ * will run on it.
  */
 static int
 describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
-    struct px_identity *id, char *why, size_t whylen)
+    bool caller, struct px_identity *id, char *why, size_t whylen)
 {
 	unsigned long long start = 0;
 	long hz = sysconf(_SC_CLK_TCK);
@@ -292,7 +310,7 @@ describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
 		return MOAT_ERR_NOTFOUND;
 	}
 	b = new_bin(id);
-	if (exe_read(pid, b) != 0) {
+	if (exe_read(pid, b, caller) != 0) {
 		id->nbin = 0;
 		snprintf(why, whylen, "cannot read the calling process's "
 		    "executable%s", st == 'Z' ? " (its main thread has exited: "
@@ -307,7 +325,13 @@ describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
 		    b->path);
 		return MOAT_ERR_DENIED;
 	}
-	status_of(pid, &id->uid, &id->nspid);
+	/* The kernel's record has them; only the scan reads them here. */
+	if (rec != NULL && rec->nspid != 0) {
+		id->uid = (int)rec->uid;
+		id->nspid = (int)rec->nspid;
+	} else {
+		status_of(pid, &id->uid, &id->nspid);
+	}
 	ancestors(j, pid, ppid, id);
 	for (size_t i = 1; i < id->nbin; i++)
 		id->anc[i - 1] = id->bin[i].path;
@@ -430,8 +454,8 @@ from_record(struct ident_job *j)
 		    "executable than the one that connected it");
 		return MOAT_ERR_DENIED;
 	}
-	return describe(j, (pid_t)a->connected.tgid, &a->connected, &j->id,
-	    why, len);
+	return describe(j, (pid_t)a->connected.tgid, &a->connected, true,
+	    &j->id, why, len);
 }
 
 /* The /proc fallback: every holder of the inode, and all must agree. */
@@ -454,7 +478,7 @@ from_owners(struct ident_job *j)
 	for (size_t i = 1; i < nown; i++)
 		if (owners[i] < first)
 			first = owners[i];
-	if ((r = describe(j, first, NULL, &j->id, j->why,
+	if ((r = describe(j, first, NULL, true, &j->id, j->why,
 	    sizeof(j->why))) != 0)
 		return r;
 	if (!px_scan_holds(first, j->inode)) {
@@ -469,7 +493,7 @@ from_owners(struct ident_job *j)
 		if (owners[i] == first)
 			continue;
 		/* An owner that cannot be described could be anyone. */
-		if (describe(j, owners[i], NULL, &other, j->why,
+		if (describe(j, owners[i], NULL, false, &other, j->why,
 		    sizeof(j->why)) != 0) {
 			px_identity_clear(&other);
 			snprintf(j->why, sizeof(j->why), "ambiguous shared "
@@ -624,10 +648,37 @@ sa_len(const struct sockaddr *sa)
 	    sizeof(struct sockaddr_in6);
 }
 
+/*
+ * A recorded caller with a short parent chain, on the loop: PX_IDENT_NOW
+ * with *now filled, an identity failure with why, or MOAT_OK when the
+ * chain is too long (j is reset for a worker).
+ */
+static int
+try_inline(struct ident_job *j, struct px_identity *now, char *why,
+    size_t whylen)
+{
+	j->max_parents = INLINE_PARENTS;
+	ident_run(&j->w);
+	j->max_parents = 0;
+	if (j->too_deep) {
+		j->too_deep = false;
+		j->rc = 0;
+		j->why[0] = '\0';
+		px_identity_clear(&j->id);
+		return MOAT_OK;
+	}
+	if (j->rc != 0) {
+		snprintf(why, whylen, "%s", j->why);
+		return j->rc;
+	}
+	px_identity_move(now, &j->id);
+	return PX_IDENT_NOW;
+}
+
 int
 px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
     const struct sockaddr *dst, bool bypass, px_identity_cb *cb, void *arg,
-    struct px_work **out, char *why, size_t whylen)
+    struct px_work **out, struct px_identity *now, char *why, size_t whylen)
 {
 	struct moat_proxy *p = sb->p;
 	struct px_sock so = { 0, 0 };
@@ -674,6 +725,8 @@ px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
 	    (r = lookup_record(sb, j, so.cookie, why, whylen)) != 0)
 		goto fail;
 submit:
+	if (j->attributed && (r = try_inline(j, now, why, whylen)) != 0)
+		goto fail;
 	if ((r = px_pool_submit(p->ident_pool, &j->w)) != 0) {
 		snprintf(why, whylen, r == MOAT_ERR_AGAIN ? "too many "
 		    "connections of this sandbox are being identified" :
@@ -683,6 +736,7 @@ submit:
 	*out = &j->w;
 	return MOAT_OK;
 fail:
+	/* PX_IDENT_NOW included: the result is in *now. */
 	job_free(j);
 	return r;
 }

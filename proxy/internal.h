@@ -154,16 +154,21 @@ typedef void px_identity_cb(void *arg, int rc, const char *why,
     struct px_identity *id);
 /*
  * Start identifying the caller of the TCP connection local=src ->
- * remote=dst in the sandbox; cb runs on the loop unless cancelled.
- * bypass: src is a rejected SYN's sender (any state, no hashing). The
- * part on the loop is bounded (one sock_diag and one map lookup); the
- * rest runs on the identity pool, in the sandbox's queue. Fails at once
- * (cb never runs) with why: MOAT_ERR_NOTFOUND, MOAT_ERR_DENIED,
- * MOAT_ERR_AGAIN (the sandbox's queue is full), MOAT_ERR_NOMEM.
+ * remote=dst in the sandbox. bypass: src is a rejected SYN's sender (any
+ * state, no hashing). The part on the loop is bounded: one sock_diag and
+ * one map lookup, and for a recorded caller with a short parent chain
+ * its description (PX_IDENT_NOW: *now holds it, cb never runs). Else
+ * MOAT_OK: the rest runs on the identity pool, in the sandbox's queue,
+ * and cb runs on the loop unless cancelled (px_work_cancel(*out)). Or it
+ * fails at once (cb never runs) with why: MOAT_ERR_NOTFOUND,
+ * MOAT_ERR_DENIED, MOAT_ERR_AGAIN (the sandbox's queue is full),
+ * MOAT_ERR_NOMEM.
  */
+#define PX_IDENT_NOW 1
 int px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
     const struct sockaddr *dst, bool bypass, px_identity_cb *cb, void *arg,
-    struct px_work **out, char *why, size_t whylen);
+    struct px_work **out, struct px_identity *now, char *why,
+    size_t whylen);
 void px_identity_move(struct px_identity *dst, struct px_identity *src);
 void px_identity_clear(struct px_identity *id);
 int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,

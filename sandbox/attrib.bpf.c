@@ -55,6 +55,20 @@ struct {
 	__type(value, struct moat_attrib);
 } tuples SEC(".maps");
 
+/* The process's id in its own (the sandbox's) pid namespace. */
+static __always_inline __u32
+ns_tgid(struct task_struct *task)
+{
+	struct pid *p = BPF_CORE_READ(task, group_leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(p, level);
+	struct upid up = {};
+
+	if (level > 32)
+		return 0;
+	bpf_probe_read_kernel(&up, sizeof(up), &p->numbers[level]);
+	return (__u32)up.nr;
+}
+
 static __always_inline void
 record_task(struct moat_attrib_task *t)
 {
@@ -63,6 +77,8 @@ record_task(struct moat_attrib_task *t)
 
 	t->tgid = (__u32)(id >> 32);
 	t->tid = (__u32)id;
+	t->uid = (__u32)bpf_get_current_uid_gid();
+	t->nspid = ns_tgid(task);
 	t->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	t->exe_ino = BPF_CORE_READ(task, mm, exe_file, f_inode, i_ino);
 	t->exe_dev = BPF_CORE_READ(task, mm, exe_file, f_inode, i_sb, s_dev);

@@ -116,6 +116,8 @@ UP_ADDR, UP_HOST = "10.251.7.2", "10.251.7.1"
 
 
 def upstream():
+    if UP_NS in " ".join(cleanups):
+        return  # one per run: the proxy and identity sections share it
     hv, sv = f"mbh{os.getpid()}"[:15], f"mbs{os.getpid()}"[:15]
     sh(f"ip netns add {UP_NS}")
     cleanups.append(f"ip netns del {UP_NS}")
@@ -129,14 +131,14 @@ def upstream():
         raise RuntimeError("upstream did not start")
 
 
-def tinyproxy(port):
-    conf = os.path.join(TMP, "tinyproxy.conf")
+def tinyproxy(port, listen="127.0.0.1", allow="127.0.0.1"):
+    conf = os.path.join(TMP, f"tinyproxy-{port}.conf")
     with open(conf, "w") as f:
-        f.write(f"Port {port}\nListen 127.0.0.1\nTimeout 600\nAllow 127.0.0.1\n"
+        f.write(f"Port {port}\nListen {listen}\nTimeout 600\nAllow {allow}\n"
                 "MaxClients 2000\nConnectPort 80\nConnectPort 81\nLogLevel Critical\n"
-                f"PidFile \"{TMP}/tinyproxy.pid\"\nLogFile \"{TMP}/tinyproxy.log\"\n")
+                f"PidFile \"{TMP}/tinyproxy-{port}.pid\"\nLogFile \"{TMP}/tinyproxy.log\"\n")
     p = start(["tinyproxy", "-d", "-c", conf])
-    wait_port("127.0.0.1", port)
+    wait_port(listen, port)
     return p
 
 
@@ -258,6 +260,12 @@ def comm(pid):
         return ""
 
 
+def bench_identity():
+    upstream()
+    __import__("bench_identity").run(B, TMP, H, UP_NS, UP_ADDR, UP_HOST, row, start, sh,
+                                      free_port, wait_port, client, tinyproxy, log)
+
+
 def bench_sandbox():
     bw = shutil.which("bwrap")
     meds = hyperfine([f"{MOAT} run -- /bin/true",
@@ -317,6 +325,7 @@ def bench_events():
 SECTIONS = [("policy", bench_policy), ("sandbox", bench_sandbox), ("proxy", bench_proxy),
             ("ssh", lambda: __import__("bench_ssh").run(B, TMP, row, start, sh, tree, pss_kb,
                                                          free_port, wait_port, hyperfine, log)),
+            ("identity", bench_identity),
             ("store", bench_store), ("events", bench_events)]
 
 

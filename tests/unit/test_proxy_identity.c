@@ -325,10 +325,13 @@ ident_start_fn(void *arg)
 {
 	struct ident *x = arg;
 
+	x->job = NULL;
 	x->rc = px_identity_start(x->sb, (struct sockaddr *)&x->src,
-	    (struct sockaddr *)&x->dst, false, ident_cb, x, &x->job, x->why,
-	    sizeof(x->why));
-	if (x->rc != 0)
+	    (struct sockaddr *)&x->dst, false, ident_cb, x, &x->job, &x->id,
+	    x->why, sizeof(x->why));
+	if (x->rc == PX_IDENT_NOW)
+		x->rc = 0;
+	if (x->rc != 0 || x->job == NULL)
 		atomic_store(&x->done, 1);
 }
 
