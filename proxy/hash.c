@@ -234,10 +234,7 @@ px_hasher_submit(struct px_hasher *h, int fd, const struct stat *st,
 		moat_close(fd);
 		return MOAT_ERR_NOMEM;
 	}
-	hw->w.run = hash_run;
-	hw->w.done = hash_done;
-	hw->w.owner = owner;
-	atomic_init(&hw->w.cancelled, false);
+	px_work_init(&hw->w, hash_run, hash_done, owner);
 	hw->h = h;
 	hw->fd = fd;
 	fp_of(st, &hw->fp);

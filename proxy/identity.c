@@ -689,10 +689,7 @@ px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
 		snprintf(why, whylen, "out of memory");
 		return MOAT_ERR_NOMEM;
 	}
-	j->w.run = ident_run;
-	j->w.done = ident_done;
-	j->w.owner = sb;
-	atomic_init(&j->w.cancelled, false);
+	px_work_init(&j->w, ident_run, ident_done, sb);
 	j->bypass = bypass;
 	memcpy(&j->src, src, sa_len(src));
 	memcpy(&j->dst, dst, sa_len(dst));

@@ -43,6 +43,9 @@ struct px_work {
 	const void *owner; /* whose queue (a sandbox); owners take turns */
 	struct px_work *next;
 };
+/* Set w's callbacks and owner, not cancelled. */
+void px_work_init(struct px_work *w, int (*run)(struct px_work *),
+    void (*done)(struct px_work *), const void *owner);
 /* cap: items one owner may have queued or running (0: no limit). */
 int px_pool_new(struct moat_loop *l, int nthreads, int cap, const char *name,
     struct px_pool **out, struct moat_cause *cause);

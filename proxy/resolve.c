@@ -186,10 +186,7 @@ px_resolve(struct px_resolver *r, const char *host, uint16_t port,
 
 	if ((rw = calloc(1, sizeof(*rw))) == NULL)
 		return NULL;
-	rw->w.run = resolve_run;
-	rw->w.done = resolve_done;
-	rw->w.owner = owner;
-	atomic_init(&rw->w.cancelled, false);
+	px_work_init(&rw->w, resolve_run, resolve_done, owner);
 	moat_strlcpy(rw->host, host, sizeof(rw->host));
 	rw->port = port;
 	rw->rc = MOAT_ERR_NOTFOUND;

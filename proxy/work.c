@@ -244,6 +244,17 @@ px_pool_submit(struct px_pool *pool, struct px_work *w)
 }
 
 void
+px_work_init(struct px_work *w, int (*run)(struct px_work *),
+    void (*done)(struct px_work *), const void *owner)
+{
+	w->run = run;
+	w->done = done;
+	w->owner = owner;
+	w->next = NULL;
+	atomic_init(&w->cancelled, false);
+}
+
+void
 px_work_cancel(struct px_work *w)
 {
 	if (w != NULL)
