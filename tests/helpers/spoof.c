@@ -8,6 +8,8 @@
  *	spoof direct6 TARGET           the same from an AF_INET6 socket
  *	                               (the proxy's v4-mapped address)
  *	spoof hold                     sleep, holding inherited fds
+ *	spoof bypass ADDR PORT         connect to ADDR:PORT without the proxy
+ *	                               (the ruleset refuses it), stay 2 s
  *	spoof sendfd FD TARGET         CONNECT TARGET on the inherited fd FD
  *	spoof recvfd FD TARGET         receive a socket over FD (SCM_RIGHTS),
  *	                               CONNECT TARGET on it
@@ -372,6 +374,19 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (strcmp(m, "hold") == 0) {
 		sleep(20);
+		return 0;
+	}
+	if (argc == 4 && strcmp(m, "bypass") == 0) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		sa.sin_port = htons((uint16_t)atoi(argv[3]));
+		if (inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1)
+			die("bypass address");
+		printf("connect=%d\n", connect(s, (struct sockaddr *)&sa,
+		    sizeof(sa)) == 0 ? 0 : errno);
+		fflush(stdout);
+		sleep(2);
 		return 0;
 	}
 	if (argc == 3 && strcmp(m, "direct") == 0) {
