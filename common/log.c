@@ -16,7 +16,9 @@
 static struct {
 	char tag[32];
 	enum moat_log_level level;
-} logcfg = { "moat", MOAT_LOG_INFO };
+	void (*sink)(void *, enum moat_log_level, const char *);
+	void *sink_arg;
+} logcfg = { "moat", MOAT_LOG_INFO, NULL, NULL };
 
 static const char *const level_names[] = {
 	"fatal", "error", "warn", "info", "verbose", "debug",
@@ -41,6 +43,14 @@ void
 moat_log_set_level(enum moat_log_level level)
 {
 	logcfg.level = level;
+}
+
+void
+moat_log_set_sink(void (*fn)(void *arg, enum moat_log_level level,
+    const char *line), void *arg)
+{
+	logcfg.sink = fn;
+	logcfg.sink_arg = arg;
 }
 
 bool
@@ -69,6 +79,14 @@ vlog(enum moat_log_level level, const char *file, int line, const char *func,
 		snprintf(msg + n, sizeof(msg) - n, ": %s", moat_strerror(r));
 	else if (with_errno && n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
+	if (logcfg.sink != NULL) {
+		char out[sizeof(msg) + 64];
+
+		snprintf(out, sizeof(out), "%s: %s", func, msg);
+		logcfg.sink(logcfg.sink_arg, level, out);
+		errno = saved;
+		return;
+	}
 	/* Sandbox text in a message must not drive the operator's terminal
 	 * or forge a log line. */
 	moat_escape_buf(msg, strlen(msg), esc, sizeof(esc));

@@ -24,6 +24,15 @@ void moat_log_init(const char *tag, enum moat_log_level level);
 void moat_log_set_level(enum moat_log_level level);
 bool moat_log_enabled(enum moat_log_level level);
 
+/*
+ * Send every line to fn instead of stderr (NULL: back to stderr). The
+ * line is "function: message", without time, tag or level. For a
+ * process that has no stderr of its own (the SSH session process logs
+ * through its monitor).
+ */
+void moat_log_set_sink(void (*fn)(void *arg, enum moat_log_level level,
+    const char *line), void *arg);
+
 /* r != 0 appends moat_strerror(r); with_errno appends strerror(errno). */
 void moat_log(enum moat_log_level level, const char *file, int line,
     const char *func, int r, bool with_errno, const char *fmt, ...)

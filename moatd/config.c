@@ -328,6 +328,60 @@ parse_sandbox(struct cfgctx *x, json_t *v, size_t idx,
 	return MOAT_OK;
 }
 
+/* "start:rate:full" as OpenSSH's MaxStartups, or just "full". */
+static int
+parse_max_startups(struct cfgctx *x, json_t *v, struct moatd_config *c)
+{
+	int st = 0, rate = 0, full = 0, end = 0;
+	const char *s;
+
+	if (!json_is_string(v))
+		return fail(x, "max_startups", "must be a string "
+		    "\"start:rate:full\" (e.g. \"10:30:100\") or \"N\"");
+	s = json_string_value(v);
+	if (sscanf(s, "%d:%d:%d%n", &st, &rate, &full, &end) == 3 &&
+	    s[end] == '\0') {
+		if (st < 1 || full < st || full > 10000 || rate < 1 ||
+		    rate > 100)
+			return fail(x, "max_startups", "'%s': need 1 <= start <= "
+			    "full <= 10000 and rate in 1..100", s);
+	} else if (sscanf(s, "%d%n", &full, &end) == 1 && s[end] == '\0' &&
+	    full >= 1 && full <= 10000) {
+		st = full;
+		rate = 100;
+	} else {
+		return fail(x, "max_startups", "'%s' is not \"start:rate:full\" "
+		    "or a count in 1..10000", s);
+	}
+	c->max_startups[0] = st;
+	c->max_startups[1] = rate;
+	c->max_startups[2] = full;
+	return MOAT_OK;
+}
+
+static int
+parse_startups(struct cfgctx *x, json_t *doc, struct moatd_config *c)
+{
+	json_t *v = json_object_get(doc, "max_startups");
+	long long n;
+	int r;
+
+	if (v != NULL && !json_is_null(v) &&
+	    (r = parse_max_startups(x, v, c)) != 0)
+		return r;
+	n = c->max_startups_per_source;
+	if ((r = get_int(x, doc, "max_startups_per_source",
+	    "max_startups_per_source", 0, 10000, &n)) != 0)
+		return r;
+	c->max_startups_per_source = (int)n;
+	n = c->ssh_privsep_uid;
+	if ((r = get_int(x, doc, "ssh_privsep_uid", "ssh_privsep_uid", 1,
+	    4294967294LL, &n)) != 0)
+		return r;
+	c->ssh_privsep_uid = (uint32_t)n;
+	return MOAT_OK;
+}
+
 static int
 parse_limits(struct cfgctx *x, json_t *v, struct moatd_limits *l)
 {
@@ -366,7 +420,8 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 	static const char *const keys[] = { "state_dir", "store",
 		"control_socket", "control_group", "listen", "relay", "proxy",
 		"net_pool", "retention_days", "events", "login_grace_s",
-		"max_auth_tries", "hostkey", "limits", "sandboxes", NULL };
+		"max_auth_tries", "max_startups", "max_startups_per_source",
+		"ssh_privsep_uid", "hostkey", "limits", "sandboxes", NULL };
 	static const char *const rkeys[] = { "socket", "tcp", "secret_file",
 		NULL };
 	static const char *const pkeys[] = { "port", "hosts_file", "identity",
@@ -410,6 +465,8 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		 &n)))
 		return r;
 	c->max_auth_tries = (int)n;
+	if ((r = parse_startups(x, doc, c)) != 0)
+		return r;
 
 	if ((r = parse_limits(x, json_object_get(doc, "limits"),
 	    &c->limits)) != 0)
@@ -510,6 +567,11 @@ moatd_config_load(const char *path, struct moatd_config **out,
 	c->limits.pending_proposals = MOATD_DEFAULT_PENDING_PROPOSALS;
 	c->limits.agent_proposals_per_minute =
 	    MOATD_DEFAULT_AGENT_PROPOSALS_PER_MINUTE;
+	c->max_startups[0] = 10;
+	c->max_startups[1] = 30;
+	c->max_startups[2] = 100;
+	c->max_startups_per_source = 5;
+	c->ssh_privsep_uid = MOATD_PRIVSEP_UID;
 	if ((c->source = strdup(x.file)) == NULL)
 		goto out;
 	doc = path ? json_load_file(path, JSON_REJECT_DUPLICATES, &jerr) :

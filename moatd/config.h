@@ -13,6 +13,9 @@
 #include "common/errors.h"
 #include "policies/policy.h"
 
+/* The SSH session processes' uid and gid unless the config names one. */
+#define MOATD_PRIVSEP_UID 59999
+
 struct moatd_listen {
 	char *addr;
 	uint16_t port;
@@ -62,6 +65,9 @@ struct moatd_config {
 	int login_grace_s;
 	int max_auth_tries;
 	struct moatd_limits limits;
+	int max_startups[3];   /* start:rate:full, default 10:30:100 */
+	int max_startups_per_source; /* 0: no limit; default 5 */
+	uint32_t ssh_privsep_uid; /* uid and gid of SSH session processes */
 	struct moatd_sandbox_config *sandboxes;
 	size_t nsandboxes;
 };

@@ -94,6 +94,9 @@ main(int argc, char **argv)
 	bool check = false;
 	int ch, r, rc = 0;
 
+	/* moatd re-executed as the SSH zygote (sshd/zygote.c): nothing else. */
+	if (argc > 1 && strcmp(argv[1], MOAT_SSHD_ZYGOTE_ARG) == 0)
+		return moat_sshd_zygote_main(argc, argv);
 	moat_log_init("moatd", MOAT_LOG_INFO);
 	while ((ch = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
 		switch (ch) {

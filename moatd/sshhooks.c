@@ -1,9 +1,10 @@
 /*
  * The SSH front door as moatd wires it: TCP listeners and the relay
- * socket on moatd's loop, one forked process per connection, and the
- * hooks that process calls: key checks against the sandbox's keys, spawn
- * into the sandbox, connect inside its netns, session records (sent to
- * moatd as datagrams, since only moatd writes the store).
+ * socket on moatd's loop, and per connection an unprivileged session
+ * process (sshd's zygote forks it) plus a monitor forked from moatd. The
+ * hooks run in that monitor: key checks against the sandbox's keys,
+ * spawn into the sandbox, connect inside its netns, session records
+ * (sent to moatd as datagrams, since only moatd writes the store).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -51,10 +52,12 @@ static struct {
 	struct moat_sshd_hooks hooks;
 	const char *hostkeys[2];
 	char *secret;
+	char *privsep_dir;
+	struct moat_sshd_server *srv;
 	int64_t next_key;
 } sshw;
 
-/* ---- hooks: these run in the connection process ---- */
+/* ---- hooks: these run in the connection's monitor ---- */
 
 static bool
 hook_authorized(void *arg, const char *sandbox, const char *type,
@@ -158,6 +161,22 @@ hook_connect(void *arg, const char *sandbox, const char *host, uint16_t port,
 	return MOAT_OK;
 }
 
+/* What a monitor keeps of moatd's fds: the sandboxes' and the records'. */
+static size_t
+hook_monitor_fds(void *arg, int *fds, size_t max)
+{
+	struct moatd *d = arg;
+	size_t n = 0;
+
+	if (d->sess_wfd >= 0 && n < max)
+		fds[n++] = d->sess_wfd;
+	for (size_t i = 0; i < d->nsandboxes; i++)
+		if (d->sandboxes[i].sb != NULL)
+			n += moat_sandbox_fds(d->sandboxes[i].sb, fds + n,
+			    max - n);
+	return n;
+}
+
 static void
 send_sess(struct moatd *d, json_t *o)
 {
@@ -175,7 +194,7 @@ static void
 hook_session_start(void *arg, const char *sandbox, const char *who,
     const char *from, const char *kind, int64_t *id)
 {
-	/* Unique across connection processes: pid, then a counter. */
+	/* Unique across monitors: pid, then a counter. */
 	*id = (int64_t)getpid() * 100000 + ++sshw.next_key;
 	send_sess(arg, json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "t",
 	    "start", "key", (json_int_t)*id, "sandbox", sandbox, "who", who,
@@ -379,15 +398,49 @@ accept_ready(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
 	struct moatd *d = arg;
 	bool relay = fd == d->relay_fd || fd == d->relay_tcp_fd;
-	pid_t child;
+	pid_t monitor;
 	int r;
 
 	(void)l;
 	(void)ev;
 	/* One connection per readiness: the loop calls again if more wait. */
-	r = moat_sshd_accept_fork(fd, relay, &sshw.cfg, &sshw.hooks, &child);
-	if (r != 0 && r != MOAT_ERR_AGAIN)
+	r = moat_sshd_server_accept(sshw.srv, fd, relay, &monitor);
+	if (r != 0 && r != MOAT_ERR_AGAIN && r != MOAT_ERR_DENIED)
 		log_warn_r(r, "accept on fd %d", fd);
+}
+
+static void
+server_ready(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	(void)l;
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	moat_sshd_server_step(sshw.srv);
+}
+
+/*
+ * The session processes' empty root: a directory of root's, writable by
+ * nobody else and empty (sshd checks all three before it chroots).
+ */
+static int
+privsep_dir(struct moatd *d, struct moat_cause *cause)
+{
+	if (asprintf(&sshw.privsep_dir, "%s/empty", d->cfg->state_dir) < 0) {
+		sshw.privsep_dir = NULL;
+		return MOAT_ERR_NOMEM;
+	}
+	if (mkdir(sshw.privsep_dir, 0555) != 0 && errno != EEXIST) {
+		moat_cause_errno(cause, "mkdir %s", sshw.privsep_dir);
+		return MOAT_ERR_SYSTEM;
+	}
+	if (chown(sshw.privsep_dir, 0, 0) != 0 ||
+	    chmod(sshw.privsep_dir, 0555) != 0) {
+		moat_cause_errno(cause, "privsep directory %s",
+		    sshw.privsep_dir);
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
 }
 
 static int
@@ -435,9 +488,17 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 	if ((r = moat_relay_cache_new(0, &d->relay_cache, cause)) != 0)
 		return r;
 	sshw.cfg.relay_cache = d->relay_cache;
+	sshw.cfg.privsep_uid = (uid_t)d->cfg->ssh_privsep_uid;
+	sshw.cfg.privsep_gid = (gid_t)d->cfg->ssh_privsep_uid;
+	sshw.cfg.startups = (struct moat_sshd_startups){
+		d->cfg->max_startups[0], d->cfg->max_startups[1],
+		d->cfg->max_startups[2], d->cfg->max_startups_per_source };
 	sshw.hooks = (struct moat_sshd_hooks){ d, hook_authorized, hook_exists,
 		hook_spawn, hook_connect, hook_session_start,
-		hook_session_end, hook_openpty };
+		hook_session_end, hook_openpty, hook_monitor_fds };
+	if ((r = privsep_dir(d, cause)) != 0)
+		return r;
+	sshw.cfg.privsep_dir = sshw.privsep_dir;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		moat_cause_errno(cause, "socketpair for session records");
 		return MOAT_ERR_SYSTEM;
@@ -452,6 +513,11 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 	/* Rows left running by a moatd that did not stop cleanly. */
 	sess_close_all(d, "moatd restarted");
 	moat_loop_add_fd(d->loop, d->sess_fd, MOAT_EV_READ, sess_readable, d);
+	if ((r = moat_sshd_server_new(&sshw.cfg, &sshw.hooks, &sshw.srv,
+	    cause)) != 0)
+		return r;
+	moat_loop_add_fd(d->loop, moat_sshd_server_fd(sshw.srv), MOAT_EV_READ,
+	    server_ready, d);
 	for (size_t i = 0; i < d->cfg->nlisten && i < MOAT_NELEM(d->listen_fds);
 	     i++) {
 		if ((r = moat_sshd_listen(d->cfg->listen[i].addr,
@@ -481,6 +547,13 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 void
 moatd_ssh_stop(struct moatd *d)
 {
+	if (sshw.srv != NULL) {
+		moat_loop_del_fd(d->loop, moat_sshd_server_fd(sshw.srv));
+		moat_sshd_server_free(sshw.srv);
+		sshw.srv = NULL;
+	}
+	free(sshw.privsep_dir);
+	sshw.privsep_dir = NULL;
 	for (size_t i = 0; i < d->nlisten; i++) {
 		moat_loop_del_fd(d->loop, d->listen_fds[i]);
 		moat_close(d->listen_fds[i]);

@@ -337,6 +337,21 @@ sandbox_cgroup_create(const char *name, const struct moat_resources *res,
 	return 0;
 }
 
+size_t
+sandbox_cgroup_fds(const struct sandbox_cgroup *cg, int *fds, size_t max)
+{
+	size_t n = 0;
+
+	if (cg == NULL)
+		return 0;
+	for (size_t i = 0; i < cg->n && n < max; i++)
+		if (cg->procs_fd[i] >= 0)
+			fds[n++] = cg->procs_fd[i];
+	if (cg->v2_dirfd >= 0 && n < max)
+		fds[n++] = cg->v2_dirfd;
+	return n;
+}
+
 int
 sandbox_cgroup_clone_fd(const struct sandbox_cgroup *cg)
 {

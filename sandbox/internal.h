@@ -71,6 +71,9 @@ void sandbox_cgroup_destroy(struct sandbox_cgroup *cg);
 /* Free memory and fds only (a forked holder). */
 void sandbox_cgroup_release(struct sandbox_cgroup *cg);
 const char *sandbox_cgroup_procs_path(const struct sandbox_cgroup *cg);
+/* Its fds (see moat_sandbox_fds); at most max, returns how many. */
+size_t sandbox_cgroup_fds(const struct sandbox_cgroup *cg, int *fds,
+    size_t max);
 /* Kill what is left in the groups of NAME and remove them. */
 int sandbox_cgroup_purge(const char *name, struct moat_cause *cause);
 

@@ -455,6 +455,23 @@ moat_sandbox_netns_fd(const struct moat_sandbox *sb)
 	return sb->nsfd[SB_NS_NET];
 }
 
+size_t
+moat_sandbox_fds(const struct moat_sandbox *sb, int *fds, size_t max)
+{
+	int own[SB_NS_COUNT + 3];
+	size_t n = 0, k = 0;
+
+	own[k++] = sb->init_pidfd;
+	own[k++] = sb->landlock_fd;
+	own[k++] = sb->net != NULL ? moat_net_netns_fd(sb->net) : -1;
+	for (int i = 0; i < SB_NS_COUNT; i++)
+		own[k++] = sb->nsfd[i];
+	for (size_t i = 0; i < k && n < max; i++)
+		if (own[i] >= 0)
+			fds[n++] = own[i];
+	return n + sandbox_cgroup_fds(sb->cg, fds + n, max - n);
+}
+
 const char *
 moat_sandbox_procs_path(const struct moat_sandbox *sb)
 {

@@ -127,6 +127,12 @@ const char *moat_sandbox_host_addr(const struct moat_sandbox *sb);
 uint16_t moat_sandbox_proxy_port(const struct moat_sandbox *sb);
 /* The sandbox's netns (owned by the sandbox; do not close). */
 int moat_sandbox_netns_fd(const struct moat_sandbox *sb);
+/*
+ * Every fd the sandbox holds (namespaces, cgroup, Landlock, network),
+ * for a forked holder that closes all others (an SSH monitor); writes at
+ * most max and returns how many it wrote.
+ */
+size_t moat_sandbox_fds(const struct moat_sandbox *sb, int *fds, size_t max);
 /* A file listing every pid of the sandbox, one per line (cgroup.procs). */
 const char *moat_sandbox_procs_path(const struct moat_sandbox *sb);
 /*

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "sshd/internal.h"
+#include "sshd/monitor.h"
 
 #define ENV_MAX_LEN 4096
 #define READS_PER_STEP 8
@@ -192,13 +193,13 @@ on_signal(ssh_session s, ssh_channel c, const char *name, void *ud)
 	int sig = moat_signal_from_name(name);
 
 	/* sshd refuses signals for subsystems; so do we. */
-	if (sig < 0 || !ch->started || ch->exited || ch->pid <= 0 ||
+	if (sig < 0 || !ch->started || ch->exited ||
 	    strcmp(ch->kindname, "sftp") == 0) {
 		log_verbose("chan %d: signal %s ignored", ch->id, name);
 		return;
 	}
-	if (killpg(ch->pid, sig) == -1)
-		(void)kill(ch->pid, sig);
+	/* The child is the sandbox user's: only the monitor may signal it. */
+	smon_signal(ch->conn, ch->mid, sig);
 }
 
 static int
@@ -276,16 +277,13 @@ on_env(ssh_session s, ssh_channel c, const char *name, const char *value,
 	return env_set(ch, name, value) == 0 ? 0 : -1;
 }
 
-/* The sandbox's pty when the hooks give one, else the host's. */
+/* A pty from the monitor (the sandbox's devpts); modes and size here. */
 static int
 open_pty(struct chan *ch, int *master, int *slave, struct moat_cause *cause)
 {
-	const struct moat_sshd_hooks *h = ch->conn->h;
 	int m = -1, s = -1, r;
 
-	if (h->openpty == NULL)
-		return moat_pty_open(&ch->ws, master, slave, cause);
-	if ((r = h->openpty(h->arg, ch->conn->user, &m, &s, cause)) != 0)
+	if ((r = smon_pty(ch->conn, &m, &s, cause)) != 0)
 		return r;
 	if ((r = moat_pty_setup(m, s, &ch->ws, cause)) != 0) {
 		moat_close(m);
@@ -301,46 +299,37 @@ static int
 start(struct chan *ch, const char *command, const char *subsystem)
 {
 	struct conn *c = ch->conn;
-	struct moat_sshd_spawn sp;
 	struct moat_cause cause = { "" };
-	const char *argv[4] = { "/bin/bash", "-c", command, NULL };
 	int child[3] = { -1, -1, -1 }, parent[3] = { -1, -1, -1 };
 	int master = -1, slave = -1, r;
-	pid_t pid;
+	uint32_t kind;
 
 	if (ch->started)
 		return -1;
-	memset(&sp, 0, sizeof(sp));
+	kind = subsystem != NULL ? MON_KIND_SFTP : command != NULL ?
+	    MON_KIND_EXEC : MON_KIND_SHELL;
+	ch->kindname = subsystem != NULL ? "sftp" : command != NULL ? "exec" :
+	    "shell";
 	if (ch->pty && subsystem == NULL) {
 		if (ch->term[0] != '\0')
 			(void)env_set(ch, "TERM", ch->term);
 		if ((r = open_pty(ch, &master, &slave, &cause)) != 0)
 			goto fail;
-		sp.fds[0] = sp.fds[1] = sp.fds[2] = slave;
-		sp.pty = true;
+		r = smon_spawn(c, kind, command, ch->env, &slave, 1, &ch->mid,
+		    &ch->pidfd, &cause);
 	} else {
 		if ((r = moat_pipes_open(child, parent, &cause)) != 0)
 			goto fail;
-		memcpy(sp.fds, child, sizeof(sp.fds));
+		r = smon_spawn(c, kind, command, ch->env, child, 3, &ch->mid,
+		    &ch->pidfd, &cause);
 	}
-	sp.env = (const char *const *)ch->env;
-	sp.subsystem = subsystem;
-	sp.command = command;
-	if (command != NULL)
-		sp.argv = argv;
-	else if (subsystem == NULL)
-		sp.login = true;
-	ch->kindname = subsystem != NULL ? "sftp" : command != NULL ? "exec" :
-	    "shell";
-	r = c->h->spawn(c->h->arg, c->user, &sp, &pid, &cause);
 	moat_close(slave);
 	moat_fds_close(child, 3);
 	if (r != 0)
 		goto fail;
 	ch->started = true;
-	ch->pid = pid;
-	if (moat_proc_pidfd(pid, &ch->pidfd, &cause) != 0)
-		log_warn("chan %d: %s; exit noticed late", ch->id, cause.msg);
+	if (ch->pidfd < 0)
+		log_warn("chan %d: no pidfd; exit noticed late", ch->id);
 	if (master >= 0) {
 		ch->in_fd = ch->out_fd[0] = master;
 	} else {
@@ -348,17 +337,12 @@ start(struct chan *ch, const char *command, const char *subsystem)
 		ch->out_fd[0] = parent[1];
 		ch->out_fd[1] = parent[2];
 	}
-	if (c->h->session_start != NULL) {
-		c->h->session_start(c->h->arg, c->user, c->who, c->peer,
-		    ch->kindname, &ch->rec_id);
-		ch->rec_open = true;
-	}
-	log_info("chan %d: %s%s started pid %d for %s", ch->id, ch->kindname,
-	    ch->pty ? " (pty)" : "", (int)pid, c->user);
+	log_verbose("chan %d: %s%s started for %s", ch->id, ch->kindname,
+	    ch->pty ? " (pty)" : "", c->user);
 	return 0;
 fail:
-	log_warn_r(r, "chan %d: spawn %s for %s: %s", ch->id,
-	    ch->kindname != NULL ? ch->kindname : "?", c->user, cause.msg);
+	log_warn_r(r, "chan %d: spawn %s for %s: %s", ch->id, ch->kindname,
+	    c->user, cause.msg);
 	moat_close(master);
 	moat_close(slave);
 	moat_fds_close(child, 3);
@@ -489,33 +473,15 @@ chan_done(const struct chan *ch)
 	return ch->finished && (!ch->started || ch->exited);
 }
 
-static void
-record_end(struct chan *ch)
-{
-	const struct moat_sshd_hooks *h = ch->conn->h;
-
-	if (!ch->rec_open || !ch->exited)
-		return;
-	ch->rec_open = false;
-	if (h->session_end == NULL)
-		return;
-	if (WIFSIGNALED(ch->status))
-		h->session_end(h->arg, ch->rec_id, -1,
-		    moat_signal_name(WTERMSIG(ch->status)));
-	else
-		h->session_end(h->arg, ch->rec_id, WEXITSTATUS(ch->status),
-		    NULL);
-}
-
-/* The connection is going away: hang up on the child's process group. */
+/*
+ * The connection is going away: close our ends (the child sees EOF,
+ * EPIPE or a hangup). The monitor sends SIGHUP to what is left once we
+ * are gone: the child is the sandbox user's, not ours to signal.
+ */
 void
 chan_hangup(struct chan *ch)
 {
 	close_all_fds(ch);
-	/* A child not leading its group (another spawn hook): itself. */
-	if (ch->started && !ch->exited && ch->pid > 0 &&
-	    killpg(ch->pid, SIGHUP) == -1 && errno == ESRCH)
-		(void)kill(ch->pid, SIGHUP);
 	release_channel(ch);
 	ch->finished = true;
 }
@@ -681,7 +647,6 @@ finish(struct chan *ch, bool with_exit)
 	}
 	release_channel(ch);
 	ch->finished = true;
-	record_end(ch);
 }
 
 static int
@@ -697,15 +662,14 @@ step_session(struct chan *ch, int64_t now)
 {
 	ssize_t got = 0, n;
 
-	if (!ch->exited && ch->pid > 0 &&
+	if (!ch->exited && ch->started &&
 	    (ch->pidfd < 0 || revents_of(ch, ch->pidfd) != 0) &&
-	    moat_proc_reap(ch->pid, &ch->status)) {
+	    smon_wait(ch->conn, ch->mid, &ch->status) == 0) {
 		ch->exited = true;
-		log_debug("chan %d: pid %d exited, status %#x", ch->id,
-		    (int)ch->pid, ch->status);
+		log_debug("chan %d: child %u exited, status %#x", ch->id,
+		    ch->mid, ch->status);
 		ch->grace_until_ms = now + grace_ms(ch);
 		close_fd(ch, ch->pidfd);
-		record_end(ch);
 	}
 	if (ch->finished || !ch->started)
 		return;

@@ -1,41 +1,23 @@
 /*
  * direct-tcpip (ssh -L, -W, -D, VS Code's forwarded ports). libssh 0.10
  * has no server callback for it, so it arrives as an ssh_message. The
- * target is connected first, inside the sandbox netns through the
- * connect hook; only a working connection is accepted, anything else is
- * an open failure. Only loopback targets are allowed: the sandbox's own
- * services, never a way around the egress proxy.
+ * target is connected first, inside the sandbox netns, by the monitor
+ * (which checks the loopback rule again); only a working connection is
+ * accepted, anything else is an open failure. Only loopback targets are
+ * allowed: the sandbox's own services, never a way around the egress
+ * proxy.
  */
 #include <sys/socket.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "sshd/internal.h"
-
-/* The address text to connect to, or NULL when the host is not loopback. */
-static const char *
-loopback_target(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (host == NULL)
-		return NULL;
-	if (strcasecmp(host, "localhost") == 0)
-		return "127.0.0.1";
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127 ? host : NULL;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) ? host : NULL;
-	return NULL;
-}
+#include "sshd/monitor.h"
 
 /*
  * Wait for the nonblocking connect. XXX this blocks the connection's
@@ -65,7 +47,7 @@ open_direct(struct conn *c, ssh_message msg)
 {
 	const char *host = ssh_message_channel_request_open_destination(msg);
 	int port = ssh_message_channel_request_open_destination_port(msg);
-	const char *target = loopback_target(host);
+	const char *target = mon_loopback_target(host);
 	struct moat_cause cause = { "" };
 	struct chan *ch = NULL;
 	ssh_channel sc = NULL;
@@ -77,9 +59,7 @@ open_direct(struct conn *c, ssh_message msg)
 		    host != NULL ? host : "?", port);
 		return 1;
 	}
-	if (c->h->connect == NULL ||
-	    c->h->connect(c->h->arg, c->user, target, (uint16_t)port, &fd,
-		&cause) != 0) {
+	if (smon_dial(c, target, (uint16_t)port, &fd, &cause) != 0) {
 		log_info("direct-tcpip to %s:%d: %s", target, port, cause.msg);
 		return 1;
 	}

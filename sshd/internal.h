@@ -21,6 +21,7 @@
 #include <libssh/callbacks.h>
 #include <libssh/server.h>
 
+#include "common/log.h"
 #include "sessions/session.h"
 #include "sshd/sshd.h"
 
@@ -60,14 +61,12 @@ struct chan {
 	int nenv;
 	const char *kindname;		/* "shell", "exec", "sftp", ... */
 
-	/* The process. */
+	/* The process (the monitor's child; we hold a pidfd of it). */
 	bool started;
-	pid_t pid;
+	uint32_t mid;			/* the monitor's id for it */
 	int pidfd;
 	bool exited;
 	int status;
-	int64_t rec_id;
-	bool rec_open;
 
 	/*
 	 * fds: in_fd is where client data goes (child's stdin, pty master,
@@ -98,19 +97,26 @@ struct chan {
 	int64_t grace_until_ms;		/* bg-job grace after the child exited */
 };
 
+/* What the session process needs to know (the zygote hands it over). */
+struct sess_config {
+	int max_auth_tries;		/* 6 */
+	int login_grace_s;		/* 30 */
+	int bg_grace_ms;		/* 0: 2000 */
+	bool relay_preface;		/* relay connections start with one */
+};
+
 struct conn {
 	ssh_session s;
 	ssh_event ev;
-	const struct moat_sshd_config *cfg;
-	const struct moat_sshd_hooks *h;
+	const struct sess_config *cfg;
 	struct ssh_server_callbacks_struct scb;
+	int mon;			/* the monitor channel */
+	bool mon_dead;			/* it failed: end the connection */
 	char user[128];			/* sandbox name (the SSH user) */
-	char who[160];			/* "key:SHA256:..." or "relay:<sandbox>" */
 	char peer[128];
 	char relay_sandbox[128];	/* sandbox named by the preface, or "" */
 	bool authed;
 	int auth_failures;
-	char auth_why[160];	/* why the last attempt was refused */
 	struct chan *chans;
 	int next_id;
 	bool closing;
@@ -128,5 +134,26 @@ void chan_sync_watches(struct chan *ch);
 
 /* forward.c */
 int forward_message_cb(ssh_session s, ssh_message msg, void *ud);
+
+/* session.c: serve one connection (the zygote's child calls it). */
+int sess_serve(int fd, int mon, bool relay, const char *peer,
+    const struct sess_config *cfg, ssh_bind bind);
+
+/* smon.c: requests to the monitor (sshd/monitor.h says what each does). */
+int smon_hello(struct conn *c);
+int smon_relay(struct conn *c, const char *line, char *out, size_t outlen);
+bool smon_auth(struct conn *c, const char *user, const char *type,
+    const char *b64, bool probe);
+int smon_pty(struct conn *c, int *master, int *slave,
+    struct moat_cause *cause);
+int smon_spawn(struct conn *c, uint32_t kind, const char *command,
+    char *const *env, const int *fds, int nfds, uint32_t *id, int *pidfd,
+    struct moat_cause *cause);
+/* 0 and *status once the child exited; MOAT_ERR_AGAIN while it runs. */
+int smon_wait(struct conn *c, uint32_t id, int *status);
+void smon_signal(struct conn *c, uint32_t id, int sig);
+int smon_dial(struct conn *c, const char *host, uint16_t port, int *fd,
+    struct moat_cause *cause);
+void smon_log(void *arg, enum moat_log_level level, const char *line);
 
 #endif

@@ -9,10 +9,11 @@
  * The server answers "OK\n" and then speaks SSH, or "ERR <reason>\n" and
  * closes. A client must not send SSH bytes before reading "OK\n".
  *
- * Replays: every connection is its own forked process, so the nonce
- * cache lives in a MAP_SHARED anonymous mapping made by the listening
- * parent before it forks; each connection process checks and inserts
- * its nonce under a process-shared robust mutex, so a second use of a
+ * Replays: every connection has its own monitor process, which checks
+ * the line (the session process only reads it), so the nonce cache
+ * lives in a MAP_SHARED anonymous mapping made by the listening parent
+ * before it forks; each monitor checks and inserts its nonce under a
+ * process-shared robust mutex, so a second use of a
  * nonce is refused whichever process sees it, and a process killed while
  * holding the lock does not wedge the others. Entries expire when their
  * timestamp leaves the skew window (after that the timestamp check
@@ -53,11 +54,13 @@ int moat_relay_preface_verify(const char *line, const char *secret,
 
 /*
  * Server side, on the blocking connection fd: read the line (at most
- * MOAT_RELAY_LINE_MAX bytes, never past its '\n'), verify it and answer
- * "OK\n" or "ERR <reason>\n".
+ * MOAT_RELAY_LINE_MAX bytes, never past its '\n') into line (size at
+ * least MOAT_RELAY_LINE_MAX + 1), without '\n' or a trailing '\r'. A
+ * longer line is answered "ERR line too long" here. The caller verifies
+ * it (the monitor holds the secret) and answers "OK\n" or
+ * "ERR <reason>\n".
  */
-int moat_relay_preface_serve(int fd, const char *secret, int skew_s,
-    struct moat_relay_cache *rc, char *sandbox, size_t sblen,
+int moat_relay_preface_read(int fd, char *line, size_t size,
     struct moat_cause *cause);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * Listener, accept+fork, host key, and the per-connection process:
- * key exchange, public-key authentication, and the one ssh_event loop
- * that carries every channel of the connection.
+ * The listening side (it runs in moatd): host key, listeners, and the
+ * server object: the zygote that parents the session processes, the
+ * MaxStartups gate, and per accepted connection the socketpair between
+ * a new session process (the zygote's fork) and a new monitor (ours).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -9,21 +10,30 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <libssh/libssh.h>
+
 #include "common/log.h"
 #include "common/util.h"
-#include "sshd/internal.h"
-#include "sshd/relay.h"
+#include "sshd/gate.h"
+#include "sshd/monitor.h"
+#include "sshd/sshd.h"
 
-#define LOOP_IDLE_MS 10000
-#define HANGUP_WAIT_MS 2000
+#define ZYGOTE_READY_MS 10000
+#define MONITOR_KEEP_MAX 256
 
 int
 moat_sshd_hostkey_ensure(const char *path, struct moat_cause *cause)
@@ -153,16 +163,336 @@ peer_text(const struct sockaddr_storage *ss, char *out, size_t len)
 	}
 }
 
+struct moat_sshd_server {
+	const struct moat_sshd_config *cfg;
+	const struct moat_sshd_hooks *h;
+	int ep;			/* epoll: zygote channel, startup pipes */
+	int zctl;		/* our end of the zygote's channel */
+	pid_t zpid;
+	struct sshd_gate *gate;
+	struct moat_ratelimit droplog;
+};
+
+/* ---- the zygote ---- */
+
+static void
+zyg_stop(struct moat_sshd_server *srv)
+{
+	if (srv->zctl >= 0) {
+		(void)epoll_ctl(srv->ep, EPOLL_CTL_DEL, srv->zctl, NULL);
+		moat_close(srv->zctl);
+		srv->zctl = -1;
+	}
+	/* It exits at EOF; a kill covers a zygote stuck before that. */
+	if (srv->zpid > 0)
+		(void)kill(srv->zpid, SIGKILL);
+	srv->zpid = 0;
+}
+
+static int
+zyg_config(struct moat_sshd_server *srv)
+{
+	const struct moat_sshd_config *c = srv->cfg;
+	struct mon_msg m;
+	uint32_t n = 0;
+	int rc;
+
+	while (c->hostkey_paths != NULL && c->hostkey_paths[n] != NULL)
+		n++;
+	mon_msg_init(&m, ZYG_CONFIG);
+	mon_put_u32(&m, n);
+	for (uint32_t i = 0; i < n; i++)
+		mon_put_str(&m, c->hostkey_paths[i]);
+	mon_put_u32(&m, (uint32_t)c->max_auth_tries);
+	mon_put_u32(&m, (uint32_t)c->login_grace_s);
+	mon_put_u32(&m, (uint32_t)c->bg_grace_ms);
+	mon_put_u32(&m, c->relay_secret != NULL);
+	mon_put_u32(&m, (uint32_t)c->privsep_uid);
+	mon_put_u32(&m, (uint32_t)c->privsep_gid);
+	mon_put_u32(&m, moat_log_enabled(MOAT_LOG_DEBUG) ? MOAT_LOG_DEBUG :
+	    moat_log_enabled(MOAT_LOG_VERBOSE) ? MOAT_LOG_VERBOSE :
+	    MOAT_LOG_INFO);
+	mon_put_u32(&m, geteuid() == 0);
+	mon_put_str(&m, c->privsep_dir != NULL ? c->privsep_dir : "");
+	rc = mon_send(srv->zctl, &m);
+	mon_msg_free(&m);
+	return rc;
+}
+
+/* Wait (bounded) for the zygote's verdict on its own confinement. */
+static int
+zyg_wait_ready(struct moat_sshd_server *srv, struct moat_cause *cause)
+{
+	struct pollfd p = { srv->zctl, POLLIN, 0 };
+	const char *why = "";
+	uint32_t type, rc = (uint32_t)MOAT_ERR_SYSTEM;
+	struct mon_msg m;
+
+	if (poll(&p, 1, ZYGOTE_READY_MS) != 1 ||
+	    mon_recv(srv->zctl, &m, true) != 0) {
+		moat_cause_set(cause, "ssh zygote did not start");
+		return MOAT_ERR_SYSTEM;
+	}
+	if (!mon_get_type(&m, &type) || type != ZYG_READY ||
+	    !mon_get_u32(&m, &rc) || !mon_get_str(&m, &why, MOAT_CAUSE_LEN) ||
+	    !mon_msg_done(&m))
+		moat_cause_set(cause, "ssh zygote: bad answer");
+	else if (rc != 0)
+		moat_cause_set(cause, "ssh zygote: %s", why);
+	mon_msg_free(&m);
+	return (int)rc;
+}
+
+static int
+zyg_start(struct moat_sshd_server *srv, struct moat_cause *cause)
+{
+	char *const argv[] = { "moatd", MOAT_SSHD_ZYGOTE_ARG, NULL };
+	struct epoll_event ev = { .events = EPOLLIN };
+	int sv[2], rc;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		moat_cause_errno(cause, "ssh zygote channel");
+		return MOAT_ERR_SYSTEM;
+	}
+	if ((pid = fork()) < 0) {
+		moat_cause_errno(cause, "fork the ssh zygote");
+		moat_close(sv[0]);
+		moat_close(sv[1]);
+		return MOAT_ERR_SYSTEM;
+	}
+	if (pid == 0) {
+		/* Clean memory: a new image, not a copy of ours. */
+		if (sv[1] == 3 ? fcntl(3, F_SETFD, 0) == 0 :
+		    dup2(sv[1], 3) == 3)
+			execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	srv->zctl = sv[0];
+	srv->zpid = pid;
+	if ((rc = zyg_config(srv)) != 0) {
+		moat_cause_set(cause, "ssh zygote went away");
+	} else if ((rc = zyg_wait_ready(srv, cause)) == 0) {
+		ev.data.fd = srv->zctl;
+		if (epoll_ctl(srv->ep, EPOLL_CTL_ADD, srv->zctl, &ev) != 0) {
+			moat_cause_errno(cause, "epoll");
+			rc = MOAT_ERR_SYSTEM;
+		}
+	}
+	if (rc != 0)
+		zyg_stop(srv);
+	return rc;
+}
+
 int
-moat_sshd_accept_fork(int listen_fd, bool relay,
-    const struct moat_sshd_config *c, const struct moat_sshd_hooks *h,
-    pid_t *child)
+moat_sshd_server_new(const struct moat_sshd_config *cfg,
+    const struct moat_sshd_hooks *h, struct moat_sshd_server **out,
+    struct moat_cause *cause)
+{
+	struct moat_sshd_server *srv;
+	int rc;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return MOAT_ERR_NOMEM;
+	srv->cfg = cfg;
+	srv->h = h;
+	srv->zctl = -1;
+	srv->droplog.burst = 5;
+	if ((srv->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		moat_cause_errno(cause, "epoll");
+		free(srv);
+		return MOAT_ERR_SYSTEM;
+	}
+	if ((rc = sshd_gate_new(&cfg->startups, &srv->gate)) != 0 ||
+	    (rc = zyg_start(srv, cause)) != 0) {
+		moat_sshd_server_free(srv);
+		return rc;
+	}
+	*out = srv;
+	return 0;
+}
+
+void
+moat_sshd_server_free(struct moat_sshd_server *srv)
+{
+	if (srv == NULL)
+		return;
+	zyg_stop(srv);
+	sshd_gate_free(srv->gate);
+	moat_close(srv->ep);
+	free(srv);
+}
+
+int
+moat_sshd_server_fd(const struct moat_sshd_server *srv)
+{
+	return srv->ep;
+}
+
+int
+moat_sshd_server_preauth(const struct moat_sshd_server *srv)
+{
+	return sshd_gate_count(srv->gate);
+}
+
+pid_t
+moat_sshd_server_zygote_pid(const struct moat_sshd_server *srv)
+{
+	return srv->zpid;
+}
+
+void
+moat_sshd_server_step(struct moat_sshd_server *srv)
+{
+	struct moat_cause cause = { "" };
+	struct epoll_event ev[64];
+	int n;
+
+	n = epoll_wait(srv->ep, ev, (int)MOAT_NELEM(ev), 0);
+	for (int i = 0; i < n; i++) {
+		int fd = ev[i].data.fd;
+
+		if (fd != srv->zctl) {
+			/* EOF: that connection left pre-auth (or ended). */
+			(void)epoll_ctl(srv->ep, EPOLL_CTL_DEL, fd, NULL);
+			(void)sshd_gate_release(srv->gate, fd);
+			continue;
+		}
+		log_error("ssh zygote %d went away; starting another",
+		    (int)srv->zpid);
+		zyg_stop(srv);
+		if (zyg_start(srv, &cause) != 0)
+			log_error("%s; SSH connections are refused",
+			    cause.msg);
+	}
+}
+
+/* ---- per connection ---- */
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Close every inherited fd but keep[] (OpenSSH's close_startup_pipes). */
+static void
+close_others(int *keep, size_t n)
+{
+	int lo = 0;
+
+	qsort(keep, n, sizeof(*keep), cmp_int);
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i] > lo)
+			(void)syscall(SYS_close_range, lo, keep[i] - 1, 0);
+		if (keep[i] >= lo)
+			lo = keep[i] + 1;
+	}
+	(void)syscall(SYS_close_range, lo, ~0U, 0);
+}
+
+static void __attribute__((noreturn))
+monitor_main(struct moat_sshd_server *srv, int fd, int startup,
+    const char *peer, bool relay)
+{
+	struct mon_peer mp = { peer, relay };
+	int keep[MONITOR_KEEP_MAX];
+	size_t n = 0;
+	sigset_t none;
+
+	/* The caller's signalfd mask would make us deaf to SIGTERM. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGCHLD, SIG_DFL);
+	(void)prctl(PR_SET_NAME, "moat-ssh-mon", 0, 0, 0);
+	keep[n++] = 0;
+	keep[n++] = 1;
+	keep[n++] = 2;
+	keep[n++] = fd;
+	keep[n++] = startup;
+	if (srv->h->monitor_fds != NULL)
+		n += srv->h->monitor_fds(srv->h->arg, keep + n,
+		    MOAT_NELEM(keep) - n);
+	close_others(keep, n);
+	_exit(moat_sshd_monitor_run(fd, startup, &mp, srv->cfg, srv->h) == 0 ?
+	    0 : 1);
+}
+
+/* Hand {sock, channel end} to the zygote; it forks the session process. */
+static int
+zyg_conn(struct moat_sshd_server *srv, int sock, int chan, bool relay,
+    const char *peer)
+{
+	struct mon_msg m;
+	int rc;
+
+	if (srv->zctl < 0)
+		return MOAT_ERR_SYSTEM;
+	mon_msg_init(&m, ZYG_CONN);
+	mon_put_u32(&m, relay);
+	mon_put_str(&m, peer);
+	mon_put_fd(&m, sock);
+	mon_put_fd(&m, chan);
+	rc = mon_send(srv->zctl, &m);
+	mon_msg_free(&m);
+	return rc;
+}
+
+static int
+spawn_pair(struct moat_sshd_server *srv, int fd,
+    const struct sockaddr_storage *ss, const char *peer, bool relay,
+    pid_t *monitor)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int sp[2] = { -1, -1 }, st[2] = { -1, -1 }, rc = MOAT_ERR_SYSTEM;
+	int one = 1;
+	pid_t pid;
+
+	/*
+	 * SO_PASSCRED before the session process exists: its first message
+	 * must carry the pid the kernel vouches for.
+	 */
+	if (pipe2(st, O_CLOEXEC) != 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0 ||
+	    setsockopt(sp[0], SOL_SOCKET, SO_PASSCRED, &one,
+		sizeof(one)) != 0 ||
+	    zyg_conn(srv, fd, sp[1], relay, peer) != 0) {
+		log_warn_errno("ssh connection from %s", peer);
+		goto out;
+	}
+	moat_close(sp[1]);
+	sp[1] = -1;
+	if ((pid = fork()) < 0) {
+		log_warn_errno("fork a monitor for %s", peer);
+		goto out;
+	}
+	if (pid == 0)
+		monitor_main(srv, sp[0], st[1], peer, relay);
+	ev.data.fd = st[0];
+	if (sshd_gate_add(srv->gate, ss, st[0]) == 0) {
+		if (epoll_ctl(srv->ep, EPOLL_CTL_ADD, st[0], &ev) != 0)
+			(void)sshd_gate_release(srv->gate, st[0]);
+		st[0] = -1;
+	}
+	*monitor = pid;
+	rc = 0;
+out:
+	moat_close(st[0]);
+	moat_close(st[1]);
+	moat_close(sp[0]);
+	moat_close(sp[1]);
+	return rc;
+}
+
+int
+moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
+    bool relay, pid_t *monitor)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char peer[128];
-	int fd, one = 1, r;
-	pid_t pid;
+	int fd, one = 1, rc;
 
 	memset(&ss, 0, sizeof(ss));
 	fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
@@ -172,333 +502,22 @@ moat_sshd_accept_fork(int listen_fd, bool relay,
 			return MOAT_ERR_AGAIN;
 		return MOAT_ERR_SYSTEM;
 	}
+	peer_text(&ss, peer, sizeof(peer));
+	if (!sshd_gate_admit(srv->gate, &ss)) {
+		/* Closed before any process exists for it. */
+		close(fd);
+		if (moat_ratelimit_ok(&srv->droplog))
+			log_info("max_startups: dropped a connection from %s "
+			    "(%d in pre-auth)", peer,
+			    sshd_gate_count(srv->gate));
+		return MOAT_ERR_DENIED;
+	}
 	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
 		/* Keystrokes must not wait for delayed ACKs (notes-ssh §1.7). */
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	}
-	peer_text(&ss, peer, sizeof(peer));
-	if ((pid = fork()) == -1) {
-		moat_close(fd);
-		return MOAT_ERR_SYSTEM;
-	}
-	if (pid == 0) {
-		moat_close(listen_fd);
-		r = moat_sshd_serve(fd, relay, peer, c, h);
-		_exit(r == 0 ? 0 : 1);
-	}
-	moat_close(fd);
-	*child = pid;
-	return MOAT_OK;
-}
-
-/* ---- the connection process ---- */
-
-static void
-grace_expired(int sig)
-{
-	/* Login grace over (sshd does the same): no cleanup to race with. */
-	_exit(2);
-}
-
-static void
-ignore_sig(int sig)
-{
-}
-
-/*
- * The parent (moatd) may have blocked signals for its signalfd; this
- * process needs SIGALRM for the login grace and EPIPE instead of SIGPIPE.
- * A handler, not SIG_IGN, so children get the default back at exec.
- */
-static void
-conn_signals(void)
-{
-	struct sigaction sa;
-	sigset_t all;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = grace_expired;
-	sigaction(SIGALRM, &sa, NULL);
-	sa.sa_handler = ignore_sig;
-	sigaction(SIGPIPE, &sa, NULL);
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGCHLD, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-}
-
-static bool
-user_ok(struct conn *c, const char *user)
-{
-	if (user == NULL || user[0] == '\0' || strlen(user) >= sizeof(c->user))
-		return false;
-	if (c->relay_sandbox[0] != '\0' && strcmp(user, c->relay_sandbox) != 0)
-		return false;
-	return c->h->sandbox_exists(c->h->arg, user);
-}
-
-static bool
-key_ok(struct conn *c, const char *user, ssh_key key)
-{
-	const char *type = ssh_key_type_to_char(ssh_key_type(key));
-	char *b64 = NULL;
-	bool ok = false;
-
-	if (type == NULL || ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK)
-		return false;
-	ok = c->h->authorized(c->h->arg, user, type, b64);
-	ssh_string_free_char(b64);
-	return ok;
-}
-
-static void
-set_who(struct conn *c, ssh_key key)
-{
-	unsigned char *hash = NULL;
-	size_t hlen = 0;
-	char *fp = NULL;
-
-	if (c->relay_sandbox[0] != '\0') {
-		snprintf(c->who, sizeof(c->who), "relay:%s", c->relay_sandbox);
-		return;
-	}
-	if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash,
-	    &hlen) == 0 &&
-	    (fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash,
-		hlen)) != NULL)
-		snprintf(c->who, sizeof(c->who), "key:%s", fp);
-	else
-		snprintf(c->who, sizeof(c->who), "key:?");
-	ssh_string_free_char(fp);
-	ssh_clean_pubkey_hash(&hash);
-}
-
-/*
- * The probe (STATE_NONE) gets PK_OK only for an authorized key, so
- * clients never sign (or ask a FIDO token) for a key we would refuse;
- * the signed attempt (STATE_VALID) is checked again. An unknown sandbox
- * looks exactly like a wrong key.
- */
-static int
-on_auth_pubkey(ssh_session s, const char *user, struct ssh_key_struct *key,
-    char state, void *ud)
-{
-	struct conn *c = ud;
-	bool ok;
-
-	ok = (state == SSH_PUBLICKEY_STATE_NONE ||
-	    state == SSH_PUBLICKEY_STATE_VALID) && !c->authed &&
-	    user_ok(c, user) && key_ok(c, user, key);
-	if (!ok) {
-		c->auth_failures++;
-		/* For the operator's log only; the client learns nothing. */
-		snprintf(c->auth_why, sizeof(c->auth_why), "%s",
-		    user == NULL || !user_ok(c, user) ? "no sandbox of that name" :
-		    "no authorized key for that sandbox");
-		snprintf(c->user, sizeof(c->user), "%s", user ? user : "?");
-		log_verbose("auth refused for %s from %s (%d)",
-		    user != NULL ? user : "?", c->peer, c->auth_failures);
-		return SSH_AUTH_DENIED;
-	}
-	if (state == SSH_PUBLICKEY_STATE_NONE)
-		return SSH_AUTH_SUCCESS;
-	snprintf(c->user, sizeof(c->user), "%s", user);
-	set_who(c, key);
-	c->authed = true;
-	log_info("%s authenticated for %s from %s", c->who, c->user, c->peer);
-	return SSH_AUTH_SUCCESS;
-}
-
-static int
-loop_timeout(struct conn *c)
-{
-	int64_t now = moat_now_ms();
-	int t = LOOP_IDLE_MS, ct;
-
-	for (struct chan *ch = c->chans; ch != NULL; ch = ch->next)
-		if ((ct = chan_timeout_ms(ch, now)) >= 0 && ct < t)
-			t = ct;
-	return t;
-}
-
-/*
- * Any libssh call below may process packets re-entrantly (a flush polls
- * the session), which can open a new channel and push it on c->chans.
- * So the list is only walked forward while stepping, finished channels
- * are unlinked by pointer moves alone, and freed after that.
- */
-static void
-conn_step(struct conn *c)
-{
-	struct chan **pp, *ch, *dead = NULL;
-
-	for (ch = c->chans; ch != NULL; ch = ch->next)
-		chan_step(ch);
-	pp = &c->chans;
-	while ((ch = *pp) != NULL) {
-		if (chan_done(ch)) {
-			*pp = ch->next;
-			ch->next = dead;
-			dead = ch;
-		} else {
-			pp = &ch->next;
-		}
-	}
-	while ((ch = dead) != NULL) {
-		dead = ch->next;
-		chan_free(ch);
-	}
-	for (ch = c->chans; ch != NULL; ch = ch->next)
-		chan_sync_watches(ch);
-}
-
-static bool
-conn_alive(struct conn *c)
-{
-	return (ssh_get_status(c->s) & (SSH_CLOSED | SSH_CLOSED_ERROR)) == 0 &&
-	    ssh_is_connected(c->s);
-}
-
-/* Client gone: hang up every child, give them a moment to be reaped. */
-static void
-conn_teardown(struct conn *c)
-{
-	int64_t until = moat_now_ms() + HANGUP_WAIT_MS;
-	struct chan *ch;
-
-	c->closing = true;
-	for (ch = c->chans; ch != NULL; ch = ch->next)
-		chan_hangup(ch);
-	while (c->chans != NULL && moat_now_ms() < until) {
-		conn_step(c);
-		if (c->chans != NULL)
-			usleep(20000);
-	}
-	while ((ch = c->chans) != NULL) {
-		c->chans = ch->next;
-		chan_free(ch);
-	}
-}
-
-static int
-conn_loop(struct conn *c)
-{
-	bool grace_off = false;
-	int r;
-
-	for (;;) {
-		r = ssh_event_dopoll(c->ev, loop_timeout(c));
-		if (c->authed && !grace_off) {
-			alarm(0);
-			grace_off = true;
-		}
-		if (c->auth_failures >= (c->cfg->max_auth_tries > 0 ?
-		    c->cfg->max_auth_tries : 6)) {
-			log_info("too many authentication failures from %s",
-			    c->peer);
-			ssh_disconnect(c->s);
-			return MOAT_ERR_DENIED;
-		}
-		conn_step(c);
-		if (r == SSH_ERROR || !conn_alive(c))
-			break;
-	}
-	return MOAT_OK;
-}
-
-static int
-conn_setup(struct conn *c, ssh_bind *bindp, int fd)
-{
-	ssh_bind b = NULL;
-	int verbosity = SSH_LOG_NOLOG;
-	bool no = false;
-
-	if ((b = ssh_bind_new()) == NULL || (c->s = ssh_new()) == NULL)
-		goto fail;
-	*bindp = b;
-	ssh_bind_options_set(b, SSH_BIND_OPTIONS_LOG_VERBOSITY, &verbosity);
-	ssh_bind_options_set(b, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no);
-	for (const char *const *k = c->cfg->hostkey_paths; k && *k; k++)
-		if (ssh_bind_options_set(b, SSH_BIND_OPTIONS_HOSTKEY, *k) < 0)
-			goto fail;
-	if (ssh_bind_accept_fd(b, c->s, fd) != SSH_OK)
-		goto fail;
-	c->scb.userdata = c;
-	c->scb.auth_pubkey_function = on_auth_pubkey;
-	c->scb.channel_open_request_session_function = chan_open_session;
-	ssh_callbacks_init(&c->scb);
-	ssh_set_server_callbacks(c->s, &c->scb);
-	ssh_set_auth_methods(c->s, SSH_AUTH_METHOD_PUBLICKEY);
-	/*
-	 * direct-tcpip arrives only as a message; no global request
-	 * callback, so libssh answers keepalive@openssh.com itself.
-	 */
-	ssh_set_message_callback(c->s, forward_message_cb, c);
-	if (ssh_handle_key_exchange(c->s) != SSH_OK) {
-		log_verbose("key exchange with %s: %s", c->peer,
-		    ssh_get_error(c->s));
-		return MOAT_ERR_INVALID;
-	}
-	ssh_set_blocking(c->s, 0);
-	if ((c->ev = ssh_event_new()) == NULL ||
-	    ssh_event_add_session(c->ev, c->s) != SSH_OK)
-		goto fail;
-	return MOAT_OK;
-fail:
-	log_error("ssh setup for %s: %s", c->peer,
-	    c->s != NULL ? ssh_get_error(c->s) : "out of memory");
-	return MOAT_ERR_INTERNAL;
-}
-
-int
-moat_sshd_serve(int fd, bool relay, const char *peer,
-    const struct moat_sshd_config *cfg, const struct moat_sshd_hooks *h)
-{
-	struct conn c;
-	struct moat_cause cause = { "" };
-	ssh_bind b = NULL;
-	int r, one = 1;
-
-	memset(&c, 0, sizeof(c));
-	c.cfg = cfg;
-	c.h = h;
-	snprintf(c.peer, sizeof(c.peer), "%s", peer != NULL ? peer : "?");
-	conn_signals();
-	alarm(cfg->login_grace_s > 0 ? (unsigned)cfg->login_grace_s : 30);
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (relay && cfg->relay_secret != NULL) {
-		r = moat_relay_preface_serve(fd, cfg->relay_secret,
-		    cfg->relay_skew_s > 0 ? cfg->relay_skew_s : 300,
-		    cfg->relay_cache, c.relay_sandbox, sizeof(c.relay_sandbox),
-		    &cause);
-		if (r != 0) {
-			log_info("relay preface from %s refused: %s", c.peer,
-			    cause.msg);
-			moat_close(fd);
-			return r;
-		}
-	}
-	if ((r = conn_setup(&c, &b, fd)) == 0)
-		r = conn_loop(&c);
-	/* One line per failed login, not one per key a client offers. */
-	if (!c.authed && c.auth_failures > 0)
-		log_info("login failed for %s from %s: %s (%d attempt%s)",
-		    c.user, c.peer, c.auth_why, c.auth_failures,
-		    c.auth_failures == 1 ? "" : "s");
-	conn_teardown(&c);
-	if (c.ev != NULL) {
-		ssh_event_remove_session(c.ev, c.s);
-		ssh_event_free(c.ev);
-	}
-	if (c.s != NULL) {
-		ssh_disconnect(c.s);
-		ssh_free(c.s);
-	} else {
-		moat_close(fd);
-	}
-	ssh_bind_free(b);
-	return r;
+	rc = spawn_pair(srv, fd, &ss, peer, relay, monitor);
+	close(fd);
+	return rc;
 }

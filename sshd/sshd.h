@@ -1,9 +1,10 @@
 /*
- * moat's embedded SSH server (libssh 0.10). One process per connection:
- * moatd's loop accepts and forks (moat_sshd_accept_fork), the child runs
- * one libssh event loop for the connection (moat_sshd_serve) and spawns
- * shells, exec commands and sftp-server through hooks moatd provides.
- * The SSH code never creates sandboxes itself. See docs/ssh.md.
+ * moat's embedded SSH server (libssh 0.10), privilege-separated as
+ * OpenSSH is: per connection, an unprivileged session process speaks SSH
+ * (forked from a confined zygote) and a privileged monitor (forked from
+ * the caller) does what needs privilege on its request, through hooks
+ * moatd provides. The SSH code never creates sandboxes itself. See
+ * docs/ssh.md.
  */
 #ifndef MOAT_SSHD_SSHD_H
 #define MOAT_SSHD_SSHD_H
@@ -34,6 +35,11 @@ struct moat_sshd_spawn {
 	const char *subsystem;	/* "sftp" or NULL; the hook maps it to sftp-server */
 };
 
+/*
+ * What the privileged side does for a connection. Every hook runs in
+ * the connection's monitor process (root, forked from the caller of
+ * moat_sshd_server_accept), never in the process that speaks SSH.
+ */
 struct moat_sshd_hooks {
 	void *arg;
 	/* is this public key (OpenSSH "type base64") authorized for sandbox? */
@@ -67,7 +73,23 @@ struct moat_sshd_hooks {
 	 */
 	int (*openpty)(void *arg, const char *sandbox, int *master,
 	    int *slave, struct moat_cause *cause);
+	/*
+	 * The fds a monitor keeps besides its own (the sandboxes' namespace
+	 * and cgroup fds, the session-record socket); every other fd it
+	 * inherited is closed right after the fork. Returns how many it
+	 * wrote (at most max). NULL: keep none.
+	 */
+	size_t (*monitor_fds)(void *arg, int *fds, size_t max);
 };
+
+/* MaxStartups (docs/ssh.md): pre-auth connections the listener allows. */
+struct moat_sshd_startups {
+	int start;		/* from this many, refuse with rate % ... */
+	int rate;		/* ... rising linearly ... */
+	int full;		/* ... to 100 % at this many */
+	int per_source;		/* pre-auth from one address (0: no limit) */
+};
+#define MOAT_SSHD_STARTUPS_DEFAULT { 10, 30, 100, 5 }
 
 struct moat_sshd_config {
 	const char *const *hostkey_paths; /* NULL-terminated; ed25519 key files */
@@ -76,15 +98,24 @@ struct moat_sshd_config {
 	const char *relay_secret;	/* HMAC key text; NULL: no preface checks */
 	int relay_skew_s;		/* 300 */
 	/*
-	 * Nonce replay cache shared by every connection process of the
-	 * relay listener; made by moat_relay_cache_new() in the parent
-	 * before the first fork. Relay connections are refused without it
-	 * when relay_secret is set.
+	 * Nonce replay cache shared by every monitor of the relay listener;
+	 * made by moat_relay_cache_new() in the parent before the first
+	 * fork. Relay connections are refused without it when relay_secret
+	 * is set.
 	 */
 	struct moat_relay_cache *relay_cache;
 	/* Idle grace after the main child exits while a background job
 	 * still holds its output open; 0 means 2000 ms. */
 	int bg_grace_ms;
+	/*
+	 * The unprivileged side: the uid and gid it runs as and the empty
+	 * directory that becomes its root. privsep_uid 0 is refused; the
+	 * directory must be owned by root and writable by nobody else.
+	 */
+	uid_t privsep_uid;
+	gid_t privsep_gid;
+	const char *privsep_dir;
+	struct moat_sshd_startups startups;
 };
 
 /* Generate an ed25519 host key at path (0600) if missing; keep it if present. */
@@ -101,21 +132,48 @@ int moat_sshd_listen(const char *addr, uint16_t port, int *fd,
     struct moat_cause *cause);
 
 /*
- * Accept one connection and fork. The parent gets the child's pid in
- * *child and keeps no copy of the connection fd; MOAT_ERR_AGAIN when
- * nothing was pending. The child serves the connection and _exit()s.
- * TCP sockets get TCP_NODELAY and SO_KEEPALIVE.
+ * The argv[1] with which a program that uses moat_sshd_server_new is
+ * re-executed to become the session-process parent; such a program
+ * calls moat_sshd_zygote_main() first thing in main() when it sees it.
  */
-int moat_sshd_accept_fork(int listen_fd, bool relay,
-    const struct moat_sshd_config *c, const struct moat_sshd_hooks *h,
-    pid_t *child);
+#define MOAT_SSHD_ZYGOTE_ARG "--moat-ssh-zygote"
+int moat_sshd_zygote_main(int argc, char **argv);
+
+struct moat_sshd_server;
 
 /*
- * Serve ONE accepted connection in the calling (already forked) process
- * until it ends. `relay`: the fd came from the relay socket and a
- * preface line comes first. peer is the client address text.
+ * The SSH front door: starts the zygote (this program re-executed with
+ * MOAT_SSHD_ZYGOTE_ARG: it loads the host key, drops to privsep_uid in
+ * privsep_dir under seccomp, and forks one session process per
+ * connection) and waits until it is confined. cfg and hooks must outlive
+ * the server. MOAT_ERR_SYSTEM with the cause when the zygote cannot be
+ * confined: nothing then serves SSH.
  */
-int moat_sshd_serve(int fd, bool relay, const char *peer,
-    const struct moat_sshd_config *c, const struct moat_sshd_hooks *h);
+int moat_sshd_server_new(const struct moat_sshd_config *cfg,
+    const struct moat_sshd_hooks *h, struct moat_sshd_server **out,
+    struct moat_cause *cause);
+void moat_sshd_server_free(struct moat_sshd_server *srv);
+
+/*
+ * Accept one pending connection on listen_fd. Over max_startups it is
+ * closed at once (MOAT_ERR_DENIED), with no process. Otherwise the
+ * zygote gets it for a new session process and a monitor is forked from
+ * the caller (*monitor: its pid, which the caller reaps). MOAT_ERR_AGAIN
+ * when nothing was pending. TCP sockets get TCP_NODELAY and SO_KEEPALIVE.
+ */
+int moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
+    bool relay, pid_t *monitor);
+
+/*
+ * One fd to poll for reading (an epoll set of the server's own fds: the
+ * pre-auth connections' startup pipes and the zygote's channel); call
+ * moat_sshd_server_step when it is readable.
+ */
+int moat_sshd_server_fd(const struct moat_sshd_server *srv);
+void moat_sshd_server_step(struct moat_sshd_server *srv);
+
+/* Pre-auth connections now, and the zygote's pid (for tests and logs). */
+int moat_sshd_server_preauth(const struct moat_sshd_server *srv);
+pid_t moat_sshd_server_zygote_pid(const struct moat_sshd_server *srv);
 
 #endif

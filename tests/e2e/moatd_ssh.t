@@ -197,9 +197,9 @@ is "relay preface: fresh OK, replay refused, expired refused, long line refused"
 $SSH box 'sleep 5; echo survivor' > "$OBJ/surv" 2>&1 & keep=$!
 $SSH box 'exec sleep 31' & victim=$!
 for _ in $(seq 100); do pgrep -x -f 'sleep 31' >/dev/null && break; sleep 0.1; done
-# The victim's connection process: the nearest moatd above its sleep.
+# The victim's connection: its monitor, the nearest moat-ssh-mon above its sleep.
 vpid=$(pgrep -x -f 'sleep 31' | head -n 1)
-while [ -n "$vpid" ] && [ "$vpid" != 1 ] && [ "$(cat /proc/$vpid/comm 2>/dev/null)" != moatd ]; do
+while [ -n "$vpid" ] && [ "$vpid" != 1 ] && [ "$(cat /proc/$vpid/comm 2>/dev/null)" != moat-ssh-mon ]; do
 	vpid=$(awk '{print $4}' /proc/$vpid/stat 2>/dev/null)
 done
 [ -n "$vpid" ] && [ "$vpid" != "$MOATD_PID" ] && kill -KILL "$vpid"

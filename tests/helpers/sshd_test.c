@@ -2,15 +2,20 @@
  * A tiny host for sshd/ in tests: serves 127.0.0.1:<free port> with
  * hooks that run commands on the host itself (no sandbox), so the SSH
  * behaviour can be tested with real clients apart from the sandbox code.
+ * Privilege separation is the real one: session processes from the
+ * zygote (confined when run as root), hooks in per-connection monitors.
  *
- *	sshd_test -d DIR -s SANDBOX [-r SECRET] [-g GRACE_MS]
+ *	sshd_test -d DIR -s SANDBOX [-r SECRET] [-g GRACE_MS] [-m START:RATE:FULL]
+ *	    [-p PER_SOURCE]
  *
  * DIR holds hostkey (made if missing), authorized_keys (OpenSSH lines),
  * and receives port, relay_port (with -r), records (session start/end
- * lines) and pid. Runs until SIGTERM.
+ * lines), empty/ (the session processes' root) and zygote (its pid).
+ * Runs until SIGTERM.
  */
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <arpa/inet.h>
@@ -180,7 +185,7 @@ h_start(void *arg, const char *sandbox, const char *who, const char *from,
     const char *kind, int64_t *id)
 {
 	*id = (int64_t)getpid() * 1000 + (moat_now_ms() % 1000);
-	/* The last field is the connection process, for kill tests. */
+	/* The last field is the connection's monitor, for kill tests. */
 	record(arg, "start %lld %s %s %s %s %d\n", (long long)*id, sandbox,
 	    who, from, kind, (int)getpid());
 }
@@ -212,25 +217,71 @@ write_port(const char *dir, const char *name, int fd)
 	return rename(path, final);
 }
 
+static int
+write_zygote(const char *dir, pid_t pid)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/zygote", dir);
+	if ((f = fopen(path, "we")) == NULL)
+		return -1;
+	fprintf(f, "%d\n", (int)pid);
+	return fclose(f);
+}
+
+static void
+serve(struct moat_sshd_server *srv, int lfd, int rfd)
+{
+	pid_t child;
+
+	while (!stop) {
+		struct pollfd p[3] = { { lfd, POLLIN, 0 }, { rfd, POLLIN, 0 },
+			{ moat_sshd_server_fd(srv), POLLIN, 0 } };
+
+		if (poll(p, 3, 200) > 0) {
+			if (p[0].revents & POLLIN)
+				(void)moat_sshd_server_accept(srv, lfd, false,
+				    &child);
+			if (rfd >= 0 && (p[1].revents & POLLIN))
+				(void)moat_sshd_server_accept(srv, rfd, true,
+				    &child);
+			if (p[2].revents & POLLIN)
+				moat_sshd_server_step(srv);
+		}
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
+	struct moat_sshd_startups st = MOAT_SSHD_STARTUPS_DEFAULT;
 	struct host hs = { NULL, NULL };
 	struct moat_cause cause = { "" };
+	struct moat_sshd_server *srv = NULL;
 	struct moat_sshd_config cfg;
 	struct moat_sshd_hooks h;
 	const char *secret = NULL;
-	char key[4096];
+	char key[4096], empty[4096];
 	const char *keys[2] = { key, NULL };
 	int lfd = -1, rfd = -1, opt, grace = 0;
-	pid_t child;
 
-	while ((opt = getopt(argc, argv, "d:s:r:g:")) != -1) {
+	if (argc > 1 && strcmp(argv[1], MOAT_SSHD_ZYGOTE_ARG) == 0)
+		return moat_sshd_zygote_main(argc, argv);
+	while ((opt = getopt(argc, argv, "d:s:r:g:m:p:")) != -1) {
 		switch (opt) {
 		case 'd': hs.dir = optarg; break;
 		case 's': hs.sandbox = optarg; break;
 		case 'r': secret = optarg; break;
 		case 'g': grace = atoi(optarg); break;
+		case 'm':
+			if (sscanf(optarg, "%d:%d:%d", &st.start, &st.rate,
+			    &st.full) != 3)
+				return 100;
+			break;
+		case 'p': st.per_source = atoi(optarg); break;
 		default: return 100;
 		}
 	}
@@ -239,6 +290,8 @@ main(int argc, char **argv)
 	moat_log_init("sshd_test", getenv("SSHD_TEST_DEBUG") ?
 	    MOAT_LOG_DEBUG : MOAT_LOG_INFO);
 	snprintf(key, sizeof(key), "%s/hostkey", hs.dir);
+	snprintf(empty, sizeof(empty), "%s/empty", hs.dir);
+	(void)mkdir(empty, 0555);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.hostkey_paths = keys;
 	cfg.max_auth_tries = 6;
@@ -246,6 +299,10 @@ main(int argc, char **argv)
 	cfg.relay_secret = secret;
 	cfg.relay_skew_s = 300;
 	cfg.bg_grace_ms = grace;
+	cfg.privsep_uid = 59999;
+	cfg.privsep_gid = 59999;
+	cfg.privsep_dir = empty;
+	cfg.startups = st;
 	memset(&h, 0, sizeof(h));
 	h.arg = &hs;
 	h.authorized = h_authorized;
@@ -258,29 +315,19 @@ main(int argc, char **argv)
 	    moat_sshd_listen("127.0.0.1", 0, &lfd, &cause) != 0 ||
 	    (secret != NULL &&
 		(moat_sshd_listen("127.0.0.1", 0, &rfd, &cause) != 0 ||
-		    moat_relay_cache_new(0, &cfg.relay_cache, &cause) != 0))) {
+		    moat_relay_cache_new(0, &cfg.relay_cache, &cause) != 0)) ||
+	    moat_sshd_server_new(&cfg, &h, &srv, &cause) != 0) {
 		fprintf(stderr, "sshd_test: %s\n", cause.msg);
 		return 111;
 	}
 	signal(SIGTERM, on_term);
 	signal(SIGINT, on_term);
-	if (write_port(hs.dir, "port", lfd) != 0 ||
+	if (write_zygote(hs.dir, moat_sshd_server_zygote_pid(srv)) != 0 ||
+	    write_port(hs.dir, "port", lfd) != 0 ||
 	    (rfd >= 0 && write_port(hs.dir, "relay_port", rfd) != 0))
 		return 111;
-	while (!stop) {
-		struct pollfd p[2] = { { lfd, POLLIN, 0 }, { rfd, POLLIN, 0 } };
-
-		if (poll(p, rfd >= 0 ? 2 : 1, 200) > 0) {
-			if (p[0].revents & POLLIN)
-				(void)moat_sshd_accept_fork(lfd, false, &cfg, &h,
-				    &child);
-			if (rfd >= 0 && (p[1].revents & POLLIN))
-				(void)moat_sshd_accept_fork(rfd, true, &cfg, &h,
-				    &child);
-		}
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-	}
+	serve(srv, lfd, rfd);
+	moat_sshd_server_free(srv);
 	moat_relay_cache_free(cfg.relay_cache);
 	return 0;
 }
