@@ -398,13 +398,12 @@ accept_ready(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
 	struct moatd *d = arg;
 	bool relay = fd == d->relay_fd || fd == d->relay_tcp_fd;
-	pid_t monitor;
 	int r;
 
 	(void)l;
 	(void)ev;
 	/* One connection per readiness: the loop calls again if more wait. */
-	r = moat_sshd_server_accept(sshw.srv, fd, relay, &monitor);
+	r = moat_sshd_server_accept(sshw.srv, fd, relay);
 	if (r != 0 && r != MOAT_ERR_AGAIN && r != MOAT_ERR_DENIED)
 		log_warn_r(r, "accept on fd %d", fd);
 }

@@ -11,7 +11,6 @@
  *             three slots, the capability bounding set cleared first;
  *             checked afterwards: setuid(0) must fail
  *   nnp       no_new_privs, not dumpable (no ptrace, no core), no core
- *             and no file size
  *   seccomp   the allowlist below; any other call kills the process
  *
  * The allowlist is what libssh, OpenSSL and glibc need to serve a
@@ -352,8 +351,7 @@ moat_sshd_confine_self(struct moat_sshd_confine *c, int *devnull,
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
 	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 ||
-	    setrlimit(RLIMIT_CORE, &zero) != 0 ||
-	    setrlimit(RLIMIT_FSIZE, &zero) != 0) {
+	    setrlimit(RLIMIT_CORE, &zero) != 0) {
 		moat_cause_errno(cause, "no_new_privs");
 		r = MOAT_ERR_SYSTEM;
 		goto out;

@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libssh/libssh.h>
+#include <openssl/evp.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -50,6 +50,7 @@
 #define KEYTYPE_MAX 64
 #define KEYB64_MAX 16384
 #define HOST_MAX 255
+#define KEYBLOB_MAX 2048	/* the longest key we fingerprint (RSA 8192) */
 
 enum mon_state {
 	ST_START = 1 << 0,
@@ -86,8 +87,9 @@ struct mon {
 	int failures;
 	char why[96];
 	char tried[USER_MAX + 1];	/* last user name tried, log-safe */
-	struct mchild kids[MON_CHILDREN_MAX];
+	struct mchild *kids;		/* grows to MON_CHILDREN_MAX */
 	int nkids;
+	int capkids;
 	uint32_t next_id;
 	struct moat_ratelimit logrl;
 };
@@ -204,30 +206,37 @@ key_authorized(struct mon *m, const char *user, const char *type,
 	return true;
 }
 
-/* "key:SHA256:..." of a key that matched an authorized one exactly. */
+/*
+ * "key:SHA256:..." (as OpenSSH prints it: unpadded base64 of the SHA-256
+ * of the key blob) of a key that matched an authorized one exactly.
+ * Stack buffers only: this process shares its pages with its parent.
+ */
 static void
-set_who(struct mon *m, const char *type, const char *b64)
+set_who(struct mon *m, const char *b64)
 {
-	unsigned char *hash = NULL;
-	ssh_key key = NULL;
-	size_t hlen = 0;
-	char *fp = NULL;
+	unsigned char blob[KEYBLOB_MAX], md[EVP_MAX_MD_SIZE];
+	char fp[EVP_MAX_MD_SIZE * 2];
+	unsigned int mdlen = 0;
+	size_t len = strlen(b64), pad = 0;
+	int n;
 
 	if (m->relay_sandbox[0] != '\0') {
 		snprintf(m->who, sizeof(m->who), "relay:%s", m->relay_sandbox);
 		return;
 	}
 	snprintf(m->who, sizeof(m->who), "key:?");
-	if (ssh_pki_import_pubkey_base64(b64, ssh_key_type_from_name(type),
-	    &key) == SSH_OK &&
-	    ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash,
-		&hlen) == 0 &&
-	    (fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash,
-		hlen)) != NULL)
-		snprintf(m->who, sizeof(m->who), "key:%s", fp);
-	ssh_string_free_char(fp);
-	ssh_clean_pubkey_hash(&hash);
-	ssh_key_free(key);
+	while (pad < 2 && len > pad && b64[len - 1 - pad] == '=')
+		pad++;
+	if (len % 4 != 0 || len / 4 * 3 > sizeof(blob) ||
+	    (n = EVP_DecodeBlock(blob, (const unsigned char *)b64,
+		(int)len)) < 0 ||
+	    EVP_Digest(blob, (size_t)n - pad, md, &mdlen, EVP_sha256(),
+		NULL) != 1)
+		return;
+	n = EVP_EncodeBlock((unsigned char *)fp, md, (int)mdlen);
+	while (n > 0 && fp[n - 1] == '=')
+		fp[--n] = '\0';
+	snprintf(m->who, sizeof(m->who), "key:SHA256:%s", fp);
 }
 
 static int
@@ -255,7 +264,7 @@ req_auth(struct mon *m, struct mon_msg *q)
 	}
 	if (probe == 0) {
 		snprintf(m->user, sizeof(m->user), "%s", user);
-		set_who(m, type, b64);
+		set_who(m, b64);
 		m->state = ST_AUTHED;
 		m->deadline_ms = 0;
 		/* Out of the listener's pre-auth count (MaxStartups). */
@@ -370,6 +379,22 @@ spawn_reply(struct mon *m, int rc, uint32_t id, const char *cause, int pidfd)
 	return reply(m, &r);
 }
 
+static bool
+kids_room(struct mon *m)
+{
+	struct mchild *k;
+	int cap;
+
+	if (m->nkids < m->capkids)
+		return true;
+	cap = m->capkids != 0 ? m->capkids * 2 : 4;
+	if ((k = realloc(m->kids, (size_t)cap * sizeof(*k))) == NULL)
+		return false;
+	m->kids = k;
+	m->capkids = cap;
+	return true;
+}
+
 static int
 req_spawn(struct mon *m, struct mon_msg *q)
 {
@@ -393,7 +418,7 @@ req_spawn(struct mon *m, struct mon_msg *q)
 	for (int i = 0; i < q->nfds; i++)
 		if (!fd_kind_ok(q->fds[i], pty))
 			return MOAT_ERR_INVALID;
-	if (m->nkids >= MON_CHILDREN_MAX)
+	if (m->nkids >= MON_CHILDREN_MAX || !kids_room(m))
 		return spawn_reply(m, MOAT_ERR_AGAIN, 0, "too many sessions",
 		    -1);
 	memset(&sp, 0, sizeof(sp));
@@ -592,6 +617,58 @@ dispatch(struct mon *m, struct mon_msg *q)
 	return rc;
 }
 
+static bool
+fz_false(void *arg, const char *a, const char *b, const char *c)
+{
+	return strcmp(a, "box") == 0 && strcmp(b, "ssh-ed25519") == 0;
+}
+
+static bool
+fz_exists(void *arg, const char *a)
+{
+	return strcmp(a, "box") == 0;
+}
+
+static int
+fz_spawn(void *arg, const char *sb, const struct moat_sshd_spawn *s,
+    pid_t *pid, struct moat_cause *cause)
+{
+	return MOAT_ERR_UNSUPPORTED;
+}
+
+int
+mon_fuzz_one(const uint8_t *data, size_t len, unsigned state)
+{
+	static const struct moat_sshd_hooks h = { NULL, fz_false, fz_exists,
+		fz_spawn, NULL, NULL, NULL, NULL, NULL };
+	static const struct moat_sshd_config cfg = { .max_auth_tries = 6 };
+	static const struct mon_peer peer = { "fuzz", false };
+	struct mon m = { 0 };
+	struct mon_msg q;
+	int rc;
+
+	memset(&q, 0, sizeof(q));
+	for (int i = 0; i < MON_FDS_MAX; i++)
+		q.fds[i] = -1;
+	if ((q.buf = malloc(len > 0 ? len : 1)) == NULL)
+		return 0;
+	memcpy(q.buf, data, len);
+	q.len = q.cap = len;
+	q.pid = 1;
+	m.fd = m.startup_fd = m.spidfd = -1;
+	m.peer = &peer;
+	m.cfg = &cfg;
+	m.h = &h;
+	m.state = 1u << (state % 4);
+	rc = dispatch(&m, &q);
+	mon_msg_free(&q);
+	moat_close(m.spidfd);
+	while (m.nkids > 0)
+		kid_drop(&m, &m.kids[m.nkids - 1]);
+	free(m.kids);
+	return rc;
+}
+
 /* ---- the loop ---- */
 
 static int
@@ -696,7 +773,6 @@ moat_sshd_monitor_run(int fd, int startup_fd, const struct mon_peer *peer,
 	struct mon *m;
 	int rc;
 
-	/* The children table is big: the heap, not the stack. */
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return MOAT_ERR_NOMEM;
 	m->fd = fd;
@@ -721,6 +797,7 @@ moat_sshd_monitor_run(int fd, int startup_fd, const struct mon_peer *peer,
 		    m->failures == 1 ? "" : "s");
 	hang_up(m);
 	moat_close(m->spidfd);
+	free(m->kids);
 	free(m);
 	return rc;
 }

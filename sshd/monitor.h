@@ -51,6 +51,8 @@ enum zyg_type {
 	ZYG_CONFIG = 0x200,	/* u32 nkeys, str key paths, u32 x8, str dir */
 	ZYG_READY,		/* u32 rc, str cause */
 	ZYG_CONN,		/* u32 relay, str peer; fds socket, channel */
+	MPAR_CONN = 0x300,	/* to the monitor parent: u32 relay, str peer;
+				 * fds channel, startup pipe */
 };
 
 /* What a session channel runs (MON_SPAWN kind). */
@@ -77,6 +79,7 @@ struct mon_msg {
 	int nfds;
 	pid_t pid;		/* sender, from SCM_CREDENTIALS (0: none) */
 	bool bad;		/* a put overflowed or a get ran short */
+	bool ext;		/* buf is the caller's (mon_recv_into) */
 };
 
 /* An empty message of this type; mon_msg_free releases it and its fds. */
@@ -109,6 +112,12 @@ int mon_take_fd(struct mon_msg *m, int i);
  */
 int mon_send(int fd, struct mon_msg *m);
 int mon_recv(int fd, struct mon_msg *m, bool nonblock);
+/*
+ * The same into the caller's buffer (a message longer than cap is
+ * MOAT_ERR_INVALID): no allocation, for the loops of processes whose
+ * pages their children share (the zygote, the monitor parent).
+ */
+int mon_recv_into(int fd, struct mon_msg *m, void *buf, size_t cap);
 
 /* The address to dial for a direct-tcpip host, or NULL: not loopback. */
 const char *mon_loopback_target(const char *host);
@@ -139,5 +148,25 @@ struct mon_peer {
  */
 int moat_sshd_monitor_run(int fd, int startup_fd, const struct mon_peer *peer,
     const struct moat_sshd_config *cfg, const struct moat_sshd_hooks *h);
+
+/*
+ * For the fuzz target: dispatch one request (bytes as received) in state
+ * 1 << (state % 4), with hooks that authorize "box" and spawn nothing.
+ */
+int mon_fuzz_one(const uint8_t *data, size_t len, unsigned state);
+
+/* ---- the monitor parent (monparent.c), for the listener ---- */
+
+/*
+ * Fork the monitor parent: it keeps 0-2, its channel (*ctl is ours) and
+ * the fds hooks->monitor_fds names, and double-forks one monitor per
+ * sshd_mparent_conn. The caller must be a child subreaper.
+ */
+int sshd_mparent_start(const struct moat_sshd_config *cfg,
+    const struct moat_sshd_hooks *h, int *ctl, pid_t *pid,
+    struct moat_cause *cause);
+/* A monitor for one connection: its channel end and startup pipe. */
+int sshd_mparent_conn(int ctl, int chan, int startup, bool relay,
+    const char *peer);
 
 #endif

@@ -28,7 +28,8 @@ mon_msg_init(struct mon_msg *m, uint32_t type)
 void
 mon_msg_free(struct mon_msg *m)
 {
-	free(m->buf);
+	if (!m->ext)
+		free(m->buf);
 	m->buf = NULL;
 	m->len = m->cap = m->off = 0;
 	for (int i = 0; i < m->nfds; i++)
@@ -206,8 +207,29 @@ take_rights(struct mon_msg *m, struct cmsghdr *c)
 	return ok;
 }
 
-int
-mon_recv(int fd, struct mon_msg *m, bool nonblock)
+/*
+ * The size of the next message, without taking it (and without its fds:
+ * no control buffer, so none are installed here). 0 at EOF.
+ */
+static ssize_t
+peek_len(int fd, int flags)
+{
+	char b;
+	struct iovec iov = { &b, 1 };
+	struct msghdr mh = { 0 };
+	ssize_t n;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	do {
+		n = recvmsg(fd, &mh, MSG_PEEK | MSG_TRUNC | flags);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/* Receive into m->buf (m->cap bytes), fds and credentials. */
+static int
+recv_one(int fd, struct mon_msg *m)
 {
 	union {
 		struct cmsghdr h;
@@ -220,11 +242,6 @@ mon_recv(int fd, struct mon_msg *m, bool nonblock)
 	bool ok = true;
 	ssize_t n;
 
-	mon_msg_init(m, 0);
-	m->len = 0;
-	if ((m->buf = malloc(MON_MSG_MAX)) == NULL)
-		return MOAT_ERR_NOMEM;
-	m->cap = MON_MSG_MAX;
 	iov.iov_base = m->buf;
 	iov.iov_len = m->cap;
 	mh.msg_iov = &iov;
@@ -232,12 +249,10 @@ mon_recv(int fd, struct mon_msg *m, bool nonblock)
 	mh.msg_control = cm.b;
 	mh.msg_controllen = sizeof(cm.b);
 	do {
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC |
-		    (nonblock ? MSG_DONTWAIT : 0));
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? MOAT_ERR_AGAIN :
-		    MOAT_ERR_SYSTEM;
+		return MOAT_ERR_SYSTEM;
 	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET)
 			continue;
@@ -256,6 +271,50 @@ mon_recv(int fd, struct mon_msg *m, bool nonblock)
 	if (!ok || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0)
 		return MOAT_ERR_INVALID;
 	return MOAT_OK;
+}
+
+static void
+msg_reset(struct mon_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (int i = 0; i < MON_FDS_MAX; i++)
+		m->fds[i] = -1;
+}
+
+int
+mon_recv(int fd, struct mon_msg *m, bool nonblock)
+{
+	ssize_t n;
+
+	msg_reset(m);
+	/*
+	 * Exactly the message's size: a big buffer per message would make
+	 * malloc consolidate (and so touch) every free chunk of a heap
+	 * these processes share copy-on-write with their parent.
+	 */
+	if ((n = peek_len(fd, nonblock ? MSG_DONTWAIT : 0)) < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? MOAT_ERR_AGAIN :
+		    MOAT_ERR_SYSTEM;
+	/* Longer than allowed: read short, and MSG_TRUNC rejects it. */
+	m->cap = n > MON_MSG_MAX ? MON_MSG_MAX : n > 0 ? (size_t)n : 1;
+	if ((m->buf = malloc(m->cap)) == NULL)
+		return MOAT_ERR_NOMEM;
+	return recv_one(fd, m);
+}
+
+int
+mon_recv_into(int fd, struct mon_msg *m, void *buf, size_t cap)
+{
+	ssize_t n;
+
+	msg_reset(m);
+	m->ext = true;
+	m->buf = buf;
+	m->cap = cap;
+	/* Block until a message (or EOF) is there; recv_one does not. */
+	if ((n = peek_len(fd, 0)) < 0)
+		return MOAT_ERR_SYSTEM;
+	return recv_one(fd, m);
 }
 
 const char *

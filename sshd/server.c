@@ -33,7 +33,7 @@
 #include "sshd/sshd.h"
 
 #define ZYGOTE_READY_MS 10000
-#define MONITOR_KEEP_MAX 256
+#define ZYGOTE_RETRY_MS 5000
 
 int
 moat_sshd_hostkey_ensure(const char *path, struct moat_cause *cause)
@@ -169,9 +169,16 @@ struct moat_sshd_server {
 	int ep;			/* epoll: zygote channel, startup pipes */
 	int zctl;		/* our end of the zygote's channel */
 	pid_t zpid;
+	int64_t zstart_ms;	/* when the last zygote was started */
+	int mctl;		/* our end of the monitor parent's channel */
+	pid_t mpid;
+	int64_t mstart_ms;
 	struct sshd_gate *gate;
 	struct moat_ratelimit droplog;
 };
+
+static int mp_start(struct moat_sshd_server *srv, struct moat_cause *cause);
+static void mp_stop(struct moat_sshd_server *srv);
 
 /* ---- the zygote ---- */
 
@@ -251,6 +258,7 @@ zyg_start(struct moat_sshd_server *srv, struct moat_cause *cause)
 	int sv[2], rc;
 	pid_t pid;
 
+	srv->zstart_ms = moat_now_ms();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
 		moat_cause_errno(cause, "ssh zygote channel");
 		return MOAT_ERR_SYSTEM;
@@ -298,13 +306,25 @@ moat_sshd_server_new(const struct moat_sshd_config *cfg,
 	srv->cfg = cfg;
 	srv->h = h;
 	srv->zctl = -1;
+	srv->mctl = -1;
 	srv->droplog.burst = 5;
+	/*
+	 * Monitors are double-forked by the monitor parent; as a subreaper
+	 * we inherit them, so our waitpid() reaps them and learns how each
+	 * connection ended.
+	 */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+		moat_cause_errno(cause, "become a child subreaper");
+		free(srv);
+		return MOAT_ERR_SYSTEM;
+	}
 	if ((srv->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		moat_cause_errno(cause, "epoll");
 		free(srv);
 		return MOAT_ERR_SYSTEM;
 	}
 	if ((rc = sshd_gate_new(&cfg->startups, &srv->gate)) != 0 ||
+	    (rc = mp_start(srv, cause)) != 0 ||
 	    (rc = zyg_start(srv, cause)) != 0) {
 		moat_sshd_server_free(srv);
 		return rc;
@@ -319,6 +339,7 @@ moat_sshd_server_free(struct moat_sshd_server *srv)
 	if (srv == NULL)
 		return;
 	zyg_stop(srv);
+	mp_stop(srv);
 	sshd_gate_free(srv->gate);
 	moat_close(srv->ep);
 	free(srv);
@@ -342,10 +363,68 @@ moat_sshd_server_zygote_pid(const struct moat_sshd_server *srv)
 	return srv->zpid;
 }
 
+/* At most one start per ZYGOTE_RETRY_MS: a zygote that dies at once must
+ * not make us spin. In between, connections are closed at accept. */
+static void
+zyg_restart(struct moat_sshd_server *srv)
+{
+	struct moat_cause cause = { "" };
+
+	if (srv->zctl >= 0 || moat_now_ms() - srv->zstart_ms < ZYGOTE_RETRY_MS)
+		return;
+	if (zyg_start(srv, &cause) != 0)
+		log_error("%s; SSH connections are refused", cause.msg);
+	else
+		log_info("ssh zygote %d started", (int)srv->zpid);
+}
+
+static void
+mp_stop(struct moat_sshd_server *srv)
+{
+	if (srv->mctl >= 0) {
+		(void)epoll_ctl(srv->ep, EPOLL_CTL_DEL, srv->mctl, NULL);
+		moat_close(srv->mctl);
+		srv->mctl = -1;
+	}
+	/* It exits at EOF; its monitors carry on without it. */
+	srv->mpid = 0;
+}
+
+static int
+mp_start(struct moat_sshd_server *srv, struct moat_cause *cause)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int rc;
+
+	srv->mstart_ms = moat_now_ms();
+	if ((rc = sshd_mparent_start(srv->cfg, srv->h, &srv->mctl, &srv->mpid,
+	    cause)) != 0)
+		return rc;
+	ev.data.fd = srv->mctl;
+	if (epoll_ctl(srv->ep, EPOLL_CTL_ADD, srv->mctl, &ev) != 0) {
+		moat_cause_errno(cause, "epoll");
+		mp_stop(srv);
+		return MOAT_ERR_SYSTEM;
+	}
+	return 0;
+}
+
+static void
+mp_restart(struct moat_sshd_server *srv)
+{
+	struct moat_cause cause = { "" };
+
+	if (srv->mctl >= 0 || moat_now_ms() - srv->mstart_ms < ZYGOTE_RETRY_MS)
+		return;
+	if (mp_start(srv, &cause) != 0)
+		log_error("%s; SSH connections are refused", cause.msg);
+	else
+		log_info("ssh monitor parent %d started", (int)srv->mpid);
+}
+
 void
 moat_sshd_server_step(struct moat_sshd_server *srv)
 {
-	struct moat_cause cause = { "" };
 	struct epoll_event ev[64];
 	int n;
 
@@ -353,71 +432,26 @@ moat_sshd_server_step(struct moat_sshd_server *srv)
 	for (int i = 0; i < n; i++) {
 		int fd = ev[i].data.fd;
 
+		if (fd == srv->mctl) {
+			log_error("ssh monitor parent %d went away",
+			    (int)srv->mpid);
+			mp_stop(srv);
+			mp_restart(srv);
+			continue;
+		}
 		if (fd != srv->zctl) {
 			/* EOF: that connection left pre-auth (or ended). */
 			(void)epoll_ctl(srv->ep, EPOLL_CTL_DEL, fd, NULL);
 			(void)sshd_gate_release(srv->gate, fd);
 			continue;
 		}
-		log_error("ssh zygote %d went away; starting another",
-		    (int)srv->zpid);
+		log_error("ssh zygote %d went away", (int)srv->zpid);
 		zyg_stop(srv);
-		if (zyg_start(srv, &cause) != 0)
-			log_error("%s; SSH connections are refused",
-			    cause.msg);
+		zyg_restart(srv);
 	}
 }
 
 /* ---- per connection ---- */
-
-static int
-cmp_int(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
-/* Close every inherited fd but keep[] (OpenSSH's close_startup_pipes). */
-static void
-close_others(int *keep, size_t n)
-{
-	int lo = 0;
-
-	qsort(keep, n, sizeof(*keep), cmp_int);
-	for (size_t i = 0; i < n; i++) {
-		if (keep[i] > lo)
-			(void)syscall(SYS_close_range, lo, keep[i] - 1, 0);
-		if (keep[i] >= lo)
-			lo = keep[i] + 1;
-	}
-	(void)syscall(SYS_close_range, lo, ~0U, 0);
-}
-
-static void __attribute__((noreturn))
-monitor_main(struct moat_sshd_server *srv, int fd, int startup,
-    const char *peer, bool relay)
-{
-	struct mon_peer mp = { peer, relay };
-	int keep[MONITOR_KEEP_MAX];
-	size_t n = 0;
-	sigset_t none;
-
-	/* The caller's signalfd mask would make us deaf to SIGTERM. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGCHLD, SIG_DFL);
-	(void)prctl(PR_SET_NAME, "moat-ssh-mon", 0, 0, 0);
-	keep[n++] = 0;
-	keep[n++] = 1;
-	keep[n++] = 2;
-	keep[n++] = fd;
-	keep[n++] = startup;
-	if (srv->h->monitor_fds != NULL)
-		n += srv->h->monitor_fds(srv->h->arg, keep + n,
-		    MOAT_NELEM(keep) - n);
-	close_others(keep, n);
-	_exit(moat_sshd_monitor_run(fd, startup, &mp, srv->cfg, srv->h) == 0 ?
-	    0 : 1);
-}
 
 /* Hand {sock, channel end} to the zygote; it forks the session process. */
 static int
@@ -441,13 +475,11 @@ zyg_conn(struct moat_sshd_server *srv, int sock, int chan, bool relay,
 
 static int
 spawn_pair(struct moat_sshd_server *srv, int fd,
-    const struct sockaddr_storage *ss, const char *peer, bool relay,
-    pid_t *monitor)
+    const struct sockaddr_storage *ss, const char *peer, bool relay)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	int sp[2] = { -1, -1 }, st[2] = { -1, -1 }, rc = MOAT_ERR_SYSTEM;
 	int one = 1;
-	pid_t pid;
 
 	/*
 	 * SO_PASSCRED before the session process exists: its first message
@@ -463,19 +495,17 @@ spawn_pair(struct moat_sshd_server *srv, int fd,
 	}
 	moat_close(sp[1]);
 	sp[1] = -1;
-	if ((pid = fork()) < 0) {
-		log_warn_errno("fork a monitor for %s", peer);
+	if (srv->mctl < 0 ||
+	    sshd_mparent_conn(srv->mctl, sp[0], st[1], relay, peer) != 0) {
+		log_warn("ssh connection from %s: no monitor parent", peer);
 		goto out;
 	}
-	if (pid == 0)
-		monitor_main(srv, sp[0], st[1], peer, relay);
 	ev.data.fd = st[0];
 	if (sshd_gate_add(srv->gate, ss, st[0]) == 0) {
 		if (epoll_ctl(srv->ep, EPOLL_CTL_ADD, st[0], &ev) != 0)
 			(void)sshd_gate_release(srv->gate, st[0]);
 		st[0] = -1;
 	}
-	*monitor = pid;
 	rc = 0;
 out:
 	moat_close(st[0]);
@@ -487,7 +517,7 @@ out:
 
 int
 moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
-    bool relay, pid_t *monitor)
+    bool relay)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -503,6 +533,8 @@ moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
 		return MOAT_ERR_SYSTEM;
 	}
 	peer_text(&ss, peer, sizeof(peer));
+	zyg_restart(srv);
+	mp_restart(srv);
 	if (!sshd_gate_admit(srv->gate, &ss)) {
 		/* Closed before any process exists for it. */
 		close(fd);
@@ -517,7 +549,7 @@ moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	}
-	rc = spawn_pair(srv, fd, &ss, peer, relay, monitor);
+	rc = spawn_pair(srv, fd, &ss, peer, relay);
 	close(fd);
 	return rc;
 }

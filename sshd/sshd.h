@@ -142,12 +142,15 @@ int moat_sshd_zygote_main(int argc, char **argv);
 struct moat_sshd_server;
 
 /*
- * The SSH front door: starts the zygote (this program re-executed with
+ * The SSH front door: forks the monitor parent (privileged; it keeps
+ * only the fds hooks->monitor_fds names and forks one monitor per
+ * connection), starts the zygote (this program re-executed with
  * MOAT_SSHD_ZYGOTE_ARG: it loads the host key, drops to privsep_uid in
  * privsep_dir under seccomp, and forks one session process per
- * connection) and waits until it is confined. cfg and hooks must outlive
- * the server. MOAT_ERR_SYSTEM with the cause when the zygote cannot be
- * confined: nothing then serves SSH.
+ * connection) and waits until it is confined. The caller becomes a
+ * child subreaper: every monitor ends up its child, to reap with
+ * waitpid(). cfg and hooks must outlive the server. MOAT_ERR_SYSTEM with
+ * the cause when the zygote cannot be confined: nothing then serves SSH.
  */
 int moat_sshd_server_new(const struct moat_sshd_config *cfg,
     const struct moat_sshd_hooks *h, struct moat_sshd_server **out,
@@ -157,12 +160,12 @@ void moat_sshd_server_free(struct moat_sshd_server *srv);
 /*
  * Accept one pending connection on listen_fd. Over max_startups it is
  * closed at once (MOAT_ERR_DENIED), with no process. Otherwise the
- * zygote gets it for a new session process and a monitor is forked from
- * the caller (*monitor: its pid, which the caller reaps). MOAT_ERR_AGAIN
- * when nothing was pending. TCP sockets get TCP_NODELAY and SO_KEEPALIVE.
+ * zygote gets it for a new session process and the monitor parent forks
+ * its monitor. MOAT_ERR_AGAIN when nothing was pending. TCP sockets get
+ * TCP_NODELAY and SO_KEEPALIVE.
  */
 int moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
-    bool relay, pid_t *monitor);
+    bool relay);
 
 /*
  * One fd to poll for reading (an epoll set of the server's own fds: the

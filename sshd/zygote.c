@@ -181,6 +181,7 @@ int
 moat_sshd_zygote_main(int argc, char **argv)
 {
 	struct moat_cause cause = { "" };
+	unsigned char buf[512];
 	struct zygote z;
 	struct mon_msg m;
 	uint32_t type;
@@ -216,7 +217,8 @@ moat_sshd_zygote_main(int argc, char **argv)
 	}
 	say_ready(&z, 0, "");
 	for (;;) {
-		rc = mon_recv(z.ctl, &m, false);
+		/* On the stack: a heap write here would copy pages in children. */
+		rc = mon_recv_into(z.ctl, &m, buf, sizeof(buf));
 		if (rc == MOAT_ERR_NOTFOUND || rc == MOAT_ERR_SYSTEM) {
 			/* The parent is gone: sessions go on without us. */
 			mon_msg_free(&m);

@@ -233,19 +233,15 @@ write_zygote(const char *dir, pid_t pid)
 static void
 serve(struct moat_sshd_server *srv, int lfd, int rfd)
 {
-	pid_t child;
-
 	while (!stop) {
 		struct pollfd p[3] = { { lfd, POLLIN, 0 }, { rfd, POLLIN, 0 },
 			{ moat_sshd_server_fd(srv), POLLIN, 0 } };
 
 		if (poll(p, 3, 200) > 0) {
 			if (p[0].revents & POLLIN)
-				(void)moat_sshd_server_accept(srv, lfd, false,
-				    &child);
+				(void)moat_sshd_server_accept(srv, lfd, false);
 			if (rfd >= 0 && (p[1].revents & POLLIN))
-				(void)moat_sshd_server_accept(srv, rfd, true,
-				    &child);
+				(void)moat_sshd_server_accept(srv, rfd, true);
 			if (p[2].revents & POLLIN)
 				moat_sshd_server_step(srv);
 		}
