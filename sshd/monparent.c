@@ -93,6 +93,34 @@ one_conn(int ctl, struct mon_msg *m, const struct moat_sshd_config *cfg,
 		;
 }
 
+static void
+no_op(int sig)
+{
+}
+
+/*
+ * Default dispositions and no blocked signals, whatever the listener
+ * had (moatd blocks its signalfd set; a shell's background job starts
+ * with SIGINT ignored): the monitors' children inherit what is ignored
+ * across exec, and Ctrl-C must reach them. SIGPIPE gets a handler, not
+ * SIG_IGN, so that it too is back to the default at exec.
+ */
+static void
+reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		(void)sigaction(sig, &sa, NULL);
+	sa.sa_handler = no_op;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static void __attribute__((noreturn))
 mparent_main(int ctl, const struct moat_sshd_config *cfg,
     const struct moat_sshd_hooks *h)
@@ -101,14 +129,10 @@ mparent_main(int ctl, const struct moat_sshd_config *cfg,
 	unsigned char buf[512];
 	struct mon_msg m;
 	uint32_t type;
-	sigset_t none;
 	size_t n = 0;
 	int rc;
 
-	/* The caller's signalfd mask would make us deaf to SIGTERM. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGCHLD, SIG_DFL);
+	reset_signals();
 	(void)prctl(PR_SET_NAME, "moat-ssh-monp", 0, 0, 0);
 	keep[n++] = 0;
 	keep[n++] = 1;

@@ -213,16 +213,20 @@ moat_sshd_zygote_main(int argc, char **argv)
 	    (rc = moat_sshd_confine_warm(z.bind, &cause)) != 0 ||
 	    (rc = moat_sshd_confine_self(&z.conf, &z.devnull, &cause)) != 0) {
 		say_ready(&z, rc, cause.msg);
-		return 111;
+		_exit(111);
 	}
 	say_ready(&z, 0, "");
 	for (;;) {
 		/* On the stack: a heap write here would copy pages in children. */
 		rc = mon_recv_into(z.ctl, &m, buf, sizeof(buf));
 		if (rc == MOAT_ERR_NOTFOUND || rc == MOAT_ERR_SYSTEM) {
-			/* The parent is gone: sessions go on without us. */
+			/*
+			 * The parent is gone: sessions go on without us.
+			 * _exit: nothing at exit may run under the allowlist
+			 * (LeakSanitizer's would be killed).
+			 */
 			mon_msg_free(&m);
-			return 0;
+			_exit(0);
 		}
 		if (rc == 0 && mon_get_type(&m, &type) && type == ZYG_CONN)
 			serve_one(&z, &m);
