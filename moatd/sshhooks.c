@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,11 +466,41 @@ listen_unix(const char *path, int *fdp, struct moat_cause *cause)
 	return MOAT_OK;
 }
 
+/*
+ * The privsep uid must be nobody else's: not a host user's (who could
+ * signal the session processes) and not a sandbox's.
+ */
+static int
+privsep_uid_free(struct moatd *d, struct moat_cause *cause)
+{
+	uid_t uid = (uid_t)d->cfg->ssh_privsep_uid;
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL) {
+		moat_cause_set(cause, "ssh_privsep_uid %u belongs to host user "
+		    "'%s'; choose an unused id in the config", (unsigned)uid,
+		    pw->pw_name);
+		return MOAT_ERR_INVALID;
+	}
+	for (size_t i = 0; i < d->nsandboxes; i++)
+		if (d->sandboxes[i].sb != NULL &&
+		    (moat_sandbox_uid(d->sandboxes[i].sb) == uid ||
+			moat_sandbox_gid(d->sandboxes[i].sb) == (gid_t)uid)) {
+			moat_cause_set(cause, "ssh_privsep_uid %u is sandbox "
+			    "%s's id; choose another in the config",
+			    (unsigned)uid, d->sandboxes[i].cfg->name);
+			return MOAT_ERR_INVALID;
+		}
+	return MOAT_OK;
+}
+
 int
 moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 {
 	int sv[2], r, one = 1;
 
+	if ((r = privsep_uid_free(d, cause)) != 0)
+		return r;
 	if ((r = moat_sshd_hostkey_ensure(d->cfg->hostkey_path, cause)) != 0)
 		return r;
 	if ((r = ensure_secret(d->cfg->relay_secret_path, cause)) != 0)
