@@ -57,6 +57,13 @@ int64_t moat_wall_ms(void);
 int moat_fd_nonblock(int fd);
 int moat_fd_cloexec(int fd);
 
+/*
+ * Every signal back to its default disposition and none blocked: for a
+ * process about to run code that inherits what its parent ignored or
+ * blocked (a signalfd set, a shell's ignored SIGINT). 0 or an errno.
+ */
+int moat_signals_default(void);
+
 /* Write all of buf (retrying EINTR and short writes); 0 or MOAT_ERR_SYSTEM. */
 int moat_write_all(int fd, const void *buf, size_t len);
 

@@ -67,18 +67,8 @@ struct spawn_step {
 int
 sandbox_reset_signals(void)
 {
-	struct sigaction sa;
-	sigset_t none;
-
 	/* An ignored signal stays ignored across exec (moatd's SIGPIPE). */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		sigaction(sig, &sa, NULL);
-	sigemptyset(&none);
-	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
-		return errno;
-	return 0;
+	return moat_signals_default();
 }
 
 static int

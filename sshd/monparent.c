@@ -109,16 +109,11 @@ static void
 reset_signals(void)
 {
 	struct sigaction sa;
-	sigset_t none;
 
+	(void)moat_signals_default();
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		(void)sigaction(sig, &sa, NULL);
 	sa.sa_handler = no_op;
 	(void)sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 static void __attribute__((noreturn))
