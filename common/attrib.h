@@ -50,6 +50,13 @@ struct moat_attrib_tuple {
 	__u8 dst[16];
 };
 
+/* The programs' configuration (their .bss), set before they attach. */
+struct moat_attrib_cfg {
+	__u32 proxy_ip4;  /* where the sandbox's proxy listens, network order */
+	__u16 proxy_port; /* host order */
+	__u16 pad;
+};
+
 /* Kernel dev_t (MAJOR << 20 | MINOR) to the pair stat(2) reports. */
 #define MOAT_ATTRIB_DEV_MAJOR(d) ((unsigned)((d) >> 20))
 #define MOAT_ATTRIB_DEV_MINOR(d) ((unsigned)((d) & 0xfffff))

@@ -29,9 +29,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Set by the loader before the load: where the sandbox's proxy listens. */
-const volatile __u32 proxy_ip4 = 0;   /* network order */
-const volatile __u16 proxy_port = 0;  /* host order */
+/* Set by the loader before the programs attach (sandbox/attrib.c). */
+struct moat_attrib_cfg cfg = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -170,7 +169,7 @@ moat_sockops(struct bpf_sock_ops *ctx)
 	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
 	if (ctx->family == AF_INET) {
-		if (ctx->remote_ip4 == proxy_ip4 && dport == proxy_port)
+		if (ctx->remote_ip4 == cfg.proxy_ip4 && dport == cfg.proxy_port)
 			return 1;
 		key.family = AF_INET;
 		__builtin_memcpy(key.src, &ctx->local_ip4, 4);
@@ -188,7 +187,7 @@ moat_sockops(struct bpf_sock_ops *ctx)
 		r[3] = ctx->remote_ip6[3];
 		/* A v4-mapped connection leaves as IPv4: NFLOG logs that. */
 		if ((r[0] | r[1]) == 0 && bpf_ntohl(r[2]) == 0xffff) {
-			if (r[3] == proxy_ip4 && dport == proxy_port)
+			if (r[3] == cfg.proxy_ip4 && dport == cfg.proxy_port)
 				return 1;
 			key.family = AF_INET;
 			__builtin_memcpy(key.src, &l[3], 4);

@@ -204,25 +204,29 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 
 /*
  * Before any process but init runs in the sandbox: every TCP socket of
- * the sandbox gets its record. Optional unless required.
+ * the sandbox gets its record. Optional unless required. *ld (loading
+ * since create began; NULL with ac filled when it could not start) is
+ * consumed.
  */
 static int
 attach_attrib(struct moat_sandbox *sb, enum moat_attrib_mode mode,
+    struct sandbox_attrib_load **ld, struct moat_cause *ac,
     struct moat_cause *cause)
 {
-	struct moat_cause ac = { { 0 } };
-	int r;
+	int r = MOAT_ERR_UNSUPPORTED;
 
 	if (mode == MOAT_ATTRIB_OFF) {
 		snprintf(sb->attrib_why, sizeof(sb->attrib_why), "turned off");
 		return 0;
 	}
-	r = sandbox_attrib_attach(sandbox_cgroup_clone_fd(sb->cg),
-	    sb->host_addr, sb->proxy_port, &sb->attrib, &ac);
+	if (*ld != NULL)
+		r = sandbox_attrib_attach(moat_steal_ptr(ld),
+		    sandbox_cgroup_clone_fd(sb->cg), sb->host_addr,
+		    sb->proxy_port, &sb->attrib, ac);
 	if (r == 0)
 		return 0;
 	snprintf(sb->attrib_why, sizeof(sb->attrib_why), "%s",
-	    moat_cause_str(&ac, r));
+	    moat_cause_str(ac, r));
 	if (mode != MOAT_ATTRIB_REQUIRE)
 		return 0;
 	moat_cause_set(cause, "sandbox %s: caller attribution: %s", sb->name,
@@ -284,6 +288,8 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
     struct moat_sandbox **out, struct moat_cause *cause)
 {
 	struct create_in in = { .workspace = NULL };
+	struct sandbox_attrib_load *ld = NULL;
+	struct moat_cause ac = { { 0 } };
 	struct sandbox_init_args ia;
 	struct moat_sandbox *sb = NULL;
 	int go[2] = { -1, -1 }, st[2] = { -1, -1 }, r;
@@ -297,6 +303,9 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	}
 	if ((sb = sandbox_new(c->name)) == NULL)
 		return MOAT_ERR_NOMEM;
+	/* In parallel with all below; attach_attrib waits for it. */
+	if (c->attrib != MOAT_ATTRIB_OFF)
+		(void)sandbox_attrib_load_start(&ld, &ac);
 	if ((r = prepare(sb, c, &in, cause)) != 0)
 		goto out;
 	if ((r = sandbox_cgroup_create(sb->name, &in.res, &sb->cg,
@@ -336,12 +345,14 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 		goto out;
 	snprintf(root, sizeof(root), "/proc/%d/root", (int)sb->init_pid);
 	if ((r = sandbox_landlock_prepare(root, c->policy, &sb->landlock_fd,
-	    cause)) != 0 || (r = attach_attrib(sb, c->attrib, cause)) != 0)
+	    cause)) != 0 || (r = attach_attrib(sb, c->attrib, &ld, &ac,
+	    cause)) != 0)
 		goto out;
 	*out = sb;
 	sb = NULL;
 	r = 0;
 out:
+	sandbox_attrib_load_cancel(ld);
 	for (int i = 0; i < 2; i++) {
 		moat_close(go[i]);
 		moat_close(st[i]);
