@@ -6,7 +6,8 @@
  * recorded in the socket hooks: the task that created the socket and
  * the task that connected it (common/attrib.h).
  *
- * On a worker (work.c, fair between sandboxes), the rest:
+ * Then, on a worker (work.c, fair between sandboxes), or on the loop
+ * for a recorded caller with a short parent chain (try_inline):
  *   attributed  the connecting process, pinned with a pidfd, must be the
  *               one recorded (same start time) still running the
  *               executable it connected with (same device and inode);
@@ -16,9 +17,10 @@
  *               the inode (scan.c, in slices); each holder is pinned,
  *               must still hold it, and all must agree;
  * then the caller's parent chain (each parent pinned while read), the
- * per-caller checks (caller_checks[] below), the binaries opened for
- * hashing, and a last check that the caller is still the same process
- * running the same file. The result goes back to the loop.
+ * binaries opened for hashing, and the per-caller checks (the table
+ * caller_checks[] below; add a check there, before the last row, which
+ * re-checks that the caller is still the same process running the same
+ * file). The result goes back to the loop.
  *
  * Paths come from the kernel (/proc/PID/exe), never from argv.
  */
