@@ -164,9 +164,11 @@ void moatd_agentq_submit(struct moatd_agentq *q, const char *sandbox,
 
 /*
  * Accept a new SHA-256 for `binary` in `sandbox` (an approved
- * "binary-changed" proposal): tell the proxy to trust it from now on.
+ * "binary-changed" proposal): keep it in the store (source "operator"),
+ * then tell the proxy to trust it from now on; sha256 NULL forgets it.
  * Implemented in moatd/registry.c. MOAT_ERR_NOTFOUND for an unknown
- * sandbox; MOAT_ERR_SYSTEM with a cause when the proxy cannot be told.
+ * sandbox; the store's error; MOAT_ERR_SYSTEM with a cause when the
+ * proxy cannot be told.
  */
 int moatd_trust_binary(struct moatd *d, const char *sandbox,
     const char *binary, const char *sha256, struct moat_cause *cause);

@@ -139,7 +139,7 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 		moatd_oneshot_finish(o, NULL, NULL);
 		return r;
 	}
-	moatd_proxychan_sandbox(o->proxy, name, sb, o->nflog_fd);
+	moatd_proxychan_sandbox(o->proxy, name, sb, o->nflog_fd, NULL);
 	moatd_proxychan_policy(o->proxy, name, 0, moat_policy_json(p));
 	/* The command must find the proxy listening: wait for its answer. */
 	if (!sync_proxy(o))

@@ -268,11 +268,14 @@ moatd_proposal_suggest(const struct moat_denial_event *ev,
 {
 	struct moatd_suggestion s;
 	json_t *notes = NULL;
+	bool changed;
 	int r;
 
 	memset(&s, 0, sizeof(s));
+	/* A changed binary is an identity denial an approval does fix. */
+	changed = strncmp(ev->reason, "binary changed", 14) == 0;
 	if (strcmp(ev->stage, "bypass") == 0 ||
-	    strcmp(ev->stage, "identity") == 0) {
+	    (strcmp(ev->stage, "identity") == 0 && !changed)) {
 		moat_cause_set(cause, "stage %s: a rule cannot fix it",
 		    ev->stage);
 		return MOAT_ERR_DENIED;
@@ -295,7 +298,7 @@ moatd_proposal_suggest(const struct moat_denial_event *ev,
 	}
 	if ((notes = json_array()) == NULL)
 		return MOAT_ERR_NOMEM;
-	if (strncmp(ev->reason, "binary changed", 14) == 0)
+	if (changed)
 		r = suggest_trust(ev, &s, notes, cause);
 	else
 		r = suggest_allow(ev, cur, &s, notes, cause);

@@ -72,7 +72,7 @@ moatd_proxychan_send(struct moatd_proxychan *ch, json_t *o)
 
 void
 moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
-    struct moat_sandbox *sb, int nflog_fd)
+    struct moat_sandbox *sb, int nflog_fd, json_t *trust)
 {
 	int socks = -1, tuples = -1;
 	uint64_t cg = 0;
@@ -93,6 +93,11 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 	}
 	if (o != NULL && nflog_fd >= 0)
 		json_object_set_new(o, "nflog_fd", json_integer(nflog_fd));
+	if (o != NULL)
+		json_object_set_new(o, "trust", trust != NULL ? trust :
+		    json_array());
+	else
+		json_decref(trust);
 	moatd_proxychan_send(ch, o);
 }
 

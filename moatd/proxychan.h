@@ -45,9 +45,13 @@ pid_t moatd_proxychan_pid(const struct moatd_proxychan *ch);
 void moatd_proxychan_reaped(struct moatd_proxychan *ch);
 
 int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
-/* nflog_fd: the sandbox's NFLOG socket, for the proxy to read (or -1). */
+/*
+ * Serve sandbox sb. nflog_fd: the sandbox's NFLOG socket, for the proxy
+ * to read (or -1); trust (stolen, may be NULL) is a JSON array of
+ * {"binary", "sha256"} the proxy trusts before it listens.
+ */
 void moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
-    struct moat_sandbox *sb, int nflog_fd);
+    struct moat_sandbox *sb, int nflog_fd, json_t *trust);
 /* Say how the sandbox's callers are identified (mode: as configured). */
 void moatd_log_identity(const char *name, const struct moat_sandbox *sb,
     enum moat_attrib_mode mode);

@@ -1,13 +1,16 @@
 /*
- * moatd's use of the proxy channel: start the proxy with every sandbox
- * and its policy, feed its denial events to the aggregator, answer the
- * agent proposals it forwards from policy.local, restart it if it dies.
+ * moatd's use of the proxy channel: start the proxy with every sandbox,
+ * the hashes it trusts (the store's trust table) and its policy, feed
+ * its denial events to the aggregator, keep the hashes it trusts on
+ * first use, answer the agent proposals it forwards from policy.local,
+ * restart it if it dies.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "proxy/proxy.h"
+#include "store/store.h"
 #include "sandbox/net.h"
 #include "common/util.h"
 #include "moatd/daemon.h"
@@ -65,6 +68,56 @@ moatd_proxy_send_trust(struct moatd *d, const char *sandbox,
 	return MOAT_OK;
 }
 
+static int
+trust_row(const struct moat_store_trust *t, void *arg)
+{
+	json_t *a = arg;
+
+	return json_array_append_new(a, json_pack("{s:s, s:s}", "binary",
+	    t->binary, "sha256", t->sha256)) == 0 ? 0 : MOAT_ERR_NOMEM;
+}
+
+/* The hashes sandbox trusts, for the proxy (NULL: none could be read). */
+static json_t *
+kept_trust(struct moatd *d, const char *sandbox)
+{
+	struct moat_cause cause = { { 0 } };
+	json_t *a = json_array();
+	int r;
+
+	if (a == NULL)
+		return NULL;
+	if ((r = moat_store_trust_list(moatd_store(d), sandbox, trust_row, a,
+	    &cause)) != 0) {
+		/* Serving anyway would trust changed binaries anew. */
+		log_error("sandbox %s: cannot read its trusted hashes: %s",
+		    sandbox, moat_cause_str(&cause, r));
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* A first use the proxy trusted: keep it for the next proxy. */
+static void
+on_trusted(struct moatd *d, json_t *o)
+{
+	const char *sandbox = json_string_value(json_object_get(o, "sandbox"));
+	const char *bin = json_string_value(json_object_get(o, "binary"));
+	const char *sha = json_string_value(json_object_get(o, "sha256"));
+	struct moat_cause cause = { { 0 } };
+	int r;
+
+	if (sandbox == NULL || !moatd_sandbox_exists(d, sandbox)) {
+		log_warn("trusted hash for an unknown sandbox");
+		return;
+	}
+	if ((r = moat_store_trust_put(moatd_store(d), sandbox, bin, sha,
+	    MOAT_STORE_TRUST_TOFU, moat_wall_ms(), &cause)) != 0)
+		log_error("sandbox %s: cannot keep the trusted hash of %s: %s",
+		    sandbox, bin ? bin : "?", moat_cause_str(&cause, r));
+}
+
 static void
 on_event(void *arg, const struct moat_denial_event *ev)
 {
@@ -109,6 +162,10 @@ on_message(void *arg, json_t *o)
 		log_error("the proxy cannot serve sandbox %s: %s",
 		    json_string_value(json_object_get(o, "name")) ?: "?",
 		    json_string_value(json_object_get(o, "error")) ?: "?");
+		return;
+	}
+	if (type != NULL && strcmp(type, "trusted") == 0) {
+		on_trusted(d, o);
 		return;
 	}
 	if (type != NULL && strcmp(type, "policy_error") == 0 &&
@@ -158,10 +215,13 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 	moatd_policy_proxy_gone(d);
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		struct moatd_sandbox *s = &d->sandboxes[i];
-		if (s->sb == NULL)
+		json_t *trust;
+
+		if (s->sb == NULL || (trust = kept_trust(d, s->cfg->name)) ==
+		    NULL)
 			continue;
 		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb,
-		    s->nflog_fd);
+		    s->nflog_fd, trust);
 		if (s->policy != NULL)
 			moatd_proxy_install_policy(d, s->cfg->name, s->version,
 		    moat_policy_json(s->policy), 0, NULL);

@@ -239,10 +239,21 @@ int
 moatd_trust_binary(struct moatd *d, const char *sandbox, const char *binary,
     const char *sha256, struct moat_cause *cause)
 {
+	int r;
+
 	if (moatd_sandbox_find(d, sandbox) == NULL) {
 		moat_cause_set(cause, "no sandbox named '%s'", sandbox);
 		return MOAT_ERR_NOTFOUND;
 	}
+	/* The store first: a proxy started later must get it too. */
+	if (sha256 != NULL && *sha256 != '\0')
+		r = moat_store_trust_put(d->store, sandbox, binary, sha256,
+		    MOAT_STORE_TRUST_OPERATOR, moat_wall_ms(), cause);
+	else if ((r = moat_store_trust_forget(d->store, sandbox, binary,
+	    cause)) == MOAT_ERR_NOTFOUND)
+		r = MOAT_OK;
+	if (r != 0)
+		return r;
 	if (d->send_trust == NULL) {
 		moat_cause_set(cause, "no proxy to tell");
 		return MOAT_ERR_NOTFOUND;

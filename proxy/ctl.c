@@ -3,10 +3,13 @@
  * socketpair, ctl_fd, and talks JSON lines both ways (docs/protocols.md,
  * "moatd <-> proxy control channel"). moatd sends sandboxes (with the
  * numbers of the fds the proxy inherited: netns, NFLOG, attribution
- * maps) and policies; the proxy answers each request and writes every
- * denial as {"type":"denial", ...event fields}, bypasses included. An
- * agent's policy.local proposal goes up as {"type":"proposal"} and moatd's
- * {"type":"proposal_result"} answers the waiting HTTP request.
+ * maps, and the hashes trusted before) and policies; the proxy answers
+ * each request and writes every denial as {"type":"denial", ...event
+ * fields}, bypasses included. An agent's policy.local proposal goes up
+ * as {"type":"proposal"} and moatd's {"type":"proposal_result"} answers
+ * the waiting HTTP request. A hash trusted on first use goes up as
+ * {"type":"trusted"}; moatd keeps it and hands it back with the sandbox
+ * ("trust") to the next proxy.
  *
  * Framing is common/jsonl.h: writes never block the loop; when moatd
  * stops reading for long, lines beyond the queue's bound are dropped and
@@ -87,6 +90,17 @@ ctl_propose(void *arg, const char *sandbox, uint64_t req, const char *body,
 	    body, len));
 }
 
+/* A first use trusted a hash: moatd keeps it for the next proxy. */
+static void
+ctl_trusted(void *arg, const char *sandbox, const char *path,
+    const char *sha256)
+{
+	struct ctl *c = arg;
+
+	ctl_reply(c, json_pack("{s:s,s:s,s:s,s:s}", "type", "trusted",
+	    "sandbox", sandbox, "binary", path, "sha256", sha256));
+}
+
 static const char *
 jstr(json_t *o, const char *k)
 {
@@ -107,7 +121,10 @@ static void
 do_sandbox(struct ctl *c, json_t *o)
 {
 	struct moat_proxy_sandbox s = { 0 };
+	struct moat_proxy_trusted *kept = NULL;
 	struct moat_cause cause = { { 0 } };
+	json_t *trust, *t;
+	size_t i;
 	int r;
 
 	s.name = jstr(o, "name");
@@ -122,7 +139,21 @@ do_sandbox(struct ctl *c, json_t *o)
 	s.attrib = s.attrib_fd >= 0;
 	s.nflog_fd = (int)jint(o, "nflog_fd", -1);
 	s.nflog = s.nflog_fd >= 0;
+	trust = json_object_get(o, "trust");
+	if (json_array_size(trust) > 0 && (kept = calloc(json_array_size(trust),
+	    sizeof(*kept))) == NULL) {
+		ctl_reply(c, json_pack("{s:s,s:s?,s:s}", "type",
+		    "sandbox_error", "name", s.name, "error", "out of memory"));
+		return;
+	}
+	json_array_foreach(trust, i, t) {
+		kept[i].path = jstr(t, "binary");
+		kept[i].sha256 = jstr(t, "sha256");
+	}
+	s.trust = kept;
+	s.ntrust = json_array_size(trust);
 	r = moat_proxy_add_sandbox(c->p, &s, &cause);
+	free(kept);
 	if (r == 0)
 		ctl_reply(c, json_pack("{s:s,s:s}", "type", "sandbox_ok", "name",
 		    s.name));
@@ -316,6 +347,8 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	pc.emit_arg = &c;
 	pc.propose = ctl_propose;
 	pc.propose_arg = &c;
+	pc.trusted = ctl_trusted;
+	pc.trusted_arg = &c;
 	if ((r = moat_proxy_new(c.loop, &pc, &c.p, &cause)) != 0) {
 		log_error("proxy: %s", moat_cause_str(&cause, r));
 		goto out;

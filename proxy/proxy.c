@@ -326,6 +326,32 @@ watch_nflog(struct px_sandbox *sb, const struct moat_proxy_sandbox *s,
 	return MOAT_OK;
 }
 
+static bool sha_ok(const char *s);
+static struct px_trust *trust_find(struct px_sandbox *sb, const char *path);
+static struct px_trust *trust_add(struct px_sandbox *sb, const char *path);
+
+/* The hashes the orchestrator kept, before anything is served. */
+static int
+install_trust(struct px_sandbox *sb, const struct moat_proxy_sandbox *s,
+    struct moat_cause *cause)
+{
+	for (size_t i = 0; i < s->ntrust; i++) {
+		const struct moat_proxy_trusted *k = &s->trust[i];
+		struct px_trust *t;
+
+		if (k->path == NULL || k->sha256 == NULL || !sha_ok(k->sha256)) {
+			moat_cause_set(cause, "sandbox %s: trusted hash %zu is "
+			    "not a path and 64 hex digits", sb->name, i);
+			return MOAT_ERR_INVALID;
+		}
+		if ((t = trust_find(sb, k->path)) == NULL &&
+		    (t = trust_add(sb, k->path)) == NULL)
+			return MOAT_ERR_NOMEM;
+		memcpy(t->sha, k->sha256, 65);
+	}
+	return MOAT_OK;
+}
+
 int
 moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
     struct moat_cause *cause)
@@ -359,7 +385,8 @@ moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
 		r = MOAT_ERR_NOMEM;
 		goto fail;
 	}
-	if ((r = listen_on(sb, s->port ? s->port : p->cfg.port, cause)) != 0)
+	if ((r = install_trust(sb, s, cause)) != 0 ||
+	    (r = listen_on(sb, s->port ? s->port : p->cfg.port, cause)) != 0)
 		goto fail;
 	/* Without sock_diag the /proc/<init>/net/tcp fallback still works. */
 	if ((sb->diag_fd = px_diag_open(s->netns_fd, &dc)) == -1)
@@ -509,13 +536,16 @@ int
 px_trust_check(struct px_sandbox *sb, const char *path, const char *sha,
     char was[65])
 {
+	struct moat_proxy *p = sb->p;
 	struct px_trust *t = trust_find(sb, path);
 
 	if (t == NULL) {
-		/* First use: trust on first use. */
+		/* First use: trust on first use, and have it kept. */
 		if ((t = trust_add(sb, path)) == NULL)
 			return MOAT_ERR_NOMEM;
 		moat_strlcpy(t->sha, sha, sizeof(t->sha));
+		if (p->cfg.trusted != NULL)
+			p->cfg.trusted(p->cfg.trusted_arg, sb->name, path, sha);
 		return MOAT_OK;
 	}
 	if (strcmp(t->sha, sha) == 0)

@@ -52,12 +52,27 @@ struct moat_proxy_config {
 	void *propose_arg;
 	int proposal_timeout_ms;  /* moatd's answer to a proposal, 10000 */
 	/*
+	 * Called on the loop thread when a binary's hash is trusted on
+	 * first use (path as /proc/PID/exe names it, 64 hex digits), so
+	 * the orchestrator can keep it: the next proxy gets it back with
+	 * the sandbox (moat_proxy_sandbox.trust). May be NULL.
+	 */
+	void (*trusted)(void *arg, const char *sandbox, const char *path,
+	    const char *sha256);
+	void *trusted_arg;
+	/*
 	 * Addresses never dialled whatever the policy says: the sandbox
 	 * address pool, as CIDRs separated by commas or spaces
 	 * ("10.200.0.0/16"); NULL: none. The host's own addresses and the
 	 * proxy's listen addresses are always refused.
 	 */
 	const char *deny_cidr;
+};
+
+/* A binary's trusted hash, as kept by the orchestrator. */
+struct moat_proxy_trusted {
+	const char *path;   /* as /proc/PID/exe names it */
+	const char *sha256; /* 64 lowercase hex digits */
 };
 
 struct moat_proxy_sandbox {
@@ -85,6 +100,10 @@ struct moat_proxy_sandbox {
 	 */
 	bool nflog;
 	int nflog_fd;
+	/* Hashes trusted before (first use or approved): installed before
+	 * the sandbox is served, so no restart trusts a changed file. */
+	const struct moat_proxy_trusted *trust;
+	size_t ntrust;
 };
 
 /* One packet the sandbox ruleset rejected (NFLOG), parsed by moatd. */
@@ -109,7 +128,8 @@ int moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 
 /*
  * Listen for sandbox s (strings are copied; netns_fd is dup'ed).
- * MOAT_ERR_EXISTS for a known name, MOAT_ERR_SYSTEM when bind fails.
+ * MOAT_ERR_EXISTS for a known name, MOAT_ERR_SYSTEM when bind fails,
+ * MOAT_ERR_INVALID for a trusted hash that is not 64 hex digits.
  * Until a policy is set, every connection of the sandbox is denied.
  */
 int moat_proxy_add_sandbox(struct moat_proxy *p,

@@ -154,6 +154,17 @@ static const char *const migrations[] = {
 	"  PRIMARY KEY (sandbox, kind, minute_ms)"
 	") WITHOUT ROWID;"
 	"CREATE INDEX suppressed_minute ON suppressed (minute_ms);",
+
+	/* 6: trusted binary hashes (TOFU and approved) outlive the proxy */
+	"CREATE TABLE trust ("
+	"  sandbox TEXT NOT NULL,"
+	"  binary TEXT NOT NULL,"
+	"  sha256 TEXT NOT NULL,"
+	"  source TEXT NOT NULL CHECK (source IN ('tofu', 'operator')),"
+	"  created_ms INTEGER NOT NULL,"
+	"  updated_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (sandbox, binary)"
+	") WITHOUT ROWID;",
 };
 
 int

@@ -326,6 +326,37 @@ int moat_store_suppressed_totals(struct moat_store *s, const char *sandbox,
     int (*cb)(const struct moat_store_suppressed *row, void *arg), void *arg,
     struct moat_cause *cause);
 
+/* ---- trusted binary hashes ---- */
+
+#define MOAT_STORE_TRUST_TOFU "tofu"         /* first use, reported */
+#define MOAT_STORE_TRUST_OPERATOR "operator" /* approved by an operator */
+
+struct moat_store_trust {
+	char *sandbox;
+	char *binary;   /* the path as the proxy saw it (/proc/PID/exe) */
+	char *sha256;   /* 64 lowercase hex digits */
+	char *source;   /* MOAT_STORE_TRUST_TOFU or _OPERATOR */
+	int64_t created_ms;
+	int64_t updated_ms;
+};
+
+/*
+ * Record that sandbox trusts sha256 for binary. A "tofu" row never
+ * replaces one already there (the first hash seen stays trusted); an
+ * "operator" row does. MOAT_ERR_INVALID for a relative path, a hash that
+ * is not 64 lowercase hex digits or another source.
+ */
+int moat_store_trust_put(struct moat_store *s, const char *sandbox,
+    const char *binary, const char *sha256, const char *source, int64_t ms,
+    struct moat_cause *cause);
+/* Forget binary's hash in sandbox; MOAT_ERR_NOTFOUND when none. */
+int moat_store_trust_forget(struct moat_store *s, const char *sandbox,
+    const char *binary, struct moat_cause *cause);
+/* sandbox NULL means any; ordered by sandbox, then binary. */
+int moat_store_trust_list(struct moat_store *s, const char *sandbox,
+    int (*cb)(const struct moat_store_trust *t, void *arg), void *arg,
+    struct moat_cause *cause);
+
 /* ---- sessions ---- */
 
 struct moat_store_session {

@@ -59,7 +59,21 @@ static struct {
 	struct moat_denial_event ev[MAXEV];
 	int nev;
 	int policy_version;
+	char trusted_path[256]; /* the last first use reported */
+	char trusted_sha[65];
+	int ntrusted;
 } E;
+
+static void
+on_trusted(void *arg, const char *sandbox, const char *path,
+    const char *sha256)
+{
+	pthread_mutex_lock(&E.mu);
+	snprintf(E.trusted_path, sizeof(E.trusted_path), "%s", path);
+	snprintf(E.trusted_sha, sizeof(E.trusted_sha), "%s", sha256);
+	E.ntrusted++;
+	pthread_mutex_unlock(&E.mu);
+}
 
 static void
 on_event(void *arg, const struct moat_denial_event *ev)
@@ -593,6 +607,7 @@ fixture_start(void)
 	cfg.max_conns_per_sandbox = 20;
 	cfg.idle_timeout_ms = 2000;
 	cfg.emit = on_event;
+	cfg.trusted = on_trusted;
 	cfg.deny_cidr = "10.98.0.0/16, fd98::/16";
 	if (moat_loop_new(&E.l, NULL) != 0 || moat_proxy_new(E.l, &cfg, &E.p,
 	    NULL) != 0 || loop_start(E.l) != 0)

@@ -193,8 +193,9 @@ test_suggest(void)
 	ok(moatd_proposal_confidence(64, 4) < moatd_proposal_confidence(64, 0),
 	    "notes lower confidence");
 
+	/* The proxy's changed-binary denials are identity-stage events. */
 	mkev(&ev, "box", "/usr/bin/node", "registry.npmjs.org", "104.16.1.1",
-	    443, "connect");
+	    443, "identity");
 	moat_strlcpy(ev.reason, "binary changed: sha256 differs",
 	    sizeof(ev.reason));
 	moat_strlcpy(ev.sha256, "ab12", sizeof(ev.sha256));

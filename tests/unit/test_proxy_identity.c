@@ -21,6 +21,74 @@ retrust_fn(void *arg)
 	    rt->sha[0] ? rt->sha : NULL);
 }
 
+/* Serve "box" again, with trusted hashes kept from before. */
+struct readd {
+	struct moat_proxy_trusted kept[1];
+	size_t nkept;
+	int rc;
+};
+
+static void
+readd_fn(void *arg)
+{
+	struct readd *ra = arg;
+	struct moat_proxy_sandbox sb = { .name = "box", .listen_addr =
+		"127.0.0.1", .netns_fd = -1 };
+
+	sb.port = (uint16_t)E.port;
+	sb.trust = ra->kept;
+	sb.ntrust = ra->nkept;
+	moat_proxy_remove_sandbox(E.p, "box");
+	ra->rc = moat_proxy_add_sandbox(E.p, &sb, NULL);
+}
+
+/*
+ * A restarted proxy gets the hashes moatd kept with the sandbox: a file
+ * changed since is "binary changed" on its first connection.
+ */
+static void
+test_kept_trust(const char *bin, const char *extra)
+{
+	struct readd ra = { .nkept = 1 };
+	char out[65536], sha[65], bad[65];
+	int rc, n0;
+
+	pthread_mutex_lock(&E.mu);
+	n0 = E.ntrusted;
+	pthread_mutex_unlock(&E.mu);
+	sh("cp /usr/bin/curl %s.t && printf kept >> %s.t && mv %s.t %s", bin,
+	    bin, bin, bin);
+	ra.kept[0].path = bin;
+	memset(bad, 'a', 64);
+	bad[64] = '\0';
+	ra.kept[0].sha256 = bad;
+	in_loop(readd_fn, &ra);
+	ok(ra.rc == 0 && set_policy(base_policy(extra, false)) == 0,
+	    "box served again with a kept hash for tcurl");
+	rc = curl(bin, "http://upstream.test:8080/k1", false, out, sizeof(out));
+	ok(has(out, "binary changed") && !has(out, "GET /k1"),
+	    "a file whose hash differs from the kept one: binary changed at "
+	    "its first connection");
+	pthread_mutex_lock(&E.mu);
+	ok(E.ntrusted == n0, "and nothing was trusted on first use");
+	moat_strlcpy(sha, E.nev > 0 ? E.ev[E.nev - 1].sha256 : "",
+	    sizeof(sha));
+	pthread_mutex_unlock(&E.mu);
+	ra.kept[0].sha256 = sha;
+	in_loop(readd_fn, &ra);
+	ok(ra.rc == 0 && set_policy(base_policy(extra, false)) == 0,
+	    "served again with its real hash kept");
+	rc = curl(bin, "http://upstream.test:8080/k2", false, out, sizeof(out));
+	ok(rc == 0 && has(out, "GET /k2"), "the kept hash is trusted");
+	ra.kept[0].sha256 = "not-a-hash";
+	in_loop(readd_fn, &ra);
+	is_int(ra.rc, MOAT_ERR_INVALID, "a malformed kept hash is refused");
+	ra.nkept = 0;
+	in_loop(readd_fn, &ra);
+	ok(ra.rc == 0 && set_policy(base_policy(NULL, false)) == 0,
+	    "box served again as the other tests expect");
+}
+
 static void
 test_tofu(void)
 {
@@ -34,6 +102,10 @@ test_tofu(void)
 	ok(set_policy(base_policy(extra, false)) == 0, "policy with tcurl");
 	rc = curl(bin, "http://upstream.test:8080/t1", false, out, sizeof(out));
 	ok(rc == 0 && has(out, "GET /t1"), "tcurl allowed on first use");
+	pthread_mutex_lock(&E.mu);
+	ok(strcmp(E.trusted_path, bin) == 0 && strlen(E.trusted_sha) == 64,
+	    "the first use is reported for keeping (%s)", E.trusted_path);
+	pthread_mutex_unlock(&E.mu);
 	/* Same path, new content (an "upgrade" inside the sandbox). */
 	snprintf(tmp, sizeof(tmp), "%s.new", bin);
 	sh("cp /usr/bin/curl %s && printf upgrade >> %s && mv %s %s", tmp, tmp,
@@ -75,6 +147,7 @@ test_tofu(void)
 	rc = curl(bin, "http://upstream.test:8080/t5", false, out, sizeof(out));
 	ok(rt.rc == 0 && rc == 0 && has(out, "GET /t5"),
 	    "retrust without a hash forgets: the next use is trusted");
+	test_kept_trust(bin, extra);
 }
 
 

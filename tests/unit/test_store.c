@@ -400,6 +400,66 @@ test_sessions_lost(struct moat_store *s)
 
 /* ---- proposals ---- */
 
+/* ---- trusted hashes ---- */
+
+static int
+trust_cb(const struct moat_store_trust *t, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 1024 - n, "%s %s %.4s %s;", t->sandbox, t->binary,
+	    t->sha256, t->source);
+	return 0;
+}
+
+static void
+test_trust(struct moat_store *s)
+{
+	char a[65], b[65], out[1024] = "";
+	struct moat_cause c = { { 0 } };
+
+	memset(a, 'a', 64);
+	a[64] = '\0';
+	memset(b, 'b', 64);
+	b[64] = '\0';
+	is_int(moat_store_trust_put(s, "box", "/usr/bin/curl", a,
+	    MOAT_STORE_TRUST_TOFU, 10, &c), 0, "trust: first use recorded");
+	is_int(moat_store_trust_put(s, "box", "/usr/bin/curl", b,
+	    MOAT_STORE_TRUST_TOFU, 11, &c), 0, "trust: a second first use");
+	is_int(moat_store_trust_put(s, "other", "/usr/bin/curl", b,
+	    MOAT_STORE_TRUST_TOFU, 12, &c), 0, "trust: per sandbox");
+	moat_store_trust_list(s, "box", trust_cb, out, &c);
+	is_str(out, "box /usr/bin/curl aaaa tofu;", "trust: the first hash "
+	    "seen stays trusted");
+	is_int(moat_store_trust_put(s, "box", "/usr/bin/curl", b,
+	    MOAT_STORE_TRUST_OPERATOR, 13, &c), 0, "trust: operator approval");
+	out[0] = '\0';
+	moat_store_trust_list(s, NULL, trust_cb, out, &c);
+	is_str(out, "box /usr/bin/curl bbbb operator;other /usr/bin/curl "
+	    "bbbb tofu;", "trust: an approval replaces it; list all");
+	is_int(moat_store_trust_put(s, "box", "/usr/bin/curl", a,
+	    MOAT_STORE_TRUST_TOFU, 14, &c), 0, "trust: a late first use");
+	out[0] = '\0';
+	moat_store_trust_list(s, "box", trust_cb, out, &c);
+	is_str(out, "box /usr/bin/curl bbbb operator;", "trust: does not undo "
+	    "the approval");
+	is_int(moat_store_trust_put(s, "box", "curl", a, MOAT_STORE_TRUST_TOFU,
+	    15, &c), MOAT_ERR_INVALID, "trust: a relative path refused");
+	is_int(moat_store_trust_put(s, "box", "/x", "ABCD",
+	    MOAT_STORE_TRUST_TOFU, 15, &c), MOAT_ERR_INVALID,
+	    "trust: a malformed hash refused");
+	is_int(moat_store_trust_put(s, "box", "/x", a, "guess", 15, &c),
+	    MOAT_ERR_INVALID, "trust: an unknown source refused");
+	is_int(moat_store_trust_forget(s, "box", "/usr/bin/curl", &c), 0,
+	    "trust: forget");
+	is_int(moat_store_trust_forget(s, "box", "/usr/bin/curl", &c),
+	    MOAT_ERR_NOTFOUND, "trust: forget twice is NOTFOUND");
+	out[0] = '\0';
+	moat_store_trust_list(s, "box", trust_cb, out, &c);
+	is_str(out, "", "trust: forgotten");
+}
+
 static void
 test_proposals(struct moat_store *s)
 {
@@ -1100,6 +1160,7 @@ main(void)
 	test_sessions_lost(s);
 	test_policy_states(s);
 	test_suppressed(s);
+	test_trust(s);
 	test_proposals(s);
 	test_proposal_list(s);
 	test_denials(s);
