@@ -2,7 +2,7 @@
  * One client connection, as a state machine driven by two fd callbacks
  * (client, upstream), worker results and one timer:
  *
- *   HEAD -> IDENT -> HASH -> (TOFU, decide) -> RESOLVE -> (SSRF)
+ *   HEAD -> IDENT -> HASH -> (TOFU, decide, code) -> RESOLVE -> (SSRF)
  *        -> CONNECT -> RELAY
  *   any step may end in RESPOND (an error or 403) -> LINGER -> freed
  *
@@ -517,6 +517,49 @@ got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 	try_connect(c);
 }
 
+/*
+ * Code loaded into a caller does not inherit its rights (proxy/maps.c):
+ * identity checked the caller itself; here each ancestor up to the
+ * nearest one whose binary grants the connection must run code from
+ * read-only mounts only. Processes above that one grant nothing here.
+ * false: denied and answered.
+ */
+static bool
+code_ok(struct px_conn *c, const struct moat_caller *caller)
+{
+	const struct px_identity *id = &c->s->id;
+	struct moat_caller k = *caller;
+	struct moat_decision d;
+	size_t upto;
+	char why[1024];
+
+	/*
+	 * Audit allows whoever calls: there is no grant to take over. A
+	 * sandbox without an init has no filesystem view of its own to
+	 * judge code by (only the unit tests' host callers).
+	 */
+	if (c->s->dec.audit || c->sb->init_pid <= 0)
+		return true;
+	for (upto = 0; upto + 1 < id->nbin; upto++) {
+		k.nancestors = upto;
+		if (moat_policy_decide(c->pol, &k, c->s->host, c->port, &d) ==
+		    MOAT_OK && d.allow && !d.audit)
+			break;
+	}
+	/*
+	 * XXX: on the loop, and the ancestors are no longer pinned; waits
+	 * on the identity worker knowing which ancestor grants.
+	 */
+	for (size_t i = 1; i <= upto && i < id->nbin; i++)
+		if (px_maps_check(id->bin[i].pid, -1, id->bin[i].path, why,
+		    sizeof(why)) != MOAT_OK) {
+			deny(c, "identity", "policy_denied", why, NULL,
+			    c->s->dec.policy);
+			return false;
+		}
+	return true;
+}
+
 static void
 decide(struct px_conn *c)
 {
@@ -556,6 +599,8 @@ decide(struct px_conn *c)
 		    c->s->dec.policy);
 		return;
 	}
+	if (!code_ok(c, &caller))
+		return;
 	if (c->s->dec.audit) {
 		struct moat_denial_event ev;
 		fill_event(c, &ev, "audit", c->s->dec.text, NULL);

@@ -369,7 +369,27 @@ check_exe_unchanged(const struct px_caller *c, char *why, size_t whylen)
 	return MOAT_ERR_DENIED;
 }
 
+/*
+ * Code loaded into the caller does not inherit its rights: every
+ * executable mapping from a read-only mount (maps.c). A sandbox without
+ * an init has no filesystem view of its own to judge by (only the unit
+ * tests' host callers); a bypass is denied anyway.
+ */
+static int
+check_code(const struct px_caller *c, char *why, size_t whylen)
+{
+	int r;
+
+	if (c->bypass || c->init_pid <= 0)
+		return MOAT_OK;
+	r = px_maps_check(c->pid, c->pidfd, c->id->bin[0].path, why, whylen);
+	if (r == MOAT_ERR_NOMEM)
+		snprintf(why, whylen, "out of memory");
+	return r == MOAT_OK ? MOAT_OK : MOAT_ERR_DENIED;
+}
+
 static const struct px_caller_check caller_checks[] = {
+	{ "code from read-only mounts", check_code },
 	/* Last: the re-check that covers every check above it. */
 	{ "exe unchanged", check_exe_unchanged },
 };
@@ -377,7 +397,8 @@ static const struct px_caller_check caller_checks[] = {
 static int
 run_checks(struct ident_job *j, char *why, size_t whylen)
 {
-	struct px_caller c = { j->id.pid, j->pidfds[0], &j->id };
+	struct px_caller c = { j->id.pid, j->pidfds[0], &j->id, j->init_pid,
+	    j->bypass };
 	int r;
 
 	for (size_t i = 0; i < MOAT_NELEM(caller_checks); i++)

@@ -146,6 +146,8 @@ struct px_caller {
 	pid_t pid;
 	int pidfd;
 	const struct px_identity *id;
+	pid_t init_pid; /* the sandbox's init (0: none, a host caller) */
+	bool bypass;    /* a rejected SYN's sender: denied anyway */
 };
 
 struct px_sandbox;
@@ -176,6 +178,23 @@ void px_identity_move(struct px_identity *dst, struct px_identity *src);
 void px_identity_clear(struct px_identity *id);
 int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
     struct moat_cause *cause);
+
+/* ---- maps.c: code loaded into a caller from a writable place */
+
+/*
+ * Does process pid (running exe, as /proc/PID/exe names it) execute code
+ * from outside the read-only mounts of its own mount namespace? Reads
+ * /proc/PID/maps and /proc/PID/mountinfo; pidfd (or -1) pins the
+ * process: it must still run after the reads. MOAT_OK; MOAT_ERR_DENIED
+ * with why "code from PATH loaded into EXE" (or memfd:NAME); MOAT_ERR_
+ * NOTFOUND when the files cannot be read or the process is gone (why
+ * says so); MOAT_ERR_NOMEM.
+ */
+int px_maps_check(pid_t pid, int pidfd, const char *exe, char *why,
+    size_t whylen);
+/* The same on the two texts (both cut up in place); for tests, fuzzing. */
+int px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
+    size_t whylen);
 
 /* ---- resolve.c: hosts-file override, then getaddrinfo on a worker */
 

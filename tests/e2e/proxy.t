@@ -243,6 +243,56 @@ check "curl run by an allowed python3 is allowed (ancestor)" "$out" upstream-ok 
 out=$(mrun child "$CURL http://upstream.test/")
 check "the same curl run from bash alone is denied" "$out" code=403 "binary '/usr/bin/curl'"
 
+# --- code loaded into a caller ------------------------------------------
+# An allowed binary runs with the rights of its path only while every
+# executable mapping comes from a read-only mount (proxy/maps.c).
+printf 'int moat_e2e_%s(void) { return 1; }\n' "$M" |
+	cc -shared -fPIC -x c -o "$WS/lib.so" - && mkdir -p "$WS/libs" &&
+	cp "$(readlink -f /usr/lib/*/libz.so.1 | head -1)" "$WS/libs/libz.so.1" &&
+	chmod -R a+rwX "$WS" || t_fail "build the workspace libraries"
+out=$(mrun curl80 "LD_PRELOAD=/sandbox/lib.so $CURL http://upstream.test/")
+check "an allowed curl with LD_PRELOAD of a workspace library is denied" \
+	"$out" code=403 "code from /sandbox/lib.so loaded into /usr/bin/curl"
+out=$(mrun curl80 "LD_LIBRARY_PATH=/sandbox/libs $CURL http://upstream.test/")
+check "LD_LIBRARY_PATH into the workspace is denied" "$out" code=403 \
+	"code from /sandbox/libs/libz.so.1 loaded into /usr/bin/curl"
+sysz=$(readlink -f /usr/lib/*/libz.so.1 | head -1)
+out=$(mrun curl80 "LD_PRELOAD=$sysz $CURL http://upstream.test/")
+check "LD_PRELOAD of a system library is allowed (read-only mount)" "$out" \
+	upstream-ok code=200
+cat > "$WS/memfd.py" <<'EOF2'
+import ctypes, os, runpy, sys
+fd = os.memfd_create("inj")
+os.write(fd, open("/sandbox/lib.so", "rb").read())
+ctypes.CDLL("/proc/self/fd/%d" % fd)
+sys.argv = ["get.py", "http://upstream.test/"]
+runpy.run_path("/sandbox/get.py", run_name="__main__")
+EOF2
+chmod a+r "$WS/memfd.py"
+out=$(mrun child "python3 /sandbox/memfd.py")
+check "python with code loaded from a memfd is denied" "$out" code=403 \
+	"code from memfd:inj loaded into $PY"
+out=$(mrun child "python3 /sandbox/get.py http://upstream.test/")
+check "the same python without it is allowed" "$out" upstream-ok code=200
+cat > "$WS/spawn.py" <<'EOF2'
+import os, subprocess
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+subprocess.run(["curl", "-s", "-m", "5", "-w", " code=%{http_code}",
+                "http://upstream.test/"], env=env)
+EOF2
+chmod a+r "$WS/spawn.py"
+out=$(mrun child "LD_PRELOAD=/sandbox/lib.so python3 /sandbox/spawn.py")
+check "an allowed ancestor with workspace code does not grant its child" \
+	"$out" code=403 "code from /sandbox/lib.so loaded into $PY"
+pol node "$(rule n '{"host":"upstream.test","port":80}' "$(readlink -f /usr/bin/node)")"
+out=$(mrun node "node -e '
+const u = new URL(process.env.http_proxy);
+require(\"http\").get({host: u.hostname, port: u.port, path: \"http://upstream.test/\",
+    headers: {Host: \"upstream.test\"}}, r => { let b = \"\"; r.on(\"data\", d => b += d);
+    r.on(\"end\", () => console.log(b.trim(), \"code=\" + r.statusCode)); });'")
+check "node (a JIT: anonymous executable memory) is allowed" "$out" \
+	upstream-ok code=200
+
 # --- CONNECT target parsing ----------------------------------------------
 pol raw "$(rule r '{"host":"upstream.test","ports":[80,7,8081]}' "$PY")"
 raw() { mrun raw "python3 /sandbox/raw.py $(printf '%q ' "$@")"; }
