@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/escape.h"
 #include "policies/policy.h"
 #include "cli/cli.h"
 
@@ -16,6 +17,11 @@
 
 static const char *const level_names[] = { "error", "warning", "note" };
 
+/*
+ * Diagnostics quote the policy's text (hosts, binary paths, where a
+ * symlink in the sandbox's root points), which may come from a sandbox:
+ * escaped like all sandbox text (common/escape.h).
+ */
 static void
 print_diags(const char *file, const struct moat_diags *d, bool all)
 {
@@ -26,17 +32,24 @@ print_diags(const char *file, const struct moat_diags *d, bool all)
 			continue;
 		const char *msg = g->msg;
 		size_t n = strlen(file);
+		char *f, *path, *m;
 
 		/* A read error already names the file. */
 		if (strncmp(msg, file, n) == 0 && msg[n] == ':' &&
 		    msg[n + 1] == ' ')
 			msg += n + 2;
-		if (g->path[0] != '\0')
-			printf("%s: %s: %s: %s\n", file,
-			    level_names[g->level], g->path, msg);
+		f = moat_escape_str(file);
+		path = moat_escape_str(g->path);
+		m = moat_escape_str(msg);
+		if (path != NULL && path[0] != '\0')
+			printf("%s: %s: %s: %s\n", f ? f : "?",
+			    level_names[g->level], path, m ? m : "?");
 		else
-			printf("%s: %s: %s\n", file, level_names[g->level],
-			    msg);
+			printf("%s: %s: %s\n", f ? f : "?",
+			    level_names[g->level], m ? m : "?");
+		free(f);
+		free(path);
+		free(m);
 	}
 }
 
@@ -120,7 +133,7 @@ policy_explain(int argc, char **argv)
 	struct moat_policy *p = NULL;
 	struct moat_decision d;
 	long port = 0;
-	char *end = NULL;
+	char *end = NULL, *text, *pol;
 	int ch, r;
 
 	optind = 0;
@@ -161,12 +174,18 @@ policy_explain(int argc, char **argv)
 	if ((r = load(argv[optind], root, false, &p)) != 0)
 		return r == MOAT_EXIT_NO ? MOAT_EXIT_USAGE : r;
 	moat_policy_decide(p, &c, host, (uint16_t)port, &d);
+	/* The text quotes the policy and the arguments: never raw. */
+	text = moat_escape_str(d.text);
+	pol = moat_escape_str(d.policy);
 	if (d.allow && d.audit)
-		printf("allow (policy %s), audit: %s\n", d.policy, d.text);
+		printf("allow (policy %s), audit: %s\n", pol ? pol : "?",
+		    text ? text : "?");
 	else if (d.allow)
-		printf("allow (policy %s)\n", d.policy);
+		printf("allow (policy %s)\n", pol ? pol : "?");
 	else
-		printf("deny: %s\n", d.text);
+		printf("deny: %s\n", text ? text : "?");
+	free(text);
+	free(pol);
 	moat_policy_free(p);
 	return d.allow ? 0 : MOAT_EXIT_NO;
 }

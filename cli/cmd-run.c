@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/escape.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "policies/policy.h"
@@ -77,15 +78,24 @@ load_policy(const char *path, struct moat_policy **out)
 		r = moat_policy_load_string(moat_policy_default_json,
 		    strlen(moat_policy_default_json), "deny-all", &o, out, &d);
 	for (size_t i = 0; i < d.n; i++) {
+		char *at, *msg;
+
 		if (d.v[i].level != MOAT_DIAG_ERROR)
 			continue;
+		/* The policy's text may come from a sandbox: escaped. */
+		msg = moat_escape_str(d.v[i].msg);
 		/* A file-level error (missing, not JSON) has no JSON path. */
 		if (d.v[i].path == NULL || d.v[i].path[0] == '\0' ||
 		    strcmp(d.v[i].path, path ? path : "") == 0)
-			fprintf(stderr, "moat run: %s\n", d.v[i].msg);
-		else
+			fprintf(stderr, "moat run: %s\n", msg ? msg : "?");
+		else {
+			at = moat_escape_str(d.v[i].path);
 			fprintf(stderr, "moat run: %s: %s: %s\n",
-			    path ? path : "deny-all", d.v[i].path, d.v[i].msg);
+			    path ? path : "deny-all", at ? at : "?",
+			    msg ? msg : "?");
+			free(at);
+		}
+		free(msg);
 	}
 	moat_diags_free(&d);
 	return r;

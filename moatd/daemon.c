@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/escape.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -33,14 +34,23 @@ read_policy_text(const struct moatd_sandbox_config *sc, char **out,
 	return moat_read_file(sc->policy_path, 4 << 20, out, NULL, cause);
 }
 
+/* Diagnostics quote the policy's text: escaped, as in moatd's log. */
 static void
 print_diags(const char *src, const struct moat_diags *dg)
 {
 	static const char *const lv[] = { "error", "warning", "note" };
 
-	for (size_t i = 0; i < dg->n; i++)
-		fprintf(stderr, "%s: %s: %s: %s\n", src, lv[dg->v[i].level],
-		    dg->v[i].path, dg->v[i].msg);
+	for (size_t i = 0; i < dg->n; i++) {
+		char *s = moat_escape_str(src);
+		char *path = moat_escape_str(dg->v[i].path);
+		char *msg = moat_escape_str(dg->v[i].msg);
+
+		fprintf(stderr, "%s: %s: %s: %s\n", s ? s : "?",
+		    lv[dg->v[i].level], path ? path : "?", msg ? msg : "?");
+		free(s);
+		free(path);
+		free(msg);
+	}
 }
 
 int

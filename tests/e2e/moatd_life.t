@@ -16,6 +16,10 @@ echo '{"version":1,"network_policies":{"x":{"endpoints":[{"host":"a.test","port"
 out=$("$MOATD" -c "$OBJ/bad2.json" --check 2>&1); rc=$?
 is "an invalid policy: --check exits 100" "$rc" 100
 t "the error names the JSON path" sh -c "echo '$out' | grep -q 'network_policies.x.endpoints\[0\].port'"
+# The policy's text in moatd's diagnostics is escaped, as in its log.
+printf '{"version":1,"network_policies":{"x":{"endpoints":[{"host":"a\\u001b]0;t\\u0007.test","port":1}],"binaries":[{"path":"/opt/b\\u001b[2J"}]}}}' > "$OBJ/badpol.json"
+out=$("$MOATD" -c "$OBJ/bad2.json" --check 2>&1)
+t "--check prints no raw control byte of the policy" sh -c "! printf '%s' \"\$1\" | LC_ALL=C grep -q '[$(printf '\001-\011\013-\037\177')]' && printf '%s' \"\$1\" | grep -qF '/opt/b\\x1b[2J'" _ "$out"
 echo '{not json' > "$OBJ/bad3.json"
 t "malformed JSON names file, line and column" sh -c "$MOATD -c $OBJ/bad3.json 2>&1 | grep -q 'bad3.json:1:'"
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$MOATD" 2>&1); rc=$?

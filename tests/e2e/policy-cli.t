@@ -100,6 +100,26 @@ while IFS='	' read -r name host port eps verdict reason; do
 done <tests/fixtures/ssrf-verdicts.tsv
 [ $rows -ge 20 ]; t $? "the golden table has $rows rows"
 
+# Policy text may come from a sandbox (an agent wrote the file, a symlink
+# inside the sandbox's root): check and explain print it escaped.
+mkdir -p "$tmp/root/bin" "$tmp/root/opt"
+esc=$(printf '\033')
+bel=$(printf '\007')
+: >"$tmp/root/opt/x${esc}]0;pwned${bel}${esc}[2Jy"
+ln -s "/opt/x${esc}]0;pwned${bel}${esc}[2Jy" "$tmp/root/bin/tool"
+printf '{"version":1,"network_policies":{"k":{"endpoints":[{"host":"h.test","port":443},{"host":"a\\u001b[31mb.test","port":1}],"binaries":[{"path":"/bin/tool"},{"path":"/opt/n\\u001b]2;t\\u0007\\u009b1m\\u202e"}]}}}' >"$tmp/esc.json"
+out=$("$moat" policy check --binary-root "$tmp/root" "$tmp/esc.json" 2>&1)
+! printf '%s' "$out" | LC_ALL=C grep -q "[$(printf '\001-\011\013-\037\177')]"
+t $? "check prints no raw control byte of the policy's text" "$(printf '%s' "$out" | od -c | head -20)"
+echo "$out" | grep -qF '/opt/x\x1b]0;pwned\x07\x1b[2Jy'
+t $? "check shows the symlink target escaped" "$out"
+printf '{"version":1,"network_policies":{"k":{"endpoints":[{"host":"h.test","port":443}],"binaries":[{"path":"/bin/tool"}]}}}' >"$tmp/esc2.json"
+out=$("$moat" policy explain --binary-root "$tmp/root" "$tmp/esc2.json" \
+	--binary "/usr/bin/x${esc}[8m" --host h.test --port 443 2>&1); rc=$?
+[ $rc -eq 1 ] && ! printf '%s' "$out" | LC_ALL=C grep -q "[$(printf '\001-\011\013-\037\177')]" &&
+	echo "$out" | grep -qF 'matches /opt/x\x1b]0;pwned\x07\x1b[2Jy'
+t $? "explain prints the deny text escaped" "$(printf '%s' "$out" | od -c | head -20)"
+
 "$moat" policy explain policies/presets/all-dev.json --host x --port 1 >/dev/null 2>&1
 rc=$?; [ $rc -eq 100 ]; t $? "missing --binary is a usage error ($rc)"
 "$moat" policy frobnicate >/dev/null 2>&1
