@@ -46,18 +46,39 @@ utf8_char(const unsigned char *s, size_t n, unsigned *cp)
 	return len;
 }
 
-/* Characters that are invisible yet reorder, hide or break text. */
+/*
+ * Characters that are invisible yet reorder, hide or break text: C1
+ * controls, Unicode's default-ignorable code points (bidi controls,
+ * zero-width characters, soft hyphen, fillers, variation selectors, tag
+ * characters), the line and paragraph separators and the interlinear
+ * annotation marks.
+ */
 static bool
 is_format(unsigned cp)
 {
-	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x180e ||
-	    (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
-	    (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff;
+	static const struct {
+		unsigned lo, hi;
+	} r[] = {
+		{ 0x0080, 0x009f }, { 0x00ad, 0x00ad }, { 0x034f, 0x034f },
+		{ 0x061c, 0x061c }, { 0x115f, 0x1160 }, { 0x17b4, 0x17b5 },
+		{ 0x180b, 0x180f }, { 0x200b, 0x200f }, { 0x2028, 0x202e },
+		{ 0x2060, 0x206f }, { 0x3164, 0x3164 }, { 0xfe00, 0xfe0f },
+		{ 0xfeff, 0xfeff }, { 0xffa0, 0xffa0 }, { 0xfff0, 0xfffb },
+		{ 0x1bca0, 0x1bca3 }, { 0x1d173, 0x1d17a },
+		{ 0xe0000, 0xe0fff },
+	};
+
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		if (cp >= r[i].lo && cp <= r[i].hi)
+			return true;
+	return false;
 }
 
+#define ESC_MAX 16 /* the longest escape, "\U000e0061", and its NUL */
+
 /*
- * The escape for the character at s, in esc (at least 8 bytes), or ""
- * when it is kept; *len is how many input bytes it covers.
+ * The escape for the character at s, in esc (ESC_MAX bytes), or "" when
+ * it is kept; *len is how many input bytes it covers.
  */
 static void
 escape_one(const unsigned char *s, size_t n, char *esc, size_t *len)
@@ -67,15 +88,17 @@ escape_one(const unsigned char *s, size_t n, char *esc, size_t *len)
 
 	esc[0] = '\0';
 	if (k == 0) {
-		snprintf(esc, 8, "\\x%02x", s[0]);
+		snprintf(esc, ESC_MAX, "\\x%02x", s[0]);
 		*len = 1;
 		return;
 	}
 	*len = k;
 	if (cp < 0x20 || cp == 0x7f)
-		snprintf(esc, 8, "\\x%02x", cp & 0xff);
+		snprintf(esc, ESC_MAX, "\\x%02x", cp & 0xff);
+	else if (is_format(cp) && cp > 0xffff)
+		snprintf(esc, ESC_MAX, "\\U%08x", cp);
 	else if (is_format(cp))
-		snprintf(esc, 8, "\\u%04x", cp & 0xffff);
+		snprintf(esc, ESC_MAX, "\\u%04x", cp & 0xffff);
 }
 
 bool
@@ -83,7 +106,7 @@ moat_escape_buf(const char *s, size_t n, char *out, size_t outlen)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t o = 0, i = 0, len, w;
-	char esc[8];
+	char esc[ESC_MAX];
 
 	if (outlen == 0)
 		return n == 0;
@@ -125,7 +148,7 @@ moat_escape_clean(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0, len;
-	char esc[8];
+	char esc[ESC_MAX];
 
 	while (i < n) {
 		escape_one(p + i, n - i, esc, &len);
@@ -202,8 +225,14 @@ moat_escape_json(const char *text)
 			i++;
 			continue;
 		}
-		if ((cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') ||
-		    cp == 0x7f || is_format(cp)) {
+		if (cp > 0xffff && is_format(cp)) {
+			/* JSON spells it as a UTF-16 surrogate pair. */
+			snprintf(out + o, 13, "\\u%04x\\u%04x",
+			    (0xd800 + ((cp - 0x10000) >> 10)) & 0xffff,
+			    (0xdc00 + ((cp - 0x10000) & 0x3ff)) & 0xffff);
+			o += 12;
+		} else if ((cp < 0x20 && cp != '\t' && cp != '\n' &&
+		    cp != '\r') || cp == 0x7f || is_format(cp)) {
 			snprintf(out + o, 7, "\\u%04x", cp & 0xffff);
 			o += 6;
 		} else {

@@ -10,9 +10,12 @@
  * - C1 controls: encoded as UTF-8 (U+0080..U+009F) as \u0080..\u009f,
  *   as raw bytes (not UTF-8) as \xNN;
  * - every byte that is not part of valid UTF-8 as \xNN;
- * - invisible format characters that reorder or hide text (bidi
- *   overrides and isolates, zero-width characters, line and paragraph
- *   separators, U+FEFF) as \uNNNN.
+ * - invisible characters that reorder or hide text (Unicode's
+ *   default-ignorable code points: bidi overrides and isolates,
+ *   zero-width characters, soft hyphen, fillers, variation selectors,
+ *   tag characters; and the line and paragraph separators and the
+ *   interlinear annotation marks) as \uNNNN, or \UNNNNNNNN beyond
+ *   U+FFFF.
  * A backslash stays a backslash: the result is for reading, not for
  * decoding back.
  */
@@ -58,11 +61,11 @@ bool moat_utf8_valid(const char *s, size_t n);
 
 /*
  * JSON text (compact or indented, or lines of a diff of it) made safe
- * without changing what it means: DEL, C1 controls, format characters
- * and C0 controls other than tab, newline and carriage return become
- * JSON \uNNNN escapes (they can only stand inside strings, where the
- * escape is the same character), bytes that are not UTF-8 become
- * \ufffd. A new string (caller frees), NULL when out of memory.
+ * without changing what it means: DEL, C1 controls, the invisible
+ * characters above and C0 controls other than tab, newline and carriage
+ * return become JSON \uNNNN escapes (a surrogate pair beyond U+FFFF;
+ * they can only stand inside strings, where the escape is the same
+ * character), bytes that are not UTF-8 become \ufffd. A new string (caller frees), NULL when out of memory.
  */
 char *moat_escape_json(const char *text);
 

@@ -100,6 +100,22 @@ main(void)
 	    "bytes that are not UTF-8");
 	check("\xe2\x80\xae" "txt.exe", 10, "\\u202etxt.exe",
 	    "a bidi override");
+	/* Invisible in a terminal, so what is shown is not what is named:
+	 * a binary path, a host, text hidden inside an agent's summary. */
+	check("/usr/bin/git\xf3\xa0\x81\xa1", 16,
+	    "/usr/bin/git\\U000e0061", "a tag character (U+E0061)");
+	check("a\xf3\xa0\x84\x80", 5, "a\\U000e0100",
+	    "a variation selector supplement (U+E0100)");
+	check("gi\xc2\xadt", 5, "gi\\u00adt", "a soft hyphen");
+	check("a\xef\xb8\x8f", 4, "a\\ufe0f", "a variation selector");
+	check("\xe3\x85\xa4", 3, "\\u3164", "a Hangul filler");
+	check("a\xef\xbf\xb9" "b\xef\xbf\xbb" "c", 9, "a\\ufff9b\\ufffbc",
+	    "interlinear annotation marks");
+	check("\xcd\x8f", 2, "\\u034f", "a combining grapheme joiner");
+	check("\xf0\x9b\xb2\xa0", 4, "\\U0001bca0",
+	    "a shorthand format control");
+	check("\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80",
+	    "an emoji is kept");
 	check("\xed\xa0\x80", 3, "\\xed\\xa0\\x80", "a UTF-16 surrogate");
 	check("\xc0\xaf", 2, "\\xc0\\xaf", "an overlong encoding");
 	check("\xe2\x82", 2, "\\xe2\\x82", "a character cut short");
@@ -125,6 +141,10 @@ main(void)
 	s = moat_escape_json("{\n  \"r\": \"a\x7f\xc2\x9b\xe2\x80\xae\x1b\"\n}");
 	is_str(s, "{\n  \"r\": \"a\\u007f\\u009b\\u202e\\u001b\"\n}",
 	    "JSON: the same characters as JSON escapes, layout kept");
+	free(s);
+	s = moat_escape_json("[\"git\xf3\xa0\x81\xa1\xc2\xad\"]");
+	is_str(s, "[\"git\\udb40\\udc61\\u00ad\"]",
+	    "JSON: a character beyond U+FFFF as a surrogate pair");
 	free(s);
 	s = moat_escape_json("[\"\xff\"]");
 	is_str(s, "[\"\\ufffd\"]", "JSON: a byte that is not UTF-8");
