@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "common/escape.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "moatd/moatd.h"
@@ -104,22 +105,30 @@ ocsf_base(int class_uid, const char *class_name, int activity_id,
 	return o;
 }
 
+/*
+ * One line per event. It may go to stdout, a terminal: sandbox text in
+ * it (C1 controls, DEL, bidi overrides, which jansson leaves raw) is
+ * written as JSON escapes meaning the same characters.
+ */
 static void
 emit(struct moatd_export *x, json_t *o)
 {
-	char *s = NULL;
+	char *s = NULL, *safe = NULL;
 	size_t n;
 
 	if (o == NULL)
 		return;
-	if ((s = json_dumps(o, JSON_COMPACT)) == NULL)
+	if ((s = json_dumps(o, JSON_COMPACT)) == NULL ||
+	    (safe = moat_escape_json(s)) == NULL)
 		goto out;
-	n = strlen(s);
-	s[n] = '\n'; /* replaces the NUL; write n + 1 bytes */
-	if (moat_write_all(x->fd, s, n + 1) != 0 && moat_ratelimit_ok(&x->rl))
+	n = strlen(safe);
+	safe[n] = '\n'; /* replaces the NUL; write n + 1 bytes */
+	if (moat_write_all(x->fd, safe, n + 1) != 0 &&
+	    moat_ratelimit_ok(&x->rl))
 		log_warn_errno("event export write failed");
 out:
 	free(s);
+	free(safe);
 	json_decref(o);
 }
 

@@ -655,6 +655,48 @@ test_retention(struct moatd *d, struct moat_store *s, struct moat_loop *l)
 	moatd_retention_free(ret);
 }
 
+/*
+ * The export may go to moatd's stdout, a terminal: a C1 control (which
+ * terminals act on even UTF-8 encoded), DEL and a bidi override in a
+ * sandbox's binary path stand as JSON escapes, meaning the same text.
+ */
+static void
+test_export_escaped(void)
+{
+	static const char bin[] = "/w/a\xc2\x9b" "2J\x7f\xe2\x80\xae" "b";
+	struct moatd_export *x = NULL;
+	struct moat_denial_event ev;
+	char path[128], *text = NULL;
+	const unsigned char *u;
+	bool raw = false;
+	size_t len = 0;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "%s/events-esc.jsonl", tmpdir);
+	is_int(moatd_export_open(path, &x, NULL), 0, "export open (escapes)");
+	mkev(&ev, "box", bin, "example.com", "93.184.216.34", 443, "connect");
+	moatd_export_denial(x, &ev);
+	moatd_export_close(x);
+	if (moat_read_file(path, 1 << 20, &text, &len, NULL) != 0) {
+		ok(false, "export file unreadable");
+		return;
+	}
+	u = (const unsigned char *)text;
+	for (size_t i = 0; i < len; i++)
+		if ((u[i] < 0x20 && u[i] != '\n') || u[i] == 0x7f ||
+		    (u[i] == 0xc2 && i + 1 < len && u[i + 1] >= 0x80 &&
+		    u[i + 1] <= 0x9f) || (u[i] == 0xe2 && i + 2 < len &&
+		    u[i + 1] == 0x80 && u[i + 2] == 0xae))
+			raw = true;
+	ok(!raw, "export: no raw C1, DEL or bidi control on the line");
+	o = json_loadb(text, len, JSON_DISABLE_EOF_CHECK, NULL);
+	is_str(json_string_value(json_object_get(json_object_get(
+	    json_object_get(json_object_get(o, "actor"), "process"), "file"),
+	    "path")), bin, "export: the escapes mean the same path");
+	json_decref(o);
+	free(text);
+}
+
 static void
 test_export(void)
 {
@@ -691,6 +733,7 @@ test_export(void)
 	like_str(text, "\"state\":\"APPROVED\"", "proposal state APPROVED");
 	like_str(text, "\"class_uid\":4007", "session: SSH Activity 4007");
 	free(text);
+	test_export_escaped();
 }
 
 int
