@@ -43,11 +43,11 @@ print_json(json_t *o)
 static void
 denial_json(const struct moat_denial_event *ev, int64_t id, const char *t)
 {
-	json_t *anc = json_array();
+	json_t *anc = json_array(), *row;
 
 	for (int i = 0; i < ev->nancestors; i++)
 		json_array_append_new(anc, moat_render_text(ev->ancestors[i]));
-	print_json(json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:i,"
+	row = json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:i,"
 	    " s:i, s:o, s:o, s:i, s:o, s:o, s:i, s:o, s:o}",
 	    "id", (json_int_t)id, "ts_ms", (json_int_t)ev->ts_ms, "time", t,
 	    "sandbox", moat_render_text(ev->sandbox),
@@ -61,7 +61,13 @@ denial_json(const struct moat_denial_event *ev, int64_t id, const char *t)
 	    "reason", moat_render_text(ev->reason),
 	    "policy_version", ev->policy_version,
 	    "cut", moat_denial_event_marks_json(ev->cut),
-	    "escaped", moat_denial_event_marks_json(ev->escaped)));
+	    "escaped", moat_denial_event_marks_json(ev->escaped));
+	/* An L7 denial: the request's method and path. */
+	if (row != NULL && ev->method[0] != '\0') {
+		json_object_set_new(row, "method", moat_render_text(ev->method));
+		json_object_set_new(row, "path", moat_render_text(ev->path));
+	}
+	print_json(row);
 }
 
 static int

@@ -117,6 +117,34 @@ policy_check(int argc, char **argv)
 	return r;
 }
 
+/* The request's decision, as the proxy makes it for each request. */
+static int
+explain_request(const struct moat_policy *p, const struct moat_caller *c,
+    const char *host, uint16_t port, const char *method, const char *target,
+    struct moat_decision *d)
+{
+	struct moat_l7_request rq = { method, NULL, NULL, false, false };
+	char buf[8200], why[128];
+	size_t pl = 0;
+
+	if (moat_l7_canon(target, strlen(target), buf, sizeof(buf), &pl,
+	    &rq.encoded_slash, why, sizeof(why)) != MOAT_OK) {
+		char *m = moat_escape_str(method), *t = moat_escape_str(target);
+
+		printf("deny: %s %s: %s (the proxy answers 400)\n",
+		    m ? m : "?", t ? t : "?", why);
+		free(m);
+		free(t);
+		return MOAT_EXIT_NO;
+	}
+	if (buf[pl] == '?')
+		rq.query = buf + pl + 1;
+	buf[pl] = '\0';
+	rq.path = buf;
+	return moat_policy_decide_request(p, c, host, port, &rq, d) == 0 ?
+	    0 : MOAT_EXIT_SYSTEM;
+}
+
 static int
 policy_explain(int argc, char **argv)
 {
@@ -126,9 +154,12 @@ policy_explain(int argc, char **argv)
 		{ "host", required_argument, NULL, 'h' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "binary-root", required_argument, NULL, 'r' },
+		{ "method", required_argument, NULL, 'm' },
+		{ "path", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *anc[MAX_ANCESTORS], *host = NULL, *root = NULL;
+	const char *method = NULL, *target = NULL;
 	struct moat_caller c = { NULL, anc, 0, NULL, 0 };
 	struct moat_policy *p = NULL;
 	struct moat_decision d;
@@ -137,7 +168,8 @@ policy_explain(int argc, char **argv)
 	int ch, r;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "b:a:h:p:r:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "b:a:h:p:r:m:t:", lo,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'b':
 			c.exe = optarg;
@@ -162,6 +194,12 @@ policy_explain(int argc, char **argv)
 		case 'r':
 			root = optarg;
 			break;
+		case 'm':
+			method = optarg;
+			break;
+		case 't':
+			target = optarg;
+			break;
 		default:
 			return moat_cli_usage(&moat_cmd_policy);
 		}
@@ -171,9 +209,20 @@ policy_explain(int argc, char **argv)
 				"--host and --port\n");
 		return moat_cli_usage(&moat_cmd_policy);
 	}
+	if ((method == NULL) != (target == NULL)) {
+		fprintf(stderr, "moat policy explain: --method and --path go "
+		    "together (one request)\n");
+		return MOAT_EXIT_USAGE;
+	}
 	if ((r = load(argv[optind], root, false, &p)) != 0)
 		return r == MOAT_EXIT_NO ? MOAT_EXIT_USAGE : r;
 	moat_policy_decide(p, &c, host, (uint16_t)port, &d);
+	if (d.allow && method != NULL &&
+	    (r = explain_request(p, &c, host, (uint16_t)port, method, target,
+	    &d)) != 0) {
+		moat_policy_free(p);
+		return r;
+	}
 	/* The text quotes the policy and the arguments: never raw. */
 	text = moat_escape_str(d.text);
 	pol = moat_escape_str(d.policy);
@@ -223,7 +272,7 @@ const struct moat_cli_cmd moat_cmd_policy = {
 	"policy",
 	"policy check FILE... [--binary-root DIR]\n"
 	"policy explain FILE --binary PATH [--ancestor PATH]... --host H "
-	"--port N\n"
+	"--port N [--method M --path /P?Q]\n"
 	"policy show NAME [--version N] [--store PATH]\n"
 	"policy set NAME FILE [--note TEXT] [--control PATH]\n"
 	"policy history NAME [--store PATH]\n"

@@ -23,8 +23,10 @@
 #include "common/util.h"
 #include "policies/policy.h"
 #include "sandbox/sandbox.h"
+#include "moatd/config.h"
 #include "moatd/oneshot.h"
 #include "moatd/proxychan.h"
+#include "moatd/secrets.h"
 #include "cli/cli.h"
 
 
@@ -53,15 +55,82 @@ forward(int sig)
  */
 static int
 run_start_proxy(struct moat_sandbox *sb, const char *name,
-    struct moat_policy *p, const char *hosts, struct moatd_oneshot **out)
+    struct moat_policy *p, const char *hosts,
+    const struct moatd_oneshot_tls *tls, struct moatd_oneshot **out)
 {
 	struct moat_cause cause = { { 0 } };
 	int r;
 
-	if ((r = moatd_oneshot_start(sb, name, p, hosts, out, &cause)) != 0)
+	if ((r = moatd_oneshot_start(sb, name, p, hosts, tls, out,
+	    &cause)) != 0)
 		fprintf(stderr, "moat run: proxy: %s\n",
 		    moat_cause_str(&cause, r));
 	return r;
+}
+
+#define MAX_SECRETS 32
+
+/* The run's --secret NAME:HOST[,HOST...] options (values: $NAME). */
+struct run_secrets {
+	struct moatd_secret cfg[MAX_SECRETS];
+	char *specs[MAX_SECRETS];
+	char *hosts[MAX_SECRETS][16];
+	size_t n;
+	struct moat_proxy_secret *v; /* values, once read */
+	char **env;                  /* the placeholders */
+};
+
+static int
+add_secret(struct run_secrets *rs, const char *spec)
+{
+	struct moatd_secret *s = &rs->cfg[rs->n];
+	char *c, *h, *save = NULL;
+
+	if (rs->n == MAX_SECRETS || (c = strchr(spec, ':')) == NULL ||
+	    c == spec || c[1] == '\0') {
+		fprintf(stderr, "moat run: --secret %s: expected NAME:HOST"
+		    "[,HOST...] (at most %d)\n", spec, MAX_SECRETS);
+		return -1;
+	}
+	if ((rs->specs[rs->n] = strdup(spec)) == NULL)
+		return -1;
+	c = rs->specs[rs->n] + (c - spec);
+	*c = '\0';
+	s->name = s->env = rs->specs[rs->n];
+	s->hosts = rs->hosts[rs->n];
+	for (h = strtok_r(c + 1, ",", &save); h != NULL && s->nhosts < 16;
+	    h = strtok_r(NULL, ",", &save))
+		s->hosts[s->nhosts++] = h;
+	rs->n++;
+	return 0;
+}
+
+static int
+read_secrets(struct run_secrets *rs)
+{
+	struct moat_cause cause = { { 0 } };
+	int r;
+
+	if (rs->n == 0)
+		return 0;
+	if ((r = moatd_secrets_resolve(rs->cfg, rs->n, &rs->v, &cause)) != 0) {
+		fprintf(stderr, "moat run: %s (moat run takes a secret's "
+		    "value from its own environment variable of that name)\n",
+		    moat_cause_str(&cause, r));
+		return -1;
+	}
+	if ((rs->env = moatd_secrets_env(rs->v, rs->n)) == NULL)
+		return -1;
+	return 0;
+}
+
+static void
+free_secrets(struct run_secrets *rs)
+{
+	moatd_secrets_free(rs->v, rs->n);
+	moatd_secrets_env_free(rs->env);
+	for (size_t i = 0; i < rs->n; i++)
+		free(rs->specs[i]);
 }
 
 static int
@@ -242,6 +311,9 @@ static int
 run_exec(int argc, char **argv)
 {
 	const char *policy = NULL, *ws = NULL, *name = NULL, *hosts = NULL;
+	struct moatd_oneshot_tls tls = { NULL, NULL, NULL, 0 };
+	struct run_secrets rs = { .n = 0 };
+	char *ca_dir = NULL, cert[4200], bundle[4200];
 	struct moatd_oneshot *o = NULL;
 	struct moat_sandbox_config c;
 	struct moat_sandbox *sb = NULL;
@@ -270,8 +342,17 @@ run_exec(int argc, char **argv)
 			name = argv[++i];
 		else if (strcmp(argv[i], "--hosts") == 0)
 			hosts = argv[++i];
-		else
+		else if (strcmp(argv[i], "--upstream-ca") == 0)
+			tls.upstream_ca = argv[++i];
+		else if (strcmp(argv[i], "--secret") == 0) {
+			if (add_secret(&rs, argv[++i]) != 0) {
+				free_secrets(&rs);
+				return MOAT_EXIT_USAGE;
+			}
+		} else {
+			free_secrets(&rs);
 			return moat_cli_usage(&moat_cmd_run);
+		}
 	}
 	/* A closed 0-2 would be taken by our fds and handed to the command. */
 	for (int fd = 0; fd < 3; fd++)
@@ -283,8 +364,16 @@ run_exec(int argc, char **argv)
 				"namespaces, cgroups and nftables rules (try sudo)\n");
 		return MOAT_EXIT_USAGE;
 	}
-	if (load_policy(policy, &p) != 0)
+	if (tls.upstream_ca != NULL && access(tls.upstream_ca, R_OK) != 0) {
+		fprintf(stderr, "moat run: --upstream-ca %s: %s\n",
+		    tls.upstream_ca, strerror(errno));
+		free_secrets(&rs);
 		return MOAT_EXIT_USAGE;
+	}
+	if (read_secrets(&rs) != 0 || load_policy(policy, &p) != 0) {
+		free_secrets(&rs);
+		return MOAT_EXIT_USAGE;
+	}
 	if (name == NULL) {
 		snprintf(defname, sizeof(defname), "run-%d", (int)getpid());
 		name = defname;
@@ -305,6 +394,19 @@ run_exec(int argc, char **argv)
 		rc = MOAT_EXIT_USAGE;
 		goto out;
 	}
+	if ((r = moatd_oneshot_ca(name, &ca_dir, &cause)) != 0) {
+		fprintf(stderr, "moat run: sandbox CA: %s\n",
+		    moat_cause_str(&cause, r));
+		goto out;
+	}
+	snprintf(cert, sizeof(cert), "%s/ca.pem", ca_dir);
+	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", ca_dir);
+	c.ca_cert = cert;
+	c.ca_bundle = bundle;
+	c.env = (const char *const *)rs.env;
+	tls.ca_dir = ca_dir;
+	tls.secrets = rs.v;
+	tls.nsecrets = rs.n;
 	c.name = name;
 	c.policy = p;
 	c.workspace = ws;
@@ -326,7 +428,7 @@ run_exec(int argc, char **argv)
 		    strerror(errno));
 		goto out;
 	}
-	if (run_start_proxy(sb, name, p, hosts, &o) != 0)
+	if (run_start_proxy(sb, name, p, hosts, &tls, &o) != 0)
 		goto out;
 	/*
 	 * The terminal's ^C and ^\ are for the command; it has a session
@@ -346,6 +448,8 @@ out:
 		    cause.msg);
 	moat_sandbox_free(sb);
 	moat_policy_free(p);
+	moatd_oneshot_ca_remove(ca_dir);
+	free_secrets(&rs);
 	if (own_ws)
 		nftw(tmpws, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return rc;
@@ -353,7 +457,8 @@ out:
 
 const struct moat_cli_cmd moat_cmd_run = {
 	"run",
-	"run [-p POLICY] [-w WORKSPACE] [--name NAME] [--hosts FILE] [--] "
+	"run [-p POLICY] [-w WORKSPACE] [--name NAME] [--hosts FILE] "
+	"[--upstream-ca FILE] [--secret NAME:HOST[,HOST...]]... [--] "
 	"[CMD [ARGS...]]",
 	"run a command (default: a shell) in a fresh sandbox",
 	run_exec,

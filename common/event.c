@@ -227,6 +227,10 @@ moat_denial_event_json(const struct moat_denial_event *ev)
 	if (esc != 0)
 		json_object_set_new(o, "escaped",
 		    moat_denial_event_marks_json(esc));
+	if (ev->method[0] != '\0')
+		json_object_set_new(o, "method", json_string(ev->method));
+	if (ev->path[0] != '\0')
+		json_object_set_new(o, "path", json_string(ev->path));
 	return o;
 }
 
@@ -287,6 +291,11 @@ moat_denial_event_from_json(json_t *o, struct moat_denial_event *ev,
 	ev->policy_version = (int)get_int(o, "policy_version");
 	ev->cut |= get_marks(o, "cut");
 	ev->escaped |= get_marks(o, "escaped");
+	/* A request's method and path: ASCII (the proxy's parser). */
+	moat_strlcpy(ev->method, json_string_value(json_object_get(o,
+	    "method")), sizeof(ev->method));
+	moat_strlcpy(ev->path, json_string_value(json_object_get(o, "path")),
+	    sizeof(ev->path));
 	if (ev->sandbox[0] == '\0' || ev->stage[0] == '\0') {
 		moat_cause_set(cause, "event: missing sandbox or stage");
 		return MOAT_ERR_INVALID;

@@ -43,7 +43,8 @@ enum moat_ev_field {
 struct moat_denial_event {
 	int64_t ts_ms;        /* wall clock, ms since the epoch */
 	char sandbox[64];
-	char stage[16];       /* connect, forward, ssrf, bypass, identity, audit */
+	char stage[16];       /* connect, forward, ssrf, bypass, identity, audit,
+				 l7, credential, tls */
 	char binary[256];     /* exe of the caller, "" when unknown */
 	char sha256[65];      /* hex of the binary, "" when unknown */
 	char ancestors[MOAT_EV_MAX_ANCESTORS][256]; /* nearest first */
@@ -59,6 +60,10 @@ struct moat_denial_event {
 	uint32_t cut;         /* MOAT_EVF_BIT of each field cut to fit */
 	uint32_t escaped;     /* ... of each field whose bytes that were not
 			       * UTF-8 now read \xNN */
+	/* L7 (stage l7, credential, audit of a request): the request's
+	 * method and canonical path, never its query; "" otherwise. */
+	char method[16];
+	char path[256];
 };
 
 /*

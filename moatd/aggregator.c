@@ -279,6 +279,8 @@ group_hash(const struct moat_denial_event *ev)
 	h = fnv(h, ev->sandbox);
 	h = fnv(h, ev->binary);
 	h = fnv(h, ev->host);
+	h = fnv(h, ev->method);
+	h = fnv(h, ev->path);
 	h = (h ^ (uint64_t)ev->port) * 1099511628211ULL;
 	if (binary_changed(ev))
 		h = fnv(h, ev->sha256);
@@ -292,6 +294,8 @@ same_group(const struct moat_denial_event *a, const struct moat_denial_event *b)
 
 	return a->port == b->port && bca == bcb &&
 	    strcmp(a->host, b->host) == 0 &&
+	    strcmp(a->method, b->method) == 0 &&
+	    strcmp(a->path, b->path) == 0 &&
 	    strcmp(a->binary, b->binary) == 0 &&
 	    strcmp(a->sandbox, b->sandbox) == 0 &&
 	    (!bca || strcmp(a->sha256, b->sha256) == 0);

@@ -254,12 +254,77 @@ valid_name(const char *s)
 	return true;
 }
 
+static bool
+secret_name_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 128 || isdigit((unsigned char)*s))
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+/* "secrets": {"NAME": {"env": "VAR" | "file": "PATH", "hosts": [...]}} */
+static int
+parse_secrets(struct cfgctx *x, json_t *obj, const char *where,
+    struct moatd_sandbox_config *sb)
+{
+	static const char *const skeys[] = { "env", "file", "hosts", NULL };
+	char field[256];
+	const char *name;
+	json_t *v, *h, *hv;
+	size_t i;
+	int r;
+
+	if (!json_is_object(obj))
+		return fail(x, where, "secrets must be an object NAME -> "
+		    "{env|file, hosts}");
+	if ((sb->secrets = calloc(json_object_size(obj) + 1,
+	    sizeof(*sb->secrets))) == NULL)
+		return MOAT_ERR_NOMEM;
+	json_object_foreach(obj, name, v) {
+		struct moatd_secret *s = &sb->secrets[sb->nsecrets++];
+
+		snprintf(field, sizeof(field), "%s.secrets.%s", where, name);
+		if ((s->name = strdup(name)) == NULL)
+			return MOAT_ERR_NOMEM;
+		if (!secret_name_ok(name))
+			return fail(x, field, "a secret's name is letters, "
+			    "digits and '_', not starting with a digit");
+		if (!json_is_object(v))
+			return fail(x, field, "must be an object");
+		if ((r = check_keys(x, v, field, skeys)) != 0 ||
+		    (r = get_str(x, v, "env", field, &s->env)) != 0 ||
+		    (r = get_str(x, v, "file", field, &s->file)) != 0)
+			return r;
+		if ((s->env == NULL) == (s->file == NULL))
+			return fail(x, field, "give exactly one of env and file");
+		h = json_object_get(v, "hosts");
+		if (!json_is_array(h) || json_array_size(h) == 0)
+			return fail(x, field, "hosts must list where the secret "
+			    "may be sent");
+		if ((s->hosts = calloc(json_array_size(h),
+		    sizeof(char *))) == NULL)
+			return MOAT_ERR_NOMEM;
+		json_array_foreach(h, i, hv) {
+			if (!json_is_string(hv) || json_string_length(hv) == 0)
+				return fail(x, field, "hosts[%zu] must be a "
+				    "host name", i);
+			if ((s->hosts[s->nhosts++] = strdup(
+			    json_string_value(hv))) == NULL)
+				return MOAT_ERR_NOMEM;
+		}
+	}
+	return MOAT_OK;
+}
+
 static int
 parse_sandbox(struct cfgctx *x, json_t *v, size_t idx,
     struct moatd_sandbox_config *sb, bool embedded)
 {
 	static const char *const keys[] = { "name", "policy", "workspace",
-		"authorized_keys", "resources", NULL };
+		"authorized_keys", "resources", "secrets", NULL };
 	static const char *const rkeys[] = { "memory_mb", "pids_max",
 		"cpu_percent", NULL };
 	char field[96];
@@ -325,6 +390,8 @@ parse_sandbox(struct cfgctx *x, json_t *v, size_t idx,
 			return r;
 		sb->resources.cpu_percent = (uint32_t)n;
 	}
+	if ((res = json_object_get(v, "secrets")) != NULL)
+		return parse_secrets(x, res, field, sb);
 	return MOAT_OK;
 }
 
@@ -425,7 +492,7 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 	static const char *const rkeys[] = { "socket", "tcp", "secret_file",
 		NULL };
 	static const char *const pkeys[] = { "port", "hosts_file", "identity",
-		NULL };
+		"upstream_ca_file", NULL };
 	json_t *v, *relay, *proxy;
 	long long n;
 	size_t i;
@@ -513,7 +580,9 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 			return r;
 		c->proxy_port = (uint16_t)n;
 		if ((r = get_str(x, proxy, "hosts_file", "proxy.hosts_file",
-			 &c->hosts_file)))
+			 &c->hosts_file)) ||
+		    (r = get_str(x, proxy, "upstream_ca_file",
+			 "proxy.upstream_ca_file", &c->upstream_ca_file)))
 			return r;
 		if ((r = get_identity(x, proxy, &c->identity)) != 0)
 			return r;
@@ -625,6 +694,17 @@ moatd_config_free(struct moatd_config *c)
 		for (size_t k = 0; k < sb->nkeys; k++)
 			free(sb->keys[k]);
 		free(sb->keys);
+		for (size_t k = 0; k < sb->nsecrets; k++) {
+			struct moatd_secret *s = &sb->secrets[k];
+
+			free(s->name);
+			free(s->env);
+			free(s->file);
+			for (size_t j = 0; j < s->nhosts; j++)
+				free(s->hosts[j]);
+			free(s->hosts);
+		}
+		free(sb->secrets);
 	}
 	free(c->sandboxes);
 	for (size_t i = 0; i < c->nlisten; i++)
@@ -639,6 +719,7 @@ moatd_config_free(struct moatd_config *c)
 	free(c->relay_secret_path);
 	free(c->hostkey_path);
 	free(c->hosts_file);
+	free(c->upstream_ca_file);
 	free(c->net_pool);
 	free(c->events_path);
 	free(c);

@@ -21,6 +21,19 @@ struct moatd_listen {
 	uint16_t port;
 };
 
+/*
+ * A credential for the proxy to inject (docs/operator.md, "Secrets"):
+ * the value comes from moatd's environment variable env or from file,
+ * read when the sandbox starts; it never enters the sandbox.
+ */
+struct moatd_secret {
+	char *name;    /* [A-Za-z_][A-Za-z0-9_]*, the placeholder's NAME */
+	char *env;     /* or NULL */
+	char *file;    /* or NULL */
+	char **hosts;  /* where it may be sent */
+	size_t nhosts;
+};
+
 struct moatd_sandbox_config {
 	char *name;
 	char *policy_path;     /* NULL: the embedded deny-all preset */
@@ -28,6 +41,8 @@ struct moatd_sandbox_config {
 	char **keys;           /* authorized keys, "type base64" each */
 	size_t nkeys;
 	struct moat_resources resources; /* overrides the policy's when set */
+	struct moatd_secret *secrets;
+	size_t nsecrets;
 };
 
 /*
@@ -59,6 +74,7 @@ struct moatd_config {
 	uint16_t proxy_port;
 	char *hosts_file;      /* resolver override; NULL: system DNS */
 	int identity;          /* proxy.identity: MOAT_ATTRIB_* (sandbox.h) */
+	char *upstream_ca_file; /* extra roots for upstream TLS; NULL: none */
 	char *net_pool;
 	int retention_days;
 	char *events_path;     /* OCSF-style export; NULL: off, "-": stdout */

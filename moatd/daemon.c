@@ -15,12 +15,14 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
+#include "proxy/ca.h"
 #include "sandbox/net.h"
 #include "sandbox/sandbox.h"
 #include "sshd/sshd.h"
 #include "store/store.h"
 #include "moatd/daemon.h"
 #include "moatd/proxychan.h"
+#include "moatd/secrets.h"
 #include "moatd/state.h"
 
 /* Read a sandbox's policy file (or the embedded default). */
@@ -201,12 +203,45 @@ workspace_ready(const char *path, bool *made, struct moat_cause *cause)
 	return MOAT_OK;
 }
 
+/*
+ * The sandbox's CA (a new one each start, its key root-only in the
+ * state dir), and its credentials: values read now, placeholders for
+ * the sandbox's environment in *env.
+ */
+static int
+sandbox_tls(struct moatd_sandbox *s, const char *sdir,
+    struct moat_sandbox_config *sc, char ***env, struct moat_cause *cause)
+{
+	static char cert[4200], bundle[4200];
+	int r;
+
+	*env = NULL;
+	if ((r = moat_ca_create(sdir, s->cfg->name, MOAT_SANDBOX_SYSTEM_ROOTS,
+	    cause)) != 0)
+		return r;
+	if ((s->ca_dir = strdup(sdir)) == NULL)
+		return MOAT_ERR_NOMEM;
+	snprintf(cert, sizeof(cert), "%s/" MOAT_CA_CERT, sdir);
+	snprintf(bundle, sizeof(bundle), "%s/" MOAT_CA_BUNDLE, sdir);
+	sc->ca_cert = cert;
+	sc->ca_bundle = bundle;
+	if ((r = moatd_secrets_resolve(s->cfg->secrets, s->cfg->nsecrets,
+	    &s->secrets, cause)) != 0)
+		return r;
+	s->nsecrets = s->cfg->nsecrets;
+	if (s->nsecrets > 0 && (*env = moatd_secrets_env(s->secrets,
+	    s->nsecrets)) == NULL)
+		return MOAT_ERR_NOMEM;
+	sc->env = (const char *const *)*env;
+	return MOAT_OK;
+}
+
 static int
 start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 {
 	struct moatd_sandbox *s = &d->sandboxes[i];
 	struct moat_sandbox_config sc = { 0 };
-	char sdir[4096];
+	char sdir[4096], **env = NULL;
 	bool made;
 	int r;
 
@@ -233,7 +268,11 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	sc.proxy_port = d->cfg->proxy_port;
 	sc.state_dir = sdir;
 	sc.attrib = (enum moat_attrib_mode)d->cfg->identity;
-	if ((r = moat_sandbox_create(&sc, &s->sb, cause)) != 0)
+	if ((r = sandbox_tls(s, sdir, &sc, &env, cause)) != 0)
+		return r;
+	r = moat_sandbox_create(&sc, &s->sb, cause);
+	moatd_secrets_env_free(env);
+	if (r != 0)
 		return r;
 	moatd_log_identity(s->cfg->name, s->sb, sc.attrib);
 	/* Its uid is known only now: each sandbox has its own. */
@@ -319,6 +358,8 @@ moatd_stop(struct moatd *d)
 		moat_sandbox_free(s->sb);
 		moat_policy_free(s->policy);
 		free(s->file_hash);
+		free(s->ca_dir);
+		moatd_secrets_free(s->secrets, s->nsecrets);
 	}
 	free(d->sandboxes);
 	d->sandboxes = NULL;

@@ -200,6 +200,10 @@ moatd_export_denial(struct moatd_export *x, const struct moat_denial_event *ev)
 	if (marks[0] != '\0')
 		json_object_set_new(json_object_get(o, "unmapped"),
 		    "text_marks", json_string(marks));
+	/* An L7 event: OCSF's http_request (method, path; never a query). */
+	if (ev->method[0] != '\0')
+		json_object_set_new(o, "http_request", json_pack("{s:s, s:{s:s}}",
+		    "http_method", ev->method, "url", "path", ev->path));
 	emit(x, o);
 }
 

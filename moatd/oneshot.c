@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "common/loop.h"
 #include "common/util.h"
 #include "policies/policy.h"
+#include "proxy/ca.h"
 #include "proxy/proxy.h"
 #include "sandbox/net.h"
 #include "sandbox/sandbox.h"
@@ -111,9 +113,45 @@ sync_proxy(struct moatd_oneshot *o)
 }
 
 int
+moatd_oneshot_ca(const char *name, char **dir, struct moat_cause *cause)
+{
+	char tmpl[] = "/tmp/moat-run-ca-XXXXXX";
+	int r;
+
+	if (mkdtemp(tmpl) == NULL) {
+		moat_cause_errno(cause, "mkdtemp %s", tmpl);
+		return MOAT_ERR_SYSTEM;
+	}
+	if ((r = moat_ca_create(tmpl, name, MOAT_SANDBOX_SYSTEM_ROOTS,
+	    cause)) != 0 || (*dir = strdup(tmpl)) == NULL) {
+		moatd_oneshot_ca_remove(tmpl[0] ? strdup(tmpl) : NULL);
+		return r != 0 ? r : MOAT_ERR_NOMEM;
+	}
+	return MOAT_OK;
+}
+
+void
+moatd_oneshot_ca_remove(char *dir)
+{
+	static const char *const files[] = { MOAT_CA_KEY, MOAT_CA_CERT,
+		MOAT_CA_BUNDLE };
+	char path[4200];
+
+	if (dir == NULL)
+		return;
+	for (size_t i = 0; i < MOAT_NELEM(files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+	free(dir);
+}
+
+int
 moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
     const struct moat_policy *p, const char *hosts_file,
-    struct moatd_oneshot **out, struct moat_cause *cause)
+    const struct moatd_oneshot_tls *tls, struct moatd_oneshot **out,
+    struct moat_cause *cause)
 {
 	struct moatd_proxychan_cbs cbs = { NULL, on_event, on_message };
 	struct moat_proxy_config pc = { 0 };
@@ -127,6 +165,7 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 	cbs.arg = o;
 	pc.port = moat_sandbox_proxy_port(sb);
 	pc.hosts_file = hosts_file;
+	pc.upstream_ca_file = tls != NULL ? tls->upstream_ca : NULL;
 	/* Never dial another sandbox (moat run uses the default pool). */
 	pc.deny_cidr = MOAT_NET_DEFAULT_POOL;
 	/* Opened before the fork: the proxy inherits it and reads it. No
@@ -139,7 +178,12 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 		moatd_oneshot_finish(o, NULL, NULL);
 		return r;
 	}
-	moatd_proxychan_sandbox(o->proxy, name, sb, o->nflog_fd, NULL);
+	moatd_proxychan_sandbox(o->proxy, name, sb, o->nflog_fd, NULL,
+	    tls != NULL ?
+	    tls->ca_dir : NULL);
+	if (tls != NULL && tls->nsecrets > 0)
+		moatd_proxychan_secrets(o->proxy, name, tls->secrets,
+		    tls->nsecrets);
 	moatd_proxychan_policy(o->proxy, name, 0, moat_policy_json(p));
 	/* The command must find the proxy listening: wait for its answer. */
 	if (!sync_proxy(o))

@@ -244,16 +244,36 @@ suggest_allow(const struct moat_denial_event *ev,
 		json_array_append_new(notes, json_sprintf("port %d is unusual "
 		    "(not 22, 80, 443 or 9418)", ev->port));
 	moatd_binary_notes(cur, ev->binary, notes);
-	/* A name an agent chose may later resolve into the LAN: public. */
-	if (s->public_only)
+	if (ev->method[0] != '\0' && ev->path[0] == '/') {
+		/* An L7 denial: the request, not the whole host. */
+		char what[600];
+
+		snprintf(s->key + strlen(s->key), sizeof(s->key) -
+		    strlen(s->key), "|%s|%s", ev->method, ev->path);
+		snprintf(what, sizeof(what), "%s_%s%s", s->host, ev->method,
+		    ev->path);
+		name_from(s->name, 120, "allow_", what, 0);
+		rule = json_pack("{s:{s:s, s:[{s:s, s:i, s:s, s:[{s:{s:s, "
+		    "s:s}}]}], s:[{s:s}]}}", s->name, "name", s->name,
+		    "endpoints", "host", s->host, "port", ev->port, "protocol",
+		    "rest", "rules", "allow", "method", ev->method, "path",
+		    ev->path, "binaries", "path", ev->binary);
+		/* A name an agent chose may later resolve into the LAN. */
+		if (rule != NULL && s->public_only)
+			json_object_set_new(json_array_get(json_object_get(
+			    json_object_get(rule, s->name), "endpoints"), 0),
+			    "public_only", json_true());
+	} else if (s->public_only) {
+		/* A name an agent chose may later resolve into the LAN. */
 		rule = json_pack("{s:{s:s, s:[{s:s, s:i, s:b}], s:[{s:s}]}}",
 		    s->name, "name", s->name, "endpoints", "host", s->host,
 		    "port", ev->port, "public_only", 1, "binaries", "path",
 		    ev->binary);
-	else
+	} else {
 		rule = json_pack("{s:{s:s, s:[{s:s, s:i}], s:[{s:s}]}}",
 		    s->name, "name", s->name, "endpoints", "host", s->host,
 		    "port", ev->port, "binaries", "path", ev->binary);
+	}
 	if (rule == NULL)
 		return MOAT_ERR_NOMEM;
 	s->rule_json = json_dumps(rule, JSON_COMPACT | JSON_SORT_KEYS);
@@ -275,7 +295,10 @@ moatd_proposal_suggest(const struct moat_denial_event *ev,
 	/* A changed binary is an identity denial an approval does fix. */
 	changed = strncmp(ev->reason, "binary changed", 14) == 0;
 	if (strcmp(ev->stage, "bypass") == 0 ||
-	    (strcmp(ev->stage, "identity") == 0 && !changed)) {
+	    (strcmp(ev->stage, "identity") == 0 && !changed) ||
+	    strcmp(ev->stage, "credential") == 0 ||
+	    strcmp(ev->stage, "tls") == 0 || (strcmp(ev->stage, "l7") == 0 &&
+	    ev->path[0] != '/')) {
 		moat_cause_set(cause, "stage %s: a rule cannot fix it",
 		    ev->stage);
 		return MOAT_ERR_DENIED;
@@ -406,6 +429,15 @@ already_allowed(struct moatd *d, const struct moat_denial_event *ev,
 	c.exe = ev->binary;
 	c.ancestors = anc;
 	c.nancestors = (size_t)n;
+	if (ev->method[0] != '\0') {
+		struct moat_l7_request rq = { ev->method, ev->path, NULL,
+			false, false };
+
+		if (moat_policy_decide_request(pol, &c, host,
+		    (uint16_t)ev->port, &rq, &dec) != 0)
+			return false;
+		return dec.allow && !dec.audit;
+	}
 	if (moat_policy_decide(pol, &c, host, (uint16_t)ev->port, &dec) != 0)
 		return false;
 	return dec.allow && !dec.audit;

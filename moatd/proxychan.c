@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
+#include "proxy/ca.h"
 #include "proxy/proxy.h"
 #include "sandbox/net.h"
 #include "sandbox/sandbox.h"
@@ -72,11 +73,12 @@ moatd_proxychan_send(struct moatd_proxychan *ch, json_t *o)
 
 void
 moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
-    struct moat_sandbox *sb, int nflog_fd, json_t *trust)
+    struct moat_sandbox *sb, int nflog_fd, json_t *trust, const char *ca_dir)
 {
 	int socks = -1, tuples = -1;
 	uint64_t cg = 0;
 	const char *why;
+	char path[4200];
 	json_t *o;
 
 	o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:i}", "type", "sandbox",
@@ -98,6 +100,12 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 		    json_array());
 	else
 		json_decref(trust);
+	if (o != NULL && ca_dir != NULL) {
+		snprintf(path, sizeof(path), "%s/" MOAT_CA_CERT, ca_dir);
+		json_object_set_new(o, "ca_cert", json_string(path));
+		snprintf(path, sizeof(path), "%s/" MOAT_CA_KEY, ca_dir);
+		json_object_set_new(o, "ca_key", json_string(path));
+	}
 	moatd_proxychan_send(ch, o);
 }
 
@@ -118,6 +126,27 @@ moatd_log_identity(const char *name, const struct moat_sandbox *sb,
 	else
 		log_warn("sandbox %s: caller identity by /proc scan, without "
 		    "BPF: %s", name, why);
+}
+
+void
+moatd_proxychan_secrets(struct moatd_proxychan *ch, const char *name,
+    const struct moat_proxy_secret *v, size_t n)
+{
+	json_t *o = json_pack("{s:s, s:s, s:[]}", "type", "secrets",
+	    "sandbox", name, "secrets"), *a;
+
+	if (o == NULL)
+		return;
+	a = json_object_get(o, "secrets");
+	for (size_t i = 0; i < n; i++) {
+		json_t *h = json_array();
+
+		for (size_t j = 0; j < v[i].nhosts; j++)
+			json_array_append_new(h, json_string(v[i].hosts[j]));
+		json_array_append_new(a, json_pack("{s:s, s:s%, s:o}", "name",
+		    v[i].name, "value", v[i].value, v[i].vlen, "hosts", h));
+	}
+	moatd_proxychan_send(ch, o);
 }
 
 int

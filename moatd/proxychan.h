@@ -20,6 +20,7 @@
 
 struct moat_loop;
 struct moat_proxy_config;
+struct moat_proxy_secret;
 struct moat_sandbox;
 struct moatd_proxychan;
 
@@ -48,13 +49,17 @@ int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
 /*
  * Serve sandbox sb. nflog_fd: the sandbox's NFLOG socket, for the proxy
  * to read (or -1); trust (stolen, may be NULL) is a JSON array of
- * {"binary", "sha256"} the proxy trusts before it listens.
+ * {"binary", "sha256"} the proxy trusts before it listens; ca_dir: the
+ * sandbox's CA files (proxy/ca.h), or NULL for none.
  */
 void moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
-    struct moat_sandbox *sb, int nflog_fd, json_t *trust);
+    struct moat_sandbox *sb, int nflog_fd, json_t *trust, const char *ca_dir);
 /* Say how the sandbox's callers are identified (mode: as configured). */
 void moatd_log_identity(const char *name, const struct moat_sandbox *sb,
     enum moat_attrib_mode mode);
+/* The sandbox's credentials (values cross the channel, nowhere else). */
+void moatd_proxychan_secrets(struct moatd_proxychan *ch, const char *name,
+    const struct moat_proxy_secret *v, size_t n);
 int moatd_proxychan_policy(struct moatd_proxychan *ch, const char *sandbox,
     int version, const char *json);
 /*

@@ -196,6 +196,7 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 
 	pc.port = d->cfg->proxy_port;
 	pc.hosts_file = d->cfg->hosts_file;
+	pc.upstream_ca_file = d->cfg->upstream_ca_file;
 	/*
 	 * The proxy dials from the host netns, which routes to every
 	 * sandbox: it must never dial the pool (the configured one, and
@@ -221,7 +222,10 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 		    NULL)
 			continue;
 		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb,
-		    s->nflog_fd, trust);
+		    s->nflog_fd, trust, s->ca_dir);
+		if (s->nsecrets > 0)
+			moatd_proxychan_secrets(d->proxy, s->cfg->name,
+			    s->secrets, s->nsecrets);
 		if (s->policy != NULL)
 			moatd_proxy_install_policy(d, s->cfg->name, s->version,
 		    moat_policy_json(s->policy), 0, NULL);

@@ -26,6 +26,9 @@ struct moatd_sandbox {
 	char proxy_error[256];      /* its last refusal, or "" */
 	int ack_wait;               /* the version an install waits for, or 0 */
 	int ack_result;             /* 0 waiting, 1 installed, -1 refused */
+	char *ca_dir;               /* its CA (proxy/ca.h), or NULL */
+	struct moat_proxy_secret *secrets; /* values read at start */
+	size_t nsecrets;
 };
 
 struct moatd {

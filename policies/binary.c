@@ -67,12 +67,32 @@ pol_has_dotdot(const char *s)
 }
 
 bool
+pol_segs_compile(const char *path, struct pol_seg **out, size_t *nout)
+{
+	const char *p, *slash;
+	size_t n = 0;
+
+	for (p = path; p != NULL; p = strchr(p, '/') ? strchr(p, '/') + 1 :
+	    NULL)
+		n++;
+	if ((*out = calloc(n, sizeof(**out))) == NULL)
+		return false;
+	*nout = 0;
+	for (p = path; p != NULL; p = slash != NULL ? slash + 1 : NULL) {
+		struct pol_seg *sg = &(*out)[(*nout)++];
+
+		slash = strchr(p, '/');
+		sg->s = p;
+		sg->len = slash != NULL ? (size_t)(slash - p) : strlen(p);
+		sg->deep = sg->len == 2 && memcmp(p, "**", 2) == 0;
+	}
+	return true;
+}
+
+bool
 pol_binary_compile(const char *raw, struct pol_binary *b, char *err,
     size_t errlen)
 {
-	size_t n = 0;
-	char *p, *slash;
-
 	memset(b, 0, sizeof(*b));
 	if (raw[0] != '/') {
 		snprintf(err, errlen, "'%s' is not an absolute path", raw);
@@ -93,19 +113,8 @@ pol_binary_compile(const char *raw, struct pol_binary *b, char *err,
 	b->glob = strchr(b->path, '*') != NULL;
 	if (!b->glob)
 		return true;
-	for (p = b->path; p != NULL; p = strchr(p, '/') ? strchr(p, '/') + 1 :
-	    NULL)
-		n++;
-	if ((b->segs = calloc(n, sizeof(*b->segs))) == NULL)
+	if (!pol_segs_compile(b->path, &b->segs, &b->nsegs))
 		goto oom;
-	for (p = b->path; p != NULL; p = slash != NULL ? slash + 1 : NULL) {
-		struct pol_seg *sg = &b->segs[b->nsegs++];
-
-		slash = strchr(p, '/');
-		sg->s = p;
-		sg->len = slash != NULL ? (size_t)(slash - p) : strlen(p);
-		sg->deep = sg->len == 2 && memcmp(p, "**", 2) == 0;
-	}
 	return true;
 oom:
 	pol_binary_clear(b);
@@ -119,20 +128,20 @@ oom:
  * The same one-backtrack-point scheme as pol_glob_segment, one level up,
  * so a hostile exe path cannot make it explode.
  */
-static bool
-glob_match(const struct pol_binary *b, const char *exe)
+bool
+pol_segs_match(const struct pol_seg *segs, size_t nsegs, const char *text)
 {
 	size_t pi = 0, star_pi = SIZE_MAX, tl;
-	const char *t = exe, *star_t = NULL, *next;
+	const char *t = text, *star_t = NULL, *next;
 
 	while (t != NULL) {
 		tl = strcspn(t, "/");
 		next = t[tl] == '/' ? t + tl + 1 : NULL;
-		if (pi < b->nsegs && b->segs[pi].deep) {
+		if (pi < nsegs && segs[pi].deep) {
 			star_pi = ++pi;
 			star_t = t;
-		} else if (pi < b->nsegs && pol_glob_segment(b->segs[pi].s,
-		    b->segs[pi].len, t, tl)) {
+		} else if (pi < nsegs && pol_glob_segment(segs[pi].s,
+		    segs[pi].len, t, tl)) {
 			pi++;
 			t = next;
 		} else if (star_pi != SIZE_MAX) {
@@ -144,16 +153,16 @@ glob_match(const struct pol_binary *b, const char *exe)
 			return false;
 		}
 	}
-	while (pi < b->nsegs && b->segs[pi].deep)
+	while (pi < nsegs && segs[pi].deep)
 		pi++;
-	return pi == b->nsegs;
+	return pi == nsegs;
 }
 
 bool
 pol_binary_match(const struct pol_binary *b, const char *exe)
 {
 	if (b->glob)
-		return glob_match(b, exe);
+		return pol_segs_match(b->segs, b->nsegs, exe);
 	if (strcmp(b->path, exe) == 0)
 		return true;
 	return b->resolved != NULL && strcmp(b->resolved, exe) == 0;

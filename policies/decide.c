@@ -5,6 +5,7 @@
  * loaded, and the request's host is normalised into a stack buffer.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,32 +117,6 @@ symlink_hint(struct moat_decision *d, size_t *off, const struct pol_rule *r)
 		}
 }
 
-static void
-l7_fields(struct moat_decision *d, size_t *off, const struct pol_endpoint *ep)
-{
-	static const char *const access[] = { "", "read-only", "read-write",
-		"full" };
-	const char *sep = "";
-
-	if (ep->protocol != NULL && ep->protocol[0] != '\0') {
-		text_add(d->text, sizeof(d->text), off, "protocol %s",
-		    ep->protocol);
-		sep = ", ";
-	}
-	if (ep->access != POL_ACCESS_NONE) {
-		text_add(d->text, sizeof(d->text), off, "%saccess %s", sep,
-		    access[ep->access]);
-		sep = ", ";
-	}
-	if (ep->has_rules) {
-		text_add(d->text, sizeof(d->text), off, "%srules", sep);
-		sep = ", ";
-	}
-	if (ep->path != NULL)
-		text_add(d->text, sizeof(d->text), off, "%spath %s", sep,
-		    ep->path);
-}
-
 static int
 verdict(struct moat_decision *d, enum moat_verdict_reason why,
     const struct pol_endpoint *ep, const struct moat_caller *c)
@@ -178,12 +153,9 @@ verdict(struct moat_decision *d, enum moat_verdict_reason why,
 		break;
 	case MOAT_REASON_L7_UNENFORCED:
 		where(d, &off);
-		text_add(d->text, sizeof(d->text), &off, " is in policy '%s' "
-		    "with L7 rules (", d->policy);
-		l7_fields(d, &off, ep);
-		text_add(d->text, sizeof(d->text), &off, "); L7 rules are "
-		    "not enforced yet, so the connection is denied rather "
-		    "than allowed unchecked");
+		text_add(d->text, sizeof(d->text), &off, " is in policy '%s', "
+		    "but %s; the connection is denied rather than allowed "
+		    "unchecked", d->policy, ep->l7why);
 		break;
 	default:
 		if (d->audit) {
@@ -218,65 +190,247 @@ allowed(struct moat_decision *d, const struct pol_endpoint *ep,
 	return MOAT_OK;
 }
 
-int
-moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
-    const char *host, uint16_t port, struct moat_decision *out)
-{
-	const struct pol_endpoint *first = NULL, *audit = NULL, *l7 = NULL;
-	char buf[POL_HOST_MAX + 1];
-	struct pol_req req;
+/* The endpoints of one policy that hold (host, port), by kind. */
+struct hits {
+	const struct pol_endpoint *l4;  /* plain L4 */
+	const struct pol_endpoint *l7;  /* rest or websocket */
+	const struct pol_endpoint *unf; /* fail closed */
+	const struct pol_endpoint *audit;
+};
 
-	out->allow = false;
-	out->audit = false;
+static bool
+rule_hits(const struct pol_rule *r, const struct pol_req *req, uint16_t port,
+    struct hits *h)
+{
+	memset(h, 0, sizeof(*h));
+	for (size_t j = 0; j < r->neps; j++) {
+		const struct pol_endpoint *ep = &r->eps[j];
+		const struct pol_endpoint **slot;
+
+		if (!port_in(ep, port) || !pol_host_match(&ep->host, req))
+			continue;
+		slot = ep->l7 == POL_L7_NONE ? &h->l4 :
+		    ep->l7 == POL_L7_UNENFORCED ? &h->unf : &h->l7;
+		if (*slot == NULL)
+			*slot = ep;
+		if (h->audit == NULL && ep->audit && ep->l7 != POL_L7_UNENFORCED)
+			h->audit = ep;
+	}
+	return h->l4 != NULL || h->l7 != NULL || h->unf != NULL;
+}
+
+static int
+begin(const struct moat_policy *p, const char *host, uint16_t port,
+    struct pol_req *req, char *buf, size_t blen, struct moat_decision *out,
+    const struct moat_caller *c)
+{
+	memset(out, 0, offsetof(struct moat_decision, text));
 	out->text[0] = '\0';
 	out->port = port;
 	moat_strlcpy(out->host, host != NULL ? host : "", sizeof(out->host));
 	if (p == NULL || p->nrules == 0)
 		return verdict(out, MOAT_REASON_NO_POLICIES, NULL, c);
-	if (!pol_req_init(&req, host, buf, sizeof(buf)))
+	if (!pol_req_init(req, host, buf, blen))
 		return verdict(out, MOAT_REASON_BAD_HOST, NULL, c);
-	moat_strlcpy(out->host, req.name, sizeof(out->host));
-	/* Rules are sorted by key: the first full match is the smallest. */
-	for (size_t i = 0; i < p->nrules; i++) {
-		const struct pol_rule *r = &p->rules[i];
-		const struct pol_endpoint *hit = NULL, *hit7 = NULL;
+	moat_strlcpy(out->host, req->name, sizeof(out->host));
+	return 1;
+}
 
-		for (size_t j = 0; j < r->neps; j++) {
-			const struct pol_endpoint *ep = &r->eps[j];
-
-			if (!port_in(ep, port) || !pol_host_match(&ep->host,
-			    &req))
-				continue;
-			if (ep->l7) {
-				if (hit7 == NULL)
-					hit7 = ep;
-				continue;
-			}
-			if (hit == NULL)
-				hit = ep;
-			if (audit == NULL && ep->audit)
-				audit = ep;
-		}
-		if (hit == NULL && hit7 == NULL)
-			continue;
-		if (caller_in(r, c)) {
-			if (hit != NULL)
-				return allowed(out, hit, c, &req);
-			/* An L4 endpoint of a later policy may still allow. */
-			if (l7 == NULL)
-				l7 = hit7;
-			continue;
-		}
-		if (first == NULL)
-			first = hit != NULL ? hit : hit7;
-	}
+/*
+ * Nothing allowed the caller outright: an audit endpoint lets it pass,
+ * else the most telling reason (unenforced, binary, no endpoint).
+ */
+static int
+fallback(struct moat_decision *out, const struct pol_endpoint *audit,
+    const struct pol_endpoint *unf, const struct pol_endpoint *first,
+    const struct moat_caller *c, const struct pol_req *req)
+{
 	if (audit != NULL) {
 		out->audit = true;
-		return allowed(out, audit, c, &req);
+		out->l7 = audit->l7 != POL_L7_NONE;
+		out->tls_skip = audit->tls_skip;
+		return allowed(out, audit, c, req);
 	}
-	if (l7 != NULL)
-		return verdict(out, MOAT_REASON_L7_UNENFORCED, l7, c);
+	if (unf != NULL)
+		return verdict(out, MOAT_REASON_L7_UNENFORCED, unf, c);
 	if (first != NULL)
 		return verdict(out, MOAT_REASON_BINARY, first, c);
 	return verdict(out, MOAT_REASON_NO_ENDPOINT, NULL, c);
+}
+
+int
+moat_policy_decide(const struct moat_policy *p, const struct moat_caller *c,
+    const char *host, uint16_t port, struct moat_decision *out)
+{
+	const struct pol_endpoint *first = NULL, *audit = NULL, *l7 = NULL;
+	const struct pol_endpoint *unf = NULL;
+	char buf[POL_HOST_MAX + 1];
+	struct pol_req req;
+	struct hits h;
+	int r;
+
+	if ((r = begin(p, host, port, &req, buf, sizeof(buf), out, c)) != 1)
+		return r;
+	/* Rules are sorted by key: the first full match is the smallest. */
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct pol_rule *ru = &p->rules[i];
+
+		if (!rule_hits(ru, &req, port, &h))
+			continue;
+		if (audit == NULL)
+			audit = h.audit;
+		if (!caller_in(ru, c)) {
+			if (first == NULL)
+				first = h.l4 ? h.l4 : h.l7 ? h.l7 : h.unf;
+			continue;
+		}
+		/* L4 allows every request: nothing to look at. */
+		if (h.l4 != NULL) {
+			out->tls_skip = h.l4->tls_skip;
+			return allowed(out, h.l4, c, &req);
+		}
+		if (l7 == NULL)
+			l7 = h.l7;
+		if (unf == NULL)
+			unf = h.unf;
+	}
+	if (l7 != NULL) {
+		out->l7 = true;
+		return allowed(out, l7, c, &req);
+	}
+	return fallback(out, audit, unf, first, c, &req);
+}
+
+/* What the L7 endpoints of the caller's policies said of a request. */
+struct l7hits {
+	const struct pol_endpoint *allow;
+	const struct pol_endpoint *deny;
+	const struct pol_endpoint *miss;
+	const struct pol_endpoint *encslash;
+	const struct pol_endpoint *wsonly;
+};
+
+static void
+judge(const struct pol_endpoint *ep, const struct moat_l7_request *rq,
+    struct l7hits *x)
+{
+	const struct pol_endpoint **slot = NULL;
+
+	if (rq->encoded_slash && !ep->allow_encoded_slash) {
+		slot = &x->encslash;
+	} else if (ep->l7 == POL_L7_WEBSOCKET && !rq->websocket) {
+		slot = &x->wsonly;
+	} else {
+		switch (pol_l7_judge(ep, rq)) {
+		case POL_L7_ALLOW:
+			slot = &x->allow;
+			break;
+		case POL_L7_DENIED:
+			slot = &x->deny;
+			break;
+		case POL_L7_NOMATCH:
+			slot = &x->miss;
+			break;
+		case POL_L7_SKIP:
+			return;
+		}
+	}
+	if (*slot == NULL)
+		*slot = ep;
+}
+
+static int
+l7_verdict(struct moat_decision *d, enum moat_verdict_reason why,
+    const struct pol_endpoint *ep, const struct moat_l7_request *rq,
+    const char *what)
+{
+	static const char *const access[] = { "", "read-only", "read-write",
+		"full" };
+	size_t off = 0;
+
+	d->reason = why == MOAT_REASON_ALLOWED || ep->audit ?
+	    MOAT_REASON_ALLOWED : why;
+	d->allow = d->reason == MOAT_REASON_ALLOWED;
+	d->audit = why != MOAT_REASON_ALLOWED && ep->audit;
+	d->endpoint = ep;
+	d->policy = ep->rule->key;
+	d->l7 = true;
+	if (why == MOAT_REASON_ALLOWED) {
+		text_add(d->text, sizeof(d->text), &off, "%s %s allowed by "
+		    "policy '%s'", rq->method, rq->path, d->policy);
+		return MOAT_OK;
+	}
+	if (d->audit)
+		text_add(d->text, sizeof(d->text), &off, "audit: ");
+	text_add(d->text, sizeof(d->text), &off, "%s %s %s of ", rq->method,
+	    rq->path, what);
+	where(d, &off);
+	text_add(d->text, sizeof(d->text), &off, " in policy '%s'",
+	    d->policy);
+	if (why == MOAT_REASON_L7_NOT_ALLOWED && ep->access != POL_ACCESS_NONE)
+		text_add(d->text, sizeof(d->text), &off, " (access %s)",
+		    access[ep->access]);
+	if (d->audit)
+		text_add(d->text, sizeof(d->text), &off, "; allowed and "
+		    "logged (enforcement audit)");
+	return MOAT_OK;
+}
+
+int
+moat_policy_decide_request(const struct moat_policy *p,
+    const struct moat_caller *c, const char *host, uint16_t port,
+    const struct moat_l7_request *rq, struct moat_decision *out)
+{
+	const struct pol_endpoint *first = NULL, *audit = NULL, *unf = NULL;
+	struct l7hits x = { NULL, NULL, NULL, NULL, NULL };
+	char buf[POL_HOST_MAX + 1];
+	struct pol_req req;
+	struct hits h;
+	int r;
+
+	if ((r = begin(p, host, port, &req, buf, sizeof(buf), out, c)) != 1)
+		return r;
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct pol_rule *ru = &p->rules[i];
+
+		if (!rule_hits(ru, &req, port, &h))
+			continue;
+		if (audit == NULL)
+			audit = h.audit;
+		if (!caller_in(ru, c)) {
+			if (first == NULL)
+				first = h.l4 ? h.l4 : h.l7 ? h.l7 : h.unf;
+			continue;
+		}
+		if (h.l4 != NULL)
+			return verdict(out, MOAT_REASON_ALLOWED, h.l4, c);
+		if (unf == NULL)
+			unf = h.unf;
+		/* Every L7 endpoint of this policy on host:port. */
+		for (size_t j = 0; j < ru->neps; j++) {
+			const struct pol_endpoint *ep = &ru->eps[j];
+
+			if ((ep->l7 == POL_L7_REST ||
+			    ep->l7 == POL_L7_WEBSOCKET) && port_in(ep, port) &&
+			    pol_host_match(&ep->host, &req))
+				judge(ep, rq, &x);
+		}
+	}
+	/* A deny rule wins over every allow. */
+	if (x.deny != NULL)
+		return l7_verdict(out, MOAT_REASON_L7_DENY, x.deny, rq,
+		    "matches a deny rule");
+	if (x.encslash != NULL)
+		return l7_verdict(out, MOAT_REASON_L7_DENY, x.encslash, rq,
+		    "has an encoded slash (%2F or %5C), which is not allowed "
+		    "(allow_encoded_slash)");
+	if (x.allow != NULL)
+		return l7_verdict(out, MOAT_REASON_ALLOWED, x.allow, rq, "");
+	if (x.miss != NULL)
+		return l7_verdict(out, MOAT_REASON_L7_NOT_ALLOWED, x.miss, rq,
+		    "is not allowed by the rules");
+	if (x.wsonly != NULL)
+		return l7_verdict(out, MOAT_REASON_L7_NOT_ALLOWED, x.wsonly, rq,
+		    "is not a WebSocket upgrade, the only request allowed");
+	return fallback(out, audit, unf, first, c, &req);
 }

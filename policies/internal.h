@@ -67,6 +67,30 @@ enum pol_access {
 
 struct pol_rule;
 
+/* One query matcher: the parameter's decoded name, any-of globs. */
+struct pol_qmatch {
+	char *name;
+	char **globs;
+	size_t nglobs;
+};
+
+/* One L7 rule (an allow or a deny): every part given must match. */
+struct pol_l7rule {
+	char *method;          /* NULL: any method */
+	char *path;            /* canonical glob, NULL: any path */
+	struct pol_seg *segs;  /* path split for pol_segs_match */
+	size_t nsegs;
+	struct pol_qmatch *query;
+	size_t nquery;
+};
+
+enum pol_l7kind {
+	POL_L7_NONE = 0,  /* plain L4: no request is looked at */
+	POL_L7_REST,      /* rest: every request decided */
+	POL_L7_WEBSOCKET, /* websocket: the upgrade decided, frames relayed */
+	POL_L7_UNENFORCED, /* fields moat cannot enforce: fail closed */
+};
+
 struct pol_endpoint {
 	const struct pol_rule *rule; /* the network policy holding it */
 	size_t index;                /* in rule->eps, for messages */
@@ -76,12 +100,16 @@ struct pol_endpoint {
 	char *protocol; /* "" for plain L4 */
 	enum pol_access access;
 	bool has_rules;
-	/*
-	 * Has L7 fields (an L7 protocol, access, rules, deny_rules or a
-	 * path selector) that the proxy does not enforce yet: a connection
-	 * it matches is denied rather than allowed unchecked.
-	 */
-	bool l7;
+	/* How requests on it are decided; POL_L7_UNENFORCED names its
+	 * reason in l7why ("protocol graphql", ...) and fails closed. */
+	enum pol_l7kind l7;
+	const char *l7why;
+	struct pol_l7rule *allow; /* rules[].allow */
+	size_t nallow;
+	struct pol_l7rule *deny;  /* deny_rules */
+	size_t ndeny;
+	struct pol_seg *psel;     /* the path selector, split */
+	size_t npsel;
 	bool audit;     /* enforcement "audit"; moat's default is enforce */
 	bool tls_skip;
 	bool allow_encoded_slash;
@@ -155,6 +183,14 @@ bool pol_host_match(const struct pol_host *h, const struct pol_req *r);
 bool pol_glob_segment(const char *p, size_t pl, const char *t, size_t tl);
 
 /* binary.c */
+/*
+ * Split a '/'-path into segments pointing into path ("**" as a whole
+ * segment is deep); false on ENOMEM. Match: a deep segment matches
+ * zero or more segments, any other one segment with '*' inside it.
+ */
+bool pol_segs_compile(const char *path, struct pol_seg **out, size_t *n);
+bool pol_segs_match(const struct pol_seg *segs, size_t nsegs,
+    const char *text);
 bool pol_binary_compile(const char *raw, struct pol_binary *b, char *err,
     size_t errlen);
 void pol_binary_clear(struct pol_binary *b);
@@ -234,6 +270,24 @@ void pol_check_keys(struct pol_ctx *c, json_t *obj, const char *path,
     const char *const *known);
 char *pol_strdup(struct pol_ctx *c, const char *s);
 void *pol_calloc(struct pol_ctx *c, size_t n, size_t size);
+
+/* l7.c */
+/* Load rules (allow: the {"allow": {...}} form) or deny_rules into
+ * *out for endpoint ep of protocol proto. */
+void pol_l7_load(struct pol_ctx *c, json_t *arr, const char *path,
+    bool allow, struct pol_endpoint *ep);
+void pol_l7_clear(struct pol_endpoint *ep);
+/* Compile a path glob (canonicalised); false with err. */
+bool pol_l7_path_compile(const char *raw, char **path, struct pol_seg **segs,
+    size_t *nsegs, char *err, size_t errlen);
+enum pol_l7verdict {
+	POL_L7_ALLOW = 0, /* an allow rule (or the access preset) matched */
+	POL_L7_DENIED,    /* a deny rule matched */
+	POL_L7_NOMATCH,   /* no allow rule matched */
+	POL_L7_SKIP,      /* the path selector excludes this request */
+};
+enum pol_l7verdict pol_l7_judge(const struct pol_endpoint *ep,
+    const struct moat_l7_request *rq);
 
 /* load-net.c */
 void pol_load_network(struct pol_ctx *c, json_t *obj);

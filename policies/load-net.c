@@ -30,10 +30,6 @@ static const char *const ep_keys[] = { "host", "port", "ports", "protocol",
 static const char *const l7_protocols[] = { "rest", "websocket", "graphql",
 	"mcp", "json-rpc", "sql", NULL };
 
-static const char *const match_keys[] = { "method", "path", "query",
-	"command", "operation_type", "operation_name", "fields", "params",
-	NULL };
-
 static bool
 in_list(const char *const *l, const char *s)
 {
@@ -54,6 +50,7 @@ pol_rule_clear(struct pol_rule *r)
 		free(ep->protocol);
 		free(ep->path);
 		free(ep->allowed);
+		pol_l7_clear(ep);
 	}
 	for (size_t i = 0; i < r->nbins; i++)
 		pol_binary_clear(&r->bins[i]);
@@ -161,67 +158,37 @@ load_allowed_ips(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 	}
 }
 
-static bool
-match_list(struct pol_ctx *c, json_t *arr, const char *path, bool allow)
+/* The L7 kind of a protocol; unenforced ones say why in *why. */
+static enum pol_l7kind
+l7_kind(const char *proto, const char **why)
 {
-	char p[POL_JPATH], q[POL_JPATH];
-	json_t *v, *m;
-	size_t i;
+	static const char *const unenforced[][2] = {
+		{ "graphql", "protocol graphql is not enforced by moat" },
+		{ "mcp", "protocol mcp is not enforced by moat" },
+		{ "json-rpc", "protocol json-rpc is not enforced by moat" },
+		{ "sql", "protocol sql is not enforced by moat" },
+	};
 
-	json_array_foreach(arr, i, v) {
-		pol_pathf(p, sizeof(p), "%s[%zu]", path, i);
-		if (!json_is_object(v)) {
-			pol_err(c, p, "expected an object");
-			continue;
+	if (strcmp(proto, "rest") == 0)
+		return POL_L7_REST;
+	if (strcmp(proto, "websocket") == 0)
+		return POL_L7_WEBSOCKET;
+	for (size_t i = 0; i < sizeof(unenforced) / sizeof(*unenforced); i++)
+		if (strcmp(proto, unenforced[i][0]) == 0) {
+			*why = unenforced[i][1];
+			return POL_L7_UNENFORCED;
 		}
-		m = v;
-		if (allow) {
-			static const char *const k[] = { "allow", NULL };
-
-			pol_check_keys(c, v, p, k);
-			pol_pathf(q, sizeof(q), "%s.allow", p);
-			if ((m = json_object_get(v, "allow")) == NULL) {
-				pol_err(c, p, "a rule needs an \"allow\" "
-				    "object");
-				continue;
-			}
-			if (!json_is_object(m)) {
-				pol_err(c, q, "expected an object");
-				continue;
-			}
-		} else {
-			pol_pathf(q, sizeof(q), "%s", p);
-		}
-		pol_check_keys(c, m, q, match_keys);
-		pol_get(c, m, "method", q, JSON_STRING);
-		pol_get(c, m, "path", q, JSON_STRING);
-		pol_get(c, m, "command", q, JSON_STRING);
-		pol_get(c, m, "query", q, JSON_OBJECT);
-	}
-	return true;
+	return POL_L7_NONE;
 }
 
 static void
-load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
+load_tls_enforcement(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
     const char *path)
 {
-	json_t *v, *rules, *deny;
-	const char *s;
 	char p[POL_JPATH];
-	bool l7;
+	const char *s;
+	json_t *v;
 
-	ep->protocol = pol_strdup(c, "");
-	if ((v = pol_get(c, obj, "protocol", path, JSON_STRING)) != NULL) {
-		s = json_string_value(v);
-		pol_path(p, sizeof(p), path, "protocol");
-		if (*s != '\0' && strcmp(s, "tcp") != 0 &&
-		    !in_list(l7_protocols, s))
-			pol_err(c, p, "unknown protocol '%s'; expected tcp, "
-			    "rest, websocket, graphql, mcp, json-rpc or sql", s);
-		free(ep->protocol);
-		ep->protocol = pol_strdup(c, s);
-	}
-	l7 = ep->protocol != NULL && in_list(l7_protocols, ep->protocol);
 	if ((v = pol_get(c, obj, "tls", path, JSON_STRING)) != NULL) {
 		s = json_string_value(v);
 		pol_path(p, sizeof(p), path, "tls");
@@ -245,19 +212,61 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 		else if (strcmp(s, "enforce") != 0)
 			pol_err(c, p, "'%s' is not one of enforce, audit", s);
 	}
-	if ((v = pol_get(c, obj, "access", path, JSON_STRING)) != NULL) {
-		s = json_string_value(v);
-		pol_path(p, sizeof(p), path, "access");
-		if (strcmp(s, "read-only") == 0)
-			ep->access = POL_ACCESS_READ_ONLY;
-		else if (strcmp(s, "read-write") == 0)
-			ep->access = POL_ACCESS_READ_WRITE;
-		else if (strcmp(s, "full") == 0)
-			ep->access = POL_ACCESS_FULL;
-		else
-			pol_err(c, p, "'%s' is not one of read-only, "
-			    "read-write, full", s);
+}
+
+static void
+load_access(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
+    const char *path)
+{
+	char p[POL_JPATH];
+	const char *s;
+	json_t *v;
+
+	if ((v = pol_get(c, obj, "access", path, JSON_STRING)) == NULL)
+		return;
+	s = json_string_value(v);
+	pol_path(p, sizeof(p), path, "access");
+	if (strcmp(s, "read-only") == 0)
+		ep->access = POL_ACCESS_READ_ONLY;
+	else if (strcmp(s, "read-write") == 0)
+		ep->access = POL_ACCESS_READ_WRITE;
+	else if (strcmp(s, "full") == 0)
+		ep->access = POL_ACCESS_FULL;
+	else
+		pol_err(c, p, "'%s' is not one of read-only, read-write, full",
+		    s);
+	/* OpenShell's websocket presets limit frames, which moat relays. */
+	if (ep->l7 == POL_L7_WEBSOCKET && (ep->access == POL_ACCESS_READ_ONLY ||
+	    ep->access == POL_ACCESS_READ_WRITE)) {
+		ep->l7 = POL_L7_UNENFORCED;
+		ep->l7why = "access read-only/read-write on a websocket "
+		    "endpoint limits frames, which moat does not inspect";
 	}
+}
+
+static void
+load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
+    const char *path)
+{
+	json_t *v, *rules, *deny;
+	const char *s;
+	char p[POL_JPATH], err[512];
+
+	ep->protocol = pol_strdup(c, "");
+	if ((v = pol_get(c, obj, "protocol", path, JSON_STRING)) != NULL) {
+		s = json_string_value(v);
+		pol_path(p, sizeof(p), path, "protocol");
+		if (*s != '\0' && strcmp(s, "tcp") != 0 &&
+		    !in_list(l7_protocols, s))
+			pol_err(c, p, "unknown protocol '%s'; expected tcp, "
+			    "rest, websocket, graphql, mcp, json-rpc or sql", s);
+		free(ep->protocol);
+		ep->protocol = pol_strdup(c, s);
+	}
+	if (ep->protocol != NULL)
+		ep->l7 = l7_kind(ep->protocol, &ep->l7why);
+	load_tls_enforcement(c, obj, ep, path);
+	load_access(c, obj, ep, path);
 	rules = pol_get(c, obj, "rules", path, JSON_ARRAY);
 	deny = pol_get(c, obj, "deny_rules", path, JSON_ARRAY);
 	pol_path(p, sizeof(p), path, "rules");
@@ -266,7 +275,7 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 		    "allow rule or use access");
 	if (rules != NULL) {
 		ep->has_rules = true;
-		match_list(c, rules, p, true);
+		pol_l7_load(c, rules, p, true, ep);
 	}
 	if (json_object_get(obj, "rules") != NULL &&
 	    json_object_get(obj, "access") != NULL)
@@ -275,29 +284,38 @@ load_l7(struct pol_ctx *c, json_t *obj, struct pol_endpoint *ep,
 	if (deny != NULL && json_array_size(deny) == 0)
 		pol_err(c, p, "deny_rules must not be empty; remove it");
 	if (deny != NULL) {
-		match_list(c, deny, p, false);
-		if (!l7)
+		pol_l7_load(c, deny, p, false, ep);
+		if (ep->l7 == POL_L7_NONE)
 			pol_err(c, p, "deny_rules require protocol (L7 "
 			    "inspection must be enabled)");
 		else if (rules == NULL && ep->access == POL_ACCESS_NONE)
 			pol_err(c, p, "deny_rules require rules or access");
 	}
-	if (l7 && rules == NULL && json_object_get(obj, "access") == NULL)
+	if (ep->l7 != POL_L7_NONE && rules == NULL &&
+	    json_object_get(obj, "access") == NULL)
 		pol_err(c, path, "protocol requires rules or access to define "
 		    "allowed traffic");
+	if (ep->l7 == POL_L7_NONE && (rules != NULL ||
+	    json_object_get(obj, "access") != NULL))
+		pol_err(c, path, "rules and access need an L7 protocol (rest "
+		    "or websocket); without one they would have no effect");
 	if ((v = pol_get(c, obj, "path", path, JSON_STRING)) != NULL) {
-		s = json_string_value(v);
+		char *sel = NULL;
+
 		pol_path(p, sizeof(p), path, "path");
-		if (s[0] != '/' && strcmp(s, "**") != 0)
-			pol_err(c, p, "'%s' must start with '/' or be '**'", s);
-		ep->path = pol_strdup(c, s);
+		if (ep->l7 == POL_L7_NONE)
+			pol_err(c, p, "a path selector needs an L7 protocol");
+		else if (!pol_l7_path_compile(json_string_value(v), &sel,
+		    &ep->psel, &ep->npsel, err, sizeof(err)))
+			pol_err(c, p, "%s", err);
+		ep->path = sel;
 	}
-	ep->l7 = l7 || rules != NULL || deny != NULL ||
-	    ep->access != POL_ACCESS_NONE || ep->path != NULL;
-	if (ep->l7)
-		pol_warn(c, path, "L7 rules are not enforced yet: every "
-		    "connection this endpoint matches is denied (fail "
-		    "closed)");
+	if (ep->tls_skip && ep->l7 != POL_L7_NONE)
+		pol_err(c, path, "tls 'skip' relays TLS untouched, so L7 rules "
+		    "cannot be enforced; drop one of them");
+	if (ep->l7 == POL_L7_UNENFORCED)
+		pol_warn(c, path, "%s: every connection this endpoint matches "
+		    "is denied (fail closed)", ep->l7why);
 }
 
 /*

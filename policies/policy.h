@@ -182,7 +182,10 @@ enum moat_verdict_reason {
 	MOAT_REASON_AMBIGUOUS,      /* set by the proxy: socket shared */
 	MOAT_REASON_UNKNOWN_CALLER, /* set by the proxy: no owner found */
 	MOAT_REASON_SSRF,           /* set by moat_policy_check_addr */
-	MOAT_REASON_L7_UNENFORCED,  /* the endpoint has L7 rules: fail closed */
+	MOAT_REASON_L7_UNENFORCED,  /* L7 fields moat cannot enforce */
+	MOAT_REASON_L7_DENY,        /* a request matched a deny rule */
+	MOAT_REASON_L7_NOT_ALLOWED, /* a request matched no allow rule */
+	MOAT_REASON_L7_BAD_REQUEST, /* set by the proxy: bad target */
 };
 
 struct moat_decision {
@@ -192,6 +195,13 @@ struct moat_decision {
 	 * "enforcement": "audit"; the caller logs an audit event.
 	 */
 	bool audit;
+	/*
+	 * Allowed, and each request must be decided with
+	 * moat_policy_decide_request(): the endpoint has L7 rules.
+	 */
+	bool l7;
+	/* The endpoint says "tls": "skip": relay TLS untouched. */
+	bool tls_skip;
 	enum moat_verdict_reason reason;
 	/* The matched policy key (allow), or the policy whose endpoint
 	 * matched but not the binary (MOAT_REASON_BINARY); else NULL.
@@ -215,6 +225,50 @@ struct moat_decision {
 int moat_policy_decide(const struct moat_policy *p,
     const struct moat_caller *c, const char *host, uint16_t port,
     struct moat_decision *out);
+
+/* ---- L7: requests inside an allowed connection ---- */
+
+/*
+ * One HTTP request, as the proxy read it from a connection that
+ * moat_policy_decide() allowed with l7 set (and every request of any
+ * connection the proxy terminates). path is canonical (moat_l7_canon),
+ * query the raw text after '?' (NULL or "" when none).
+ */
+struct moat_l7_request {
+	const char *method;
+	const char *path;
+	const char *query;
+	bool encoded_slash; /* the path holds %2F or %5C (moat_l7_canon) */
+	bool websocket;     /* an Upgrade: websocket request */
+};
+
+/*
+ * Decide one request of (caller, host, port): the endpoints that
+ * moat_policy_decide() would match, their rules and deny_rules (deny
+ * wins), access presets, HEAD as GET, enforcement audit (allow with
+ * out->audit and the would-be denial in text). An L4 endpoint of a
+ * policy holding the caller allows any request. Never allocates.
+ */
+int moat_policy_decide_request(const struct moat_policy *p,
+    const struct moat_caller *c, const char *host, uint16_t port,
+    const struct moat_l7_request *rq, struct moat_decision *out);
+
+/*
+ * Canonicalise an origin-form request target (docs/policy.md, "L7
+ * rules") into out: the canonical path, then "?query" as sent. *pathlen
+ * is the path's length; *encoded_slash says whether it holds %2F/%5C.
+ * MOAT_ERR_INVALID with why for a target no rule may see (bad escapes,
+ * backslash, "..;", %00, not a path).
+ */
+int moat_l7_canon(const char *target, size_t len, char *out, size_t outlen,
+    size_t *pathlen, bool *encoded_slash, char *why, size_t whylen);
+
+/*
+ * Walk a query string ("a=1&b=%20x"): the next parameter's decoded
+ * name and value (truncated to the buffers); false at the end.
+ */
+bool moat_l7_query_next(const char **q, char *name, size_t nlen,
+    char *value, size_t vlen);
 
 /* ---- SSRF: addresses, checked after resolution ---- */
 

@@ -69,6 +69,7 @@ setup_free(struct px_conn *c)
 	px_identity_clear(&st->id);
 	free(st->body);
 	free(st->lresp);
+	free(st->fhead);
 	free(st);
 	c->s = NULL;
 }
@@ -90,6 +91,7 @@ px_conn_free(struct px_conn *c)
 	setup_free(c);
 	if (c->relay_on)
 		px_relay_fini(&c->relay);
+	px_l7_free(c->l7);
 	close_upstream(c);
 	moat_loop_del_fd(c->p->loop, c->cfd);
 	close(c->cfd);
@@ -252,8 +254,8 @@ method_of(const struct px_conn *c)
 	return c->s->req.method[0] != '\0' ? c->s->req.method : "CONNECT";
 }
 
-static void
-fill_event(struct px_conn *c, struct moat_denial_event *ev,
+void
+px_conn_event(struct px_conn *c, struct moat_denial_event *ev,
     const char *stage, const char *reason, const char *ip)
 {
 	memset(ev, 0, sizeof(*ev));
@@ -316,13 +318,13 @@ deny_event(struct px_conn *c, const struct moat_denial_event *ev,
 	px_conn_respond(c, r, len);
 }
 
-static void
-deny(struct px_conn *c, const char *stage, const char *error,
+void
+px_conn_deny(struct px_conn *c, const char *stage, const char *error,
     const char *reason, const char *ip, const char *policy)
 {
 	struct moat_denial_event ev;
 
-	fill_event(c, &ev, stage, reason, ip);
+	px_conn_event(c, &ev, stage, reason, ip);
 	deny_event(c, &ev, error, reason, policy);
 }
 
@@ -350,7 +352,7 @@ after_hash(struct px_conn *c)
 			    "%s %s: %s", i == 0 ? "executable" : "ancestor",
 			    b->path, b->hash_err != NULL ? b->hash_err :
 			    "cannot read it");
-			deny(c, "identity", "policy_denied", why, NULL, NULL);
+			px_conn_deny(c, "identity", "policy_denied", why, NULL, NULL);
 			return;
 		}
 		if ((r = px_trust_check(c->sb, b->path, b->sha, was)) == 0)
@@ -364,7 +366,7 @@ after_hash(struct px_conn *c)
 		    "approve the new binary", b->path, was, b->sha);
 		/* The event names the changed file and its new hash (an
 		 * ancestor's, maybe): that is what an approval pins. */
-		fill_event(c, &ev, "identity", why, NULL);
+		px_conn_event(c, &ev, "identity", why, NULL);
 		ev.cut &= ~MOAT_EVF_BIT(MOAT_EVF_BINARY);
 		ev.escaped &= ~MOAT_EVF_BIT(MOAT_EVF_BINARY);
 		moat_denial_event_set(&ev, MOAT_EVF_BINARY, b->path);
@@ -395,7 +397,7 @@ ident_timeout(struct moat_loop *l, void *arg)
 
 	(void)l;
 	c->timer = NULL;
-	deny(c, "identity", "policy_denied", c->st == ST_IDENT ?
+	px_conn_deny(c, "identity", "policy_denied", c->st == ST_IDENT ?
 	    "the caller could not be identified in time" :
 	    "the caller's executables could not be verified in time", NULL,
 	    NULL);
@@ -435,7 +437,7 @@ ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
 
 	c->s->ijob = NULL;
 	if (rc != MOAT_OK) {
-		deny(c, "identity", "policy_denied", why, NULL, NULL);
+		px_conn_deny(c, "identity", "policy_denied", why, NULL, NULL);
 		return;
 	}
 	px_identity_move(&c->s->id, id);
@@ -462,7 +464,7 @@ start(struct px_conn *c)
 		return;
 	}
 	if (rc != MOAT_OK) {
-		deny(c, "identity", "policy_denied", why, NULL, NULL);
+		px_conn_deny(c, "identity", "policy_denied", why, NULL, NULL);
 		return;
 	}
 	c->st = ST_IDENT;
@@ -501,13 +503,13 @@ got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 
 		px_addr_str(sa, ip, sizeof(ip));
 		if (!moat_policy_check_addr(&d, sa)) {
-			deny(c, "ssrf", "ssrf_denied", d.text, ip, d.policy);
+			px_conn_deny(c, "ssrf", "ssrf_denied", d.text, ip, d.policy);
 			return;
 		}
 		/* Whatever the policy allows: not us, a sandbox or the host. */
 		if (px_guard_refuses(c->p, c->s->host, sa, why,
 		    sizeof(why))) {
-			deny(c, "ssrf", "ssrf_denied", why, ip, d.policy);
+			px_conn_deny(c, "ssrf", "ssrf_denied", why, ip, d.policy);
 			return;
 		}
 		c->s->addrs[i] = addrs[i];
@@ -553,7 +555,7 @@ code_ok(struct px_conn *c, const struct moat_caller *caller)
 	for (size_t i = 1; i <= upto && i < id->nbin; i++)
 		if (px_maps_check(id->bin[i].pid, -1, id->bin[i].path, why,
 		    sizeof(why)) != MOAT_OK) {
-			deny(c, "identity", "policy_denied", why, NULL,
+			px_conn_deny(c, "identity", "policy_denied", why, NULL,
 			    c->s->dec.policy);
 			return false;
 		}
@@ -570,14 +572,14 @@ decide(struct px_conn *c)
 	char why[128];
 
 	if (!moat_host_normalize(c->s->req.host, c->s->host, sizeof(c->s->host))) {
-		deny(c, policy_stage(c), "policy_denied", "not a valid host",
+		px_conn_deny(c, policy_stage(c), "policy_denied", "not a valid host",
 		    NULL, NULL);
 		return;
 	}
 	if (sb->policy == NULL) {
 		snprintf(why, sizeof(why), "no policy is loaded for sandbox %s",
 		    sb->name);
-		deny(c, policy_stage(c), "policy_denied", why, NULL, NULL);
+		px_conn_deny(c, policy_stage(c), "policy_denied", why, NULL, NULL);
 		return;
 	}
 	moat_policy_free(c->pol);
@@ -589,13 +591,13 @@ decide(struct px_conn *c)
 	moat_policy_decide(c->pol, &caller, c->s->host, c->port, &c->s->dec);
 	if (!c->s->dec.allow && c->s->dec.reason == MOAT_REASON_SSRF) {
 		/* A literal, a blocked name or a control-plane port. */
-		deny(c, "ssrf", "ssrf_denied", c->s->dec.text,
+		px_conn_deny(c, "ssrf", "ssrf_denied", c->s->dec.text,
 		    moat_host_is_ip_literal(c->s->host) ? c->s->host : NULL,
 		    c->s->dec.policy);
 		return;
 	}
 	if (!c->s->dec.allow) {
-		deny(c, policy_stage(c), "policy_denied", c->s->dec.text, NULL,
+		px_conn_deny(c, policy_stage(c), "policy_denied", c->s->dec.text, NULL,
 		    c->s->dec.policy);
 		return;
 	}
@@ -603,9 +605,11 @@ decide(struct px_conn *c)
 		return;
 	if (c->s->dec.audit) {
 		struct moat_denial_event ev;
-		fill_event(c, &ev, "audit", c->s->dec.text, NULL);
+		px_conn_event(c, &ev, "audit", c->s->dec.text, NULL);
 		px_emit(c->p, &ev);
 	}
+	if (px_l7_decided(c) != 0)
+		return;
 	if (px_resolve_local(c->p->resolver, c->s->host, c->port, addrs,
 	    PX_MAX_ADDRS, &n) == MOAT_OK) {
 		got_addrs(c, MOAT_OK, addrs, n);
@@ -661,10 +665,14 @@ setup_forward(struct px_conn *c, const char *extra, size_t nextra)
 	char *h;
 	int rc;
 
-	if ((h = px_forward_head(&c->s->req, c->s->head, &hl)) == NULL)
+	if (c->s->fhead != NULL)
+		rc = px_relay_prefix(up, c->s->fhead, c->s->fhlen);
+	else if ((h = px_forward_head(&c->s->req, c->s->head, &hl)) == NULL)
 		return MOAT_ERR_NOMEM;
-	rc = px_relay_prefix(up, h, hl);
-	free(h);
+	else {
+		rc = px_relay_prefix(up, h, hl);
+		free(h);
+	}
 	if (rc != 0)
 		return rc;
 	if (c->s->req.chunked) {
@@ -730,6 +738,18 @@ connected(struct px_conn *c)
 
 	moat_loop_timer_cancel(c->p->loop, c->timer);
 	c->timer = NULL;
+	if (c->kind == MOAT_HTTP_CONNECT && px_l7_wanted(c)) {
+		if ((c->who = who_new(c->s)) == NULL) {
+			respond_error(c, 503, "out_of_memory", "out of memory");
+			return;
+		}
+		c->dialled = c->s->addrs[c->s->ai];
+		if (px_l7_begin(c, extra, nextra) == 0) {
+			if (c->st == ST_L7)
+				setup_free(c);
+			return;
+		}
+	}
 	if (px_relay_init(&c->relay, c->cfd, c->ufd) != 0) {
 		respond_error(c, 502, "internal", "out of pipes");
 		return;
@@ -746,12 +766,27 @@ connected(struct px_conn *c)
 		respond_error(c, 400, "bad_request", "malformed request body");
 		return;
 	}
-	if ((c->who = who_new(c->s)) == NULL) {
+	if (c->who == NULL && (c->who = who_new(c->s)) == NULL) {
 		respond_error(c, 503, "out_of_memory", "out of memory");
 		return;
 	}
 	c->dialled = c->s->addrs[c->s->ai];
 	setup_free(c);
+	c->st = ST_RELAY;
+	px_conn_arm(c, c->p->cfg.idle_timeout_ms, idle_check);
+	relay_io(c, -1, 0);
+}
+
+void
+px_conn_start_relay(struct px_conn *c)
+{
+	if (px_relay_init(&c->relay, c->cfd, c->ufd) != 0) {
+		px_conn_free(c);
+		return;
+	}
+	c->relay_on = true;
+	px_l7_free(c->l7);
+	c->l7 = NULL;
 	c->st = ST_RELAY;
 	px_conn_arm(c, c->p->cfg.idle_timeout_ms, idle_check);
 	relay_io(c, -1, 0);
@@ -773,6 +808,10 @@ upstream_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 	socklen_t len = sizeof(err);
 
 	(void)l;
+	if (c->st == ST_L7) {
+		px_l7_io(c, fd, ev);
+		return;
+	}
 	if (c->st == ST_RELAY) {
 		if (ev & MOAT_EV_ERROR) {
 			/*
@@ -895,91 +934,13 @@ client_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 	case ST_LBODY:
 		px_conn_read_body(c);
 		break;
+	case ST_L7:
+		px_l7_io(c, fd, ev);
+		break;
 	default:
 		/* Not reading while deciding; a hang-up ends the work. */
 		if (ev & MOAT_EV_ERROR)
 			px_conn_free(c);
 		break;
 	}
-}
-
-/* ---- policy swaps ---- */
-
-void
-px_conn_redecide(struct px_conn *c)
-{
-	struct moat_caller caller = { 0 };
-	struct moat_decision d;
-	struct moat_denial_event ev;
-	struct px_sandbox *sb = c->sb;
-	const struct sockaddr_storage *addrs;
-	size_t naddrs;
-	const char *host, *why = NULL;
-	char ip[64] = "";
-
-	/* Not decided yet (the newest snapshot will be used), or answered. */
-	if (c->st < ST_RESOLVE || c->st > ST_RELAY)
-		return;
-	/* A forward request is a single request already decided. */
-	if (c->st == ST_RELAY && c->kind == MOAT_HTTP_FORWARD)
-		return;
-	if (c->s != NULL) {
-		caller.exe = c->s->id.bin[0].path;
-		caller.ancestors = c->s->id.anc;
-		caller.nancestors = c->s->id.nbin - 1;
-		host = c->s->host;
-		addrs = c->s->addrs;
-		naddrs = c->s->naddrs;
-	} else {
-		/* A tunnel: its caller, and the one address it dialled. */
-		caller.exe = c->who->exe;
-		caller.ancestors = c->who->anc;
-		caller.nancestors = c->who->nanc;
-		host = c->who->host;
-		addrs = &c->dialled;
-		naddrs = 1;
-	}
-	memset(&d, 0, sizeof(d));
-	if (sb->policy == NULL) {
-		why = "the sandbox's policy was removed";
-	} else {
-		moat_policy_decide(sb->policy, &caller, host, c->port, &d);
-		if (!d.allow)
-			why = d.text;
-	}
-	for (size_t i = 0; why == NULL && i < naddrs; i++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
-		struct moat_decision d2 = d;
-		if (!moat_policy_check_addr(&d2, sa)) {
-			px_addr_str(sa, ip, sizeof(ip));
-			why = d2.text;
-			d = d2;
-		}
-	}
-	if (why == NULL) {
-		moat_policy_free(c->pol);
-		c->pol = moat_policy_ref(sb->policy);
-		c->version = sb->version;
-		if (c->s != NULL)
-			c->s->dec = d;
-		return;
-	}
-	if (c->st != ST_RELAY) {
-		c->version = sb->version;
-		deny(c, d.reason == MOAT_REASON_SSRF ? "ssrf" : policy_stage(c),
-		    d.reason == MOAT_REASON_SSRF ? "ssrf_denied" :
-		    "policy_denied", why, ip[0] ? ip : NULL, d.policy);
-		return;
-	}
-	/* Mid-tunnel there is no response to write: record and close. */
-	c->version = sb->version;
-	moat_policy_free(c->pol);
-	c->pol = NULL;
-	fill_event(c, &ev, d.reason == MOAT_REASON_SSRF ? "ssrf" : "connect",
-	    why, ip[0] ? ip : NULL);
-	ev.policy_version = sb->version;
-	px_emit(c->p, &ev);
-	log_info("sandbox %s: closing tunnel to %s:%u after policy change",
-	    sb->name, host, (unsigned)c->port);
-	px_conn_free(c);
 }

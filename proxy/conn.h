@@ -18,6 +18,7 @@ enum px_state {
 	ST_LINGER,
 	ST_LBODY, /* reading a policy.local proposal's body */
 	ST_LWAIT, /* waiting for moatd's answer to it */
+	ST_L7,    /* a tunnel looked into (l7.c) */
 };
 
 /*
@@ -63,6 +64,8 @@ struct px_setup {
 	bool answered;
 	char *lresp;
 	size_t lresplen;
+	char *fhead;   /* a forward request's head as decided and rewritten */
+	size_t fhlen;
 };
 
 struct px_conn {
@@ -86,6 +89,7 @@ struct px_conn {
 	size_t discarded;
 	struct px_relay relay;
 	bool relay_on;
+	struct px_l7 *l7;        /* ST_L7 only */
 	struct moat_timer *timer;
 };
 
@@ -93,6 +97,44 @@ struct px_conn {
 void px_conn_arm(struct px_conn *c, int64_t ms, moat_timer_cb *cb);
 /* Answer with a whole response (taken over; NULL: close) and linger. */
 void px_conn_respond(struct px_conn *c, char *resp, size_t len);
+
+/* An event about this connection (its caller, host, port; ip or NULL). */
+void px_conn_event(struct px_conn *c, struct moat_denial_event *ev,
+    const char *stage, const char *reason, const char *ip);
+/*
+ * Deny: emit the event, answer 403 in OpenShell's shape, close. stage
+ * is the event's; error is "policy_denied" or "ssrf_denied".
+ */
+void px_conn_deny(struct px_conn *c, const char *stage, const char *error,
+    const char *reason, const char *ip, const char *policy);
+/* Relay the tunnel's bytes untouched from now on (the 200 was sent). */
+void px_conn_start_relay(struct px_conn *c);
+
+/* l7.c: tunnels the proxy looks into */
+struct px_l7;
+/* Should an allowed CONNECT be looked into (TLS, L7, credentials)? */
+bool px_l7_wanted(const struct px_conn *c);
+/*
+ * Take over a connected CONNECT (c->who set, setup still there): 0
+ * taken (or answered), 1 declined (relay it untouched as before).
+ */
+int px_l7_begin(struct px_conn *c, const char *extra, size_t nextra);
+void px_l7_io(struct px_conn *c, int fd, unsigned ev);
+/* Are this tunnel's requests read and decided one by one? */
+bool px_l7_inspects(const struct px_conn *c);
+/*
+ * A forward request to an endpoint with L7 rules, or in a sandbox with
+ * credentials: decide it (the canonical target), replace placeholders,
+ * and keep the head to send in c->s->fhead. 0, or -1 answered.
+ */
+int px_l7_forward(struct px_conn *c);
+/*
+ * After an allowing decision: what L7 needs before dialling (a forward
+ * request decided and rewritten; a CONNECT to an L7 endpoint without a
+ * CA denied). 0 go on, -1 answered.
+ */
+int px_l7_decided(struct px_conn *c);
+void px_l7_free(struct px_l7 *x);
 
 /* conn-local.c: policy.local requests (routes and bodies in local.c) */
 void px_conn_local_start(struct px_conn *c);

@@ -152,6 +152,8 @@ do_sandbox(struct ctl *c, json_t *o)
 	}
 	s.trust = kept;
 	s.ntrust = json_array_size(trust);
+	s.ca_cert = jstr(o, "ca_cert");
+	s.ca_key = jstr(o, "ca_key");
 	r = moat_proxy_add_sandbox(c->p, &s, &cause);
 	free(kept);
 	if (r == 0)
@@ -161,6 +163,51 @@ do_sandbox(struct ctl *c, json_t *o)
 		ctl_reply(c, json_pack("{s:s,s:s?,s:s}", "type",
 		    "sandbox_error", "name", s.name, "error",
 		    moat_cause_str(&cause, r)));
+}
+
+/* The sandbox's credentials: values are never logged or echoed. */
+static void
+do_secrets(struct ctl *c, json_t *o)
+{
+	const char *name = jstr(o, "sandbox");
+	json_t *a = json_object_get(o, "secrets"), *e;
+	struct moat_proxy_secret *v = NULL;
+	const char **hosts = NULL;
+	struct moat_cause cause = { { 0 } };
+	size_t i, nh = 0, k = 0;
+	int r;
+
+	if (name == NULL || !json_is_array(a))
+		return;
+	json_array_foreach(a, i, e)
+		nh += json_array_size(json_object_get(e, "hosts"));
+	v = calloc(json_array_size(a) + 1, sizeof(*v));
+	hosts = calloc(nh + 1, sizeof(*hosts));
+	if (v == NULL || hosts == NULL)
+		goto out;
+	json_array_foreach(a, i, e) {
+		json_t *h = json_object_get(e, "hosts"), *hv;
+		json_t *val = json_object_get(e, "value");
+		size_t j;
+
+		v[i].name = jstr(e, "name");
+		v[i].value = json_string_value(val);
+		v[i].vlen = json_string_length(val);
+		v[i].hosts = &hosts[k];
+		json_array_foreach(h, j, hv)
+			if (json_is_string(hv))
+				hosts[k + v[i].nhosts++] = json_string_value(hv);
+		k += v[i].nhosts;
+		if (v[i].name == NULL || v[i].value == NULL)
+			goto out;
+	}
+	if ((r = moat_proxy_set_secrets(c->p, name, v, json_array_size(a),
+	    &cause)) != 0)
+		log_warn("sandbox %s: secrets refused: %s", name,
+		    moat_cause_str(&cause, r));
+out:
+	free(v);
+	free(hosts);
 }
 
 static void
@@ -255,6 +302,8 @@ handle_msg(struct ctl *c, json_t *o)
 			moat_proxy_remove_sandbox(c->p, n);
 	} else if (strcmp(type, "policy") == 0) {
 		do_policy(c, o);
+	} else if (strcmp(type, "secrets") == 0) {
+		do_secrets(c, o);
 	} else if (strcmp(type, "proposal_result") == 0) {
 		moat_proxy_proposal_result(c->p, (uint64_t)jint(o, "req", 0),
 		    json_is_true(json_object_get(o, "ok")), jint(o, "id", 0),

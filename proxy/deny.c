@@ -113,8 +113,9 @@ px_deny_response(const struct px_deny *d, size_t *len)
 	if (o == NULL || anc == NULL)
 		goto out;
 	v6 = d->host != NULL && strchr(d->host, ':') != NULL;
-	snprintf(detail, sizeof(detail), "%s %s%s%s:%u %s", d->method,
+	snprintf(detail, sizeof(detail), "%s %s%s%s:%u%s %s", d->method,
 	    v6 ? "[" : "", d->host, v6 ? "]" : "", (unsigned)d->port,
+	    d->path != NULL ? d->path : "",
 	    ssrf ? "blocked: internal address" : "not permitted by policy");
 	for (size_t i = 0; i < d->nancestors; i++)
 		json_array_append_new(anc, json_string(d->ancestors[i]));
@@ -128,6 +129,13 @@ px_deny_response(const struct px_deny *d, size_t *len)
 	json_object_set(o, "ancestors", anc);
 	if (d->policy != NULL)
 		json_object_set_new(o, "policy", json_string(d->policy));
+	if (d->path != NULL) {
+		/* OpenShell's L7 fields: which request, at which layer. */
+		json_object_set_new(o, "layer", json_string("l7"));
+		json_object_set_new(o, "protocol", json_string("rest"));
+		json_object_set_new(o, "method", json_string(d->method));
+		json_object_set_new(o, "path", json_string(d->path));
+	}
 	json_object_set_new(o, "next_steps", next_steps());
 	json_object_set_new(o, "agent_guidance", json_string(GUIDANCE));
 	if ((body = json_dumps(o, JSON_COMPACT)) == NULL)

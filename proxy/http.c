@@ -179,6 +179,15 @@ parse_target(const char *buf, size_t off, size_t n, struct moat_http_req *r,
 
 	if (!target_chars_ok(t, n))
 		return bad(status, 400, cause, "request target has bad bytes");
+	if (r->kind == MOAT_HTTP_ORIGIN) {
+		/* Inside a tunnel: a server's request, origin form only. */
+		if (t[0] != '/' || strcmp(r->method, "CONNECT") == 0)
+			return bad(status, 400, cause,
+			    "request target is not a path");
+		r->path.off = (uint16_t)off;
+		r->path.len = (uint16_t)n;
+		return MOAT_OK;
+	}
 	if (strcmp(r->method, "CONNECT") == 0) {
 		r->kind = MOAT_HTTP_CONNECT;
 		if (!parse_authority(t, n, 0, r))
@@ -401,9 +410,9 @@ find_end(const char *buf, size_t len, size_t start, size_t *end, int *status,
 	return MOAT_ERR_AGAIN;
 }
 
-int
-moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
-    int *status, struct moat_cause *cause)
+static int
+parse(const char *buf, size_t len, struct moat_http_req *r, int *status,
+    struct moat_cause *cause, enum moat_http_kind kind)
 {
 	size_t end = 0, off, eol, start;
 	int rc;
@@ -418,6 +427,7 @@ moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
 	if ((rc = find_end(buf, len, start, &end, status, cause)) != MOAT_OK)
 		return rc;
 	memset(r, 0, sizeof(*r));
+	r->kind = kind;
 	r->content_length = -1;
 	r->head_len = end;
 	/* A NUL anywhere in the head is refused (also covers the target). */
@@ -442,6 +452,20 @@ moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
 	if ((rc = check_host(buf, r, status, cause)) != MOAT_OK)
 		return rc;
 	return check_framing(buf, r, status, cause);
+}
+
+int
+moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
+    int *status, struct moat_cause *cause)
+{
+	return parse(buf, len, r, status, cause, 0);
+}
+
+int
+moat_http_parse_origin(const char *buf, size_t len, struct moat_http_req *r,
+    int *status, struct moat_cause *cause)
+{
+	return parse(buf, len, r, status, cause, MOAT_HTTP_ORIGIN);
 }
 
 enum {

@@ -27,6 +27,7 @@
 enum moat_http_kind {
 	MOAT_HTTP_CONNECT = 1, /* CONNECT host:port */
 	MOAT_HTTP_FORWARD,     /* METHOD http://host[:port]/path */
+	MOAT_HTTP_ORIGIN,      /* METHOD /path: a request inside a tunnel */
 };
 
 struct moat_http_span {
@@ -66,6 +67,14 @@ struct moat_http_req {
  */
 int moat_http_parse(const char *buf, size_t len, struct moat_http_req *r,
     int *status, struct moat_cause *cause);
+
+/*
+ * The same for a request inside a tunnel (after TLS termination): the
+ * target must be in origin form (kind MOAT_HTTP_ORIGIN, path set, host
+ * empty: the Host header names it).
+ */
+int moat_http_parse_origin(const char *buf, size_t len,
+    struct moat_http_req *r, int *status, struct moat_cause *cause);
 
 /* Case-insensitive header lookup; the first match, or NULL. */
 const struct moat_http_header *moat_http_header_get(

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "common/event.h"
 #include "common/loop.h"
 #include "common/log.h"
@@ -222,6 +224,7 @@ struct px_deny {
 	const char *const *ancestors;
 	size_t nancestors;
 	const char *policy; /* may be NULL */
+	const char *path;   /* an L7 denial: the request's path, else NULL */
 };
 /* A whole HTTP response (head and body), malloc'd; NULL on ENOMEM. */
 char *px_deny_response(const struct px_deny *d, size_t *len);
@@ -281,6 +284,108 @@ void px_guard_free(struct moat_proxy *p);
 bool px_guard_refuses(struct moat_proxy *p, const char *host,
     const struct sockaddr *sa, char *why, size_t len);
 
+/* ---- ca.c, tls.c: the sandbox CA, leaves, the two SSL_CTXs */
+
+EVP_PKEY *px_ca_new_key(void);
+/* A leaf for host (DNS name or IP) signed by ca; NULL on failure. */
+X509 *px_ca_mint(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
+    const char *host);
+int px_ca_load(const char *cert_path, const char *key_path, X509 **cert,
+    EVP_PKEY **key, struct moat_cause *cause);
+
+struct px_tls;
+struct px_tls_ca;
+/* What the servername callback of one terminated connection needs. */
+struct px_tls_peer {
+	struct px_tls_ca *ca;
+	const char *host;  /* the decided CONNECT host */
+	char sni[256];     /* what the client asked for, printable */
+	bool sni_mismatch;
+};
+int px_tls_new(const char *upstream_ca_file, size_t max_leaves,
+    struct px_tls **out, struct moat_cause *cause);
+void px_tls_free(struct px_tls *t);
+void px_tls_stats(const struct px_tls *t, uint64_t *minted, uint64_t *hits,
+    size_t *cached);
+int px_tls_ca_load(struct px_tls *t, const char *cert, const char *key,
+    struct px_tls_ca **out, struct moat_cause *cause);
+void px_tls_ca_free(struct px_tls *t, struct px_tls_ca *ca);
+/* Server side toward the sandbox (pe must outlive the SSL). */
+SSL *px_tls_server(struct px_tls *t, struct px_tls_peer *pe, int fd);
+/* Client side toward the upstream, verifying host. */
+SSL *px_tls_client(struct px_tls *t, const char *host, int fd);
+void px_tls_client_error(SSL *s, char *why, size_t len);
+
+/* ---- resp.c: where a response ends */
+
+enum {
+	PX_RESP_MORE = 0, /* all consumed, the response goes on */
+	PX_RESP_DONE,     /* the response ended at *used */
+	PX_RESP_UPGRADE,  /* 101: its head ended at *used; now raw */
+	PX_RESP_BAD,      /* not HTTP/1.x as we can frame it */
+};
+struct px_resp {
+	int state;
+	bool head_req; /* the request was HEAD: no body */
+	bool cr;
+	int status;
+	int minor;
+	int64_t cl;
+	bool te;
+	bool chunked;
+	bool close;
+	uint64_t left;
+	size_t head_bytes;
+	size_t llen;
+	char line[1024];
+	struct moat_http_chunked ch;
+};
+void px_resp_start(struct px_resp *r, bool head_req);
+int px_resp_feed(struct px_resp *r, const char *buf, size_t n, size_t *used);
+/* The body ends when the upstream closes. */
+bool px_resp_until_eof(const struct px_resp *r);
+
+/* ---- inject.c: credential placeholders */
+
+struct px_secrets;
+int px_secrets_new(const struct moat_proxy_secret *v, size_t n,
+    struct px_secrets **out, struct moat_cause *cause);
+void px_secrets_free(struct px_secrets *s);
+bool px_secrets_any(const struct px_secrets *s);
+bool px_secret_name_ok(const char *name);
+enum px_ictx {
+	PX_I_RAW = 0, /* a header value */
+	PX_I_PCT,     /* a request target, a form body */
+	PX_I_JSON,    /* inside a JSON string */
+};
+struct px_ibuf {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+struct px_inject_err {
+	char name[130]; /* the secret named by the refused placeholder */
+	const char *why; /* credential_endpoint_mismatch, invalid_... */
+};
+/*
+ * Replace the placeholders of in[0..n) for host, appending to out:
+ * the number replaced (0: out untouched), -1 refused (err says which
+ * secret and why), -2 out of memory.
+ */
+int px_inject(const struct px_secrets *s, const char *host, const char *in,
+    size_t n, enum px_ictx ctx, struct px_ibuf *out,
+    struct px_inject_err *err);
+/* The same inside the base64 of a Basic credential (out: new base64). */
+int px_inject_basic(const struct px_secrets *s, const char *host,
+    const char *b64, size_t n, struct px_ibuf *out,
+    struct px_inject_err *err);
+/* Any placeholder prefix in buf (raw or %3A-encoded)? */
+bool px_inject_marker(const char *buf, size_t n);
+#define PX_INJECT_HOLD 24 /* longest prefix minus one */
+/* Append n bytes (NUL kept after them): 0, or -1 out of memory. */
+int px_ibuf_put(struct px_ibuf *b, const void *s, size_t n);
+void px_ibuf_free(struct px_ibuf *b);
+
 /* ---- proxy.c, conn.c */
 
 struct px_trust {
@@ -313,6 +418,8 @@ struct px_sandbox {
 	struct px_ring *ring; /* recent denials, for policy.local */
 	int nbypass;          /* bypass events waiting for identity */
 	int nflog_fd;         /* the sandbox's NFLOG socket, or -1 */
+	struct px_tls_ca *ca; /* NULL: TLS is relayed, never terminated */
+	struct px_secrets *secrets;
 	struct px_sandbox *next;
 };
 
@@ -337,6 +444,7 @@ struct moat_proxy {
 	struct px_bypass *bypass; /* bypass events waiting for identity */
 	int nbypass;
 	struct px_flush *flush;   /* moat_proxy_flush callers waiting */
+	struct px_tls *tls;
 };
 
 struct px_sandbox *px_sandbox_find(struct moat_proxy *p, const char *name);

@@ -201,7 +201,9 @@ moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 	if ((r = px_guard_init(p, c->deny_cidr, cause)) != 0 ||
 	    (r = px_hasher_new(l, &p->hasher, cause)) != 0 ||
 	    (r = px_identity_pool_new(l, &p->ident_pool, cause)) != 0 ||
-	    (r = px_resolver_new(l, c->hosts_file, &p->resolver, cause)) != 0) {
+	    (r = px_resolver_new(l, c->hosts_file, &p->resolver, cause)) != 0 ||
+	    (r = px_tls_new(c->upstream_ca_file, c->max_leaves, &p->tls,
+	    cause)) != 0) {
 		moat_proxy_free(p);
 		return r;
 	}
@@ -271,6 +273,8 @@ sandbox_free(struct px_sandbox *sb)
 	}
 	moat_policy_free(sb->policy);
 	px_ring_free(sb->ring);
+	px_tls_ca_free(sb->p->tls, sb->ca);
+	px_secrets_free(sb->secrets);
 	free(sb->procs_path);
 	free(sb);
 }
@@ -353,6 +357,25 @@ install_trust(struct px_sandbox *sb, const struct moat_proxy_sandbox *s,
 }
 
 int
+moat_proxy_set_secrets(struct moat_proxy *p, const char *sandbox,
+    const struct moat_proxy_secret *v, size_t n, struct moat_cause *cause)
+{
+	struct px_sandbox *sb = px_sandbox_find(p, sandbox);
+	struct px_secrets *s = NULL;
+	int r;
+
+	if (sb == NULL) {
+		moat_cause_set(cause, "no sandbox %s", sandbox);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if ((r = px_secrets_new(v, n, &s, cause)) != 0)
+		return r;
+	px_secrets_free(sb->secrets);
+	sb->secrets = s;
+	return MOAT_OK;
+}
+
+int
 moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
     struct moat_cause *cause)
 {
@@ -385,6 +408,10 @@ moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
 		r = MOAT_ERR_NOMEM;
 		goto fail;
 	}
+	if (s->ca_cert != NULL && s->ca_key != NULL &&
+	    (r = px_tls_ca_load(p->tls, s->ca_cert, s->ca_key, &sb->ca,
+	    cause)) != 0)
+		goto fail;
 	if ((r = install_trust(sb, s, cause)) != 0 ||
 	    (r = listen_on(sb, s->port ? s->port : p->cfg.port, cause)) != 0)
 		goto fail;
@@ -637,5 +664,6 @@ moat_proxy_free(struct moat_proxy *p)
 	px_hasher_free(p->hasher);
 	px_resolver_free(p->resolver);
 	px_guard_free(p);
+	px_tls_free(p->tls);
 	free(p);
 }

@@ -67,6 +67,12 @@ struct moat_proxy_config {
 	 * proxy's listen addresses are always refused.
 	 */
 	const char *deny_cidr;
+	/*
+	 * Certificates (PEM) trusted for upstreams besides the system
+	 * roots, when the proxy terminates TLS; NULL: the system roots.
+	 */
+	const char *upstream_ca_file;
+	size_t max_leaves;        /* cached leaf certificates, 1024 when 0 */
 };
 
 /* A binary's trusted hash, as kept by the orchestrator. */
@@ -104,6 +110,23 @@ struct moat_proxy_sandbox {
 	 * the sandbox is served, so no restart trusts a changed file. */
 	const struct moat_proxy_trusted *trust;
 	size_t ntrust;
+	/*
+	 * The sandbox CA (proxy/ca.h): certificate and key files. With
+	 * them TLS inside CONNECT is terminated (unless the endpoint says
+	 * tls skip) and L7 rules and credentials apply; NULL: TLS is
+	 * relayed untouched and endpoints with L7 rules fail closed.
+	 */
+	const char *ca_cert;
+	const char *ca_key;
+};
+
+/* A credential the proxy puts in place of its placeholder. */
+struct moat_proxy_secret {
+	const char *name;   /* [A-Za-z_][A-Za-z0-9_]* */
+	const char *value;  /* no CR, LF or NUL */
+	size_t vlen;
+	const char *const *hosts; /* exact names, or "*.x.com" */
+	size_t nhosts;
 };
 
 /* One packet the sandbox ruleset rejected (NFLOG), parsed by moatd. */
@@ -134,6 +157,13 @@ int moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
  */
 int moat_proxy_add_sandbox(struct moat_proxy *p,
     const struct moat_proxy_sandbox *s, struct moat_cause *cause);
+
+/*
+ * Replace the sandbox's secrets (copied; the old values are zeroed).
+ * MOAT_ERR_NOTFOUND, MOAT_ERR_INVALID (a bad name or value, in cause).
+ */
+int moat_proxy_set_secrets(struct moat_proxy *p, const char *sandbox,
+    const struct moat_proxy_secret *v, size_t n, struct moat_cause *cause);
 
 /* Stop listening for a sandbox and close its connections. */
 int moat_proxy_remove_sandbox(struct moat_proxy *p, const char *sandbox);

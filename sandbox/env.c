@@ -2,13 +2,17 @@
  * The environment of a sandboxed process: nothing of the caller's, then
  * the user's identity, PATH, the proxy variables in both cases (gRPC
  * reads the lower-case ones first; Node >= 22 needs NODE_USE_ENV_PROXY),
+ * the CA variables when the sandbox has a CA (the bundle for OpenSSL,
+ * requests, curl and git; the CA alone for Node, which adds it to its
+ * own roots), the sandbox's fixed variables (credential placeholders),
  * and the caller's allowlisted extras (TERM, LANG, ...). An extra never
- * replaces the identity, PATH or proxy variables.
+ * replaces the identity, PATH, proxy, CA or fixed variables.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "sandbox/internal.h"
 
 #define ENV_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
@@ -21,7 +25,14 @@ static const char *const proxy_vars[] = {
 static const char *const fixed_vars[] = {
 	"HOME", "USER", "LOGNAME", "SHELL", "PATH", "HTTP_PROXY",
 	"HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "grpc_proxy",
-	"NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY",
+	"NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY", "SSL_CERT_FILE",
+	"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",
+	"NODE_EXTRA_CA_CERTS", "PIP_CERT",
+};
+
+static const char *const bundle_vars[] = {
+	"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+	"GIT_SSL_CAINFO", "PIP_CERT",
 };
 
 struct env_buf {
@@ -70,10 +81,14 @@ put(struct env_buf *b, const char *key, const char *val)
 }
 
 static bool
-is_fixed(const char *kv)
+is_fixed(const struct sandbox_env_in *in, const char *kv)
 {
 	size_t k = key_len(kv);
 
+	for (size_t i = 0; in->fixed != NULL && in->fixed[i] != NULL; i++)
+		if (key_len(in->fixed[i]) == k &&
+		    strncmp(in->fixed[i], kv, k) == 0)
+			return true;
 	for (size_t i = 0; i < sizeof(fixed_vars) / sizeof(*fixed_vars); i++)
 		if (strlen(fixed_vars[i]) == k &&
 		    strncmp(fixed_vars[i], kv, k) == 0)
@@ -90,7 +105,11 @@ sandbox_env_build(const struct sandbox_env_in *in)
 
 	for (; in->extra != NULL && in->extra[nextra] != NULL; nextra++)
 		bytes += strlen(in->extra[nextra]) + 1;
-	max = 32 + nextra;
+	for (size_t i = 0; in->fixed != NULL && in->fixed[i] != NULL; i++) {
+		bytes += strlen(in->fixed[i]) + 1;
+		nextra++;
+	}
+	max = 40 + nextra;
 	if ((mem = calloc(1, max * sizeof(char *) + bytes)) == NULL)
 		return NULL;
 	b.v = (char **)mem;
@@ -116,9 +135,16 @@ sandbox_env_build(const struct sandbox_env_in *in)
 		put(&b, "no_proxy", "127.0.0.1,localhost,::1");
 		put(&b, "NODE_USE_ENV_PROXY", "1");
 	}
-	for (size_t i = 0; i < nextra; i++)
+	if (in->ca) {
+		for (size_t i = 0; i < MOAT_NELEM(bundle_vars); i++)
+			put(&b, bundle_vars[i], MOAT_SANDBOX_CA_BUNDLE);
+		put(&b, "NODE_EXTRA_CA_CERTS", MOAT_SANDBOX_CA_CERT);
+	}
+	for (size_t i = 0; in->fixed != NULL && in->fixed[i] != NULL; i++)
+		put(&b, in->fixed[i], NULL);
+	for (size_t i = 0; in->extra != NULL && in->extra[i] != NULL; i++)
 		if (strchr(in->extra[i], '=') != NULL &&
-		    !is_fixed(in->extra[i]))
+		    !is_fixed(in, in->extra[i]))
 			put(&b, in->extra[i], NULL);
 	b.v[b.n] = NULL;
 	return b.v;

@@ -17,6 +17,9 @@
  *                 into another process's memory would make its code ours)
  *   /sys          a fresh sysfs (the sandbox's netns), read-only
  *   /etc/passwd, /etc/group, /etc/hosts  generated files bound on top
+ *   /run/moat     the sandbox CA and the bundle of roots plus it (read-
+ *                 only binds of moatd's files); the bundle is also bound
+ *                 on the system trust store when the view has one
  *
  * The sources are reached through a first pivot_root into a scratch
  * tmpfs, with the host's root at /oldroot: so nothing we mount can hide a
@@ -379,6 +382,50 @@ setup_var(bool host, const char *tmpfs_opts, struct moat_cause *cause)
 	    MS_NOSUID | MS_NODEV, tmpfs_opts, cause);
 }
 
+/* Bind one host file read-only on a new or existing file dst. */
+static int
+bind_file_ro(const char *host, const char *dst, struct moat_cause *cause)
+{
+	char src[4200];
+	int r;
+
+	snprintf(src, sizeof(src), OLDROOT "%s", host);
+	/* The system store exists (below a read-only bind): mount on it. */
+	if ((access(dst, F_OK) != 0 &&
+	    (r = make_mountpoint(dst, false, cause)) != 0) ||
+	    (r = do_mount(src, dst, NULL, MS_BIND, NULL, cause)) != 0)
+		return r;
+	return do_mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY |
+	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause);
+}
+
+/*
+ * The sandbox CA: its certificate and the bundle at fixed places (the
+ * CA variables name them), and the bundle over the system store too,
+ * so tools that read only that trust the proxy's certificates.
+ */
+static int
+setup_ca(const struct sandbox_fs *f, struct moat_cause *cause)
+{
+	int r;
+
+	if (f->ca_cert == NULL || f->ca_bundle == NULL)
+		return 0;
+	/* Exactly 0755: moatd's umask (077) must not apply. */
+	if ((mkdir(NEWROOT "/run/moat", 0755) != 0 && errno != EEXIST) ||
+	    chmod(NEWROOT "/run/moat", 0755) != 0)
+		return fail(cause, "mkdir", "/run/moat");
+	if ((r = bind_file_ro(f->ca_cert, NEWROOT MOAT_SANDBOX_CA_CERT,
+	    cause)) != 0 ||
+	    (r = bind_file_ro(f->ca_bundle, NEWROOT MOAT_SANDBOX_CA_BUNDLE,
+	    cause)) != 0)
+		return r;
+	if (access(NEWROOT MOAT_SANDBOX_SYSTEM_ROOTS, F_OK) != 0)
+		return 0;
+	return bind_file_ro(f->ca_bundle, NEWROOT MOAT_SANDBOX_SYSTEM_ROOTS,
+	    cause);
+}
+
 static int
 build(const struct sandbox_fs *f, struct moat_cause *cause)
 {
@@ -420,6 +467,7 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    (r = setup_var(host, tmpfs_opts, cause)) != 0 ||
 	    (r = do_mount("tmpfs", NEWROOT "/run", "tmpfs",
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", cause)) != 0 ||
+	    (r = setup_ca(f, cause)) != 0 ||
 	    (r = setup_dev(tmpfs_opts, cause)) != 0 ||
 	    (r = do_mount("proc", NEWROOT "/proc", "proc", MS_RDONLY |
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0 ||

@@ -118,6 +118,8 @@ struct sandbox_fs {
 	/* policy paths: "r/path" read-only, "w/path" read-write */
 	const char *const *binds;
 	uint64_t tmpfs_mb;     /* size of each writable tmpfs; 0: default */
+	const char *ca_cert;   /* host path of the sandbox CA, or NULL */
+	const char *ca_bundle; /* host path of roots + CA, or NULL */
 };
 /* Runs in init, in its new mount namespace; ends with pivot_root. */
 int sandbox_fs_setup(const struct sandbox_fs *f, struct moat_cause *cause);
@@ -176,6 +178,8 @@ struct sandbox_env_in {
 	uint16_t proxy_port;
 	bool pty;
 	const char *const *extra;
+	bool ca;                /* the CA variables (MOAT_SANDBOX_CA_*) */
+	const char *const *fixed; /* K=V set like PATH (placeholders) */
 };
 /* A NULL-terminated K=V array in one allocation; free() it. */
 char **sandbox_env_build(const struct sandbox_env_in *in);
@@ -220,6 +224,8 @@ struct moat_sandbox {
 	char attrib_why[MOAT_CAUSE_LEN]; /* why attrib is NULL */
 	int landlock_fd;	     /* -1: no Landlock */
 	struct sock_fprog seccomp;   /* compiled once at create */
+	bool ca;		     /* the view has the CA files */
+	char **env;		     /* fixed K=V (placeholders), or NULL */
 };
 
 #endif

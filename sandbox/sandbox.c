@@ -130,6 +130,9 @@ moat_sandbox_free(struct moat_sandbox *sb)
 		sandbox_cgroup_release(sb->cg);
 	}
 	free(sb->seccomp.filter);
+	for (size_t i = 0; sb->env != NULL && sb->env[i] != NULL; i++)
+		free(sb->env[i]);
+	free(sb->env);
 	free(sb->name);
 	free(sb);
 }
@@ -243,6 +246,35 @@ struct create_in {
 	char **binds;		/* sandbox_fs_policy_binds() */
 };
 
+/* The fixed variables: K=V each, K a shell name; copied. */
+static int
+copy_env(struct moat_sandbox *sb, const char *const *env,
+    struct moat_cause *cause)
+{
+	size_t n = 0;
+
+	while (env != NULL && env[n] != NULL)
+		n++;
+	if (n == 0)
+		return 0;
+	if ((sb->env = calloc(n + 1, sizeof(*sb->env))) == NULL)
+		return MOAT_ERR_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = strcspn(env[i], "=");
+
+		if (k == 0 || env[i][k] != '=' ||
+		    strspn(env[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "abcdefghijklmnopqrstuvwxyz0123456789_") != k) {
+			moat_cause_set(cause, "sandbox variable '%.*s' is not "
+			    "NAME=VALUE", (int)k, env[i]);
+			return MOAT_ERR_INVALID;
+		}
+		if ((sb->env[i] = strdup(env[i])) == NULL)
+			return MOAT_ERR_NOMEM;
+	}
+	return 0;
+}
+
 static int
 prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
     struct create_in *in, struct moat_cause *cause)
@@ -271,6 +303,9 @@ prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	if (in->res.pids_max == 0)
 		in->res.pids_max = SANDBOX_DEFAULT_PIDS;
 	sb->proxy_port = c->proxy_port ? c->proxy_port : SANDBOX_DEFAULT_PORT;
+	sb->ca = c->ca_cert != NULL && c->ca_bundle != NULL;
+	if ((r = copy_env(sb, c->env, cause)) != 0)
+		return r;
 	if ((r = sandbox_user_resolve(c->policy, c->net_index, "/",
 	    &sb->user, cause)) != 0 ||
 	    (r = sandbox_user_passwd(&sb->user, in->rootfs, &in->passwd,
@@ -324,6 +359,8 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	ia.fs.group = in.group;
 	ia.fs.binds = (const char *const *)in.binds;
 	ia.fs.tmpfs_mb = in.res.memory_mb;
+	ia.fs.ca_cert = c->ca_cert;
+	ia.fs.ca_bundle = c->ca_bundle;
 	ia.go_fd = go[0];
 	ia.status_fd = st[1];
 	ia.cg = sb->cg;

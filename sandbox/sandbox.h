@@ -53,7 +53,28 @@ struct moat_sandbox_config {
 	const char *state_dir;	    /* reserved; may be NULL */
 	const char *net_pool;	    /* NULL: 10.200.0.0/16 (sandbox/net.h) */
 	enum moat_attrib_mode attrib; /* caller attribution (below) */
+	/*
+	 * The sandbox CA's certificate and the bundle of the system roots
+	 * plus it (host paths; the key never enters the sandbox): bound
+	 * read-only at MOAT_SANDBOX_CA_CERT and MOAT_SANDBOX_CA_BUNDLE (the
+	 * bundle also on the system store, when the view has one) and
+	 * named by SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
+	 * GIT_SSL_CAINFO and NODE_EXTRA_CA_CERTS. NULL: no CA.
+	 */
+	const char *ca_cert;
+	const char *ca_bundle;
+	/*
+	 * Extra variables (K=V) of every process of the sandbox, fixed like
+	 * PATH: the credential placeholders. NULL-terminated; NULL: none.
+	 */
+	const char *const *env;
 };
+
+/* Where the CA files appear inside a sandbox that has one. */
+#define MOAT_SANDBOX_CA_CERT "/run/moat/ca.pem"
+#define MOAT_SANDBOX_CA_BUNDLE "/run/moat/ca-bundle.pem"
+/* The system's trust store (Debian), covered by the bundle inside. */
+#define MOAT_SANDBOX_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 
 /*
  * Build a sandbox. On success *out owns it; on failure nothing is left

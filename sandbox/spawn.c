@@ -329,6 +329,8 @@ prepare(struct moat_sandbox *sb, const struct moat_spawn *s,
 		.home = SANDBOX_HOME,
 		.proxy_addr = sb->host_addr,
 		.proxy_port = sb->proxy_port,
+		.ca = sb->ca,
+		.fixed = (const char *const *)sb->env,
 		.pty = s->pty,
 		.extra = s->env,
 	};

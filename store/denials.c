@@ -84,6 +84,8 @@ insert_one(struct moat_store *s, sqlite3_stmt *ins, sqlite3_stmt *up,
 	sqlite3_bind_int(ins, 14, ev->policy_version);
 	sqlite3_bind_int64(ins, 15, ev->cut);
 	sqlite3_bind_int64(ins, 16, ev->escaped);
+	BIND_FIELD(ins, 17, ev, method);
+	BIND_FIELD(ins, 18, ev, path);
 	if ((r = store_step_done(s, ins, "insert denial", cause)) != 0)
 		return r;
 
@@ -213,6 +215,8 @@ row_to_event(sqlite3_stmt *st, struct moat_denial_event *ev)
 	ev->policy_version = sqlite3_column_int(st, 14);
 	ev->cut = (uint32_t)sqlite3_column_int64(st, 15);
 	ev->escaped = (uint32_t)sqlite3_column_int64(st, 16);
+	moat_strlcpy(ev->method, store_col_text(st, 17), sizeof(ev->method));
+	moat_strlcpy(ev->path, store_col_text(st, 18), sizeof(ev->path));
 }
 
 int
@@ -231,7 +235,8 @@ moat_store_denials_query(struct moat_store *s,
 		f = &none;
 	store_sql_add(&q, "SELECT id, ts_ms, sandbox, stage, binary, sha256,"
 	    " ancestors, pid, uid, host, ip, port, protocol, reason,"
-	    " policy_version, text_cut, text_escaped FROM denials WHERE 1");
+	    " policy_version, text_cut, text_escaped, method, path"
+	    " FROM denials WHERE 1");
 	store_where_keys(&q, f, true);
 	store_where_time(&q, f);
 	store_sql_add(&q, " ORDER BY ts_ms DESC, id DESC");

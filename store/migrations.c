@@ -165,6 +165,13 @@ static const char *const migrations[] = {
 	"  updated_ms INTEGER NOT NULL,"
 	"  PRIMARY KEY (sandbox, binary)"
 	") WITHOUT ROWID;",
+
+	/*
+	 * 7: L7 denials name the request: its method and canonical path
+	 * (never the query). "" for connection-level denials.
+	 */
+	"ALTER TABLE denials ADD COLUMN method TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE denials ADD COLUMN path TEXT NOT NULL DEFAULT '';",
 };
 
 int

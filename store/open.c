@@ -28,8 +28,8 @@ static const char *const stmt_sql[ST_MAX] = {
 	[ST_DENIAL_INSERT] =
 	    "INSERT INTO denials (ts_ms, sandbox, stage, binary, sha256,"
 	    " ancestors, pid, uid, host, ip, port, protocol, reason,"
-	    " policy_version, text_cut, text_escaped)"
-	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+	    " policy_version, text_cut, text_escaped, method, path)"
+	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 	[ST_MINUTE_UPSERT] =
 	    "INSERT INTO denial_minutes (minute, sandbox, binary, host, port,"
 	    " count, first_ms, last_ms) VALUES (?,?,?,?,?,?,?,?)"

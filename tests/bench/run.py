@@ -326,6 +326,8 @@ SECTIONS = [("policy", bench_policy), ("sandbox", bench_sandbox), ("proxy", benc
             ("ssh", lambda: __import__("bench_ssh").run(B, TMP, row, start, sh, tree, pss_kb,
                                                          free_port, wait_port, hyperfine, log)),
             ("identity", bench_identity),
+            ("tls", lambda: __import__("bench_tls").run(B, TMP, row, start, sh, tree, pss_kb,
+                                                         free_port, wait_port, log)),
             ("store", bench_store), ("events", bench_events)]
 
 

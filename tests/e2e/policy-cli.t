@@ -37,13 +37,17 @@ out=$("$moat" policy explain policies/presets/deny-all.json --binary /usr/bin/cu
 [ $rc -eq 1 ] && [ "$out" = "deny: network connections not allowed by policy" ]
 t $? "deny-all denies" "$out"
 
-out=$("$moat" policy check policies/presets/github-readonly.json 2>&1); rc=$?
-[ $rc -eq 0 ] && [ "$(echo "$out" | grep -c 'L7 rules are not enforced yet: every connection this endpoint matches is denied (fail closed)')" -eq 6 ]
-t $? "check warns that each L7 endpoint of github-readonly fails closed" "$out"
-out=$("$moat" policy explain policies/presets/github-readonly.json --binary /usr/bin/git \
-	--host github.com --port 443 2>&1); rc=$?
-[ $rc -eq 1 ] && echo "$out" | grep -q "^deny: endpoint github.com:443 is in policy 'github' with L7 rules (protocol rest, rules); L7 rules are not enforced yet"
-t $? "explain: github-readonly denies git (L7 not enforced, fail closed)" "$out"
+out=$("$moat" policy explain policies/presets/github-readonly.json --binary /usr/lib/git-core/git-remote-https \
+	--ancestor /usr/bin/git --host github.com --port 443 --method POST --path /o/r.git/git-upload-pack 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "allow (policy github)" ]
+t $? "explain a request: github-readonly allows fetch (upload-pack)" "$out"
+out=$("$moat" policy explain policies/presets/github-readonly.json --binary /usr/lib/git-core/git-remote-https \
+	--ancestor /usr/bin/git --host github.com --port 443 --method POST --path /o/r.git/../r.git/git-receive-pack 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "^deny: POST /o/r.git/git-receive-pack matches a deny rule of endpoint github.com:443 in policy 'github'"
+t $? "explain a request: github-readonly denies push (receive-pack)" "$out"
+"$moat" policy explain policies/presets/github-readonly.json --binary /usr/bin/git \
+	--host github.com --port 443 --method GET >/dev/null 2>&1
+rc=$?; [ $rc -eq 100 ]; t $? "--method without --path is a usage error ($rc)"
 # A binary the sandbox can write is granted to whatever is put there.
 printf '{"version":1,"filesystem_policy":{"read_write":["/srv/w"]},"network_policies":{"p":{"endpoints":[{"host":"pypi.org","port":443}],"binaries":[{"path":"/sandbox/.venv/bin/*"},{"path":"/srv/w/tool"},{"path":"/usr/bin/git"}]}}}' >"$tmp/w.json"
 out=$("$moat" policy check "$tmp/w.json" 2>&1); rc=$?

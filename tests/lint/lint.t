@@ -22,13 +22,13 @@ t "no fd opened without close-on-exec" "$bare"
 t "files stay under 1000 lines" \
   "$(find common policies store render sandbox sessions sshd proxy moatd cli -name '*.[ch]' -exec wc -l {} + 2>/dev/null | awk '$2 != "total" && $1 > 1000')"
 # The CLI links no daemon code but the one-shot orchestrator `moat run`
-# needs (moatd/oneshot.c and the proxy channel it forks).
+# needs (moatd/oneshot.c, the proxy channel it forks, the credentials).
 map="${MOAT_BUILD:-build/rel}/moat.map"
 if [ -f "$map" ]; then
 	pulled=$(grep -o 'libmoat_moatd\.a([^)]*)' "$map" | sort -u |
-	    grep -vE '\((oneshot|proxychan)\.o\)$')
+	    grep -vE '\((oneshot|proxychan|secrets)\.o\)$')
 else
 	pulled="no link map at $map (build first: make all)"
 fi
-t "moat links only oneshot.o and proxychan.o from moatd/" "$pulled"
+t "moat links only oneshot.o, proxychan.o and secrets.o from moatd/" "$pulled"
 echo "1..$n"

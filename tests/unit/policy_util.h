@@ -56,6 +56,22 @@ dump_diags(const struct moat_diags *d)
 		    d->v[i].msg);
 }
 
+/* A policy written with single quotes that must load (else diag). */
+static __attribute__((unused)) struct moat_policy *
+P(const char *quoted)
+{
+	struct moat_policy *p = NULL;
+	struct moat_diags d;
+
+	moat_diags_init(&d);
+	if (load_q(quoted, &p, &d) != 0) {
+		diag("policy did not load: %s", quoted);
+		dump_diags(&d);
+	}
+	moat_diags_free(&d);
+	return p;
+}
+
 /* The policy must be refused with an error at path containing substr. */
 static __attribute__((unused)) void
 rejects(const char *name, const char *quoted, const char *path,

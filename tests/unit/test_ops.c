@@ -118,6 +118,26 @@ test_suggest(void)
 	is_str(hash2, s.rule_hash, "hash stable");
 	moatd_suggestion_clear(&s);
 
+	/* An L7 denial suggests the request's method and path. */
+	mkev(&ev, "box", "/usr/bin/git", "github.com", "", 443, "l7");
+	moat_strlcpy(ev.method, "POST", sizeof(ev.method));
+	moat_strlcpy(ev.path, "/o/r.git/git-receive-pack", sizeof(ev.path));
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), 0, "suggest: L7 denial");
+	is_str(s.key, "box|/usr/bin/git|github.com|443|POST|"
+	    "/o/r.git/git-receive-pack", "suggest: L7 key has method+path");
+	is_str(s.rule_json, "{\"allow_github_com_post_o_r_git_git_receive_"
+	    "pack\":{\"binaries\":[{\"path\":\"/usr/bin/git\"}],"
+	    "\"endpoints\":[{\"host\":\"github.com\",\"port\":443,"
+	    "\"protocol\":\"rest\",\"public_only\":true,\"rules\":[{"
+	    "\"allow\":{\"method\":"
+	    "\"POST\",\"path\":\"/o/r.git/git-receive-pack\"}}]}],"
+	    "\"name\":\"allow_github_com_post_o_r_git_git_receive_pack\"}}",
+	    "suggest: a method+path rule, not the whole host");
+	moatd_suggestion_clear(&s);
+	mkev(&ev, "box", "/usr/bin/curl", "a.test", "", 443, "credential");
+	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,
+	    "suggest: a credential refusal is not fixed by a rule");
+
 	mkev(&ev, "box", "/usr/bin/curl", "localhost", "127.0.0.1", 8080,
 	    "connect");
 	is_int(moatd_proposal_suggest(&ev, NULL, &s, &c), MOAT_ERR_DENIED,

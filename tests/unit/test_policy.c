@@ -650,19 +650,6 @@ srcdir(void)
 	return s != NULL ? s : ".";
 }
 
-/* Warnings that an endpoint's L7 rules fail closed (not enforced yet). */
-static size_t
-l7_warnings(const struct moat_diags *d)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < d->n; i++)
-		if (d->v[i].level == MOAT_DIAG_WARNING &&
-		    strstr(d->v[i].msg, "L7 rules are not enforced yet"))
-			n++;
-	return n;
-}
-
 static void
 test_files(void)
 {
@@ -689,11 +676,9 @@ test_files(void)
 		dump_diags(&d);
 	if (p != NULL) {
 		is_int(moat_policy_count(p), 10, "its ten network policies");
-		/* L7 endpoints fail closed until L7 rules are enforced. */
-		ok(!decide(p, "/usr/bin/git", "github.com", 443).allow &&
-		    decide(p, "/usr/bin/git", "github.com", 443).reason ==
-		    MOAT_REASON_L7_UNENFORCED,
-		    "base: git -> github.com:443 (L7 rest) denied, fail closed");
+		ok(decide(p, "/usr/bin/git", "github.com", 443).allow &&
+		    decide(p, "/usr/bin/git", "github.com", 443).l7,
+		    "base: git -> github.com:443, requests decided (L7 rest)");
 		is_str(decide(p, "/usr/bin/git", "github.com", 443).policy,
 		    "github_ssh_over_https", "base: via github_ssh_over_https");
 		ok(decide(p, "/sandbox/.uv/python/cpython-3.12/bin/python3",
@@ -705,10 +690,10 @@ test_files(void)
 		ok(decide3(p, "/usr/bin/node", "/usr/local/bin/claude", NULL,
 		    "statsig.anthropic.com", 443).allow,
 		    "base: node under claude -> statsig.anthropic.com");
-		like_str(decide3(p, "/usr/bin/node", "/usr/local/bin/claude",
-		    NULL, "api.anthropic.com", 443).text, "L7 rules are not "
-		    "enforced yet", "base: api.anthropic.com (access full) "
-		    "denied, saying why");
+		ok(decide3(p, "/usr/bin/node", "/usr/local/bin/claude",
+		    NULL, "api.anthropic.com", 443).allow,
+		    "base: node under claude -> api.anthropic.com (access "
+		    "full)");
 	}
 	moat_policy_free(p);
 	p = NULL;
@@ -719,9 +704,8 @@ test_files(void)
 		moat_diags_init(&d);
 		r = moat_policy_load_file(path, &o, &p, &d);
 		if (!ok(r == 0 && moat_diags_count(&d, MOAT_DIAG_ERROR) == 0 &&
-		    moat_diags_count(&d, MOAT_DIAG_WARNING) == l7_warnings(&d),
-		    "preset %s loads with no warning but L7 fail-closed "
-		    "ones", presets[i]))
+		    moat_diags_count(&d, MOAT_DIAG_WARNING) == 0,
+		    "preset %s loads cleanly", presets[i]))
 			dump_diags(&d);
 		moat_policy_free(p);
 		p = NULL;

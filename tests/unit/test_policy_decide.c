@@ -14,21 +14,6 @@
 #include "policies/policy.h"
 #include "tests/unit/policy_util.h"
 
-static struct moat_policy *
-P(const char *quoted)
-{
-	struct moat_policy *p = NULL;
-	struct moat_diags d;
-
-	moat_diags_init(&d);
-	if (load_q(quoted, &p, &d) != 0) {
-		diag("policy did not load: %s", quoted);
-		dump_diags(&d);
-	}
-	moat_diags_free(&d);
-	return p;
-}
-
 #define ONE(host, port, bin) "{'version':1,'network_policies':{'p':{" \
 	"'endpoints':[{'host':'" host "','port':" #port "}],"             \
 	"'binaries':[{'path':'" bin "'}]}}}"
@@ -345,9 +330,10 @@ test_symlinks(void)
 }
 
 /*
- * L7 fields are not enforced yet: an endpoint that has them denies
- * (fail closed), saying why, unless a plain L4 endpoint of a policy that
- * holds the caller allows the connection anyway.
+ * Endpoints with fields moat cannot enforce (graphql, mcp, json-rpc,
+ * sql, WebSocket frame rules) deny (fail closed), saying why, unless a
+ * plain L4 endpoint of a policy that holds the caller allows the
+ * connection anyway. REST endpoints allow the connection with l7 set.
  */
 static void
 test_l7_fail_closed(void)
@@ -356,25 +342,25 @@ test_l7_fail_closed(void)
 	struct moat_decision d;
 
 	p = P("{'version':1,'network_policies':{'gh':{'endpoints':["
-	    "{'host':'api.x.com','port':443,'protocol':'rest',"
+	    "{'host':'api.x.com','port':443,'protocol':'graphql',"
 	    "'access':'read-only'},"
-	    "{'host':'x.com','port':443,'rules':[{'allow':{'method':'GET',"
-	    "'path':'/**'}}]}],'binaries':[{'path':'/usr/bin/curl'}]},"
+	    "{'host':'x.com','port':443,'protocol':'rest','rules':[{'allow':"
+	    "{'method':'GET','path':'/**'}}]}],"
+	    "'binaries':[{'path':'/usr/bin/curl'}]},"
 	    "'z':{'endpoints':[{'host':'api.x.com','port':443}],"
 	    "'binaries':[{'path':'/usr/bin/git'}]}}}");
 	d = decide(p, "/usr/bin/curl", "api.x.com", 443);
 	ok(!d.allow && d.reason == MOAT_REASON_L7_UNENFORCED,
-	    "L7 rest endpoint denied (fail closed)");
-	is_str(d.policy, "gh", "the L7 denial names its policy");
-	like_str(d.text, "endpoint api.x.com:443 is in policy 'gh' with L7 "
-	    "rules (protocol rest, access read-only); L7 rules are not "
-	    "enforced yet", "the L7 denial says why");
+	    "graphql endpoint denied (fail closed)");
+	is_str(d.policy, "gh", "the fail-closed denial names its policy");
+	like_str(d.text, "endpoint api.x.com:443 is in policy 'gh', but "
+	    "protocol graphql is not enforced by moat; the connection is "
+	    "denied rather than allowed unchecked", "... and says why");
 	d = decide(p, "/usr/bin/curl", "x.com", 443);
-	ok(!d.allow && d.reason == MOAT_REASON_L7_UNENFORCED,
-	    "rules without a protocol also fail closed");
-	like_str(d.text, "(rules)", "... naming the rules");
+	ok(d.allow && d.l7 && !d.tls_skip,
+	    "a rest endpoint allows the connection, every request decided");
 	d = decide(p, "/usr/bin/git", "api.x.com", 443);
-	ok(d.allow && strcmp(d.policy, "z") == 0,
+	ok(d.allow && !d.l7 && strcmp(d.policy, "z") == 0,
 	    "a plain L4 endpoint of another policy still allows its binary");
 	d = decide(p, "/usr/bin/wget", "api.x.com", 443);
 	ok(!d.allow && d.reason == MOAT_REASON_BINARY,
@@ -382,13 +368,13 @@ test_l7_fail_closed(void)
 	moat_policy_free(p);
 
 	p = P("{'version':1,'network_policies':{'a':{'endpoints':["
-	    "{'host':'api.x.com','port':443,'protocol':'rest',"
+	    "{'host':'api.x.com','port':443,'protocol':'mcp',"
 	    "'access':'full'}],'binaries':[{'path':'/usr/bin/curl'}]},"
-	    "'b':{'endpoints':[{'host':'api.x.com','port':443}],"
+	    "'b':{'endpoints':[{'host':'api.x.com','port':443,'tls':'skip'}],"
 	    "'binaries':[{'path':'/usr/bin/curl'}]}}}");
 	d = decide(p, "/usr/bin/curl", "api.x.com", 443);
-	ok(d.allow && strcmp(d.policy, "b") == 0,
-	    "L4 in a later policy allows what the L7 one cannot");
+	ok(d.allow && strcmp(d.policy, "b") == 0 && d.tls_skip,
+	    "L4 in a later policy allows what the L7 one cannot; tls skip");
 	moat_policy_free(p);
 }
 

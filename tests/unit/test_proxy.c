@@ -62,18 +62,26 @@ test_connect(void)
 		free(r);
 	}
 	{
-		/* L7 rules are not enforced yet: such endpoints fail closed. */
+		/* Without a sandbox CA, L7 rules cannot be enforced inside
+		 * CONNECT: fail closed. A forward request is decided. */
 		char *r = xfers("CONNECT l7.test:9000 HTTP/1.1\r\n"
 		    "Host: l7.test:9000\r\n\r\n");
 		ok(has(r, "403") && has(r, "\"error\":\"policy_denied\"") &&
-		    has(r, "L7 rules are not enforced yet") &&
+		    has(r, "this sandbox has no CA") &&
 		    !has(r, "HTTP/1.1 200"),
-		    "CONNECT to an L7 endpoint is denied, saying why");
+		    "CONNECT to an L7 endpoint without a CA is denied, saying "
+		    "why");
 		free(r);
-		r = xfers("GET http://l7.test:9000/x HTTP/1.1\r\n"
+		r = xfers("POST http://l7.test:9000/x HTTP/1.1\r\n"
+		    "Host: l7.test:9000\r\nContent-Length: 0\r\n\r\n");
+		ok(has(r, "403") && has(r, "\"method\":\"POST\"") &&
+		    has(r, "\"path\":\"/x\"") && has(r, "access read-only"),
+		    "a forward POST to a read-only endpoint is an L7 denial");
+		free(r);
+		r = xfers("GET http://l7.test:9000/x/../y HTTP/1.1\r\n"
 		    "Host: l7.test:9000\r\n\r\n");
-		ok(has(r, "403") && has(r, "L7 rules are not enforced yet"),
-		    "a forward GET to an L7 endpoint is denied too");
+		ok(!has(r, "policy_denied") && has(r, "dns_failed"),
+		    "a forward GET to it passes L7 (and fails to resolve)");
 		free(r);
 	}
 	{

@@ -35,7 +35,7 @@ test_env(void)
 	const char *extra[] = { "TERM=vt100", "HOME=/root", "HTTP_PROXY=x",
 		"LANG=de_DE.UTF-8", "NOEQUALS", NULL };
 	struct sandbox_env_in in = { &u, "/sandbox", "10.200.0.1", 3128,
-		false, extra };
+		false, extra, false, NULL };
 	char **env = sandbox_env_build(&in);
 
 	ok(env != NULL, "env builds");
@@ -56,7 +56,32 @@ test_env(void)
 	env = sandbox_env_build(&in);
 	ok(env_get(env, "HTTP_PROXY") == NULL, "no proxy: no variables");
 	is_str(env_get(env, "TERM"), "xterm-256color", "pty default TERM");
+	ok(env_get(env, "SSL_CERT_FILE") == NULL, "no CA: no CA variables");
 	free(env);
+	{
+		const char *fixed[] = { "GH_TOKEN=moat:resolve:env:GH_TOKEN",
+			NULL };
+		const char *ex2[] = { "GH_TOKEN=real", "SSL_CERT_FILE=/x",
+			NULL };
+
+		in.ca = true;
+		in.fixed = fixed;
+		in.extra = ex2;
+		env = sandbox_env_build(&in);
+		is_str(env_get(env, "SSL_CERT_FILE"), MOAT_SANDBOX_CA_BUNDLE,
+		    "SSL_CERT_FILE names the bundle, not overridable");
+		is_str(env_get(env, "REQUESTS_CA_BUNDLE"),
+		    MOAT_SANDBOX_CA_BUNDLE, "REQUESTS_CA_BUNDLE");
+		is_str(env_get(env, "CURL_CA_BUNDLE"), MOAT_SANDBOX_CA_BUNDLE,
+		    "CURL_CA_BUNDLE");
+		is_str(env_get(env, "GIT_SSL_CAINFO"), MOAT_SANDBOX_CA_BUNDLE,
+		    "GIT_SSL_CAINFO");
+		is_str(env_get(env, "NODE_EXTRA_CA_CERTS"),
+		    MOAT_SANDBOX_CA_CERT, "NODE_EXTRA_CA_CERTS names the CA");
+		is_str(env_get(env, "GH_TOKEN"), "moat:resolve:env:GH_TOKEN",
+		    "a placeholder is fixed: the caller cannot replace it");
+		free(env);
+	}
 }
 
 static void
