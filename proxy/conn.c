@@ -13,6 +13,9 @@
  */
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -734,10 +737,13 @@ connected(struct px_conn *c)
 	static const char ok200[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	const char *extra = c->s->head + c->s->req.head_len;
 	size_t nextra = c->s->hlen - c->s->req.head_len;
-	int rc;
+	int rc, one = 1;
 
 	moat_loop_timer_cancel(c->p->loop, c->timer);
 	c->timer = NULL;
+	/* Handshakes and requests are small writes: no Nagle delays. */
+	(void)setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c->kind == MOAT_HTTP_CONNECT && px_l7_wanted(c)) {
 		if ((c->who = who_new(c->s)) == NULL) {
 			respond_error(c, 503, "out_of_memory", "out of memory");

@@ -45,13 +45,8 @@ px_l7_free(struct px_l7 *x)
 	px_ibuf_free(&x->body);
 	px_ibuf_free(&x->bhead);
 	free(x->head);
+	free(x->uerr);
 	free(x);
-}
-
-int
-px_l7_out(struct px_io *io, const void *s, size_t n)
-{
-	return px_ibuf_put(&io->out, s, n);
 }
 
 static size_t
@@ -59,6 +54,39 @@ pending(const struct px_io *io)
 {
 	return io->out.len - io->off;
 }
+
+int
+px_l7_out(struct px_io *io, const void *s, size_t n)
+{
+	const char *p = s;
+	ssize_t r;
+
+	/*
+	 * Nothing queued: write at once, and queue only what the socket
+	 * did not take (a bulk transfer then copies each record once). A
+	 * retried SSL_write resends from the queue: the same bytes, moved
+	 * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+	 */
+	while (pending(io) == 0 && n > 0 && !io->wr_wr && io->fd >= 0) {
+		if (io->ssl != NULL) {
+			ERR_clear_error();
+			if ((r = SSL_write(io->ssl, p, (int)n)) <= 0) {
+				if (SSL_get_error(io->ssl, (int)r) ==
+				    SSL_ERROR_WANT_READ)
+					io->wr_wr = true;
+				ERR_clear_error();
+				break;
+			}
+		} else if ((r = send(io->fd, p, n, MSG_NOSIGNAL |
+		    MSG_DONTWAIT)) <= 0) {
+			break;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return px_ibuf_put(&io->out, p, n);
+}
+
 
 /* >0 bytes, 0 EOF, -1 would block, -2 error. */
 static ssize_t
@@ -545,12 +573,9 @@ start_http(struct px_conn *c)
 	pump(c);
 }
 
-/*
- * One step of a handshake on fd (its peer fd waits): 1 done, 0 wait
- * (events set), -1 failed.
- */
+/* One step of a handshake: 1 done, 0 wait (*m: what for), -1 failed. */
 static int
-handshake(struct px_conn *c, SSL *s, int fd, int other)
+handshake(SSL *s, unsigned *m)
 {
 	int r, e;
 
@@ -559,62 +584,63 @@ handshake(struct px_conn *c, SSL *s, int fd, int other)
 		return 1;
 	e = SSL_get_error(s, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		moat_loop_mod_fd(c->p->loop, fd, e == SSL_ERROR_WANT_READ ?
-		    MOAT_EV_READ : MOAT_EV_WRITE);
-		moat_loop_mod_fd(c->p->loop, other, 0);
+		*m = e == SSL_ERROR_WANT_READ ? MOAT_EV_READ : MOAT_EV_WRITE;
 		return 0;
 	}
 	return -1;
 }
 
+/*
+ * Both handshakes at once (toward the sandbox and toward the upstream),
+ * so the second one adds no round trips: the tunnel starts when both
+ * are done, or answers 502 when the upstream's failed.
+ */
 static void
-uptls_step(struct px_conn *c)
+handshakes(struct px_conn *c)
 {
 	struct px_l7 *x = c->l7;
-	char why[300], detail[400];
-	int r;
-
-	if ((r = handshake(c, x->u.ssl, c->ufd, c->cfd)) == 1) {
-		start_http(c);
-		return;
-	}
-	if (r == 0)
-		return;
-	px_tls_client_error(x->u.ssl, why, sizeof(why));
-	snprintf(detail, sizeof(detail), "upstream %s:%u: %s", c->who->host,
-	    (unsigned)c->port, why);
-	px_l7_event(c, "tls", detail, NULL, NULL);
-	px_l7_error(c, 502, "upstream_tls_failed", detail);
-	pump(c);
-}
-
-static void
-accept_step(struct px_conn *c)
-{
-	struct px_l7 *x = c->l7;
+	unsigned cm = 0, um = 0;
 	char why[600];
 	int r;
 
-	if ((r = handshake(c, x->c.ssl, c->cfd, c->ufd)) == 1) {
-		if ((x->u.ssl = px_tls_client(c->p->tls, c->who->host,
-		    c->ufd)) == NULL) {
+	if (x->chs == 0 && (r = handshake(x->c.ssl, &cm)) != 0) {
+		if (r < 0) {
+			ERR_clear_error();
+			if (x->peer.sni_mismatch) {
+				snprintf(why, sizeof(why), "TLS server name "
+				    "'%s' is not the CONNECT host '%s'; refused",
+				    x->peer.sni, c->who->host);
+				px_l7_event(c, "connect", why, NULL, NULL);
+			}
+			/* A client that does not trust the CA ends here. */
 			px_conn_free(c);
 			return;
 		}
-		x->st = L_UPTLS;
-		uptls_step(c);
+		x->chs = 1;
+	}
+	if (x->uhs == 0 && (r = handshake(x->u.ssl, &um)) != 0) {
+		x->uhs = r;
+		if (r < 0) {
+			px_tls_client_error(x->u.ssl, why, sizeof(why));
+			if (asprintf(&x->uerr, "upstream %s:%u: %s",
+			    c->who->host, (unsigned)c->port, why) < 0)
+				x->uerr = NULL;
+		}
+	}
+	if (x->chs == 1 && x->uhs == 1) {
+		start_http(c);
 		return;
 	}
-	if (r == 0)
+	if (x->chs == 1 && x->uhs < 0) {
+		px_l7_event(c, "tls", x->uerr ? x->uerr : "upstream TLS "
+		    "failed", NULL, NULL);
+		px_l7_error(c, 502, "upstream_tls_failed", x->uerr ? x->uerr :
+		    "upstream TLS failed");
+		pump(c);
 		return;
-	ERR_clear_error();
-	if (x->peer.sni_mismatch) {
-		snprintf(why, sizeof(why), "TLS server name '%s' is not the "
-		    "CONNECT host '%s'; refused", x->peer.sni, c->who->host);
-		px_l7_event(c, "connect", why, NULL, NULL);
 	}
-	/* A client that does not trust the CA ends here too. */
-	px_conn_free(c);
+	moat_loop_mod_fd(c->p->loop, c->cfd, cm);
+	moat_loop_mod_fd(c->p->loop, c->ufd, um);
 }
 
 /* The first bytes after the 200 say what the tunnel carries. */
@@ -653,12 +679,13 @@ peek(struct px_conn *c, int fd)
 		x->peer.ca = c->sb->ca;
 		x->peer.host = c->who->host;
 		if ((x->c.ssl = px_tls_server(c->p->tls, &x->peer,
-		    c->cfd)) == NULL) {
+		    c->cfd)) == NULL || (x->u.ssl = px_tls_client(c->p->tls,
+		    c->who->host, c->ufd)) == NULL) {
 			px_conn_free(c);
 			return;
 		}
 		x->st = L_ACCEPT;
-		accept_step(c);
+		handshakes(c);
 		return;
 	}
 	if (!x->inspect) {
@@ -739,10 +766,7 @@ px_l7_io(struct px_conn *c, int fd, unsigned ev)
 		peek(c, fd);
 		break;
 	case L_ACCEPT:
-		accept_step(c);
-		break;
-	case L_UPTLS:
-		uptls_step(c);
+		handshakes(c);
 		break;
 	default:
 		pump(c);

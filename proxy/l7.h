@@ -12,7 +12,7 @@
 #define OUT_HIGH (256 * 1024)     /* stop reading the other side */
 #define BODY_REWRITE_MAX (256 * 1024)
 
-enum { L_PEEK = 0, L_ACCEPT, L_UPTLS, L_HTTP, L_RAW, L_FLUSH };
+enum { L_PEEK = 0, L_ACCEPT, L_HTTP, L_RAW, L_FLUSH };
 enum { U_HEAD = 0, U_BODY, U_BODYBUF, U_WAIT };
 
 struct px_io {
@@ -34,6 +34,9 @@ struct px_l7 {
 	bool inspect;  /* parse requests (L7, or credentials to replace) */
 	bool first;    /* no request seen yet */
 	struct px_tls_peer peer;
+	int chs;       /* handshakes: 1 done, 0 going, -1 failed */
+	int uhs;
+	char *uerr;    /* why the upstream's failed (malloc'd) */
 	char *head;    /* a request head being read */
 	size_t hlen;
 	uint64_t left; /* body bytes of a Content-Length body */

@@ -73,8 +73,19 @@ serve(SSL *s)
 
 			n = snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\n"
 			    "Content-Length: %lld\r\n\r\n", len);
-			if (SSL_write(s, hdr, n) != n)
+			/* A small answer is one record, as servers send it. */
+			if (len <= 1024) {
+				char one[1200];
+
+				memcpy(one, hdr, (size_t)n);
+				memset(one + n, 0, (size_t)len);
+				if (SSL_write(s, one, n + (int)len) !=
+				    n + (int)len)
+					return;
+				len = 0;
+			} else if (SSL_write(s, hdr, n) != n) {
 				return;
+			}
 			for (left = len; left > 0;) {
 				int k = left > (long long)sizeof(zeros) ?
 				    (int)sizeof(zeros) : (int)left;
