@@ -24,7 +24,14 @@ struct moat_jsonl {
 	size_t outoff;
 	size_t outlen;
 	size_t outcap;
+	bool recv_fds;	/* read with recvmsg, keep SCM_RIGHTS fds */
+	int fds[MOAT_JSONL_MAX_FDS]; /* received, oldest first */
+	size_t nfds;
+	unsigned long long fd_first; /* number of fds[0] */
+	unsigned long long fds_sent;
 };
+
+#define JSONL_SEND_FDS_MAX 16
 
 struct moat_jsonl *
 moat_jsonl_new(int fd)
@@ -42,6 +49,8 @@ moat_jsonl_free(struct moat_jsonl *j)
 {
 	if (j == NULL)
 		return;
+	for (size_t i = 0; i < j->nfds; i++)
+		close(j->fds[i]);
 	free(j->in);
 	free(j->out);
 	free(j);
@@ -127,6 +136,86 @@ in_check(struct moat_jsonl *j, size_t from)
 	}
 }
 
+/* Keep a received fd; when too many wait, the oldest goes. */
+static void
+fd_keep(struct moat_jsonl *j, int fd)
+{
+	if (j->nfds == MOAT_JSONL_MAX_FDS) {
+		close(j->fds[0]);
+		memmove(j->fds, j->fds + 1, (j->nfds - 1) * sizeof(*j->fds));
+		j->nfds--;
+		j->fd_first++;
+	}
+	j->fds[j->nfds++] = fd;
+}
+
+static ssize_t
+recv_with_fds(struct moat_jsonl *j, char *buf, size_t len)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(JSONL_SEND_FDS_MAX * 2 * sizeof(int))];
+	} ctl;
+	struct iovec iov = { buf, len };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.b;
+	mh.msg_controllen = sizeof(ctl.b);
+	if ((n = recvmsg(j->fd, &mh, MSG_CMSG_CLOEXEC)) < 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		size_t k;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			fd_keep(j, fd);
+		}
+	}
+	return n;
+}
+
+void
+moat_jsonl_recv_fds(struct moat_jsonl *j)
+{
+	j->recv_fds = true;
+}
+
+unsigned long long
+moat_jsonl_fd_seq(const struct moat_jsonl *j)
+{
+	return j->fds_sent;
+}
+
+int
+moat_jsonl_take_fds(struct moat_jsonl *j, unsigned long long seq, int *fds,
+    size_t n)
+{
+	size_t skip, i;
+
+	if (seq < j->fd_first || seq + n > j->fd_first + j->nfds)
+		return MOAT_ERR_NOTFOUND;
+	/* Older fds were never asked for: their lines are gone. */
+	skip = (size_t)(seq - j->fd_first);
+	for (i = 0; i < skip; i++)
+		close(j->fds[i]);
+	memcpy(fds, j->fds + skip, n * sizeof(*fds));
+	memmove(j->fds, j->fds + skip + n, (j->nfds - skip - n) *
+	    sizeof(*j->fds));
+	j->nfds -= skip + n;
+	j->fd_first = seq + n;
+	return MOAT_OK;
+}
+
 int
 moat_jsonl_read(struct moat_jsonl *j, struct moat_cause *cause)
 {
@@ -140,7 +229,9 @@ moat_jsonl_read(struct moat_jsonl *j, struct moat_cause *cause)
 		return 1;
 	if ((r = in_reserve(j)) != 0)
 		return r;
-	n = read(j->fd, j->in + j->inlen, MOAT_JSONL_READ_CHUNK);
+	n = j->recv_fds ? recv_with_fds(j, j->in + j->inlen,
+	    MOAT_JSONL_READ_CHUNK) : read(j->fd, j->in + j->inlen,
+	    MOAT_JSONL_READ_CHUNK);
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 	    errno == EINTR))
 		return MOAT_ERR_AGAIN;
@@ -309,6 +400,68 @@ moat_jsonl_send_line(struct moat_jsonl *j, const char *s, size_t n)
 		return MOAT_ERR_AGAIN;
 	if ((r = queue(j, s, n)) != 0)
 		return r;
+	r = moat_jsonl_flush(j);
+	return r == MOAT_ERR_AGAIN ? MOAT_OK : r;
+}
+
+int
+moat_jsonl_send_fds(struct moat_jsonl *j, const json_t *o, const int *fds,
+    size_t n)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(JSONL_SEND_FDS_MAX * sizeof(int))];
+	} ctl;
+	struct msghdr mh;
+	struct iovec iov;
+	struct cmsghdr *cm;
+	size_t len;
+	ssize_t w;
+	char *s;
+	int r;
+
+	if (n == 0)
+		return moat_jsonl_send(j, o);
+	if (n > JSONL_SEND_FDS_MAX)
+		return MOAT_ERR_INVALID;
+	if (moat_jsonl_pending(j) > 0)
+		return MOAT_ERR_AGAIN;
+	if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL)
+		return MOAT_ERR_INVALID;
+	len = strlen(s);
+	if (len > MOAT_JSONL_MAX_LINE || memchr(s, '\n', len) != NULL) {
+		free(s);
+		return MOAT_ERR_INVALID;
+	}
+	/* The line and its '\n' go through the queue; the fds with byte 0. */
+	if ((r = queue(j, s, len)) != 0) {
+		free(s);
+		return r;
+	}
+	free(s);
+	memset(&mh, 0, sizeof(mh));
+	memset(&ctl, 0, sizeof(ctl));
+	iov.iov_base = j->out + j->outoff;
+	iov.iov_len = j->outlen - j->outoff;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.b;
+	mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(n * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
+	while ((w = sendmsg(j->fd, &mh, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	if (w <= 0) {
+		/* Not one byte went: the line is not sent at all. */
+		j->outoff = j->outlen = 0;
+		return w == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) ?
+		    MOAT_ERR_AGAIN : MOAT_ERR_SYSTEM;
+	}
+	j->fds_sent += n;
+	j->outoff += (size_t)w;
 	r = moat_jsonl_flush(j);
 	return r == MOAT_ERR_AGAIN ? MOAT_OK : r;
 }

@@ -113,4 +113,39 @@ int moat_jsonl_flush(struct moat_jsonl *j);
 /* Queued bytes not yet written. */
 size_t moat_jsonl_pending(const struct moat_jsonl *j);
 
+/*
+ * File descriptors along the lines (a unix stream socket only): the
+ * sender attaches fds to the first byte of one line with
+ * moat_jsonl_send_fds and names them in it by "fd_seq", the number of
+ * fds it sent before (moat_jsonl_fd_seq); the receiver, once it called
+ * moat_jsonl_recv_fds, collects every fd that arrives, numbered in
+ * arrival order, and takes a line's with moat_jsonl_take_fds. Fds
+ * arrive before their line is complete, so they are there when it is
+ * handled. At most MOAT_JSONL_MAX_FDS wait (the oldest is closed to
+ * make room). A line that never asks for its fds (dropped, invalid)
+ * leaves them until a later take skips past them (they are closed
+ * then) or _free.
+ */
+#define MOAT_JSONL_MAX_FDS 64
+
+/* Receive with recvmsg from now on, keeping SCM_RIGHTS fds (cloexec). */
+void moat_jsonl_recv_fds(struct moat_jsonl *j);
+/* The number the next fd sent will have (for the line's "fd_seq"). */
+unsigned long long moat_jsonl_fd_seq(const struct moat_jsonl *j);
+/*
+ * Send o as one line with n fds (at most 16; they stay the caller's)
+ * attached to its first byte. Nothing may be queued before it:
+ * MOAT_ERR_AGAIN then (flush first) or when the socket takes no byte
+ * now; else as moat_jsonl_send.
+ */
+int moat_jsonl_send_fds(struct moat_jsonl *j, const json_t *o,
+    const int *fds, size_t n);
+/*
+ * Take fds number seq .. seq+n-1 (closing any older one still waiting)
+ * into fds[]; the caller owns them. MOAT_ERR_NOTFOUND when they did not
+ * all arrive (nothing is taken).
+ */
+int moat_jsonl_take_fds(struct moat_jsonl *j, unsigned long long seq,
+    int *fds, size_t n);
+
 #endif

@@ -1,8 +1,12 @@
-/* common/jsonl: partial reads, overlong lines, the bounded write queue. */
+/*
+ * common/jsonl: partial reads, overlong lines, the bounded write queue,
+ * fds along lines.
+ */
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +273,89 @@ test_decode(void)
 	ok(moat_jsonl_type(NULL) == NULL, "no type for no message");
 }
 
+/* Is fd open on the pipe whose other end is w (write, read back)? */
+static bool
+same_pipe(int fd, int w)
+{
+	char c = 0;
+
+	return write(w, "x", 1) == 1 && read(fd, &c, 1) == 1 && c == 'x';
+}
+
+static void
+test_fds(void)
+{
+	struct moat_jsonl *tx, *rx;
+	int sv[2], p1[2], p2[2], got[2] = { -1, -1 };
+	unsigned long long seq;
+	const char *line;
+	size_t len;
+	json_t *o;
+
+	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0 &&
+	    pipe2(p1, O_CLOEXEC) == 0 && pipe2(p2, O_CLOEXEC) == 0, "setup");
+	tx = moat_jsonl_new(sv[0]);
+	rx = moat_jsonl_new(sv[1]);
+	moat_jsonl_recv_fds(rx);
+	/* A plain line, a line with two fds, a line with one. */
+	o = json_pack("{s:s}", "type", "plain");
+	is_int(moat_jsonl_send(tx, o), 0, "plain line");
+	json_decref(o);
+	seq = moat_jsonl_fd_seq(tx);
+	is_int((int)seq, 0, "first fd is number 0");
+	o = json_pack("{s:s, s:I}", "type", "two", "fd_seq", (json_int_t)seq);
+	is_int(moat_jsonl_send_fds(tx, o, (int[]){ p1[0], p2[0] }, 2), 0,
+	    "a line with two fds");
+	json_decref(o);
+	is_int((int)moat_jsonl_fd_seq(tx), 2, "two fds counted");
+	o = json_pack("{s:s, s:i}", "type", "one", "fd_seq", 2);
+	is_int(moat_jsonl_send_fds(tx, o, (int[]){ p1[0] }, 1), 0,
+	    "a line with one fd");
+	json_decref(o);
+	is_int(next_line(rx, &line, &len), 1, "plain arrives");
+	is_int(next_line(rx, &line, &len), 1, "the line with fds arrives");
+	ok(len > 0 && memmem(line, len, "\"two\"", 5) != NULL, "in order");
+	is_int(moat_jsonl_take_fds(rx, 0, got, 2), 0, "its fds are there");
+	ok(same_pipe(got[0], p1[1]) && same_pipe(got[1], p2[1]),
+	    "and they are the pipes sent, in order");
+	close(got[0]);
+	close(got[1]);
+	is_int(moat_jsonl_take_fds(rx, 0, got, 1), MOAT_ERR_NOTFOUND,
+	    "taken fds are gone");
+	is_int(next_line(rx, &line, &len), 1, "the third line");
+	is_int(moat_jsonl_take_fds(rx, 2, got, 2), MOAT_ERR_NOTFOUND,
+	    "more fds than arrived: none taken");
+	is_int(moat_jsonl_take_fds(rx, 2, got, 1), 0, "its one fd");
+	ok(same_pipe(got[0], p1[1]), "the first pipe again");
+	close(got[0]);
+	/* Something queued: fds must not overtake it. */
+	{
+		size_t big = 4 << 20;
+		char *b = malloc(big);
+
+		moat_fd_nonblock(sv[0]);
+		memset(b, 'a', big);
+		b[0] = '"';
+		b[big - 1] = '"';
+		is_int(moat_jsonl_send_line(tx, b, big), 0, "a big line");
+		ok(moat_jsonl_pending(tx) > 0, "is partly queued");
+		o = json_pack("{s:s, s:i}", "type", "late", "fd_seq", 3);
+		is_int(moat_jsonl_send_fds(tx, o, (int[]){ p1[0] }, 1),
+		    MOAT_ERR_AGAIN, "a line with fds waits for the queue");
+		is_int((int)moat_jsonl_fd_seq(tx), 3, "and spends no number");
+		json_decref(o);
+		free(b);
+	}
+	moat_jsonl_free(tx);
+	moat_jsonl_free(rx);
+	close(sv[0]);
+	close(sv[1]);
+	for (int i = 0; i < 2; i++) {
+		close(p1[i]);
+		close(p2[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -278,5 +365,6 @@ main(void)
 	test_queue();
 	test_pump();
 	test_decode();
+	test_fds();
 	return done_testing();
 }
