@@ -282,8 +282,8 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 		return MOAT_ERR_SYSTEM;
 	}
 	s->init_pid = moat_sandbox_init_pid(s->sb);
-	/* The proxy reads it (it inherits the fd); moatd keeps it open for
-	 * a restarted proxy. */
+	/* The proxy reads it (sent with the sandbox); moatd keeps it open
+	 * for a restarted proxy. */
 	if (moat_sandbox_nflog_open(s->sb, &s->nflog_fd, cause) != 0) {
 		log_warn("sandbox %s: no bypass monitor: %s", s->cfg->name,
 		    cause->msg);

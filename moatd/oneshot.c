@@ -173,7 +173,7 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 	if (moat_sandbox_nflog_open(sb, &o->nflog_fd, NULL) != 0)
 		o->nflog_fd = -1;
 	if ((r = moat_loop_new(&o->loop, cause)) != 0 ||
-	    (r = moatd_proxychan_start(o->loop, &pc, NULL, 0, &cbs, &o->proxy,
+	    (r = moatd_proxychan_start(o->loop, &pc, &cbs, &o->proxy,
 		 cause)) != 0) {
 		moatd_oneshot_finish(o, NULL, NULL);
 		return r;

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,30 +72,77 @@ moatd_proxychan_send(struct moatd_proxychan *ch, json_t *o)
 	return r;
 }
 
-void
+/*
+ * Send o with fds attached (moat_jsonl_send_fds): lines queued before
+ * it go first, so wait (bounded) until the proxy took them.
+ */
+static int
+send_fds(struct moatd_proxychan *ch, json_t *o, const int *fds, size_t n)
+{
+	int64_t deadline = moat_now_ms() + MOATD_PROXYCHAN_FLUSH_MS;
+	struct pollfd pfd = { ch != NULL ? ch->fd : -1, POLLOUT, 0 };
+	int r = MOAT_ERR_NOTFOUND;
+
+	while (ch != NULL && ch->fd >= 0 && o != NULL &&
+	    (r = moat_jsonl_flush(ch->j)) == MOAT_ERR_AGAIN &&
+	    moat_now_ms() < deadline)
+		poll(&pfd, 1, 50);
+	if (r == 0)
+		r = moat_jsonl_send_fds(ch->j, o, fds, n);
+	if (r != 0)
+		log_warn_r(r, "%s with fds to the proxy not sent",
+		    moat_jsonl_type(o) ? moat_jsonl_type(o) : "line");
+	json_decref(o);
+	if (ch != NULL && ch->fd >= 0)
+		chan_watch(ch);
+	return r;
+}
+
+int
 moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
     struct moat_sandbox *sb, int nflog_fd, json_t *trust, const char *ca_dir)
 {
+	int fds[16], links[8];
+	const char *names[16];
 	int socks = -1, tuples = -1;
 	uint64_t cg = 0;
 	const char *why;
 	char path[4200];
-	json_t *o;
+	size_t n = 0, nl;
+	json_t *o, *a;
 
-	o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:i}", "type", "sandbox",
-	    "name", name, "listen", moat_sandbox_host_addr(sb), "port",
-	    (int)moat_sandbox_proxy_port(sb), "netns_fd",
-	    moat_sandbox_netns_fd(sb), "procs", moat_sandbox_procs_path(sb),
-	    "init_pid", (int)moat_sandbox_init_pid(sb));
-	/* The proxy inherited these fds when it was forked. */
-	if (o != NULL && moat_sandbox_attrib(sb, &socks, &tuples, &cg,
-	    &why) == 0) {
-		json_object_set_new(o, "attrib_fd", json_integer(socks));
-		json_object_set_new(o, "attrib_tuple_fd", json_integer(tuples));
-		json_object_set_new(o, "cgroup_id", json_integer((json_int_t)cg));
+	if (ch == NULL || ch->fd < 0) {
+		json_decref(trust);
+		return MOAT_ERR_NOTFOUND;
 	}
-	if (o != NULL && nflog_fd >= 0)
-		json_object_set_new(o, "nflog_fd", json_integer(nflog_fd));
+	/* The proxy holds no fd of ours: they travel with the line. */
+	names[n] = "netns";
+	fds[n++] = moat_sandbox_netns_fd(sb);
+	if (moat_sandbox_attrib(sb, &socks, &tuples, &cg, &why) == 0) {
+		names[n] = "attrib";
+		fds[n++] = socks;
+		if (tuples >= 0) {
+			names[n] = "attrib_tuple";
+			fds[n++] = tuples;
+		}
+		/* Its programs stay attached while the proxy holds these. */
+		nl = moat_sandbox_attrib_links(sb, links, MOAT_NELEM(links));
+		for (size_t i = 0; i < nl; i++) {
+			names[n] = "keep";
+			fds[n++] = links[i];
+		}
+	}
+	if (nflog_fd >= 0) {
+		names[n] = "nflog";
+		fds[n++] = nflog_fd;
+	}
+	o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:I, s:I}", "type",
+	    "sandbox", "name", name, "listen", moat_sandbox_host_addr(sb),
+	    "port", (int)moat_sandbox_proxy_port(sb), "procs",
+	    moat_sandbox_procs_path(sb), "init_pid",
+	    (int)moat_sandbox_init_pid(sb), "fd_seq",
+	    (json_int_t)moat_jsonl_fd_seq(ch->j), "cgroup_id",
+	    (json_int_t)cg);
 	if (o != NULL)
 		json_object_set_new(o, "trust", trust != NULL ? trust :
 		    json_array());
@@ -106,7 +154,12 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 		snprintf(path, sizeof(path), "%s/" MOAT_CA_KEY, ca_dir);
 		json_object_set_new(o, "ca_key", json_string(path));
 	}
-	moatd_proxychan_send(ch, o);
+	if (o != NULL && (a = json_array()) != NULL) {
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, json_string(names[i]));
+		json_object_set_new(o, "fds", a);
+	}
+	return send_fds(ch, o, fds, n);
 }
 
 void
@@ -257,8 +310,8 @@ moatd_proxychan_wait(struct moatd_proxychan *ch, int timeout_ms)
 
 int
 moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
-    const int *close_fds, size_t nclose, const struct moatd_proxychan_cbs *cbs,
-    struct moatd_proxychan **out, struct moat_cause *cause)
+    const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
+    struct moat_cause *cause)
 {
 	struct moatd_proxychan *ch = NULL;
 	int sv[2];
@@ -282,9 +335,16 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 	if (pid == 0) {
 		sigset_t none;
 
-		close(sv[0]);
-		for (size_t i = 0; i < nclose; i++)
-			moat_close(close_fds[i]);
+		/*
+		 * Nothing of the parent's but the channel (fd 3): not its
+		 * listeners, store or sandboxes' fds (each sandbox's netns
+		 * comes over the channel). A proxy holding them would keep
+		 * a stopped sandbox's netns alive.
+		 */
+		if (sv[1] != 3 && (dup2(sv[1], 3) != 3 ||
+		    fcntl(3, F_SETFD, FD_CLOEXEC) != 0))
+			_exit(111);
+		close_range(4, ~0U, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGHUP, SIG_IGN);
@@ -297,7 +357,7 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 		/* As talkative as the parent (moat run: warnings only). */
 		moat_log_init("proxy", moat_log_enabled(MOAT_LOG_INFO) ?
 		    MOAT_LOG_INFO : MOAT_LOG_WARN);
-		_exit(moat_proxy_process_main(sv[1], pc) == 0 ? 0 : 111);
+		_exit(moat_proxy_process_main(3, pc) == 0 ? 0 : 111);
 	}
 	close(sv[1]);
 	ch->loop = l;

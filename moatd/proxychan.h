@@ -32,11 +32,11 @@ struct moatd_proxychan_cbs {
 };
 
 /*
- * Fork the proxy process. close_fds are closed in the child (listening
- * sockets it must not hold). The child's comm is "moat-proxy".
+ * Fork the proxy process; it keeps none of the caller's fds but its
+ * channel. The child's comm is "moat-proxy".
  */
 int moatd_proxychan_start(struct moat_loop *l,
-    const struct moat_proxy_config *pc, const int *close_fds, size_t nclose,
+    const struct moat_proxy_config *pc,
     const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
     struct moat_cause *cause);
 /* SIGTERM the process, reap it, free. NULL is fine. */
@@ -47,13 +47,18 @@ void moatd_proxychan_reaped(struct moatd_proxychan *ch);
 
 int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
 /*
- * Serve sandbox sb. nflog_fd: the sandbox's NFLOG socket, for the proxy
- * to read (or -1); trust (stolen, may be NULL) is a JSON array of
- * {"binary", "sha256"} the proxy trusts before it listens; ca_dir: the
- * sandbox's CA files (proxy/ca.h), or NULL for none.
+ * Have the proxy serve a sandbox: its addresses, and its fds (netns,
+ * attribution maps and the links that keep their programs attached,
+ * nflog_fd: its NFLOG socket or -1) travel along the line; trust
+ * (stolen, may be NULL) is a JSON array of {"binary", "sha256"} the
+ * proxy trusts before it listens; ca_dir: the sandbox's CA files
+ * (proxy/ca.h), or NULL for none. 0, or MOAT_ERR_* when the line could
+ * not go.
  */
-void moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
+int moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
     struct moat_sandbox *sb, int nflog_fd, json_t *trust, const char *ca_dir);
+/* How long a line with fds waits for earlier queued lines to go. */
+#define MOATD_PROXYCHAN_FLUSH_MS 2000
 /* Say how the sandbox's callers are identified (mode: as configured). */
 void moatd_log_identity(const char *name, const struct moat_sandbox *sb,
     enum moat_attrib_mode mode);

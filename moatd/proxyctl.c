@@ -189,9 +189,7 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 {
 	struct moatd_proxychan_cbs cbs = { d, on_event, on_message };
 	struct moat_proxy_config pc = { 0 };
-	int closefds[MOAT_NELEM(d->listen_fds) + 4];
 	char deny[256];
-	size_t n = 0;
 	int r;
 
 	pc.port = d->cfg->proxy_port;
@@ -205,12 +203,8 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 	snprintf(deny, sizeof(deny), "%s, %s", d->cfg->net_pool != NULL ?
 	    d->cfg->net_pool : MOAT_NET_DEFAULT_POOL, MOAT_NET_DEFAULT_POOL);
 	pc.deny_cidr = deny;
-	for (size_t i = 0; i < d->nlisten; i++)
-		closefds[n++] = d->listen_fds[i];
-	closefds[n++] = d->relay_fd;
-	closefds[n++] = d->relay_tcp_fd;
-	if ((r = moatd_proxychan_start(d->loop, &pc, closefds, n, &cbs,
-		 &d->proxy, cause)) != 0)
+	if ((r = moatd_proxychan_start(d->loop, &pc, &cbs, &d->proxy,
+	    cause)) != 0)
 		return r;
 	/* Nothing is enforced until the new proxy acknowledges it. */
 	moatd_policy_proxy_gone(d);

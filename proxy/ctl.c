@@ -117,28 +117,67 @@ jint(json_t *o, const char *k, long long def)
 	return json_is_integer(v) ? json_integer_value(v) : def;
 }
 
+/*
+ * The fds a line names ("fds": names, "fd_seq": the number of the
+ * first) into the fields of s they stand for. -1 and a cause when they
+ * are not all there.
+ */
+static int
+take_fds(struct ctl *c, json_t *o, struct moat_proxy_sandbox *s, int *fds,
+    int *keep, size_t *nfds, struct moat_cause *cause)
+{
+	json_t *names = json_object_get(o, "fds"), *v;
+	long long seq = jint(o, "fd_seq", -1);
+	size_t i, n = json_array_size(names);
+
+	*nfds = 0;
+	if (n == 0)
+		return 0;
+	if (n > 16 || seq < 0 || moat_jsonl_take_fds(c->j,
+	    (unsigned long long)seq, fds, n) != 0) {
+		moat_cause_set(cause, "the sandbox's fds did not arrive");
+		return -1;
+	}
+	*nfds = n;
+	json_array_foreach(names, i, v) {
+		const char *name = json_is_string(v) ? json_string_value(v) :
+		    "";
+
+		if (strcmp(name, "netns") == 0)
+			s->netns_fd = fds[i];
+		else if (strcmp(name, "attrib") == 0)
+			s->attrib_fd = fds[i];
+		else if (strcmp(name, "attrib_tuple") == 0)
+			s->attrib_tuple_fd = fds[i];
+		else if (strcmp(name, "nflog") == 0)
+			s->nflog_fd = fds[i];
+		else if (strcmp(name, "keep") == 0 && s->nkeep < n)
+			keep[s->nkeep++] = fds[i];
+	}
+	s->keep_fds = keep;
+	s->attrib = s->attrib_fd >= 0;
+	s->nflog = s->nflog_fd >= 0;
+	return 0;
+}
+
 static void
 do_sandbox(struct ctl *c, json_t *o)
 {
 	struct moat_proxy_sandbox s = { 0 };
 	struct moat_proxy_trusted *kept = NULL;
 	struct moat_cause cause = { { 0 } };
+	int fds[16], keep[16], r = MOAT_ERR_INVALID;
+	size_t nfds = 0, i;
 	json_t *trust, *t;
-	size_t i;
-	int r;
 
 	s.name = jstr(o, "name");
 	s.listen_addr = jstr(o, "listen");
 	s.port = (uint16_t)jint(o, "port", 0);
-	s.netns_fd = (int)jint(o, "netns_fd", -1);
+	s.netns_fd = -1;
 	s.procs_path = jstr(o, "procs");
 	s.init_pid = (pid_t)jint(o, "init_pid", 0);
-	s.attrib_fd = (int)jint(o, "attrib_fd", -1);
-	s.attrib_tuple_fd = (int)jint(o, "attrib_tuple_fd", -1);
+	s.attrib_fd = s.attrib_tuple_fd = s.nflog_fd = -1;
 	s.cgroup_id = (uint64_t)jint(o, "cgroup_id", 0);
-	s.attrib = s.attrib_fd >= 0;
-	s.nflog_fd = (int)jint(o, "nflog_fd", -1);
-	s.nflog = s.nflog_fd >= 0;
 	trust = json_object_get(o, "trust");
 	if (json_array_size(trust) > 0 && (kept = calloc(json_array_size(trust),
 	    sizeof(*kept))) == NULL) {
@@ -154,8 +193,12 @@ do_sandbox(struct ctl *c, json_t *o)
 	s.ntrust = json_array_size(trust);
 	s.ca_cert = jstr(o, "ca_cert");
 	s.ca_key = jstr(o, "ca_key");
-	r = moat_proxy_add_sandbox(c->p, &s, &cause);
+	if (take_fds(c, o, &s, fds, keep, &nfds, &cause) == 0)
+		r = moat_proxy_add_sandbox(c->p, &s, &cause);
 	free(kept);
+	/* The proxy keeps its own copies (dup). */
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
 	if (r == 0)
 		ctl_reply(c, json_pack("{s:s,s:s}", "type", "sandbox_ok", "name",
 		    s.name));
@@ -388,6 +431,7 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 		log_error("proxy: out of memory");
 		return 111;
 	}
+	moat_jsonl_recv_fds(c.j);
 	if ((r = moat_loop_new(&c.loop, &cause)) != 0) {
 		log_error("proxy loop: %s", moat_cause_str(&cause, r));
 		return 111;

@@ -420,6 +420,8 @@ struct px_sandbox {
 	int nflog_fd;         /* the sandbox's NFLOG socket, or -1 */
 	struct px_tls_ca *ca; /* NULL: TLS is relayed, never terminated */
 	struct px_secrets *secrets;
+	int keep[8];          /* only held (moat_proxy_sandbox.keep_fds) */
+	size_t nkeep;
 	struct px_sandbox *next;
 };
 

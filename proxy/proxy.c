@@ -262,6 +262,8 @@ sandbox_free(struct px_sandbox *sb)
 	moat_close(sb->diag_fd);
 	moat_close(sb->attrib_fd);
 	moat_close(sb->tuple_fd);
+	for (size_t i = 0; i < sb->nkeep; i++)
+		close(sb->keep[i]);
 	if (sb->nflog_fd >= 0) {
 		moat_loop_del_fd(sb->p->loop, sb->nflog_fd);
 		close(sb->nflog_fd);
@@ -422,6 +424,11 @@ moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
 	if ((r = attrib_fds(sb, s, cause)) != 0 ||
 	    (r = watch_nflog(sb, s, cause)) != 0)
 		goto fail;
+	for (size_t i = 0; i < s->nkeep && sb->nkeep < MOAT_NELEM(sb->keep);
+	    i++)
+		if ((sb->keep[sb->nkeep] = fcntl(s->keep_fds[i],
+		    F_DUPFD_CLOEXEC, 3)) >= 0)
+			sb->nkeep++;
 	if (moat_loop_add_fd(p->loop, sb->lfd, p->accept_paused ? 0 :
 	    MOAT_EV_READ, on_accept, sb) != 0) {
 		moat_cause_set(cause, "sandbox %s: cannot watch the listener",

@@ -118,6 +118,13 @@ struct moat_proxy_sandbox {
 	 */
 	const char *ca_cert;
 	const char *ca_key;
+	/*
+	 * Fds the proxy only holds (dup'ed), to keep what they stand for
+	 * alive while it serves the sandbox: the BPF links that keep the
+	 * attribution programs attached once moatd is gone (live restore).
+	 */
+	const int *keep_fds;
+	size_t nkeep;
 };
 
 /* A credential the proxy puts in place of its placeholder. */

@@ -14,8 +14,10 @@
  *
  * Nothing is pinned: the links and maps live as long as their fds, so
  * sandbox_attrib_free (or the death of every process holding them)
- * detaches the programs and frees the maps. The proxy reads the maps
- * through fds it inherits (moat_sandbox_attrib).
+ * detaches the programs and frees the maps. moatd sends the proxy the
+ * maps' fds and the links' (moat_sandbox_attrib, _attrib_links), so the
+ * programs stay attached while the proxy serves the sandbox, also when
+ * moatd is gone (live restore).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -309,4 +311,15 @@ uint64_t
 sandbox_attrib_cgroup_id(const struct sandbox_attrib *a)
 {
 	return a->cgroup_id;
+}
+
+size_t
+sandbox_attrib_links(const struct sandbox_attrib *a, int *fds, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; a != NULL && i < FD_NPROGS && n < max; i++)
+		if ((fds[n] = a->links[i]) >= 0)
+			n++;
+	return n;
 }

@@ -58,6 +58,9 @@ void sandbox_attrib_free(struct sandbox_attrib *a);
 int sandbox_attrib_socks_fd(const struct sandbox_attrib *a);
 int sandbox_attrib_tuples_fd(const struct sandbox_attrib *a);
 uint64_t sandbox_attrib_cgroup_id(const struct sandbox_attrib *a);
+/* The link fds (at most max), for moat_sandbox_attrib_links. */
+size_t sandbox_attrib_links(const struct sandbox_attrib *a, int *fds,
+    size_t max);
 
 /* ---- cgroup.c: one interface, two backends (pure v2, v1+v2 hybrid) ---- */
 

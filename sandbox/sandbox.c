@@ -526,6 +526,12 @@ moat_sandbox_procs_path(const struct moat_sandbox *sb)
 	return sandbox_cgroup_procs_path(sb->cg);
 }
 
+size_t
+moat_sandbox_attrib_links(const struct moat_sandbox *sb, int *fds, size_t max)
+{
+	return sandbox_attrib_links(sb->attrib, fds, max);
+}
+
 int
 moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
     int *tuples_fd, uint64_t *cgroup_id, const char **why)

@@ -163,6 +163,14 @@ const char *moat_sandbox_procs_path(const struct moat_sandbox *sb);
  */
 int moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
     int *tuples_fd, uint64_t *cgroup_id, const char **why);
+/*
+ * The fds of the BPF links that keep the attribution programs attached
+ * (owned by the sandbox): whoever holds a copy keeps them attached, so
+ * the proxy is given them too and attribution outlives moatd. Returns
+ * how many were put in fds (at most max); 0 without attribution.
+ */
+size_t moat_sandbox_attrib_links(const struct moat_sandbox *sb, int *fds,
+    size_t max);
 
 /* A socket created inside the sandbox's netns (close-on-exec). */
 int moat_sandbox_socket(struct moat_sandbox *sb, int domain, int type,

@@ -158,4 +158,30 @@ ctl_send(const char *s)
 		diag("ctl write failed");
 }
 
+/* One line with an fd attached to its first byte (as moatd sends them). */
+static __attribute__((unused)) void
+ctl_send_fd(const char *s, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct iovec iov = { (void *)s, strlen(s) };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+
+	memset(&c, 0, sizeof(c));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = c.b;
+	mh.msg_controllen = sizeof(c.b);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
+	if (sendmsg(PX.ctl_fd, &mh, 0) != (ssize_t)strlen(s))
+		diag("ctl sendmsg failed");
+}
+
 #endif

@@ -387,10 +387,11 @@ test_ctl(void)
 	}
 	ok(ctl_line(line, sizeof(line), "\"type\":\"ready\""),
 	    "proxy process says ready");
+	/* The NFLOG socket travels with the line (SCM_RIGHTS). */
 	snprintf(msg, sizeof(msg), "{\"type\":\"sandbox\",\"name\":\"box\","
-	    "\"listen\":\"127.0.0.1\",\"port\":%d,\"netns_fd\":-1,"
-	    "\"nflog_fd\":%d}\n", port, PX.nflog[1]);
-	ctl_send(msg);
+	    "\"listen\":\"127.0.0.1\",\"port\":%d,\"fds\":[\"nflog\"],"
+	    "\"fd_seq\":0}\n", port);
+	ctl_send_fd(msg, PX.nflog[1]);
 	if (!ok(ctl_line(line, sizeof(line), "sandbox"), "sandbox added") ||
 	    strstr(line, "sandbox_ok") == NULL)
 		diag("%s", line);
