@@ -35,6 +35,7 @@ extern const struct moat_cli_cmd moat_cmd_proposals;
 extern const struct moat_cli_cmd moat_cmd_approve;
 extern const struct moat_cli_cmd moat_cmd_reject;
 extern const struct moat_cli_cmd moat_cmd_sandboxes;
+extern const struct moat_cli_cmd moat_cmd_shutdown;
 
 /* `moat policy show|set|history|diff` (cli/cmd-policy-ctl.c); argv[0]
  * is the subcommand ("show", ...). */

@@ -2,7 +2,8 @@
  * `moat sandboxes`: sandboxes, their active policy version, the version
  * the proxy enforces (as moatd recorded it) and pending counts. A
  * disagreement between the two versions is printed loudly and makes the
- * exit status 1.
+ * exit status 1. `moat sandboxes stop|start NAME` asks moatd to tear a
+ * sandbox down or create it again.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -87,6 +88,49 @@ sandbox_row(const struct moat_store_sandbox *sb, void *arg)
 	return 0;
 }
 
+/* `moat sandboxes stop|start NAME [--control PATH]` through moatd. */
+static int
+lifecycle(const char *verb, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "control", required_argument, NULL, 'c' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct moat_cause cause = { { 0 } };
+	const char *control = NULL;
+	json_t *req = NULL, *reply = NULL;
+	char cmd[32], what[32];
+	int ch, r, rc;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		if (ch != 'c')
+			return moat_cli_usage(&moat_cmd_sandboxes);
+		control = optarg;
+	}
+	if (argc - optind != 1)
+		return moat_cli_usage(&moat_cmd_sandboxes);
+	snprintf(cmd, sizeof(cmd), "sandboxes.%s", verb);
+	snprintf(what, sizeof(what), "sandboxes %s", verb);
+	req = json_pack("{s:s, s:s}", "cmd", cmd, "sandbox", argv[optind]);
+	if ((r = moat_cli_control_call(control, req, &reply, &cause)) != 0) {
+		fprintf(stderr, "moat %s: %s\n", what, moat_cause_str(&cause,
+		    r));
+		rc = MOAT_EXIT_SYSTEM;
+	} else if (json_is_true(json_object_get(reply, "ok"))) {
+		char *name = moat_escape_str(argv[optind]);
+
+		printf("sandbox %s %s\n", name ? name : "?",
+		    strcmp(verb, "stop") == 0 ? "stopped" : "started");
+		free(name);
+		rc = 0;
+	} else
+		rc = moat_cli_control_report(what, reply);
+	json_decref(req);
+	json_decref(reply);
+	return rc;
+}
+
 static int
 sandboxes_exec(int argc, char **argv)
 {
@@ -100,6 +144,9 @@ sandboxes_exec(int argc, char **argv)
 	const char *store = NULL;
 	int ch, r;
 
+	if (argc > 1 && (strcmp(argv[1], "stop") == 0 ||
+	    strcmp(argv[1], "start") == 0))
+		return lifecycle(argv[1], argc - 1, argv + 1);
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "jS:", opts, NULL)) != -1) {
 		if (ch == 'j')
@@ -143,8 +190,9 @@ sandboxes_exec(int argc, char **argv)
 
 const struct moat_cli_cmd moat_cmd_sandboxes = {
 	"sandboxes",
-	"sandboxes [--json] [--store PATH]",
+	"sandboxes [--json] [--store PATH]\n"
+	"sandboxes stop|start NAME [--control PATH]",
 	"list sandboxes: active policy version, the version the proxy "
-	"enforces, pending proposals",
+	"enforces, pending proposals; stop or start one",
 	sandboxes_exec,
 };

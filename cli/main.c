@@ -19,6 +19,7 @@ static const struct moat_cli_cmd *const commands[] = {
 	&moat_cmd_reject,
 	&moat_cmd_sandboxes,
 	&moat_cmd_denials, &moat_cmd_sessions,
+	&moat_cmd_shutdown,
 };
 
 static void

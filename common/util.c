@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -251,4 +252,26 @@ moat_signals_default(void)
 	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
 		return errno;
 	return 0;
+}
+
+int
+moat_proc_start_time(pid_t pid, uint64_t *ticks)
+{
+	char path[64], *s = NULL, *p;
+	int field = 2, r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (moat_read_file(path, 4096, &s, NULL, NULL) != 0)
+		return MOAT_ERR_NOTFOUND;
+	/* comm may hold spaces and ')': count from the last ')'. */
+	if ((p = strrchr(s, ')')) == NULL) {
+		free(s);
+		return MOAT_ERR_NOTFOUND;
+	}
+	while (*p != '\0' && field < 22)
+		if (*p++ == ' ')
+			field++;
+	r = sscanf(p, "%" SCNu64, ticks) == 1 ? MOAT_OK : MOAT_ERR_NOTFOUND;
+	free(s);
+	return r;
 }

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -82,6 +83,13 @@ int moat_mkdir_p(const char *path, unsigned mode, struct moat_cause *cause);
 
 /* Parse a duration like "90", "15s", "10m", "1h", "7d" into seconds. */
 int moat_parse_duration(const char *s, int64_t *secs);
+
+/*
+ * When process pid started, in clock ticks after boot (field 22 of
+ * /proc/PID/stat): with the pid it names one process, even after the
+ * pid is reused. MOAT_ERR_NOTFOUND when there is no such process.
+ */
+int moat_proc_start_time(pid_t pid, uint64_t *ticks);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void moat_hex(const unsigned char *in, size_t n, char *out);

@@ -488,7 +488,8 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		"control_socket", "control_group", "listen", "relay", "proxy",
 		"net_pool", "retention_days", "events", "login_grace_s",
 		"max_auth_tries", "max_startups", "max_startups_per_source",
-		"ssh_privsep_uid", "hostkey", "limits", "sandboxes", NULL };
+		"ssh_privsep_uid", "hostkey", "limits", "live_restore",
+		"sandboxes", NULL };
 	static const char *const rkeys[] = { "socket", "tcp", "secret_file",
 		NULL };
 	static const char *const pkeys[] = { "port", "hosts_file", "identity",
@@ -517,6 +518,12 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		    (g = getgrnam(json_string_value(v))) == NULL)
 			return fail(x, "control_group", "no such group");
 		c->control_gid = (int)g->gr_gid;
+	}
+	if ((v = json_object_get(doc, "live_restore")) != NULL &&
+	    !json_is_null(v)) {
+		if (!json_is_boolean(v))
+			return fail(x, "live_restore", "must be true or false");
+		c->live_restore = json_is_true(v);
 	}
 	n = c->retention_days;
 	if ((r = get_int(x, doc, "retention_days", "retention_days", 1, 36500,

@@ -7,6 +7,7 @@
 #ifndef MOAT_MOATD_CONFIG_H
 #define MOAT_MOATD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,6 +79,13 @@ struct moatd_config {
 	char *net_pool;
 	int retention_days;
 	char *events_path;     /* OCSF-style export; NULL: off, "-": stdout */
+	/*
+	 * Sandboxes (and the proxy, and SSH sessions) outlive moatd: a
+	 * SIGTERM or a crash leaves them running and the next moatd adopts
+	 * them. false: a SIGTERM tears everything down and a crash kills
+	 * the sandboxes with moatd. `moat shutdown` always tears down.
+	 */
+	bool live_restore;
 	int login_grace_s;
 	int max_auth_tries;
 	struct moatd_limits limits;

@@ -44,6 +44,9 @@ static ctl_handler ctl_ping;
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "ping", CTL_ANY, ctl_ping },
 	{ "sandboxes", CTL_ANY, moatd_ctl_sandboxes },
+	{ "sandboxes.stop", CTL_CHANGE, moatd_ctl_sandboxes_stop },
+	{ "sandboxes.start", CTL_CHANGE, moatd_ctl_sandboxes_start },
+	{ "shutdown", CTL_CHANGE, moatd_ctl_shutdown },
 	{ "policy.show", CTL_ANY, moatd_ctl_policy_show },
 	{ "policy.history", CTL_ANY, moatd_ctl_policy_history },
 	{ "policy.diff", CTL_ANY, moatd_ctl_policy_diff },

@@ -36,6 +36,9 @@ typedef int ctl_handler(const struct ctl_peer *p, json_t *req, json_t *reply,
     struct moat_diags *diags, struct moat_cause *cause);
 
 ctl_handler moatd_ctl_sandboxes;
+ctl_handler moatd_ctl_sandboxes_stop;
+ctl_handler moatd_ctl_sandboxes_start;
+ctl_handler moatd_ctl_shutdown;
 ctl_handler moatd_ctl_policy_show;
 ctl_handler moatd_ctl_policy_set;
 ctl_handler moatd_ctl_policy_history;

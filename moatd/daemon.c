@@ -204,9 +204,9 @@ workspace_ready(const char *path, bool *made, struct moat_cause *cause)
 }
 
 /*
- * The sandbox's CA (a new one each start, its key root-only in the
- * state dir), and its credentials: values read now, placeholders for
- * the sandbox's environment in *env.
+ * Where the sandbox's CA is (its files: moat_ca_create, in
+ * adopt_or_create), and its credentials: values read now, placeholders
+ * for the sandbox's environment in *env.
  */
 static int
 sandbox_tls(struct moatd_sandbox *s, const char *sdir,
@@ -216,10 +216,11 @@ sandbox_tls(struct moatd_sandbox *s, const char *sdir,
 	int r;
 
 	*env = NULL;
-	if ((r = moat_ca_create(sdir, s->cfg->name, MOAT_SANDBOX_SYSTEM_ROOTS,
-	    cause)) != 0)
-		return r;
-	if ((s->ca_dir = strdup(sdir)) == NULL)
+	/* Again after `moat sandboxes stop`: the values are read anew. */
+	moatd_secrets_free(s->secrets, s->nsecrets);
+	s->secrets = NULL;
+	s->nsecrets = 0;
+	if (s->ca_dir == NULL && (s->ca_dir = strdup(sdir)) == NULL)
 		return MOAT_ERR_NOMEM;
 	snprintf(cert, sizeof(cert), "%s/" MOAT_CA_CERT, sdir);
 	snprintf(bundle, sizeof(bundle), "%s/" MOAT_CA_BUNDLE, sdir);
@@ -236,6 +237,94 @@ sandbox_tls(struct moatd_sandbox *s, const char *sdir,
 	return MOAT_OK;
 }
 
+/*
+ * The bypass monitor's socket, read by the proxy (it goes with the
+ * sandbox's line); moatd keeps it for a proxy it may have to start
+ * again. One socket may hold a netns's NFLOG group: after a live
+ * restore the adopted proxy holds the previous one and serves on with
+ * it, so moatd has none until it must hand one to another proxy.
+ */
+void
+moatd_sandbox_nflog(struct moatd *d, struct moatd_sandbox *s)
+{
+	struct moat_cause cause = { { 0 } };
+	int r;
+
+	(void)d;
+	if (s->sb == NULL || s->nflog_fd >= 0)
+		return;
+	if ((r = moat_sandbox_nflog_open(s->sb, &s->nflog_fd, &cause)) == 0)
+		return;
+	s->nflog_fd = -1;
+	if (r == MOAT_ERR_EXISTS && s->adopted && !s->nflog_warned)
+		log_verbose("sandbox %s: its NFLOG group is held by the "
+		    "proxy of the previous moatd", s->cfg->name);
+	else if (!s->nflog_warned)
+		log_warn("sandbox %s: no bypass monitor: %s", s->cfg->name,
+		    cause.msg);
+	s->nflog_warned = true;
+}
+
+static void
+sandbox_dir(const struct moatd *d, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/sandboxes/%s", d->cfg->state_dir, name);
+}
+
+/*
+ * Remove what a sandbox of this name left behind (a crash, a sandbox
+ * that cannot be adopted, one no longer configured): its processes,
+ * cgroups, network and state record.
+ */
+static void
+purge_sandbox(const char *name, const char *sdir)
+{
+	struct moat_cause cause = { { 0 } };
+	char rec[4200];
+
+	if (moat_sandbox_purge(name, &cause) != 0)
+		log_warn("sandbox %s: leftovers not purged: %s", name,
+		    cause.msg);
+	snprintf(rec, sizeof(rec), "%s/%s", sdir, MOAT_SANDBOX_STATE_FILE);
+	if (unlink(rec) != 0 && errno != ENOENT)
+		log_warn_errno("sandbox %s: remove %s", name, rec);
+}
+
+/*
+ * With live restore, take over the sandbox a previous moatd left
+ * running; anything else (no record, its init died, the config no
+ * longer fits it) is purged, logged, and created anew.
+ */
+static int
+adopt_or_create(struct moatd *d, struct moatd_sandbox *s,
+    struct moat_sandbox_config *sc, struct moat_cause *cause)
+{
+	struct moat_cause why = { { 0 } };
+	char rec[4200];
+	int r;
+
+	snprintf(rec, sizeof(rec), "%s/%s", sc->state_dir,
+	    MOAT_SANDBOX_STATE_FILE);
+	/* It trusts the CA it was made with: that one must still be there. */
+	if (d->cfg->live_restore && (sc->ca_cert == NULL ||
+	    access(sc->ca_cert, R_OK) == 0)) {
+		if ((r = moat_sandbox_adopt(sc, &s->sb, &why)) == 0) {
+			s->adopted = true;
+			return MOAT_OK;
+		}
+		if (access(rec, F_OK) == 0 || r != MOAT_ERR_NOTFOUND)
+			log_warn("sandbox %s: not adopted (%s); purging it and "
+			    "starting a new one", s->cfg->name, why.msg);
+	}
+	/* A moatd killed with SIGKILL left its sandboxes behind: clear them. */
+	purge_sandbox(s->cfg->name, sc->state_dir);
+	/* A new sandbox, a new CA (its key root-only in the state dir). */
+	if (sc->ca_cert != NULL && (r = moat_ca_create(sc->state_dir,
+	    s->cfg->name, MOAT_SANDBOX_SYSTEM_ROOTS, cause)) != 0)
+		return r;
+	return moat_sandbox_create(sc, &s->sb, cause);
+}
+
 static int
 start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 {
@@ -248,18 +337,15 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	s->cfg = &d->cfg->sandboxes[i];
 	s->owner = d;
 	s->nflog_fd = -1;
-	if ((r = init_policy(d, s, cause)) != 0)
+	s->nflog_warned = false;
+	s->adopted = false;
+	if (s->policy == NULL && (r = init_policy(d, s, cause)) != 0)
 		return r;
 	if ((r = workspace_ready(s->cfg->workspace, &made, cause)) != 0)
 		return r;
-	snprintf(sdir, sizeof(sdir), "%s/sandboxes/%s", d->cfg->state_dir,
-	    s->cfg->name);
+	sandbox_dir(d, s->cfg->name, sdir, sizeof(sdir));
 	if ((r = moat_mkdir_p(sdir, 0700, cause)) != 0)
 		return r;
-	/* A moatd killed with SIGKILL left its sandboxes behind: clear them. */
-	if (moat_sandbox_purge(s->cfg->name, cause) != 0)
-		log_warn("sandbox %s: leftovers not purged: %s", s->cfg->name,
-		    cause->msg);
 	sc.name = s->cfg->name;
 	sc.policy = s->policy;
 	sc.workspace = s->cfg->workspace;
@@ -270,11 +356,14 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	sc.attrib = (enum moat_attrib_mode)d->cfg->identity;
 	if ((r = sandbox_tls(s, sdir, &sc, &env, cause)) != 0)
 		return r;
-	r = moat_sandbox_create(&sc, &s->sb, cause);
+	sc.outlive_creator = d->cfg->live_restore;
+	r = adopt_or_create(d, s, &sc, cause);
 	moatd_secrets_env_free(env);
 	if (r != 0)
 		return r;
-	moatd_log_identity(s->cfg->name, s->sb, sc.attrib);
+	/* An adopted one gets its attribution when a proxy needs it. */
+	if (!s->adopted)
+		moatd_log_identity(s->cfg->name, s->sb, sc.attrib);
 	/* Its uid is known only now: each sandbox has its own. */
 	if (made && chown(s->cfg->workspace, moat_sandbox_uid(s->sb),
 	    moat_sandbox_gid(s->sb)) == -1) {
@@ -282,20 +371,163 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 		return MOAT_ERR_SYSTEM;
 	}
 	s->init_pid = moat_sandbox_init_pid(s->sb);
-	/* The proxy reads it (sent with the sandbox); moatd keeps it open
-	 * for a restarted proxy. */
-	if (moat_sandbox_nflog_open(s->sb, &s->nflog_fd, cause) != 0) {
-		log_warn("sandbox %s: no bypass monitor: %s", s->cfg->name,
-		    cause->msg);
-		s->nflog_fd = -1;
-	}
+	moatd_sandbox_nflog(d, s);
 	moat_store_sandbox_upsert(d->store, s->cfg->name, moat_wall_ms(),
 	    s->cfg->workspace, NULL);
-	log_info("sandbox %s up: proxy %s:%u, init pid %d, uid %u",
-	    s->cfg->name, moat_sandbox_host_addr(s->sb),
+	log_info("sandbox %s %s: proxy %s:%u, init pid %d, uid %u",
+	    s->cfg->name, s->adopted ? "adopted" : "up",
+	    moat_sandbox_host_addr(s->sb),
 	    (unsigned)moat_sandbox_proxy_port(s->sb),
 	    (int)moat_sandbox_init_pid(s->sb),
 	    (unsigned)moat_sandbox_uid(s->sb));
+	return MOAT_OK;
+}
+
+/*
+ * Records in the state directory of sandboxes the config no longer
+ * names: a live-restored moatd left them running; nobody will adopt
+ * them, so they go.
+ */
+static void
+purge_unconfigured(struct moatd *d)
+{
+	char dir[4096], sdir[4400];
+	struct dirent *e;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "%s/sandboxes", d->cfg->state_dir);
+	if ((dp = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(dp)) != NULL) {
+		if (e->d_name[0] == '.' || moatd_sandbox_find(d, e->d_name))
+			continue;
+		snprintf(sdir, sizeof(sdir), "%s/%s/%s", dir, e->d_name,
+		    MOAT_SANDBOX_STATE_FILE);
+		if (access(sdir, F_OK) != 0)
+			continue;
+		snprintf(sdir, sizeof(sdir), "%s/%s", dir, e->d_name);
+		log_warn("sandbox %s is no longer in the config: purging it",
+		    e->d_name);
+		purge_sandbox(e->d_name, sdir);
+	}
+	closedir(dp);
+}
+
+int
+moatd_sandbox_stop(struct moatd *d, struct moatd_sandbox *s, bool detach)
+{
+	if (s->sb == NULL)
+		return MOAT_ERR_NOTFOUND;
+	moat_close(s->nflog_fd);
+	s->nflog_fd = -1;
+	if (!detach)
+		moatd_proxy_remove_sandbox(d, s->cfg->name);
+	if (detach)
+		moat_sandbox_detach(s->sb);
+	else
+		moat_sandbox_free(s->sb);
+	s->sb = NULL;
+	s->init_pid = 0;
+	log_info("sandbox %s %s", s->cfg->name, detach ? "left running "
+	    "(live restore)" : "stopped");
+	return MOAT_OK;
+}
+
+int
+moatd_sandbox_stop_named(struct moatd *d, const char *name,
+    struct moat_cause *cause)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(d, name);
+
+	if (s == NULL || s->sb == NULL) {
+		moat_cause_set(cause, s == NULL ? "no sandbox named '%s'" :
+		    "sandbox '%s' is not running", name);
+		return MOAT_ERR_NOTFOUND;
+	}
+	return moatd_sandbox_stop(d, s, false);
+}
+
+int
+moatd_sandbox_start_named(struct moatd *d, const char *name,
+    struct moat_cause *cause)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(d, name);
+	int r;
+
+	if (s == NULL) {
+		moat_cause_set(cause, "no sandbox named '%s'", name);
+		return MOAT_ERR_NOTFOUND;
+	}
+	if ((r = moatd_sandbox_start(d, s, cause)) != 0 && s->sb == NULL)
+		log_warn("sandbox %s: start failed: %s", name, cause->msg);
+	return r;
+}
+
+bool
+moatd_sandbox_running(const struct moatd *d, const char *name)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find((struct moatd *)d, name);
+
+	return s != NULL && s->sb != NULL;
+}
+
+void
+moatd_shutdown(struct moatd *d)
+{
+	log_info("shutdown requested: tearing everything down");
+	d->shutdown = true;
+	d->stopping = true;
+	moat_loop_stop(d->loop);
+}
+
+int
+moatd_sandbox_start(struct moatd *d, struct moatd_sandbox *s,
+    struct moat_cause *cause)
+{
+	int r;
+
+	if (s->sb != NULL) {
+		moat_cause_set(cause, "sandbox %s is running", s->cfg->name);
+		return MOAT_ERR_EXISTS;
+	}
+	if ((r = start_sandbox(d, (size_t)(s - d->sandboxes), cause)) != 0)
+		return r;
+	moatd_proxy_add_sandbox(d, s);
+	return MOAT_OK;
+}
+
+/*
+ * One moatd per state directory: two would adopt and purge each other's
+ * sandboxes. A POSIX record lock, because it belongs to this process
+ * alone: the proxy and SSH processes it forks (which may outlive it,
+ * with live restore) do not inherit it, so the next moatd can take it.
+ */
+static int
+lock_state(struct moatd *d, struct moat_cause *cause)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/moatd.lock", d->cfg->state_dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) == -1) {
+		moat_cause_errno(cause, "open %s", path);
+		return MOAT_ERR_SYSTEM;
+	}
+	if (fcntl(fd, F_SETLK, &fl) == -1) {
+		if (errno == EACCES || errno == EAGAIN) {
+			fl.l_type = F_WRLCK;
+			fcntl(fd, F_GETLK, &fl);
+			moat_cause_set(cause, "another moatd (pid %d) runs with "
+			    "state directory %s", (int)fl.l_pid,
+			    d->cfg->state_dir);
+		} else
+			moat_cause_errno(cause, "lock %s", path);
+		close(fd);
+		return MOAT_ERR_EXISTS;
+	}
+	d->lock_fd = fd;
 	return MOAT_OK;
 }
 
@@ -308,7 +540,9 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 	d->relay_fd = d->relay_tcp_fd = -1;
 	d->install_policy = moatd_proxy_install_policy;
 	d->send_trust = moatd_proxy_send_trust;
-	if ((r = moat_mkdir_p(d->cfg->state_dir, 0700, cause)) != 0)
+	d->lock_fd = -1;
+	if ((r = moat_mkdir_p(d->cfg->state_dir, 0700, cause)) != 0 ||
+	    (r = lock_state(d, cause)) != 0)
 		return r;
 	moat_sandbox_protect_self();
 	if ((r = moat_loop_new(&d->loop, cause)) != 0)
@@ -328,11 +562,15 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 	if ((d->sandboxes = calloc(d->cfg->nsandboxes,
 		 sizeof(*d->sandboxes))) == NULL)
 		return MOAT_ERR_NOMEM;
-	for (size_t i = 0; i < d->cfg->nsandboxes; i++) {
-		d->nsandboxes = i + 1;
+	d->nsandboxes = d->cfg->nsandboxes;
+	for (size_t i = 0; i < d->nsandboxes; i++) {
+		d->sandboxes[i].cfg = &d->cfg->sandboxes[i];
+		d->sandboxes[i].nflog_fd = -1;
+	}
+	purge_unconfigured(d);
+	for (size_t i = 0; i < d->cfg->nsandboxes; i++)
 		if ((r = start_sandbox(d, i, cause)) != 0)
 			return r;
-	}
 	if ((r = moatd_proxy_start(d, cause)) != 0)
 		return r;
 	if ((r = moatd_control_new(d, d->cfg->control_path,
@@ -347,20 +585,27 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 void
 moatd_stop(struct moatd *d)
 {
+	/* Live restore leaves everything running, unless asked to end it. */
+	bool detach = d->cfg->live_restore && !d->shutdown;
+
 	d->stopping = true;
+	d->detaching = detach;
 	moatd_ssh_stop(d);
 	moatd_control_free(d->ctl);
 	d->ctl = NULL;
 	moatd_proxy_stop(d);
 	for (size_t i = 0; i < d->nsandboxes; i++) {
 		struct moatd_sandbox *s = &d->sandboxes[i];
-		moat_close(s->nflog_fd);
-		moat_sandbox_free(s->sb);
+
+		moatd_sandbox_stop(d, s, detach);
 		moat_policy_free(s->policy);
 		free(s->file_hash);
 		free(s->ca_dir);
 		moatd_secrets_free(s->secrets, s->nsecrets);
 	}
+	if (detach && d->nsandboxes > 0)
+		log_info("live restore: %zu sandboxes left running for the "
+		    "next moatd", d->nsandboxes);
 	free(d->sandboxes);
 	d->sandboxes = NULL;
 	d->nsandboxes = 0;
@@ -376,6 +621,8 @@ moatd_stop(struct moatd *d)
 	d->store = NULL;
 	moat_loop_free(d->loop);
 	d->loop = NULL;
+	moat_close(d->lock_fd);
+	d->lock_fd = -1;
 }
 
 void
@@ -420,8 +667,8 @@ moatd_child_exited(struct moatd *d, pid_t pid, int status)
 		if (d->sandboxes[i].sb != NULL &&
 		    moat_sandbox_init_pid(d->sandboxes[i].sb) == pid)
 			log_error("sandbox %s: its init process ended (status "
-				  "%d); sessions will fail until restart",
-			    d->sandboxes[i].cfg->name, status);
+				  "%d); sessions will fail until `moat sandboxes "
+				  "start`", d->sandboxes[i].cfg->name, status);
 	}
 }
 

@@ -42,7 +42,11 @@ on_stop(struct moat_loop *l, int signo, void *arg)
 {
 	struct moatd *d = arg;
 
-	log_info("signal %d: shutting down", signo);
+	if (d->cfg->live_restore)
+		log_info("signal %d: stopping; sandboxes and sessions run on "
+		    "(live restore)", signo);
+	else
+		log_info("signal %d: shutting down", signo);
 	d->stopping = true;
 	moat_loop_stop(l);
 }

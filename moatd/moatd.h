@@ -77,6 +77,22 @@ void moatd_policy_proxy_gone(struct moatd *d);
 void moatd_policy_enforced(const struct moatd *d, const char *sandbox,
     int *version, const char **error);
 
+/*
+ * The operator's lifecycle requests (moatd/daemon.c). Stop tears the
+ * sandbox down (processes, cgroups, network; sessions in it end) and
+ * the proxy stops serving it; start creates it again. MOAT_ERR_NOTFOUND
+ * (no such sandbox, or stop of one not running), MOAT_ERR_EXISTS (start
+ * of a running one), else what the sandbox's creation failed with.
+ * Shutdown ends moatd after this loop turn and tears down everything,
+ * live restore or not.
+ */
+int moatd_sandbox_stop_named(struct moatd *d, const char *name,
+    struct moat_cause *cause);
+int moatd_sandbox_start_named(struct moatd *d, const char *name,
+    struct moat_cause *cause);
+bool moatd_sandbox_running(const struct moatd *d, const char *name);
+void moatd_shutdown(struct moatd *d);
+
 /* ---- shared handles ---- */
 
 struct moat_store *moatd_store(struct moatd *d);

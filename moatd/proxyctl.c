@@ -184,6 +184,57 @@ on_message(void *arg, json_t *o)
 	moatd_agentq_submit(d->agentq, sandbox, req, body, strlen(body));
 }
 
+void
+moatd_proxy_add_sandbox(struct moatd *d, struct moatd_sandbox *s)
+{
+	enum moat_attrib_mode mode = (enum moat_attrib_mode)d->cfg->identity;
+	struct moat_cause cause = { { 0 } };
+	json_t *trust;
+	uint64_t cg;
+	const char *why;
+	int a, b;
+
+	if (s->sb == NULL || d->proxy == NULL)
+		return;
+	/*
+	 * An adopted sandbox's attribution programs are held by the proxy
+	 * that served it; a proxy that did not gets a set of its own.
+	 */
+	if (s->adopted && moat_sandbox_attrib(s->sb, &a, &b, &cg, &why) != 0) {
+		if (moat_sandbox_attrib_attach(s->sb, mode, &cause) != 0)
+			log_error("%s", cause.msg);
+		moatd_log_identity(s->cfg->name, s->sb, mode);
+	}
+	/* Not served without its trusted hashes (they say "changed"). */
+	if ((trust = kept_trust(d, s->cfg->name)) == NULL)
+		return;
+	moatd_sandbox_nflog(d, s);
+	moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb, s->nflog_fd,
+	    trust, s->ca_dir);
+	if (s->nsecrets > 0)
+		moatd_proxychan_secrets(d->proxy, s->cfg->name, s->secrets,
+		    s->nsecrets);
+	if (s->policy != NULL)
+		moatd_proxy_install_policy(d, s->cfg->name, s->version,
+		    moat_policy_json(s->policy), 0, NULL);
+}
+
+void
+moatd_proxy_remove_sandbox(struct moatd *d, const char *name)
+{
+	struct moatd_sandbox *s = moatd_sandbox_find(d, name);
+
+	if (d->proxy != NULL)
+		moatd_proxychan_send(d->proxy, json_pack("{s:s, s:s}", "type",
+		    "sandbox_remove", "name", name));
+	if (s != NULL) {
+		s->proxy_version = 0;
+		s->proxy_error[0] = '\0';
+		moat_store_sandbox_set_proxy(d->store, name, 0, "",
+		    moat_wall_ms(), NULL);
+	}
+}
+
 int
 moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 {
@@ -208,22 +259,8 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 		return r;
 	/* Nothing is enforced until the new proxy acknowledges it. */
 	moatd_policy_proxy_gone(d);
-	for (size_t i = 0; i < d->nsandboxes; i++) {
-		struct moatd_sandbox *s = &d->sandboxes[i];
-		json_t *trust;
-
-		if (s->sb == NULL || (trust = kept_trust(d, s->cfg->name)) ==
-		    NULL)
-			continue;
-		moatd_proxychan_sandbox(d->proxy, s->cfg->name, s->sb,
-		    s->nflog_fd, trust, s->ca_dir);
-		if (s->nsecrets > 0)
-			moatd_proxychan_secrets(d->proxy, s->cfg->name,
-			    s->secrets, s->nsecrets);
-		if (s->policy != NULL)
-			moatd_proxy_install_policy(d, s->cfg->name, s->version,
-		    moat_policy_json(s->policy), 0, NULL);
-	}
+	for (size_t i = 0; i < d->nsandboxes; i++)
+		moatd_proxy_add_sandbox(d, &d->sandboxes[i]);
 	log_info("proxy started (pid %d, port %u)",
 	    (int)moatd_proxychan_pid(d->proxy), (unsigned)pc.port);
 	return MOAT_OK;

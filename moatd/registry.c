@@ -280,6 +280,7 @@ moatd_new_for_test(struct moat_loop *l, struct moat_store *s,
 	d->sess_fd = -1;
 	d->relay_fd = -1;
 	d->relay_tcp_fd = -1;
+	d->lock_fd = -1;
 	d->for_test = true;
 	*out = d;
 	return MOAT_OK;

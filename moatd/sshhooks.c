@@ -8,6 +8,7 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -40,6 +41,7 @@ struct moatd_sessmap {
 	int64_t key;   /* the connection process's id for the session */
 	int64_t row;   /* the store's */
 	pid_t pid;     /* the connection process (kernel-checked sender) */
+	int pidfd;     /* watched when it is not our child (adopted), or -1 */
 	char sandbox[64];
 	char who[160];
 	char from[64];
@@ -239,12 +241,24 @@ ensure_secret(const char *path, struct moat_cause *cause)
 }
 
 
+/* Forget one entry: its pidfd watch too. */
+static void
+sessmap_free(struct moatd *d, struct moatd_sessmap *m)
+{
+	if (m->pidfd >= 0) {
+		moat_loop_del_fd(d->loop, m->pidfd);
+		moat_close(m->pidfd);
+	}
+	free(m);
+}
+
 static void
 sess_record(struct moatd *d, json_t *o, pid_t pid)
 {
 	const char *t = json_string_value(json_object_get(o, "t"));
 	int64_t key = json_integer_value(json_object_get(o, "key"));
 	struct moatd_sessmap *m, **pp;
+	uint64_t st = 0;
 
 	if (t == NULL)
 		return;
@@ -261,9 +275,13 @@ sess_record(struct moatd *d, json_t *o, pid_t pid)
 		    "from")) ?: "", sizeof(m->from));
 		moat_strlcpy(m->kind, json_string_value(json_object_get(o,
 		    "kind")) ?: "", sizeof(m->kind));
+		m->pidfd = -1;
 		if (moat_store_session_start(d->store, m->sandbox, m->who,
 			m->from, m->kind, moat_wall_ms(), &m->row, NULL) != 0)
 			log_warn("session record for %s not stored", m->sandbox);
+		else if (moat_proc_start_time(pid, &st) == 0)
+			moat_store_session_set_conn(d->store, m->row, pid, st,
+			    key, NULL);
 		moatd_export_session(d->exp, true, m->sandbox, m->who, m->from,
 		    m->kind, 0, NULL);
 		m->next = d->sessions;
@@ -275,13 +293,13 @@ sess_record(struct moatd *d, json_t *o, pid_t pid)
 			continue;
 		const char *sig = json_string_value(json_object_get(o,
 		    "signal"));
-		int st = (int)json_integer_value(json_object_get(o, "status"));
-		moat_store_session_end(d->store, m->row, moat_wall_ms(), st,
+		int es = (int)json_integer_value(json_object_get(o, "status"));
+		moat_store_session_end(d->store, m->row, moat_wall_ms(), es,
 		    sig && *sig ? sig : NULL, NULL);
 		moatd_export_session(d->exp, false, m->sandbox, m->who,
-		    m->from, m->kind, st, sig);
+		    m->from, m->kind, es, sig);
 		*pp = m->next;
-		free(m);
+		sessmap_free(d, m);
 		return;
 	}
 }
@@ -344,23 +362,16 @@ sess_readable(struct moat_loop *l, int fd, unsigned ev, void *arg)
  * every row that process still had open ends now, with why. Keyed by
  * the pid moatd forked, whatever the process did before it died.
  */
-void
-moatd_sessions_conn_ended(struct moatd *d, pid_t pid, int status)
+static void
+conn_gone(struct moatd *d, pid_t pid, const char *why)
 {
 	struct moatd_sessmap *m, **pp;
 	struct moat_cause cause = { { 0 } };
-	char why[64];
 
 	/* Its last records are queued already: read them first. */
 	if (d->sess_fd >= 0)
 		while (sess_read(d, 256) == 256)
 			;
-	if (WIFSIGNALED(status))
-		snprintf(why, sizeof(why), "connection killed (%s)",
-		    moat_signal_name(WTERMSIG(status)));
-	else
-		snprintf(why, sizeof(why), "connection exited (%d)",
-		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	for (pp = &d->sessions; (m = *pp) != NULL;) {
 		if (m->pid != pid) {
 			pp = &m->next;
@@ -376,8 +387,86 @@ moatd_sessions_conn_ended(struct moatd *d, pid_t pid, int status)
 		moatd_export_session(d->exp, false, m->sandbox, m->who,
 		    m->from, m->kind, -1, NULL);
 		*pp = m->next;
+		sessmap_free(d, m);
+	}
+}
+
+void
+moatd_sessions_conn_ended(struct moatd *d, pid_t pid, int status)
+{
+	char why[64];
+
+	if (WIFSIGNALED(status))
+		snprintf(why, sizeof(why), "connection killed (%s)",
+		    moat_signal_name(WTERMSIG(status)));
+	else
+		snprintf(why, sizeof(why), "connection exited (%d)",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	conn_gone(d, pid, why);
+}
+
+/* A connection process a previous moatd forked ended (its pidfd). */
+static void
+adopted_conn_ended(struct moat_loop *l, int fd, unsigned ev, void *arg)
+{
+	struct moatd *d = arg;
+	struct moatd_sessmap *m;
+
+	(void)l;
+	(void)ev;
+	for (m = d->sessions; m != NULL; m = m->next)
+		if (m->pidfd == fd)
+			break;
+	if (m != NULL)
+		conn_gone(d, m->pid, "connection ended (its end was not "
+		    "reported)");
+}
+
+/*
+ * Live restore: a running row whose connection process still runs is
+ * taken over (its later records, or its death, end it); any other is
+ * closed. The start time tells a live process from a reused pid.
+ */
+static int
+adopt_row(const struct moat_store_session *ss, void *arg)
+{
+	struct moatd *d = arg;
+	struct moat_cause cause = { { 0 } };
+	struct moatd_sessmap *m = NULL;
+	uint64_t st = 0;
+	int pidfd = -1;
+
+	if (ss->conn_pid > 0 && moat_proc_start_time((pid_t)ss->conn_pid,
+	    &st) == 0 && st == ss->conn_start)
+		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)ss->conn_pid, 0);
+	/* The pidfd first, the start time again: then it is that process. */
+	if (pidfd >= 0 && (moat_proc_start_time((pid_t)ss->conn_pid,
+	    &st) != 0 || st != ss->conn_start)) {
+		close(pidfd);
+		pidfd = -1;
+	}
+	if (pidfd >= 0 && (m = calloc(1, sizeof(*m))) != NULL) {
+		m->key = ss->conn_key;
+		m->row = ss->id;
+		m->pid = (pid_t)ss->conn_pid;
+		m->pidfd = pidfd;
+		moat_strlcpy(m->sandbox, ss->sandbox, sizeof(m->sandbox));
+		moat_strlcpy(m->who, ss->who, sizeof(m->who));
+		moat_strlcpy(m->from, ss->from, sizeof(m->from));
+		moat_strlcpy(m->kind, ss->kind, sizeof(m->kind));
+		if (moat_loop_add_fd(d->loop, pidfd, MOAT_EV_READ,
+		    adopted_conn_ended, d) == 0) {
+			m->next = d->sessions;
+			d->sessions = m;
+			return 0;
+		}
 		free(m);
 	}
+	moat_close(pidfd);
+	if (moat_store_session_lost(d->store, ss->id, moat_wall_ms(),
+	    "moatd restarted; its connection is gone", &cause) != 0)
+		log_warn("session %lld: %s", (long long)ss->id, cause.msg);
+	return 0;
 }
 
 /* moatd stops, or starts after a crash: no row may stay "running". */
@@ -541,7 +630,11 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 		return MOAT_ERR_SYSTEM;
 	}
 	/* Rows left running by a moatd that did not stop cleanly. */
-	sess_close_all(d, "moatd restarted");
+	if (!d->cfg->live_restore)
+		sess_close_all(d, "moatd restarted");
+	else if (moat_store_sessions_running(d->store, adopt_row, d,
+	    cause) != 0)
+		return MOAT_ERR_SYSTEM;
 	moat_loop_add_fd(d->loop, d->sess_fd, MOAT_EV_READ, sess_readable, d);
 	if ((r = moat_sshd_server_new(&sshw.cfg, &sshw.hooks, &sshw.srv,
 	    cause)) != 0)
@@ -610,9 +703,10 @@ moatd_ssh_stop(struct moatd *d)
 	while (d->sessions != NULL) {
 		struct moatd_sessmap *m = d->sessions;
 		d->sessions = m->next;
-		free(m);
+		sessmap_free(d, m);
 	}
-	if (d->store != NULL)
+	/* With live restore the sessions run on: the next moatd ends them. */
+	if (d->store != NULL && !d->detaching)
 		sess_close_all(d, "moatd stopped");
 	moat_relay_cache_free(d->relay_cache);
 	d->relay_cache = NULL;

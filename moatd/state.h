@@ -11,6 +11,7 @@
 #include "moatd/moatd.h"
 
 struct moat_sandbox;
+struct moat_timer;
 struct moatd_proxychan;
 
 struct moatd_sandbox {
@@ -21,6 +22,8 @@ struct moatd_sandbox {
 	int version;                /* its version in the store */
 	char *file_hash;            /* hash of the policy file last read */
 	int nflog_fd;               /* bypass monitor socket, or -1 */
+	bool nflog_warned;          /* said once why it has none */
+	bool adopted;               /* taken over from a previous moatd */
 	pid_t init_pid;             /* the sandbox's PID 1 (host view), 0 if none */
 	int proxy_version;          /* what the proxy last acknowledged, 0 none */
 	char proxy_error[256];      /* its last refusal, or "" */
@@ -66,9 +69,30 @@ struct moatd {
 	int (*send_trust)(struct moatd *d, const char *sandbox,
 	    const char *binary, const char *sha256, struct moat_cause *cause);
 	bool stopping;
+	bool shutdown;              /* `moat shutdown`: tear down, always */
+	int lock_fd;                /* holds the state directory's lock */
+	bool detaching;             /* stopping with live restore */
 };
 
+
 struct moatd_sandbox *moatd_sandbox_find(struct moatd *d, const char *name);
+
+/*
+ * Stop one sandbox (moatd/daemon.c): with detach its handles are only
+ * released (live restore: it runs on for the next moatd), else it is
+ * torn down (processes, cgroups, network, state record) and the proxy
+ * stops serving it. MOAT_ERR_NOTFOUND when it is not running.
+ */
+int moatd_sandbox_stop(struct moatd *d, struct moatd_sandbox *s, bool detach);
+/* Open its NFLOG socket for the proxy, unless it has one (daemon.c). */
+void moatd_sandbox_nflog(struct moatd *d, struct moatd_sandbox *s);
+/* Start (create) a stopped sandbox and have the proxy serve it. */
+int moatd_sandbox_start(struct moatd *d, struct moatd_sandbox *s,
+    struct moat_cause *cause);
+/* Tell the proxy about a running sandbox and its active policy, or that
+ * one is gone (moatd/proxyctl.c). */
+void moatd_proxy_add_sandbox(struct moatd *d, struct moatd_sandbox *s);
+void moatd_proxy_remove_sandbox(struct moatd *d, const char *name);
 
 /* Messages to the proxy process (moatd/proxyctl.c). */
 int moatd_proxy_install_policy(struct moatd *d, const char *sandbox,

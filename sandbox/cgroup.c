@@ -140,6 +140,37 @@ knob(const char *dir, const char *file, const char *val, bool optional,
 	return MOAT_ERR_SYSTEM;
 }
 
+/*
+ * Record the leaf dir and open what joining needs: its tasks (v1) or
+ * cgroup.procs (v2) file, and the v2 dir for CLONE_INTO_CGROUP. A new
+ * leaf (made) is removed again when it cannot be recorded.
+ */
+static int
+leaf_add(struct sandbox_cgroup *cg, const char *dir, bool v2, bool made,
+    struct moat_cause *cause)
+{
+	char path[600];
+
+	if ((cg->dir[cg->n] = strdup(dir)) == NULL) {
+		if (made)
+			rmdir(dir);
+		return MOAT_ERR_NOMEM;
+	}
+	snprintf(path, sizeof(path), "%s/%s", cg->dir[cg->n],
+	    v2 ? "cgroup.procs" : "tasks");
+	if (v2) {
+		cg->v2 = (int)cg->n;
+		cg->v2_dirfd = open(cg->dir[cg->n], O_DIRECTORY | O_CLOEXEC);
+	}
+	cg->procs_fd[cg->n] = open(path, O_WRONLY | O_CLOEXEC);
+	cg->n++;
+	if (cg->procs_fd[cg->n - 1] < 0 || (v2 && cg->v2_dirfd < 0)) {
+		moat_cause_errno(cause, "open %s", path);
+		return MOAT_ERR_SYSTEM;
+	}
+	return 0;
+}
+
 /* mkdir the leaf; a leftover empty leaf (a crash) is removed first. */
 static int
 make_leaf(struct sandbox_cgroup *cg, const char *base, const char *name,
@@ -162,23 +193,7 @@ make_leaf(struct sandbox_cgroup *cg, const char *base, const char *name,
 		moat_cause_errno(cause, "mkdir %s", path);
 		return MOAT_ERR_SYSTEM;
 	}
-	if ((cg->dir[cg->n] = strdup(path)) == NULL) {
-		rmdir(path);
-		return MOAT_ERR_NOMEM;
-	}
-	snprintf(path, sizeof(path), "%s/%s", cg->dir[cg->n],
-	    v2 ? "cgroup.procs" : "tasks");
-	if (v2) {
-		cg->v2 = (int)cg->n;
-		cg->v2_dirfd = open(cg->dir[cg->n], O_DIRECTORY | O_CLOEXEC);
-	}
-	cg->procs_fd[cg->n] = open(path, O_WRONLY | O_CLOEXEC);
-	cg->n++;
-	if (cg->procs_fd[cg->n - 1] < 0 || (v2 && cg->v2_dirfd < 0)) {
-		moat_cause_errno(cause, "open %s", path);
-		return MOAT_ERR_SYSTEM;
-	}
-	return 0;
+	return leaf_add(cg, path, v2, true, cause);
 }
 
 static int
@@ -350,6 +365,86 @@ sandbox_cgroup_fds(const struct sandbox_cgroup *cg, int *fds, size_t max)
 	if (cg->v2_dirfd >= 0 && n < max)
 		fds[n++] = cg->v2_dirfd;
 	return n;
+}
+
+/* Open an existing leaf as make_leaf() made it (adoption). */
+static int
+open_leaf(struct sandbox_cgroup *cg, const char *base, const char *name,
+    bool v2, struct moat_cause *cause)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/moat/%s", base, name);
+	if (access(path, F_OK) != 0) {
+		moat_cause_set(cause, "cgroup %s is missing", path);
+		return MOAT_ERR_NOTFOUND;
+	}
+	return leaf_add(cg, path, v2, false, cause);
+}
+
+int
+sandbox_cgroup_open(const char *name, struct sandbox_cgroup **out,
+    struct moat_cause *cause)
+{
+	struct sandbox_cgroup *cg = NULL;
+	struct cg_mounts m;
+	const char *v1[3];
+	char path[600];
+	int r = 0;
+
+	if ((r = find_mounts(&m, cause)) != 0)
+		return r;
+	if ((cg = calloc(1, sizeof(*cg))) == NULL)
+		return MOAT_ERR_NOMEM;
+	cg->v2 = -1;
+	cg->v2_dirfd = -1;
+	for (size_t i = 0; i < CG_MAX; i++)
+		cg->procs_fd[i] = -1;
+	/* The same choice as sandbox_cgroup_create, on the same mounts. */
+	cg->mode = m.v2[0] != '\0' && v2_has_controllers(m.v2) ? CG_V2 :
+	    CG_HYBRID;
+	if (m.v2[0] != '\0')
+		r = open_leaf(cg, m.v2, name, true, cause);
+	v1[0] = m.memory;
+	v1[1] = m.pids;
+	v1[2] = m.cpu;
+	for (size_t i = 0; r == 0 && cg->mode == CG_HYBRID &&
+	    i < MOAT_NELEM(v1); i++)
+		if (v1[i][0] != '\0')
+			r = open_leaf(cg, v1[i], name, false, cause);
+	if (r == 0 && cg->n == 0) {
+		moat_cause_set(cause, "no cgroup hierarchy found");
+		r = MOAT_ERR_NOTFOUND;
+	}
+	if (r == 0) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[0]);
+		if ((cg->procs_path = strdup(path)) == NULL)
+			r = MOAT_ERR_NOMEM;
+	}
+	if (r != 0) {
+		sandbox_cgroup_release(cg);
+		return r;
+	}
+	*out = cg;
+	return 0;
+}
+
+bool
+sandbox_cgroup_has(const struct sandbox_cgroup *cg, pid_t pid)
+{
+	char path[600], *s = NULL, *p, *save = NULL;
+	char want[32];
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[0]);
+	if (moat_read_file(path, 1 << 20, &s, NULL, NULL) != 0)
+		return false;
+	snprintf(want, sizeof(want), "%d", (int)pid);
+	for (p = strtok_r(s, "\n", &save); p != NULL && !found;
+	    p = strtok_r(NULL, "\n", &save))
+		found = strcmp(p, want) == 0;
+	free(s);
+	return found;
 }
 
 int

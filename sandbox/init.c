@@ -110,6 +110,9 @@ sandbox_init_main(struct sandbox_init_args *a)
 		_exit(1);
 	}
 	drop_caps();
+	/* Live restore: from now on the sandbox outlives its creator. */
+	if (a->outlive)
+		prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
 	moat_write_all(a->status_fd, "", 1);
 	close(a->status_fd);
 	close(a->go_fd);

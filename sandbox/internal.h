@@ -69,6 +69,14 @@ struct moat_resources;
 
 int sandbox_cgroup_create(const char *name, const struct moat_resources *res,
     struct sandbox_cgroup **out, struct moat_cause *cause);
+/*
+ * The groups of a running sandbox NAME, as create made them (adoption):
+ * MOAT_ERR_NOTFOUND when a leaf is missing.
+ */
+int sandbox_cgroup_open(const char *name, struct sandbox_cgroup **out,
+    struct moat_cause *cause);
+/* Is pid a member (the first leaf's cgroup.procs lists it)? */
+bool sandbox_cgroup_has(const struct sandbox_cgroup *cg, pid_t pid);
 /* The v2 leaf for clone3(CLONE_INTO_CGROUP), or -1. */
 int sandbox_cgroup_clone_fd(const struct sandbox_cgroup *cg);
 /*
@@ -142,6 +150,7 @@ struct sandbox_init_args {
 	struct sandbox_fs fs;
 	const struct sandbox_cgroup *cg;
 	bool in_v2;    /* born in the v2 group (CLONE_INTO_CGROUP) */
+	bool outlive;  /* once ready, live on when the parent dies */
 	int go_fd;     /* read end: hangs up when the parent dies */
 	int status_fd; /* write: "" then EOF on success, else a message */
 };
@@ -203,6 +212,19 @@ int sandbox_reset_signals(void);
 
 /* ---- the sandbox itself ---- */
 
+struct moat_sandbox *sandbox_alloc(const char *name);
+/* The config's extra variables into sb->env, checked (NAME=VALUE). */
+int sandbox_copy_env(struct moat_sandbox *sb, const char *const *env,
+    struct moat_cause *cause);
+/* After init_pid is set: its pidfd and namespace fds. */
+int sandbox_open_ns(struct moat_sandbox *sb, struct moat_cause *cause);
+
+/* ---- adopt.c: the state record and adoption ---- */
+
+/* Write sb's state record into state_dir (atomically: temp + rename). */
+int sandbox_state_write(const struct moat_sandbox *sb,
+    const struct moat_sandbox_config *c, struct moat_cause *cause);
+
 enum {
 	SB_NS_NET = 0,
 	SB_NS_UTS,
@@ -214,7 +236,8 @@ enum {
 
 struct moat_sandbox {
 	char *name;
-	pid_t creator;		     /* getpid() of the creator */
+	pid_t creator;		     /* getpid() of the owner (creator) */
+	char *state_path;	     /* the state record, or NULL */
 	pid_t init_pid;		     /* in our pid namespace */
 	int init_pidfd;
 	int nsfd[SB_NS_COUNT];	     /* /proc/INIT/ns/{net,uts,ipc,mnt,pid} */

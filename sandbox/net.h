@@ -13,6 +13,7 @@
 #ifndef MOAT_SANDBOX_NET_H
 #define MOAT_SANDBOX_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,19 @@ struct moat_net_config {
  * request failed; the cause names it).
  */
 int moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
+    struct moat_cause *cause);
+
+/*
+ * Take over the network of a running sandbox (its init's netns in
+ * c->netns_fd, which is duplicated): check that /run/netns/moat-NAME is
+ * that netns and that the host end of the veth exists and is up, then
+ * rebuild both nftables tables as moat_net_setup made them (one
+ * transaction each, so nothing passes unfiltered meanwhile). *out then
+ * owns the network like one moat_net_setup made. MOAT_ERR_NOTFOUND (a
+ * part is missing or is another netns's), MOAT_ERR_INVALID (bad name,
+ * pool or index), MOAT_ERR_SYSTEM.
+ */
+int moat_net_adopt(const struct moat_net_config *c, struct moat_net **out,
     struct moat_cause *cause);
 
 /*
@@ -130,6 +144,7 @@ struct moat_nft_params {
 	uint16_t proxy_port;
 	uint16_t nflog_group;
 	int lo_index;         /* sandbox side: ifindex of lo */
+	bool replace;         /* rebuild the table if it exists (adopt) */
 };
 /* Run fn inside netns_fd (setns there and back, on this thread). */
 int moat_netns_run(int netns_fd, int (*fn)(void *, struct moat_cause *),

@@ -400,17 +400,23 @@ step_veth(struct net_ctx *x, struct moat_cause *cause)
 	return r;
 }
 
+/* The host table's parameters (the sandbox table: table "moat"). */
+static void
+host_params(const struct moat_net *n, struct moat_nft_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->table = n->table;
+	p->veth = n->host_if;
+	p->host_addr = n->addrs.host;
+	p->proxy_port = n->port;
+	p->nflog_group = n->group;
+}
+
 static int
 step_host(struct net_ctx *x, struct moat_cause *cause)
 {
 	struct moat_net *n = x->n;
-	struct moat_nft_params p = {
-		.table = n->table,
-		.veth = n->host_if,
-		.host_addr = n->addrs.host,
-		.proxy_port = n->port,
-		.nflog_group = n->group,
-	};
+	struct moat_nft_params p;
 	struct mnl_socket *nl = NULL;
 	unsigned idx;
 	int r;
@@ -425,6 +431,7 @@ step_host(struct net_ctx *x, struct moat_cause *cause)
 	if ((r = moat_rtnl_conf(x->host_rtnl, (int)idx, n->addrs.host,
 	    n->addrs.plen, 0, 0, cause)) != 0)
 		return r;
+	host_params(n, &p);
 	if ((r = host_nft_get(&nl, cause)) != 0)
 		return r;
 	r = moat_nft_host_rules(nl, &p, cause);
@@ -539,6 +546,88 @@ out:
 		mnl_socket_close(x.sb_nft);
 	/* A failed setup leaves nothing behind, not even a dying veth. */
 	net_destroy(n, true);
+	return r;
+}
+
+/* Is the bind mount at n->nspath the netns held in fd? */
+static bool
+same_netns(const char *path, int fd)
+{
+	struct stat a, b;
+
+	return stat(path, &a) == 0 && fstat(fd, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int
+adopt_tables(struct net_ctx *x, struct moat_cause *cause)
+{
+	struct moat_net *n = x->n;
+	struct moat_nft_params p;
+	struct mnl_socket *nl = NULL;
+	int r;
+
+	host_params(n, &p);
+	p.replace = true;
+	if ((r = host_nft_get(&nl, cause)) != 0)
+		return r;
+	r = moat_nft_host_rules(nl, &p, cause);
+	host_nft_put(r);
+	if (r != 0)
+		return r;
+	n->host_table = true;
+	if ((r = moat_netns_run(n->netns_fd, in_sandbox_ns, x, cause)) != 0)
+		return r;
+	p.table = "moat";
+	p.veth = NULL;
+	p.lo_index = x->lo_index;
+	return moat_nft_sandbox_rules(x->sb_nft, &p, cause);
+}
+
+int
+moat_net_adopt(const struct moat_net_config *c, struct moat_net **out,
+    struct moat_cause *cause)
+{
+	struct net_ctx x = { .c = c };
+	struct moat_net *n = NULL;
+	int r;
+
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return MOAT_ERR_NOMEM;
+	n->netns_fd = -1;
+	x.n = n;
+	if ((r = net_init(n, c, cause)) != 0)
+		goto out;
+	r = MOAT_ERR_NOTFOUND;
+	if (c->netns_fd < 0 || (n->netns_fd = fcntl(c->netns_fd,
+	    F_DUPFD_CLOEXEC, 3)) == -1) {
+		moat_cause_set(cause, "sandbox %s: no netns to adopt", n->name);
+		goto out;
+	}
+	if (!same_netns(n->nspath, n->netns_fd)) {
+		moat_cause_set(cause, "sandbox %s: %s is not its netns",
+		    n->name, n->nspath);
+		goto out;
+	}
+	if (if_nametoindex(n->host_if) == 0 || link_is_down(n->host_if)) {
+		moat_cause_set(cause, "sandbox %s: veth %s is missing or down",
+		    n->name, n->host_if);
+		goto out;
+	}
+	if ((r = adopt_tables(&x, cause)) != 0)
+		goto out;
+	/* Ours now: free() undoes all of it, as after moat_net_setup. */
+	n->mounted = n->veth = true;
+	*out = n;
+	n = NULL;
+	r = MOAT_OK;
+out:
+	if (x.sb_rtnl != NULL)
+		mnl_socket_close(x.sb_rtnl);
+	if (x.sb_nft != NULL)
+		mnl_socket_close(x.sb_nft);
+	/* A failed adoption changes nothing: the caller purges. */
+	moat_net_release(n);
 	return r;
 }
 

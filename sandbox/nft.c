@@ -402,6 +402,20 @@ batch_rules(struct nft_batch *b, const char *chain,
 		nftnl_rule_free(r);
 }
 
+/*
+ * p->replace: the table is built anew whether or not it exists, in the
+ * same transaction (add it if missing, delete it, then what follows):
+ * nothing passes unfiltered in between.
+ */
+static void
+batch_replace(struct nft_batch *b, const struct moat_nft_params *p)
+{
+	if (!p->replace)
+		return;
+	batch_table(b, NFT_MSG_NEWTABLE, p->table, NLM_F_CREATE);
+	batch_table(b, NFT_MSG_DELTABLE, p->table, 0);
+}
+
 static int
 batch_open(struct nft_batch *b, struct moat_cause *cause)
 {
@@ -448,6 +462,7 @@ moat_nft_sandbox_rules(struct mnl_socket *nl,
 
 	if ((r = batch_open(&b, cause)) != 0)
 		return r;
+	batch_replace(&b, p);
 	batch_table(&b, NFT_MSG_NEWTABLE, p->table,
 	    NLM_F_CREATE | NLM_F_EXCL);
 	batch_chain(&b, p->table, "output", NF_INET_LOCAL_OUT, NF_DROP);
@@ -467,6 +482,7 @@ moat_nft_host_rules(struct mnl_socket *nl, const struct moat_nft_params *p,
 
 	if ((r = batch_open(&b, cause)) != 0)
 		return r;
+	batch_replace(&b, p);
 	batch_table(&b, NFT_MSG_NEWTABLE, p->table,
 	    NLM_F_CREATE | NLM_F_EXCL);
 	batch_chain(&b, p->table, "input", NF_INET_LOCAL_IN, NF_ACCEPT);

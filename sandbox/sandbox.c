@@ -53,8 +53,8 @@ name_ok(const char *s)
 	return true;
 }
 
-static struct moat_sandbox *
-sandbox_new(const char *name)
+struct moat_sandbox *
+sandbox_alloc(const char *name)
 {
 	struct moat_sandbox *sb = calloc(1, sizeof(*sb));
 
@@ -82,8 +82,14 @@ reap_init(struct moat_sandbox *sb)
 
 	for (;;) {
 		pid_t r = waitpid(sb->init_pid, NULL, WNOHANG);
+		struct pollfd p = { sb->init_pidfd, POLLIN, 0 };
+		int e = errno;
 
-		if (r == sb->init_pid || (r < 0 && errno != EINTR))
+		if (r == sb->init_pid || (r < 0 && e != EINTR && e != ECHILD))
+			return;
+		/* Adopted: not our child; its pidfd says when it is gone. */
+		if (r < 0 && e == ECHILD && (sb->init_pidfd < 0 ||
+		    poll(&p, 1, 0) != 0))
 			return;
 		if (moat_now_ms() >= deadline) {
 			log_warn("sandbox %s: init %d did not exit (a "
@@ -91,23 +97,16 @@ reap_init(struct moat_sandbox *sb)
 			    sb->name, (int)sb->init_pid);
 			return;
 		}
-		if (sb->init_pidfd >= 0) {
-			struct pollfd p = { sb->init_pidfd, POLLIN, 0 };
-
+		if (sb->init_pidfd >= 0)
 			poll(&p, 1, 50);
-		} else
+		else
 			usleep(1000);
 	}
 }
 
-void
-moat_sandbox_free(struct moat_sandbox *sb)
+static void
+sandbox_close(struct moat_sandbox *sb, bool mine)
 {
-	bool mine;
-
-	if (sb == NULL)
-		return;
-	mine = sb->creator == getpid();
 	if (mine && sb->init_pid > 0) {
 		sandbox_cgroup_kill(sb->cg);
 		if (sb->init_pidfd >= 0)
@@ -125,20 +124,37 @@ moat_sandbox_free(struct moat_sandbox *sb)
 	if (mine) {
 		sandbox_cgroup_destroy(sb->cg);
 		moat_net_free(sb->net);
+		if (sb->state_path != NULL)
+			unlink(sb->state_path);
 	} else {
-		/* XXX the net has no release-only call: a holder leaks it. */
 		sandbox_cgroup_release(sb->cg);
+		moat_net_release(sb->net);
 	}
 	free(sb->seccomp.filter);
 	for (size_t i = 0; sb->env != NULL && sb->env[i] != NULL; i++)
 		free(sb->env[i]);
 	free(sb->env);
+	free(sb->state_path);
 	free(sb->name);
 	free(sb);
 }
 
-static int
-open_ns(struct moat_sandbox *sb, struct moat_cause *cause)
+void
+moat_sandbox_free(struct moat_sandbox *sb)
+{
+	if (sb != NULL)
+		sandbox_close(sb, sb->creator == getpid());
+}
+
+void
+moat_sandbox_detach(struct moat_sandbox *sb)
+{
+	if (sb != NULL)
+		sandbox_close(sb, false);
+}
+
+int
+sandbox_open_ns(struct moat_sandbox *sb, struct moat_cause *cause)
 {
 	char path[64];
 
@@ -150,7 +166,8 @@ open_ns(struct moat_sandbox *sb, struct moat_cause *cause)
 			return MOAT_ERR_SYSTEM;
 		}
 	}
-	sb->init_pidfd = (int)syscall(SYS_pidfd_open, sb->init_pid, 0);
+	if (sb->init_pidfd < 0)
+		sb->init_pidfd = (int)syscall(SYS_pidfd_open, sb->init_pid, 0);
 	return 0;
 }
 
@@ -186,7 +203,7 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	ssize_t n;
 	int r;
 
-	if ((r = open_ns(sb, cause)) != 0 ||
+	if ((r = sandbox_open_ns(sb, cause)) != 0 ||
 	    (r = setup_net(sb, c, cause)) != 0)
 		return r;
 	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj",
@@ -247,8 +264,8 @@ struct create_in {
 };
 
 /* The fixed variables: K=V each, K a shell name; copied. */
-static int
-copy_env(struct moat_sandbox *sb, const char *const *env,
+int
+sandbox_copy_env(struct moat_sandbox *sb, const char *const *env,
     struct moat_cause *cause)
 {
 	size_t n = 0;
@@ -304,7 +321,7 @@ prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 		in->res.pids_max = SANDBOX_DEFAULT_PIDS;
 	sb->proxy_port = c->proxy_port ? c->proxy_port : SANDBOX_DEFAULT_PORT;
 	sb->ca = c->ca_cert != NULL && c->ca_bundle != NULL;
-	if ((r = copy_env(sb, c->env, cause)) != 0)
+	if ((r = sandbox_copy_env(sb, c->env, cause)) != 0)
 		return r;
 	if ((r = sandbox_user_resolve(c->policy, c->net_index, "/",
 	    &sb->user, cause)) != 0 ||
@@ -336,7 +353,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 		    "[a-z0-9-], not starting with '-'", c->name ? c->name : "");
 		return MOAT_ERR_INVALID;
 	}
-	if ((sb = sandbox_new(c->name)) == NULL)
+	if ((sb = sandbox_alloc(c->name)) == NULL)
 		return MOAT_ERR_NOMEM;
 	/* In parallel with all below; attach_attrib waits for it. */
 	if (c->attrib != MOAT_ATTRIB_OFF)
@@ -364,6 +381,7 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	ia.go_fd = go[0];
 	ia.status_fd = st[1];
 	ia.cg = sb->cg;
+	ia.outlive = c->outlive_creator;
 	/* Born in the v2 group; it joins the v1 groups itself. */
 	pid = sandbox_clone(sb->cg, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS |
 	    CLONE_NEWIPC | CLONE_NEWNET, &ia.in_v2);
@@ -384,6 +402,9 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	if ((r = sandbox_landlock_prepare(root, c->policy, &sb->landlock_fd,
 	    cause)) != 0 || (r = attach_attrib(sb, c->attrib, &ld, &ac,
 	    cause)) != 0)
+		goto out;
+	if (c->state_dir != NULL &&
+	    (r = sandbox_state_write(sb, c, cause)) != 0)
 		goto out;
 	*out = sb;
 	sb = NULL;
@@ -524,6 +545,23 @@ const char *
 moat_sandbox_procs_path(const struct moat_sandbox *sb)
 {
 	return sandbox_cgroup_procs_path(sb->cg);
+}
+
+int
+moat_sandbox_attrib_attach(struct moat_sandbox *sb, enum moat_attrib_mode mode,
+    struct moat_cause *cause)
+{
+	struct sandbox_attrib_load *ld = NULL;
+	struct moat_cause ac = { { 0 } };
+	int r;
+
+	if (sb->attrib != NULL)
+		return 0;
+	if (mode != MOAT_ATTRIB_OFF)
+		(void)sandbox_attrib_load_start(&ld, &ac);
+	r = attach_attrib(sb, mode, &ld, &ac, cause);
+	sandbox_attrib_load_cancel(ld);
+	return r;
 }
 
 size_t

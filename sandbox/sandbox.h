@@ -50,7 +50,12 @@ struct moat_sandbox_config {
 	const char *rootfs;	    /* NULL: the host's system dirs, read-only */
 	uint32_t net_index;	    /* which subnet of the pool */
 	uint16_t proxy_port;	    /* 0: 3128 */
-	const char *state_dir;	    /* reserved; may be NULL */
+	/*
+	 * A root-only directory of this sandbox: create writes its state
+	 * record there (MOAT_SANDBOX_STATE_FILE), adopt reads it. NULL: no
+	 * record (the sandbox cannot be adopted).
+	 */
+	const char *state_dir;
 	const char *net_pool;	    /* NULL: 10.200.0.0/16 (sandbox/net.h) */
 	enum moat_attrib_mode attrib; /* caller attribution (below) */
 	/*
@@ -68,6 +73,13 @@ struct moat_sandbox_config {
 	 * PATH: the credential placeholders. NULL-terminated; NULL: none.
 	 */
 	const char *const *env;
+	/*
+	 * Live restore: the sandbox's init keeps running when its creator
+	 * dies (it is then reparented), so that a later process can adopt
+	 * the sandbox. false: the kernel kills init with its creator
+	 * (PR_SET_PDEATHSIG). During create it always dies with its creator.
+	 */
+	bool outlive_creator;
 };
 
 /* Where the CA files appear inside a sandbox that has one. */
@@ -75,6 +87,9 @@ struct moat_sandbox_config {
 #define MOAT_SANDBOX_CA_BUNDLE "/run/moat/ca-bundle.pem"
 /* The system's trust store (Debian), covered by the bundle inside. */
 #define MOAT_SANDBOX_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
+
+/* The state record in moat_sandbox_config.state_dir. */
+#define MOAT_SANDBOX_STATE_FILE "sandbox.state"
 
 /*
  * Build a sandbox. On success *out owns it; on failure nothing is left
@@ -87,18 +102,46 @@ int moat_sandbox_create(const struct moat_sandbox_config *c,
     struct moat_sandbox **out, struct moat_cause *cause);
 
 /*
- * Kill every process of the sandbox, wait for them, remove its cgroups
- * and network. NULL is fine. In a process other than the creator it only
- * releases the memory and fds (the sandbox lives on).
+ * Take over a running sandbox that an earlier creator (a moatd that
+ * died or stopped with live restore) left behind: read the state record
+ * in c->state_dir, check that its init is the same process (pid, start
+ * time, boot), that the config still fits it (name, workspace, rootfs,
+ * net index, pool, proxy port), reopen its namespaces (pidfd and
+ * /proc/INIT/ns/...), cgroups and network by path, put its nftables
+ * tables back as create made them, and prepare the confinement
+ * (seccomp program, Landlock ruleset from c->policy against init's
+ * view) as create does. The caller becomes its owner, as the creator:
+ * moat_sandbox_free kills it.
+ * MOAT_ERR_NOTFOUND: nothing to adopt (no record, or its init is gone);
+ * MOAT_ERR_INVALID: the config changed in a way the running sandbox
+ * cannot follow (the cause says what); MOAT_ERR_SYSTEM: a part of it is
+ * missing or cannot be opened. On any error nothing was changed: the
+ * caller purges (moat_sandbox_purge) and creates a new one.
+ */
+int moat_sandbox_adopt(const struct moat_sandbox_config *c,
+    struct moat_sandbox **out, struct moat_cause *cause);
+
+/*
+ * Kill every process of the sandbox, wait for them, remove its cgroups,
+ * network and state record. NULL is fine. In a process other than the
+ * owner it only releases the memory and fds (the sandbox lives on).
  */
 void moat_sandbox_free(struct moat_sandbox *sb);
 
 /*
+ * Release the memory and fds only, also in the owner: the sandbox runs
+ * on (live restore) and its state record stays for the next owner's
+ * moat_sandbox_adopt. NULL is fine.
+ */
+void moat_sandbox_detach(struct moat_sandbox *sb);
+
+/*
  * Remove what a sandbox of this name left behind when its creator was
- * killed (SIGKILL, a crash): cgroups (killing any process still in
- * them) and the network (moat_net_purge). Nothing there is fine. Never
- * call it for a live sandbox. 0, MOAT_ERR_AGAIN (a cgroup would not
- * empty) or MOAT_ERR_SYSTEM.
+ * killed (SIGKILL, a crash) or that cannot be adopted: cgroups (killing
+ * any process still in them, init included) and the network
+ * (moat_net_purge). Its state record (if any) is the caller's to
+ * remove. Nothing there is fine. Never call it for a sandbox someone
+ * owns. 0, MOAT_ERR_AGAIN (a cgroup would not empty) or MOAT_ERR_SYSTEM.
  */
 int moat_sandbox_purge(const char *name, struct moat_cause *cause);
 
@@ -163,6 +206,15 @@ const char *moat_sandbox_procs_path(const struct moat_sandbox *sb);
  */
 int moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
     int *tuples_fd, uint64_t *cgroup_id, const char **why);
+/*
+ * Attach caller attribution now, as create does with mode (an adopted
+ * sandbox has none until asked: moat_sandbox_attrib says why). 0 when
+ * attached, already there, off, or failed under MOAT_ATTRIB_AUTO (the
+ * why of moat_sandbox_attrib says so); the error under
+ * MOAT_ATTRIB_REQUIRE.
+ */
+int moat_sandbox_attrib_attach(struct moat_sandbox *sb,
+    enum moat_attrib_mode mode, struct moat_cause *cause);
 /*
  * The fds of the BPF links that keep the attribution programs attached
  * (owned by the sandbox): whoever holds a copy keeps them attached, so

@@ -172,6 +172,18 @@ static const char *const migrations[] = {
 	 */
 	"ALTER TABLE denials ADD COLUMN method TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE denials ADD COLUMN path TEXT NOT NULL DEFAULT '';",
+
+	/*
+	 * 8: the process that holds a running session, so that a moatd
+	 * restarted with live restore can tell a session that runs on
+	 * from one whose process is gone: the connection process's pid,
+	 * its start time (clock ticks after boot) and the key it names the
+	 * session by in its records (0: not known).
+	 */
+	"ALTER TABLE sessions ADD COLUMN conn_pid INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sessions ADD COLUMN conn_start INTEGER NOT NULL"
+	"  DEFAULT 0;"
+	"ALTER TABLE sessions ADD COLUMN conn_key INTEGER NOT NULL DEFAULT 0;",
 };
 
 int

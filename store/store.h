@@ -372,6 +372,9 @@ struct moat_store_session {
 	char *end_reason;    /* "" when the session ended by itself; else
 	                      * why moatd closed it ("connection killed
 	                      * (KILL)", "moatd restarted") */
+	int64_t conn_pid;    /* the connection process (0: unknown); only */
+	uint64_t conn_start; /* filled by moat_store_sessions_running */
+	int64_t conn_key;
 };
 
 int moat_store_session_start(struct moat_store *s, const char *sandbox,
@@ -392,6 +395,17 @@ int moat_store_session_lost(struct moat_store *s, int64_t id, int64_t end_ms,
  * (may be NULL) gets how many. */
 int moat_store_sessions_close_open(struct moat_store *s, int64_t end_ms,
     const char *reason, int64_t *closed, struct moat_cause *cause);
+/*
+ * Which process holds running session id: pid, its start time (ticks
+ * after boot, /proc/PID/stat field 22) and the key that process names
+ * the session by. MOAT_ERR_NOTFOUND when no such session is running.
+ */
+int moat_store_session_set_conn(struct moat_store *s, int64_t id,
+    int64_t pid, uint64_t start, int64_t key, struct moat_cause *cause);
+/* Every running session, conn_* fields filled, oldest first. */
+int moat_store_sessions_running(struct moat_store *s,
+    int (*cb)(const struct moat_store_session *ss, void *arg), void *arg,
+    struct moat_cause *cause);
 /* sandbox NULL means any; limit 0 means all; newest first. */
 int moat_store_session_list(struct moat_store *s, const char *sandbox,
     size_t limit, int (*cb)(const struct moat_store_session *ss, void *arg),

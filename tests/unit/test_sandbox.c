@@ -1,7 +1,8 @@
 /*
  * sandbox/: the environment and passwd builders (pure), then (as root)
  * a real sandbox: create, spawn with captured output, a spawn from a
- * forked holder, a failing spawn, and free leaving nothing behind.
+ * forked holder, a failing spawn, and free leaving nothing behind; then
+ * a sandbox whose creator died, with and without live restore, adopted.
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -309,6 +310,127 @@ test_sandbox(void)
 	moat_sandbox_free(NULL);
 }
 
+/*
+ * In a child, as moatd does: create with a state record, then die
+ * without freeing (a crash). Returns init's pid, or -1.
+ */
+static pid_t
+create_and_die(struct moat_sandbox_config *c)
+{
+	int fds[2], st;
+	pid_t child, init = -1;
+
+	if (pipe(fds) != 0)
+		return -1;
+	if ((child = fork()) == 0) {
+		struct moat_sandbox *sb = NULL;
+		struct moat_cause cause = { { 0 } };
+
+		close(fds[0]);
+		if (moat_sandbox_create(c, &sb, &cause) != 0) {
+			diag("create in the child: %s", cause.msg);
+			_exit(1);
+		}
+		init = moat_sandbox_init_pid(sb);
+		(void)!write(fds[1], &init, sizeof(init));
+		_exit(0);
+	}
+	close(fds[1]);
+	if (read(fds[0], &init, sizeof(init)) != sizeof(init))
+		init = -1;
+	close(fds[0]);
+	waitpid(child, &st, 0);
+	return init;
+}
+
+static bool
+gone_within(pid_t pid, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (kill(pid, 0) != 0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static void
+test_adopt(void)
+{
+	char ws[] = "/tmp/moat-ut-ws-XXXXXX", sd[] = "/tmp/moat-ut-st-XXXXXX";
+	char name[32], out[256], path[512];
+	struct moat_sandbox_config c = { .name = name, .net_index = 78 };
+	struct moat_cause cause = { { 0 } };
+	struct moat_sandbox *sb = NULL;
+	pid_t init;
+	int r;
+
+	snprintf(name, sizeof(name), "ua%d", (int)getpid() % 100000);
+	ok(mkdtemp(ws) != NULL && mkdtemp(sd) != NULL, "dirs");
+	c.workspace = ws;
+	c.state_dir = sd;
+	snprintf(path, sizeof(path), "%s/%s", sd, MOAT_SANDBOX_STATE_FILE);
+
+	/* Without live restore the sandbox dies with its creator. */
+	init = create_and_die(&c);
+	ok(init > 0, "created in a child that then died");
+	ok(init > 0 && gone_within(init, 3000), "its init died with it");
+	r = moat_sandbox_adopt(&c, &sb, &cause);
+	is_int(r, MOAT_ERR_NOTFOUND, "nothing to adopt: %s", cause.msg);
+	ok(strstr(cause.msg, "is gone") != NULL, "cause says init is gone");
+	cause.msg[0] = '\0';
+	is_int(moat_sandbox_purge(name, &cause), 0, "purge: %s", cause.msg);
+	unlink(path);
+
+	/* With it, the sandbox outlives its creator and is adopted. */
+	c.outlive_creator = true;
+	init = create_and_die(&c);
+	ok(init > 0 && !gone_within(init, 300), "init outlived its creator");
+	c.net_index = 79;
+	r = moat_sandbox_adopt(&c, &sb, &cause);
+	is_int(r, MOAT_ERR_INVALID, "a changed network slot is refused");
+	ok(strstr(cause.msg, "network slot") != NULL, "cause: %s", cause.msg);
+	ok(kill(init, 0) == 0, "and the sandbox was left alone");
+	c.net_index = 78;
+	cause.msg[0] = '\0';
+	r = moat_sandbox_adopt(&c, &sb, &cause);
+	is_int(r, 0, "adopt: %s", cause.msg);
+	if (r != 0) {
+		moat_sandbox_purge(name, NULL);
+		return;
+	}
+	is_int(moat_sandbox_init_pid(sb), init, "the same init");
+	ok(moat_sandbox_uid(sb) >= SANDBOX_UID_BASE, "its uid %u",
+	    (unsigned)moat_sandbox_uid(sb));
+	ok(chown(ws, moat_sandbox_uid(sb), moat_sandbox_gid(sb)) == 0,
+	    "workspace owned by the sandbox user");
+	is_int(run(sb, "id -un; echo $HTTP_PROXY", out, sizeof(out)), 0,
+	    "spawn into the adopted sandbox");
+	snprintf(path, sizeof(path), "sandbox\nhttp://%s:3128\n",
+	    moat_sandbox_host_addr(sb));
+	is_str(out, path, "as its user, with its proxy address");
+	is_int(run(sb, "cat /proc/self/status | grep -c '^Seccomp:.*2'", out,
+	    sizeof(out)), 0, "seccomp is applied");
+	moat_sandbox_detach(sb);
+	ok(kill(init, 0) == 0, "detach leaves it running");
+	r = moat_sandbox_adopt(&c, &sb, &cause);
+	is_int(r, 0, "adopted again: %s", cause.msg);
+	if (r != 0) {
+		moat_sandbox_purge(name, NULL);
+		return;
+	}
+	moat_sandbox_free(sb);
+	ok(gone_within(init, 3000), "free kills an adopted sandbox");
+	snprintf(path, sizeof(path), "/run/netns/moat-%s", name);
+	ok(access(path, F_OK) != 0, "netns removed");
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/unified/moat/%s", name);
+	ok(access(path, F_OK) != 0, "cgroup removed");
+	snprintf(path, sizeof(path), "%s/%s", sd, MOAT_SANDBOX_STATE_FILE);
+	ok(access(path, F_OK) != 0, "state record removed");
+	rmdir(ws);
+	rmdir(sd);
+}
+
 int
 main(void)
 {
@@ -317,7 +439,9 @@ main(void)
 	test_uid();
 	if (geteuid() != 0)
 		skip("a real sandbox needs root");
-	else
+	else {
 		test_sandbox();
+		test_adopt();
+	}
 	return done_testing();
 }

@@ -1,0 +1,133 @@
+#!/bin/bash
+# Live restore: with "live_restore": true, SIGTERM and SIGKILL of moatd
+# leave the sandboxes running and the next moatd adopts them (same init,
+# same processes, new logins at once); a sandbox whose init died while
+# moatd was down, or that left the config, is purged and nothing of it
+# stays; `moat sandboxes stop`, `moat shutdown` and a SIGTERM without
+# live restore tear down as before; a policy approved just before a
+# crash is the one enforced after it.
+. "$(dirname "$0")/lib.sh"
+need_root
+upstream_start || { echo "1..0 # SKIP cannot create the upstream netns"; exit 0; }
+
+A=lra
+B=lrb
+cat > "$OBJ/deny.json" <<EOP
+{"version":1,"network_policies":{}}
+EOP
+cat > "$OBJ/allow.json" <<EOP
+{"version":1,"network_policies":{"up":{"endpoints":[{"host":"upstream.test","port":80}],"binaries":[{"path":"/usr/bin/curl"}]}}}
+EOP
+moatd_setup "$A:$OBJ/deny.json" "$B:$OBJ/deny.json"
+# live_restore on (the file moatd_setup wrote, one field more)
+sed -i 's/^{/{"live_restore":true,/' "$CFG"
+grep -q '"live_restore":true' "$CFG" || { t_fail "config has live_restore"; done_testing; exit 1; }
+# Whatever happens, nothing of ours stays behind.
+on_cleanup "$MOAT shutdown >/dev/null 2>&1; sleep 1; for n in $A $B; do \
+	ip netns del moat-\$n; nft delete table inet moat-\$n; \
+	for c in /sys/fs/cgroup/*/moat/\$n; do [ -d \$c ] && { echo 1 > \$c/cgroup.kill; rmdir \$c; }; done; done"
+
+init_pid() { # NAME: the host pid of the sandbox's init, from moatd's log
+	grep -o "sandbox $1 [a-z]*: proxy [^,]*, init pid [0-9]*" "$OBJ/moatd.log" |
+		tail -n 1 | awk '{print $NF}'
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+leftovers() { # NAME: what of the sandbox exists, one word each
+	local n=$1 out=""
+	[ -e "/run/netns/moat-$n" ] && out="$out netns"
+	ip link show dev "mh-$n" >/dev/null 2>&1 && out="$out veth"
+	nft list table inet "moat-$n" >/dev/null 2>&1 && out="$out nft"
+	for c in /sys/fs/cgroup/*/moat/$n; do [ -d "$c" ] && out="$out cgroup:$c"; done
+	[ -e "$OBJ/var/sandboxes/$n/sandbox.state" ] && out="$out record"
+	echo "$out"
+}
+# The kernel deletes a torn-down veth with its netns, a moment later.
+left_settled() {
+	local out
+	for _ in $(seq 50); do out=$(leftovers "$1"); [ -z "$out" ] && break; sleep 0.1; done
+	echo "$out"
+}
+# start_moatd appends nothing: keep every moatd's log apart
+restart() { mv "$OBJ/moatd.log" "$OBJ/moatd.log.$1"; start_moatd "$CFG"; }
+wait_gone() { for _ in $(seq 100); do alive "$1" || return 0; sleep 0.1; done; return 1; }
+
+start_moatd "$CFG" || { t_fail "moatd starts"; done_testing; exit 1; }
+is "a login works" "$($SSH $A echo hi)" hi
+pa=$(init_pid $A); pb=$(init_pid $B)
+t "moatd logged both inits" test -n "$pa" -a -n "$pb"
+# A process that must outlive moatd: detached, in the sandbox.
+$SSH $A 'setsid nohup sleep 300 >/dev/null 2>&1 < /dev/null & echo started' >/dev/null
+$SSH $A 'echo kept > /sandbox/mark'
+
+# 1. SIGTERM with live restore: everything stays.
+kill -TERM "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
+t "SIGTERM: init of $A still runs" alive "$pa"
+is "SIGTERM: the network, nft table, cgroup and record of $A stay" \
+	"$(leftovers $A | grep -o 'netns\|veth\|nft\|record' | tr '\n' ' ')" "netns veth nft record "
+t "moatd said so" grep -q "left running for the next moatd" "$OBJ/moatd.log"
+restart 1 || { t_fail "moatd restarts"; done_testing; exit 1; }
+t "the next moatd adopted $A" grep -q "sandbox $A adopted: .*init pid $pa," "$OBJ/moatd.log"
+t "and $B" grep -q "sandbox $B adopted: .*init pid $pb," "$OBJ/moatd.log"
+is "a login right after works" "$($SSH $A echo again)" again
+is "the detached process lives on" "$($SSH $A 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" " " | grep -o "sleep 300" | head -n 1')" "sleep 300"
+is "the workspace is the same" "$($SSH $A cat /sandbox/mark)" kept
+t "moat sandboxes works" $MOAT sandboxes
+is "a denial is still a denial (nft rebuilt, proxy serves it)" \
+	"$($SSH $A 'curl -s -o /dev/null -w %{http_code} -m 5 http://upstream.test/')" 403
+
+# 2. A policy approved just before a crash is active after it.
+t "policy set" $MOAT policy set $A "$OBJ/allow.json"
+is "it allows at once" "$($SSH $A 'curl -s -m 5 http://upstream.test/')" upstream-ok
+kill -KILL "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
+t "SIGKILL: init of $A still runs" alive "$pa"
+restart 2 || { t_fail "moatd restarts after SIGKILL"; done_testing; exit 1; }
+t "adopted after SIGKILL" grep -q "sandbox $A adopted: .*init pid $pa," "$OBJ/moatd.log"
+is "the approved policy is enforced after the crash" \
+	"$($SSH $A 'curl -s -m 5 http://upstream.test/')" upstream-ok
+
+# 3. Init killed while moatd is down; B dropped from the config.
+kill -TERM "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
+kill -KILL "$pa"; wait_gone "$pa"
+cp "$CFG" "$OBJ/two.json"
+/usr/bin/python3 - "$CFG" "$B" <<'EOPY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["sandboxes"] = [s for s in c["sandboxes"] if s["name"] != sys.argv[2]]
+json.dump(c, open(sys.argv[1], "w"))
+EOPY
+restart 3 || { t_fail "moatd restarts"; done_testing; exit 1; }
+t "the dead sandbox was not adopted, and the log says why" \
+	grep -q "sandbox $A: not adopted (sandbox $A: its init (pid $pa) is gone)" "$OBJ/moatd.log"
+pa2=$(init_pid $A)
+t "$A runs again with a new init" test -n "$pa2" -a "$pa2" != "$pa"
+is "and serves logins" "$($SSH $A echo fresh)" fresh
+t "the sandbox no longer configured was purged, logged" \
+	grep -q "sandbox $B is no longer in the config: purging it" "$OBJ/moatd.log"
+t "its init is gone" wait_gone "$pb"
+is "nothing of it stays (netns, veth, nft, cgroup, record)" "$(left_settled $B)" ""
+
+# 4. moat sandboxes stop / start.
+t "moat sandboxes stop" $MOAT sandboxes stop $A
+t "its init is gone" wait_gone "$pa2"
+is "nothing of it stays" "$(left_settled $A)" ""
+t_not "a login fails while it is stopped" $SSH $A true
+t "moat sandboxes start" $MOAT sandboxes start $A
+is "a login works again" "$($SSH $A echo back)" back
+
+# 5. moat shutdown tears down, live restore or not.
+pa3=$(init_pid $A)
+t "moat shutdown" $MOAT shutdown
+t "moatd exits" wait_gone "$MOATD_PID"; MOATD_PID=""
+t "the sandbox's init is gone" wait_gone "$pa3"
+is "nothing of it stays" "$(left_settled $A)" ""
+
+# 6. Without live restore a SIGTERM tears down as before.
+cp "$OBJ/two.json" "$CFG"
+sed -i 's/"live_restore":true,//' "$CFG"
+restart 4 || { t_fail "moatd starts without live restore"; done_testing; exit 1; }
+pa4=$(init_pid $A)
+t "a fresh sandbox" test -n "$pa4"
+kill -TERM "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
+t "SIGTERM without live restore: init is gone" wait_gone "$pa4"
+is "nothing stays" "$(left_settled $A)$(left_settled $B)" ""
+done_testing
