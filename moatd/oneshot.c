@@ -153,7 +153,7 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
     const struct moatd_oneshot_tls *tls, struct moatd_oneshot **out,
     struct moat_cause *cause)
 {
-	struct moatd_proxychan_cbs cbs = { NULL, on_event, on_message };
+	struct moatd_proxychan_cbs cbs = { NULL, on_event, on_message, NULL };
 	struct moat_proxy_config pc = { 0 };
 	struct moatd_oneshot *o;
 	int r;

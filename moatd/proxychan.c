@@ -1,5 +1,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -24,10 +26,13 @@
 struct moatd_proxychan {
 	struct moat_loop *loop;
 	struct moatd_proxychan_cbs cbs;
-	int fd;           /* our end of the socketpair, or -1 */
+	int fd;           /* our end of the channel, or -1 */
 	struct moat_jsonl *j; /* its framing */
 	unsigned events;  /* what the loop watches fd for */
 	pid_t pid;        /* the proxy process, or 0 once reaped */
+	bool child;       /* ours (forked), else adopted (connected to) */
+	int pidfd;        /* the adopted proxy's, watched; or -1 */
+	json_t *ready;    /* its "ready" line, once it came */
 };
 
 static void
@@ -247,7 +252,9 @@ handle_line(void *arg, const char *line, size_t len)
 		return;
 	}
 	if ((type = moat_jsonl_type(o)) != NULL &&
-	    strcmp(type, "denial") == 0) {
+	    strcmp(type, "ready") == 0 && ch->ready == NULL)
+		ch->ready = json_incref(o);
+	if (type != NULL && strcmp(type, "denial") == 0) {
 		if (moat_denial_event_from_json(o, &ev, &cause) != 0)
 			log_warn("bad denial from the proxy: %s", cause.msg);
 		else if (ch->cbs.event != NULL)
@@ -308,28 +315,63 @@ moatd_proxychan_wait(struct moatd_proxychan *ch, int timeout_ms)
 	return ch->fd >= 0 ? MOAT_OK : MOAT_ERR_NOTFOUND;
 }
 
+/* The adopted proxy ended (its pidfd): tell the owner. */
+static void
+adopted_exited(struct moat_loop *l, int fd, unsigned events, void *arg)
+{
+	struct moatd_proxychan *ch = arg;
+
+	(void)events;
+	moat_loop_del_fd(l, fd);
+	ch->pid = 0;
+	log_error("the proxy (adopted) exited");
+	if (ch->cbs.exited != NULL)
+		ch->cbs.exited(ch->cbs.arg);
+}
+
+static int
+chan_new(struct moat_loop *l, int fd, const struct moatd_proxychan_cbs *cbs,
+    struct moatd_proxychan **out, struct moat_cause *cause)
+{
+	struct moatd_proxychan *ch;
+
+	if ((ch = calloc(1, sizeof(*ch))) == NULL) {
+		close(fd);
+		return MOAT_ERR_NOMEM;
+	}
+	ch->loop = l;
+	ch->cbs = *cbs;
+	ch->fd = fd;
+	ch->pidfd = -1;
+	ch->events = MOAT_EV_READ;
+	if ((ch->j = moat_jsonl_new(ch->fd)) == NULL ||
+	    moat_loop_add_fd(l, ch->fd, MOAT_EV_READ, readable, ch) != 0) {
+		moat_cause_set(cause, "cannot watch the proxy channel");
+		moatd_proxychan_detach(ch);
+		return MOAT_ERR_SYSTEM;
+	}
+	*out = ch;
+	return MOAT_OK;
+}
+
 int
 moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
     const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
     struct moat_cause *cause)
 {
 	struct moatd_proxychan *ch = NULL;
-	int sv[2];
+	int sv[2], r;
 	pid_t pid;
 
-	if ((ch = calloc(1, sizeof(*ch))) == NULL)
-		return MOAT_ERR_NOMEM;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 	    sv) == -1) {
 		moat_cause_errno(cause, "socketpair for the proxy");
-		free(ch);
 		return MOAT_ERR_SYSTEM;
 	}
 	if ((pid = fork()) == -1) {
 		moat_cause_errno(cause, "fork the proxy");
 		close(sv[0]);
 		close(sv[1]);
-		free(ch);
 		return MOAT_ERR_SYSTEM;
 	}
 	if (pid == 0) {
@@ -352,27 +394,107 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 		signal(SIGPIPE, SIG_IGN);
 		signal(SIGTERM, SIG_DFL);
 		prctl(PR_SET_NAME, "moat-proxy");
-		/* Die with the parent rather than linger as an orphan. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		/*
+		 * Die with the parent rather than linger as an orphan;
+		 * with a socket for the next moatd (live restore), live on.
+		 */
+		if (pc->ctl_path == NULL)
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
 		/* As talkative as the parent (moat run: warnings only). */
 		moat_log_init("proxy", moat_log_enabled(MOAT_LOG_INFO) ?
 		    MOAT_LOG_INFO : MOAT_LOG_WARN);
 		_exit(moat_proxy_process_main(3, pc) == 0 ? 0 : 111);
 	}
 	close(sv[1]);
-	ch->loop = l;
-	ch->cbs = *cbs;
-	ch->fd = sv[0];
+	if ((r = chan_new(l, sv[0], cbs, &ch, cause)) != 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return r;
+	}
 	ch->pid = pid;
-	ch->events = MOAT_EV_READ;
-	if ((ch->j = moat_jsonl_new(ch->fd)) == NULL ||
-	    moat_loop_add_fd(l, ch->fd, MOAT_EV_READ, readable, ch) != 0) {
-		moat_cause_set(cause, "cannot watch the proxy channel");
-		moatd_proxychan_stop(ch);
+	ch->child = true;
+	*out = ch;
+	return MOAT_OK;
+}
+
+int
+moatd_proxychan_connect(struct moat_loop *l, const char *path,
+    const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
+    struct moat_cause *cause)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct moatd_proxychan *ch = NULL;
+	struct ucred uc;
+	socklen_t ul = sizeof(uc);
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		moat_cause_set(cause, "proxy socket path too long: %s", path);
+		return MOAT_ERR_INVALID;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		moat_cause_errno(cause, "socket");
+		return MOAT_ERR_SYSTEM;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		moat_cause_errno(cause, "no proxy answers on %s", path);
+		close(fd);
+		return MOAT_ERR_NOTFOUND;
+	}
+	/* Only a root proxy may have our sandboxes' traffic. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) != 0 ||
+	    uc.uid != 0 || uc.pid <= 0) {
+		moat_cause_set(cause, "%s: the peer is not a root process",
+		    path);
+		close(fd);
+		return MOAT_ERR_DENIED;
+	}
+	moat_fd_nonblock(fd);
+	if ((r = chan_new(l, fd, cbs, &ch, cause)) != 0)
+		return r;
+	ch->pid = uc.pid;
+	ch->pidfd = (int)syscall(SYS_pidfd_open, uc.pid, 0);
+	if (ch->pidfd < 0 || moat_loop_add_fd(l, ch->pidfd, MOAT_EV_READ,
+	    adopted_exited, ch) != 0) {
+		moat_cause_errno(cause, "pidfd of the proxy (pid %d)",
+		    (int)uc.pid);
+		moatd_proxychan_detach(ch);
 		return MOAT_ERR_SYSTEM;
 	}
 	*out = ch;
 	return MOAT_OK;
+}
+
+const json_t *
+moatd_proxychan_ready(struct moatd_proxychan *ch, int timeout_ms)
+{
+	int64_t deadline = moat_now_ms() + timeout_ms;
+
+	while (ch != NULL && ch->ready == NULL && ch->fd >= 0 &&
+	    moat_now_ms() < deadline)
+		moatd_proxychan_wait(ch, (int)(deadline - moat_now_ms()));
+	return ch != NULL ? ch->ready : NULL;
+}
+
+bool
+moatd_proxychan_adopted(const struct moatd_proxychan *ch)
+{
+	return ch != NULL && !ch->child;
+}
+
+void
+moatd_proxychan_detach(struct moatd_proxychan *ch)
+{
+	if (ch == NULL)
+		return;
+	chan_close(ch);
+	if (ch->pidfd >= 0) {
+		moat_loop_del_fd(ch->loop, ch->pidfd);
+		close(ch->pidfd);
+	}
+	json_decref(ch->ready);
+	free(ch);
 }
 
 pid_t
@@ -391,12 +513,26 @@ moatd_proxychan_reaped(struct moatd_proxychan *ch)
 void
 moatd_proxychan_stop(struct moatd_proxychan *ch)
 {
+	struct pollfd p;
+
 	if (ch == NULL)
 		return;
 	chan_close(ch);
-	if (ch->pid > 0) {
+	if (ch->pid > 0 && ch->child) {
 		kill(ch->pid, SIGTERM);
 		waitpid(ch->pid, NULL, 0);
+	} else if (ch->pid > 0 && ch->pidfd >= 0) {
+		/* Not our child: its pidfd says when it is gone (bounded). */
+		syscall(SYS_pidfd_send_signal, ch->pidfd, SIGTERM, NULL, 0);
+		p.fd = ch->pidfd;
+		p.events = POLLIN;
+		p.revents = 0;
+		if (poll(&p, 1, MOATD_PROXYCHAN_STOP_MS) == 0) {
+			log_warn("the proxy (pid %d) ignored SIGTERM; killing it",
+			    (int)ch->pid);
+			syscall(SYS_pidfd_send_signal, ch->pidfd, SIGKILL, NULL,
+			    0);
+		}
 	}
-	free(ch);
+	moatd_proxychan_detach(ch);
 }

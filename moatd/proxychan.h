@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -29,6 +30,11 @@ struct moatd_proxychan_cbs {
 	void (*event)(void *arg, const struct moat_denial_event *ev);
 	/* Any line with a "type" (policy_error, proposal, ...); may be NULL. */
 	void (*message)(void *arg, json_t *msg);
+	/*
+	 * An adopted proxy (moatd_proxychan_connect) exited; may be NULL.
+	 * A forked one is reaped by its parent (SIGCHLD) instead.
+	 */
+	void (*exited)(void *arg);
 };
 
 /*
@@ -39,8 +45,34 @@ int moatd_proxychan_start(struct moat_loop *l,
     const struct moat_proxy_config *pc,
     const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
     struct moat_cause *cause);
-/* SIGTERM the process, reap it, free. NULL is fine. */
+/*
+ * Live restore: connect to a proxy that a previous moatd started with
+ * ctl_path (it must be a root process; its pidfd is watched, see
+ * cbs->exited). MOAT_ERR_NOTFOUND when nobody answers on path,
+ * MOAT_ERR_DENIED when the peer is not root.
+ */
+int moatd_proxychan_connect(struct moat_loop *l, const char *path,
+    const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
+    struct moat_cause *cause);
+/*
+ * The proxy's "ready" line (borrowed), waiting up to timeout_ms for it:
+ * its pid, "proto", config and the sandboxes it serves
+ * (docs/protocols.md). NULL when it did not come.
+ */
+const json_t *moatd_proxychan_ready(struct moatd_proxychan *ch,
+    int timeout_ms);
+/* Connected to (adopted), not forked. */
+bool moatd_proxychan_adopted(const struct moatd_proxychan *ch);
+/*
+ * End the process (SIGTERM; a forked one is reaped, an adopted one
+ * waited for by its pidfd, at most MOATD_PROXYCHAN_STOP_MS, then
+ * SIGKILL) and free. NULL is fine.
+ */
 void moatd_proxychan_stop(struct moatd_proxychan *ch);
+#define MOATD_PROXYCHAN_STOP_MS 5000
+/* Close the channel and free, leaving the process running (live
+ * restore: the next moatd connects to it). NULL is fine. */
+void moatd_proxychan_detach(struct moatd_proxychan *ch);
 pid_t moatd_proxychan_pid(const struct moatd_proxychan *ch);
 /* The process was reaped by someone else (SIGCHLD handler): forget it. */
 void moatd_proxychan_reaped(struct moatd_proxychan *ch);

@@ -12,6 +12,7 @@
 #include "proxy/proxy.h"
 #include "store/store.h"
 #include "sandbox/net.h"
+#include "sandbox/sandbox.h"
 #include "common/util.h"
 #include "moatd/daemon.h"
 #include "moatd/proxychan.h"
@@ -235,25 +236,155 @@ moatd_proxy_remove_sandbox(struct moatd *d, const char *name)
 	}
 }
 
+static void on_exited(void *arg);
+
+/*
+ * The proxy's settings. The proxy dials from the host netns, which
+ * routes to every sandbox: it must never dial the pool (the configured
+ * one, and the default one the sandbox code falls back to).
+ */
+static void
+proxy_config(struct moatd *d, struct moat_proxy_config *pc, char *deny,
+    size_t dlen, char *path, size_t plen)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->port = d->cfg->proxy_port;
+	pc->hosts_file = d->cfg->hosts_file;
+	pc->upstream_ca_file = d->cfg->upstream_ca_file;
+	snprintf(deny, dlen, "%s, %s", d->cfg->net_pool != NULL ?
+	    d->cfg->net_pool : MOAT_NET_DEFAULT_POOL, MOAT_NET_DEFAULT_POOL);
+	pc->deny_cidr = deny;
+	snprintf(path, plen, "%s/proxy.sock", d->cfg->state_dir);
+	pc->ctl_path = d->cfg->live_restore ? path : NULL;
+}
+
+static bool
+str_eq(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL &&
+	    strcmp(a, b) == 0);
+}
+
+/* Does the running proxy's "ready" fit this moatd? NULL, or why not. */
+static const char *
+ready_misfit(const json_t *ready, const struct moat_proxy_config *pc)
+{
+	if (ready == NULL)
+		return "it did not say ready";
+	if (json_integer_value(json_object_get(ready, "proto")) !=
+	    MOAT_PROXY_CTL_PROTO)
+		return "another protocol version";
+	if (json_integer_value(json_object_get(ready, "port")) != pc->port)
+		return "another port";
+	if (!str_eq(json_string_value(json_object_get(ready, "hosts_file")),
+	    pc->hosts_file))
+		return "another hosts_file";
+	if (!str_eq(json_string_value(json_object_get(ready, "deny_cidr")),
+	    pc->deny_cidr))
+		return "another net_pool";
+	if (!str_eq(json_string_value(json_object_get(ready,
+	    "upstream_ca_file")), pc->upstream_ca_file))
+		return "another upstream_ca_file";
+	return NULL;
+}
+
+/*
+ * Does the proxy serve this sandbox as it runs now (same address, port
+ * and init)? A sandbox purged and made again while moatd was down is
+ * served anew.
+ */
+static bool
+served_as(const json_t *e, const struct moatd_sandbox *s)
+{
+	return s->sb != NULL && str_eq(json_string_value(json_object_get(e,
+	    "listen")), moat_sandbox_host_addr(s->sb)) &&
+	    json_integer_value(json_object_get(e, "port")) ==
+	    moat_sandbox_proxy_port(s->sb) &&
+	    json_integer_value(json_object_get(e, "init_pid")) ==
+	    s->init_pid;
+}
+
+/*
+ * Live restore: take over the proxy a previous moatd left running, with
+ * its listeners and tunnels. Sandboxes it serves as they run now keep
+ * their listener (the active policy is pushed again); the others are
+ * served anew or dropped. MOAT_ERR_NOTFOUND when there is none to take
+ * (or it does not fit and was ended): start one.
+ */
+static int
+proxy_adopt(struct moatd *d, const struct moatd_proxychan_cbs *cbs,
+    const struct moat_proxy_config *pc)
+{
+	struct moat_cause cause = { { 0 } };
+	const json_t *ready, *sbs, *e;
+	const char *why;
+	size_t i, kept = 0;
+
+	if (moatd_proxychan_connect(d->loop, pc->ctl_path, cbs, &d->proxy,
+	    &cause) != 0) {
+		log_verbose("no proxy to adopt: %s", cause.msg);
+		return MOAT_ERR_NOTFOUND;
+	}
+	ready = moatd_proxychan_ready(d->proxy, MOATD_PROXY_ACK_MS);
+	if ((why = ready_misfit(ready, pc)) != NULL) {
+		log_warn("the running proxy (pid %d) does not fit (%s): "
+		    "ending it", (int)moatd_proxychan_pid(d->proxy), why);
+		moatd_proxychan_stop(d->proxy);
+		d->proxy = NULL;
+		return MOAT_ERR_NOTFOUND;
+	}
+	moatd_policy_proxy_gone(d);
+	sbs = json_object_get(ready, "sandboxes");
+	for (size_t k = 0; k < d->nsandboxes; k++)
+		d->sandboxes[k].proxy_served = false;
+	json_array_foreach(sbs, i, e) {
+		const char *name = json_string_value(json_object_get(e,
+		    "name"));
+		struct moatd_sandbox *s = name ? moatd_sandbox_find(d, name) :
+		    NULL;
+
+		if (s != NULL && served_as(e, s)) {
+			s->proxy_served = true;
+			kept++;
+		} else if (name != NULL)
+			moatd_proxychan_send(d->proxy, json_pack("{s:s, s:s}",
+			    "type", "sandbox_remove", "name", name));
+	}
+	for (size_t k = 0; k < d->nsandboxes; k++) {
+		struct moatd_sandbox *s = &d->sandboxes[k];
+
+		if (!s->proxy_served) {
+			moatd_proxy_add_sandbox(d, s);
+			continue;
+		}
+		/* What moatd read now wins: credentials, the active policy. */
+		if (s->nsecrets > 0)
+			moatd_proxychan_secrets(d->proxy, s->cfg->name,
+			    s->secrets, s->nsecrets);
+		if (s->policy != NULL)
+			moatd_proxy_install_policy(d, s->cfg->name, s->version,
+			    moat_policy_json(s->policy), 0, NULL);
+	}
+	log_info("proxy adopted (pid %d): %zu sandboxes kept with their "
+	    "tunnels; %lld lines held while moatd was away, %lld dropped",
+	    (int)moatd_proxychan_pid(d->proxy), kept, (long long)
+	    json_integer_value(json_object_get(ready, "held")), (long long)
+	    json_integer_value(json_object_get(ready, "dropped")));
+	return MOAT_OK;
+}
+
 int
 moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 {
-	struct moatd_proxychan_cbs cbs = { d, on_event, on_message };
-	struct moat_proxy_config pc = { 0 };
-	char deny[256];
+	struct moatd_proxychan_cbs cbs = { d, on_event, on_message,
+		on_exited };
+	struct moat_proxy_config pc;
+	char deny[256], path[4200];
 	int r;
 
-	pc.port = d->cfg->proxy_port;
-	pc.hosts_file = d->cfg->hosts_file;
-	pc.upstream_ca_file = d->cfg->upstream_ca_file;
-	/*
-	 * The proxy dials from the host netns, which routes to every
-	 * sandbox: it must never dial the pool (the configured one, and
-	 * the default one the sandbox code falls back to).
-	 */
-	snprintf(deny, sizeof(deny), "%s, %s", d->cfg->net_pool != NULL ?
-	    d->cfg->net_pool : MOAT_NET_DEFAULT_POOL, MOAT_NET_DEFAULT_POOL);
-	pc.deny_cidr = deny;
+	proxy_config(d, &pc, deny, sizeof(deny), path, sizeof(path));
+	if (pc.ctl_path != NULL && proxy_adopt(d, &cbs, &pc) == 0)
+		return MOAT_OK;
 	if ((r = moatd_proxychan_start(d->loop, &pc, &cbs, &d->proxy,
 	    cause)) != 0)
 		return r;
@@ -269,7 +400,36 @@ moatd_proxy_start(struct moatd *d, struct moat_cause *cause)
 void
 moatd_proxy_stop(struct moatd *d)
 {
-	moatd_proxychan_stop(d->proxy);
+	/* Live restore: the proxy serves on; the next moatd adopts it. */
+	if (d->detaching)
+		moatd_proxychan_detach(d->proxy);
+	else
+		moatd_proxychan_stop(d->proxy);
 	d->proxy = NULL;
 	moatd_policy_proxy_gone(d);
+}
+
+static void
+restart_proxy(struct moat_loop *l, void *arg)
+{
+	struct moatd *d = arg;
+	struct moat_cause cause = { { 0 } };
+
+	(void)l;
+	if (d->stopping)
+		return;
+	moatd_proxy_stop(d);
+	if (moatd_proxy_start(d, &cause) != 0)
+		log_error("proxy restart failed: %s", cause.msg);
+}
+
+/* An adopted proxy died: start another (from the loop, not its cb). */
+static void
+on_exited(void *arg)
+{
+	struct moatd *d = arg;
+
+	if (!d->stopping && moat_loop_timer(d->loop, 0, restart_proxy,
+	    d) == NULL)
+		log_error("cannot restart the proxy");
 }

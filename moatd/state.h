@@ -24,6 +24,7 @@ struct moatd_sandbox {
 	int nflog_fd;               /* bypass monitor socket, or -1 */
 	bool nflog_warned;          /* said once why it has none */
 	bool adopted;               /* taken over from a previous moatd */
+	bool proxy_served;          /* an adopted proxy serves it as it runs */
 	pid_t init_pid;             /* the sandbox's PID 1 (host view), 0 if none */
 	int proxy_version;          /* what the proxy last acknowledged, 0 none */
 	char proxy_error[256];      /* its last refusal, or "" */

@@ -16,6 +16,8 @@
  * counted in the log.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,11 +36,22 @@
 struct ctl {
 	struct moat_loop *loop;
 	struct moat_proxy *p;
-	int fd;
+	const struct moat_proxy_config *cfg;
+	int fd;			/* the channel to moatd, or -1 between two */
 	struct moat_jsonl *j;
 	unsigned events;	/* what the loop watches ctl_fd for */
 	unsigned long dropped;	/* lines the full queue refused */
+	int lfd;		/* where the next moatd connects, or -1 */
+	char **held;		/* lines waiting for the next moatd */
+	size_t nheld;
+	size_t heldcap;
+	size_t held_bytes;
+	unsigned long held_dropped; /* lines the full hold refused */
 };
+
+/* What waits for the next moatd while there is none: bounded. */
+#define CTL_HELD_MAX_LINES 20000
+#define CTL_HELD_MAX_BYTES (16u << 20)
 
 /* Watch for writability exactly while output is queued. */
 static void
@@ -51,11 +64,48 @@ ctl_watch(struct ctl *c)
 		c->events = want;
 }
 
+/* Keep a line for the next moatd (live restore). */
+static int
+ctl_hold(struct ctl *c, json_t *o)
+{
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	char **nh;
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	json_decref(o);
+	if (s == NULL || c->nheld >= CTL_HELD_MAX_LINES ||
+	    c->held_bytes + n > CTL_HELD_MAX_BYTES) {
+		if (c->held_dropped++ % 1000 == 0)
+			log_warn("no moatd: %lu lines dropped while waiting for "
+			    "it", c->held_dropped);
+		free(s);
+		return -1;
+	}
+	if (c->nheld == c->heldcap) {
+		size_t cap = c->heldcap ? c->heldcap * 2 : 64;
+
+		if ((nh = realloc(c->held, cap * sizeof(*nh))) == NULL) {
+			free(s);
+			c->held_dropped++;
+			return -1;
+		}
+		c->held = nh;
+		c->heldcap = cap;
+	}
+	c->held[c->nheld++] = s;
+	c->held_bytes += n;
+	return 0;
+}
+
 /* One line, whole or not at all (0, or -1 when it was dropped). */
 static int
 ctl_reply(struct ctl *c, json_t *o)
 {
-	int r = o != NULL ? moat_jsonl_send(c->j, o) : MOAT_ERR_NOMEM;
+	int r;
+
+	if (c->fd < 0)
+		return ctl_hold(c, o);
+	r = o != NULL ? moat_jsonl_send(c->j, o) : MOAT_ERR_NOMEM;
 
 	json_decref(o);
 	if (r == MOAT_ERR_AGAIN && c->dropped++ % 1000 == 0)
@@ -85,6 +135,9 @@ ctl_propose(void *arg, const char *sandbox, uint64_t req, const char *body,
 {
 	struct ctl *c = arg;
 
+	/* Nobody to decide it: the agent hears so (503) at once. */
+	if (c->fd < 0)
+		return -1;
 	return ctl_reply(c, json_pack("{s:s,s:s,s:I,s:s%}", "type",
 	    "proposal", "sandbox", sandbox, "req", (json_int_t)req, "body",
 	    body, len));
@@ -353,6 +406,9 @@ handle_msg(struct ctl *c, json_t *o)
 		    jstr(o, "error"));
 	} else if (strcmp(type, "ping") == 0) {
 		do_ping(c, jint(o, "seq", 0));
+	} else if (strcmp(type, "exit") == 0) {
+		log_info("moatd asks the proxy to exit");
+		moat_loop_stop(c->loop);
 	} else if (strcmp(type, "retrust") == 0) {
 		const char *n = jstr(o, "sandbox"), *b = jstr(o, "binary");
 		const char *h = jstr(o, "sha256");
@@ -383,6 +439,115 @@ ctl_line(void *arg, const char *line, size_t len)
 	json_decref(o);
 }
 
+static void ctl_cb(struct moat_loop *l, int fd, unsigned ev, void *arg);
+
+/*
+ * The channel ended: without a socket for the next moatd the proxy has
+ * no reason to live on; with one (live restore) it serves on and holds
+ * what it would send.
+ */
+static void
+ctl_lost(struct ctl *c, const char *why)
+{
+	if (c->lfd < 0) {
+		moat_loop_stop(c->loop);
+		return;
+	}
+	log_warn("moatd's channel ended (%s): serving on, waiting for the "
+	    "next moatd on %s", why, c->cfg->ctl_path);
+	moat_loop_del_fd(c->loop, c->fd);
+	moat_close(c->fd);
+	c->fd = -1;
+	moat_jsonl_free(c->j);
+	c->j = NULL;
+	c->events = 0;
+}
+
+/* What moatd needs to adopt this proxy: who, how, what it serves. */
+static json_t *
+ready_msg(struct ctl *c)
+{
+	json_t *sbs = json_array();
+
+	for (struct px_sandbox *sb = c->p != NULL ? c->p->sandboxes : NULL;
+	    sb != NULL; sb = sb->next)
+		json_array_append_new(sbs, json_pack("{s:s, s:s, s:i, s:i,"
+		    " s:i}", "name", sb->name, "listen", sb->listen_str,
+		    "port", (int)px_addr_port((struct sockaddr *)
+		    &sb->listen_ss), "init_pid", (int)sb->init_pid,
+		    "version", sb->version));
+	return json_pack("{s:s, s:i, s:i, s:i, s:s?, s:s?, s:s?, s:o, s:I,"
+	    " s:I}", "type", "ready", "pid", (int)getpid(), "proto",
+	    MOAT_PROXY_CTL_PROTO, "port", (int)c->cfg->port, "hosts_file",
+	    c->cfg->hosts_file, "deny_cidr", c->cfg->deny_cidr,
+	    "upstream_ca_file", c->cfg->upstream_ca_file, "sandboxes", sbs,
+	    "held", (json_int_t)c->nheld, "dropped",
+	    (json_int_t)c->held_dropped);
+}
+
+/* A moatd's channel: ready first, then what was held for it. */
+static int
+ctl_attach(struct ctl *c, int fd)
+{
+	size_t i;
+
+	moat_fd_nonblock(fd);
+	if ((c->j = moat_jsonl_new(fd)) == NULL)
+		return -1;
+	moat_jsonl_recv_fds(c->j);
+	if (moat_loop_add_fd(c->loop, fd, MOAT_EV_READ, ctl_cb, c) != 0) {
+		moat_jsonl_free(c->j);
+		c->j = NULL;
+		return -1;
+	}
+	c->fd = fd;
+	c->events = MOAT_EV_READ;
+	ctl_reply(c, ready_msg(c));
+	for (i = 0; i < c->nheld; i++) {
+		if (moat_jsonl_send_line(c->j, c->held[i],
+		    strlen(c->held[i])) != 0)
+			c->dropped++;
+		free(c->held[i]);
+	}
+	if (c->nheld > 0 || c->held_dropped > 0)
+		log_info("%zu lines held for moatd sent, %lu dropped", c->nheld,
+		    c->held_dropped);
+	c->nheld = c->held_bytes = 0;
+	c->held_dropped = 0;
+	ctl_watch(c);
+	return 0;
+}
+
+/* The next moatd connects: root only (SO_PEERCRED). */
+static void
+ctl_accept(struct moat_loop *l, int lfd, unsigned ev, void *arg)
+{
+	struct ctl *c = arg;
+	struct ucred uc;
+	socklen_t ul = sizeof(uc);
+	int fd;
+
+	(void)l;
+	(void)ev;
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) != 0 ||
+	    uc.uid != geteuid()) {
+		log_warn("control socket: refused a peer (uid %d)",
+		    ul == sizeof(uc) ? (int)uc.uid : -1);
+		close(fd);
+		return;
+	}
+	/* One moatd per state dir (its lock): a new one means the old died. */
+	if (c->fd >= 0)
+		ctl_lost(c, "a new moatd connected");
+	log_info("moatd (pid %d) connected", (int)uc.pid);
+	if (ctl_attach(c, fd) != 0) {
+		log_error("cannot serve moatd's channel");
+		close(fd);
+	}
+}
+
 static void
 ctl_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 {
@@ -392,7 +557,7 @@ ctl_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 
 	if ((ev & MOAT_EV_WRITE) &&
 	    moat_jsonl_flush(c->j) == MOAT_ERR_SYSTEM) {
-		moat_loop_stop(l);
+		ctl_lost(c, "moatd stopped reading");
 		return;
 	}
 	ctl_watch(c);
@@ -400,12 +565,11 @@ ctl_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 		return;
 	/* Bounded per turn so that moatd cannot starve the proxy's loop. */
 	if ((r = moat_jsonl_pump(c->j, 64, ctl_line, c, &cause)) ==
-	    MOAT_ERR_AGAIN)
+	    MOAT_ERR_AGAIN || c->fd != fd)
 		return;
-	/* moatd went away: the proxy has no reason to live on. */
 	if (r < 0)
 		log_error("control channel: %s", moat_cause_str(&cause, r));
-	moat_loop_stop(l);
+	ctl_lost(c, r < 0 ? "error" : "end of file");
 }
 
 static void
@@ -414,6 +578,50 @@ on_signal(struct moat_loop *l, int signo, void *arg)
 	(void)signo;
 	(void)arg;
 	moat_loop_stop(l);
+}
+
+/* The socket the next moatd connects to (0600 in its 0700 state dir). */
+static int
+ctl_listen(struct ctl *c, struct moat_cause *cause)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const char *path = c->cfg->ctl_path;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		moat_cause_set(cause, "control socket path too long: %s", path);
+		return MOAT_ERR_INVALID;
+	}
+	strcpy(sun.sun_path, path);
+	/* A socket nobody answers on: a dead proxy's. */
+	unlink(path);
+	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
+	if (c->lfd == -1 || bind(c->lfd, (struct sockaddr *)&sun,
+	    sizeof(sun)) == -1 || chmod(path, 0600) == -1 ||
+	    listen(c->lfd, 4) == -1 || moat_loop_add_fd(c->loop, c->lfd,
+	    MOAT_EV_READ, ctl_accept, c) != 0) {
+		moat_cause_errno(cause, "control socket %s", path);
+		moat_close(c->lfd);
+		c->lfd = -1;
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
+}
+
+/* Remove our socket, unless a newer proxy already made its own there. */
+static void
+ctl_unlisten(struct ctl *c)
+{
+	struct stat a, b;
+
+	if (c->lfd < 0)
+		return;
+	moat_loop_del_fd(c->loop, c->lfd);
+	if (fstat(c->lfd, &a) == 0 && stat(c->cfg->ctl_path, &b) == 0 &&
+	    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+		unlink(c->cfg->ctl_path);
+	close(c->lfd);
+	c->lfd = -1;
 }
 
 int
@@ -425,13 +633,9 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	int r, rc = 111;
 
 	signal(SIGPIPE, SIG_IGN);
-	c.fd = ctl_fd;
-	moat_fd_nonblock(ctl_fd);
-	if ((c.j = moat_jsonl_new(ctl_fd)) == NULL) {
-		log_error("proxy: out of memory");
-		return 111;
-	}
-	moat_jsonl_recv_fds(c.j);
+	c.fd = -1;
+	c.lfd = -1;
+	c.cfg = cfg;
 	if ((r = moat_loop_new(&c.loop, &cause)) != 0) {
 		log_error("proxy loop: %s", moat_cause_str(&cause, r));
 		return 111;
@@ -448,16 +652,22 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	}
 	moat_loop_signal(c.loop, SIGTERM, on_signal, NULL);
 	moat_loop_signal(c.loop, SIGINT, on_signal, NULL);
-	if (moat_loop_add_fd(c.loop, ctl_fd, MOAT_EV_READ, ctl_cb, &c) != 0)
+	if (cfg->ctl_path != NULL && (r = ctl_listen(&c, &cause)) != 0) {
+		log_error("proxy: %s", moat_cause_str(&cause, r));
 		goto out;
-	c.events = MOAT_EV_READ;
-	ctl_reply(&c, json_pack("{s:s,s:i}", "type", "ready", "pid",
-	    (int)getpid()));
+	}
+	if (ctl_attach(&c, ctl_fd) != 0)
+		goto out;
 	rc = moat_loop_run(c.loop) == 0 ? 0 : 111;
-	moat_loop_del_fd(c.loop, ctl_fd);
 out:
+	ctl_unlisten(&c);
+	if (c.fd >= 0)
+		moat_loop_del_fd(c.loop, c.fd);
 	moat_proxy_free(c.p);
 	moat_loop_free(c.loop);
 	moat_jsonl_free(c.j);
+	for (size_t i = 0; i < c.nheld; i++)
+		free(c.held[i]);
+	free(c.held);
 	return rc;
 }

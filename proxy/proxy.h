@@ -73,6 +73,13 @@ struct moat_proxy_config {
 	 */
 	const char *upstream_ca_file;
 	size_t max_leaves;        /* cached leaf certificates, 1024 when 0 */
+	/*
+	 * Live restore (the proxy process only): when moatd's channel
+	 * ends, serve on and accept the next moatd on this unix socket
+	 * (root only, mode 0600); denials meanwhile wait for it, bounded.
+	 * NULL: the proxy process exits when the channel ends.
+	 */
+	const char *ctl_path;
 };
 
 /* A binary's trusted hash, as kept by the orchestrator. */
@@ -80,6 +87,9 @@ struct moat_proxy_trusted {
 	const char *path;   /* as /proc/PID/exe names it */
 	const char *sha256; /* 64 lowercase hex digits */
 };
+
+/* The control channel's protocol; a moatd adopts only a proxy of its own. */
+#define MOAT_PROXY_CTL_PROTO 2
 
 struct moat_proxy_sandbox {
 	const char *name;
@@ -225,8 +235,9 @@ void moat_proxy_free(struct moat_proxy *p);
 
 /*
  * The proxy process: a loop, a proxy, and the control channel ctl_fd
- * (JSON lines, docs/protocols.md). Returns when ctl_fd reaches EOF:
- * 0, or 111 when the loop or proxy could not start.
+ * (JSON lines, docs/protocols.md). Returns when ctl_fd reaches EOF
+ * (with c->ctl_path: on SIGTERM or an "exit" line), 0; 111 when the
+ * loop, proxy or socket could not start.
  */
 int moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *c);
 

@@ -310,23 +310,42 @@ create_hybrid(struct sandbox_cgroup *cg, const struct cg_mounts *m,
 	return limits_v1(m, name, res, cause);
 }
 
+static struct sandbox_cgroup *
+cg_alloc(void)
+{
+	struct sandbox_cgroup *cg = calloc(1, sizeof(*cg));
+
+	if (cg == NULL)
+		return NULL;
+	cg->v2 = -1;
+	cg->v2_dirfd = -1;
+	for (size_t i = 0; i < CG_MAX; i++)
+		cg->procs_fd[i] = -1;
+	return cg;
+}
+
+/* Every leaf lists every member; the v2 one comes first. */
+static int
+cg_procs_path(struct sandbox_cgroup *cg)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[0]);
+	return (cg->procs_path = strdup(path)) == NULL ? MOAT_ERR_NOMEM : 0;
+}
+
 int
 sandbox_cgroup_create(const char *name, const struct moat_resources *res,
     struct sandbox_cgroup **out, struct moat_cause *cause)
 {
 	struct sandbox_cgroup *cg = NULL;
 	struct cg_mounts m;
-	char path[600];
 	int r;
 
 	if ((r = find_mounts(&m, cause)) != 0)
 		return r;
-	if ((cg = calloc(1, sizeof(*cg))) == NULL)
+	if ((cg = cg_alloc()) == NULL)
 		return MOAT_ERR_NOMEM;
-	cg->v2 = -1;
-	cg->v2_dirfd = -1;
-	for (size_t i = 0; i < CG_MAX; i++)
-		cg->procs_fd[i] = -1;
 	if (m.v2[0] != '\0' && v2_has_controllers(m.v2)) {
 		cg->mode = CG_V2;
 		r = create_v2(cg, &m, name, res, cause);
@@ -338,12 +357,8 @@ sandbox_cgroup_create(const char *name, const struct moat_resources *res,
 		    "or cgroup v1 mounted under /sys/fs/cgroup?)");
 		r = MOAT_ERR_UNSUPPORTED;
 	}
-	if (r == 0) {
-		/* Every leaf lists every member; the v2 one comes first. */
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[0]);
-		if ((cg->procs_path = strdup(path)) == NULL)
-			r = MOAT_ERR_NOMEM;
-	}
+	if (r == 0)
+		r = cg_procs_path(cg);
 	if (r != 0) {
 		sandbox_cgroup_destroy(cg);
 		return r;
@@ -389,17 +404,12 @@ sandbox_cgroup_open(const char *name, struct sandbox_cgroup **out,
 	struct sandbox_cgroup *cg = NULL;
 	struct cg_mounts m;
 	const char *v1[3];
-	char path[600];
 	int r = 0;
 
 	if ((r = find_mounts(&m, cause)) != 0)
 		return r;
-	if ((cg = calloc(1, sizeof(*cg))) == NULL)
+	if ((cg = cg_alloc()) == NULL)
 		return MOAT_ERR_NOMEM;
-	cg->v2 = -1;
-	cg->v2_dirfd = -1;
-	for (size_t i = 0; i < CG_MAX; i++)
-		cg->procs_fd[i] = -1;
 	/* The same choice as sandbox_cgroup_create, on the same mounts. */
 	cg->mode = m.v2[0] != '\0' && v2_has_controllers(m.v2) ? CG_V2 :
 	    CG_HYBRID;
@@ -416,11 +426,8 @@ sandbox_cgroup_open(const char *name, struct sandbox_cgroup **out,
 		moat_cause_set(cause, "no cgroup hierarchy found");
 		r = MOAT_ERR_NOTFOUND;
 	}
-	if (r == 0) {
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dir[0]);
-		if ((cg->procs_path = strdup(path)) == NULL)
-			r = MOAT_ERR_NOMEM;
-	}
+	if (r == 0)
+		r = cg_procs_path(cg);
 	if (r != 0) {
 		sandbox_cgroup_release(cg);
 		return r;

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Live restore: with "live_restore": true, SIGTERM and SIGKILL of moatd
-# leave the sandboxes running and the next moatd adopts them (same init,
-# same processes, new logins at once); a sandbox whose init died while
+# leave the sandboxes and the proxy running and the next moatd adopts
+# them (same init, same processes, new logins at once; a tunnel opened
+# before flows on; a denial while moatd was down is recorded after it);
+# a sandbox whose init died while
 # moatd was down, or that left the config, is purged and nothing of it
 # stays; `moat sandboxes stop`, `moat shutdown` and a SIGTERM without
 # live restore tear down as before; a policy approved just before a
@@ -16,9 +18,50 @@ cat > "$OBJ/deny.json" <<EOP
 {"version":1,"network_policies":{}}
 EOP
 cat > "$OBJ/allow.json" <<EOP
-{"version":1,"network_policies":{"up":{"endpoints":[{"host":"upstream.test","port":80}],"binaries":[{"path":"/usr/bin/curl"}]}}}
+{"version":1,"network_policies":{"up":{"endpoints":[{"host":"upstream.test","port":80}],"binaries":[{"path":"/usr/bin/curl"}]},
+ "echo":{"endpoints":[{"host":"upstream.test","port":7}],"binaries":[{"path":"/usr/bin/python3"}]}}}
 EOP
-moatd_setup "$A:$OBJ/deny.json" "$B:$OBJ/deny.json"
+# An agent that outlives every moatd: a tunnel through the proxy to the
+# upstream's echo port, one round trip every 0.2 s, logged; when the host
+# drops deny.now into the workspace, one request the policy denies.
+cat > "$OBJ/agent.py" <<'EOPY'
+import os, socket, time
+host, port = os.environ["HTTP_PROXY"].split("//")[1].rstrip("/").split(":")
+log = open("/sandbox/agent.log", "a", buffering=1)
+def connect(target):
+    s = socket.create_connection((host, int(port)), timeout=5)
+    s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = s.recv(1)
+        if not b: break
+        head += b
+    return s, head.split(b" ")[1].decode() if b" " in head else "none"
+try:
+    t, code = connect(b"upstream.test:7")
+    assert code == "200", code
+    end = time.time() + 90
+    n = 0
+    while time.time() < end and not os.path.exists("/sandbox/agent.stop"):
+        n += 1
+        t.sendall(b"%d\n" % n)
+        got = b""
+        while not got.endswith(b"\n"):
+            b = t.recv(64)
+            if not b: raise Exception("tunnel closed")
+            got += b
+        assert got == b"%d\n" % n, got
+        log.write("ok %d %.3f\n" % (n, time.time()))
+        if os.path.exists("/sandbox/deny.now") and not os.path.exists("/sandbox/deny.done"):
+            _, c = connect(b"upstream.test:81")
+            log.write("denied %s\n" % c)
+            open("/sandbox/deny.done", "w").close()
+        time.sleep(0.2)
+    log.write("end\n")
+except Exception as e:
+    log.write("ERR %r\n" % (e,))
+EOPY
+moatd_setup "$A:$OBJ/allow.json" "$B:$OBJ/deny.json"
 # live_restore on (the file moatd_setup wrote, one field more)
 sed -i 's/^{/{"live_restore":true,/' "$CFG"
 grep -q '"live_restore":true' "$CFG" || { t_fail "config has live_restore"; done_testing; exit 1; }
@@ -51,41 +94,73 @@ left_settled() {
 restart() { mv "$OBJ/moatd.log" "$OBJ/moatd.log.$1"; start_moatd "$CFG"; }
 wait_gone() { for _ in $(seq 100); do alive "$1" || return 0; sleep 0.1; done; return 1; }
 
+proxy_pid() { grep -o "proxy started (pid [0-9]*" "$OBJ"/moatd.log* | head -n 1 | grep -o '[0-9]*$'; }
+oks() { grep -c '^ok ' "$WS/agent.log" 2>/dev/null; }
+# wait_oks N: until the agent logged more than N round trips (bounded)
+wait_oks() { for _ in $(seq 100); do [ "$(oks)" -gt "$1" ] && return 0; sleep 0.1; done; return 1; }
+WS="$OBJ/ws-$A"
+
 start_moatd "$CFG" || { t_fail "moatd starts"; done_testing; exit 1; }
 is "a login works" "$($SSH $A echo hi)" hi
-pa=$(init_pid $A); pb=$(init_pid $B)
-t "moatd logged both inits" test -n "$pa" -a -n "$pb"
-# A process that must outlive moatd: detached, in the sandbox.
+pa=$(init_pid $A); pb=$(init_pid $B); pp=$(proxy_pid)
+t "moatd logged both inits and the proxy" test -n "$pa" -a -n "$pb" -a -n "$pp"
+# Processes that must outlive moatd: detached, in the sandbox.
 $SSH $A 'setsid nohup sleep 300 >/dev/null 2>&1 < /dev/null & echo started' >/dev/null
+cp "$OBJ/agent.py" "$WS/agent.py" && chmod 644 "$WS/agent.py"
+$SSH $A 'setsid nohup python3 /sandbox/agent.py >/dev/null 2>&1 < /dev/null &'
+on_cleanup "touch $WS/agent.stop"
 $SSH $A 'echo kept > /sandbox/mark'
+t "the agent's tunnel flows" wait_oks 3
 
-# 1. SIGTERM with live restore: everything stays.
+# 1. SIGTERM with live restore: everything stays, the proxy too.
 kill -TERM "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
 t "SIGTERM: init of $A still runs" alive "$pa"
+t "SIGTERM: the proxy still runs" alive "$pp"
 is "SIGTERM: the network, nft table, cgroup and record of $A stay" \
 	"$(leftovers $A | grep -o 'netns\|veth\|nft\|record' | tr '\n' ' ')" "netns veth nft record "
 t "moatd said so" grep -q "left running for the next moatd" "$OBJ/moatd.log"
+n=$(oks)
+t "moatd down: the tunnel flows on" wait_oks "$n"
+# A denial while no moatd runs: the proxy holds it for the next one.
+touch "$WS/deny.now"
+for _ in $(seq 50); do [ -e "$WS/deny.done" ] && break; sleep 0.1; done
+is "moatd down: a request the policy denies is denied" "$(grep -o 'denied [0-9]*' "$WS/agent.log")" "denied 403"
+t_not "it is not in the store yet" sh -c "$MOAT denials --sandbox $A | grep -q ':81'"
 restart 1 || { t_fail "moatd restarts"; done_testing; exit 1; }
 t "the next moatd adopted $A" grep -q "sandbox $A adopted: .*init pid $pa," "$OBJ/moatd.log"
 t "and $B" grep -q "sandbox $B adopted: .*init pid $pb," "$OBJ/moatd.log"
+t "and the proxy, with the denial it held" grep -q "proxy adopted (pid $pp): 2 sandboxes kept with their tunnels; [1-9][0-9]* lines held" "$OBJ/moatd.log"
 is "a login right after works" "$($SSH $A echo again)" again
+got=""
+for _ in $(seq 50); do got=$($MOAT denials --sandbox $A 2>/dev/null | grep -c 'upstream.test.*81'); [ "$got" -ge 1 ] && break; sleep 0.1; done
+is "the denial from the restart window is recorded" "$got" 1
+n=$(oks)
+t "the tunnel opened before the restart flows after it" wait_oks "$n"
 is "the detached process lives on" "$($SSH $A 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" " " | grep -o "sleep 300" | head -n 1')" "sleep 300"
 is "the workspace is the same" "$($SSH $A cat /sandbox/mark)" kept
 t "moat sandboxes works" $MOAT sandboxes
 is "a denial is still a denial (nft rebuilt, proxy serves it)" \
-	"$($SSH $A 'curl -s -o /dev/null -w %{http_code} -m 5 http://upstream.test/')" 403
+	"$($SSH $B 'curl -s -o /dev/null -w %{http_code} -m 5 http://upstream.test/')" 403
 
-# 2. A policy approved just before a crash is active after it.
-t "policy set" $MOAT policy set $A "$OBJ/allow.json"
-is "it allows at once" "$($SSH $A 'curl -s -m 5 http://upstream.test/')" upstream-ok
+# 2. SIGKILL; a policy approved just before it is active after it.
+t "policy set" $MOAT policy set $B "$OBJ/allow.json"
+is "it allows at once" "$($SSH $B 'curl -s -m 5 http://upstream.test/')" upstream-ok
 kill -KILL "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
 t "SIGKILL: init of $A still runs" alive "$pa"
+t "SIGKILL: the proxy still runs" alive "$pp"
+n=$(oks)
+t "moatd killed: the tunnel flows on" wait_oks "$n"
 restart 2 || { t_fail "moatd restarts after SIGKILL"; done_testing; exit 1; }
 t "adopted after SIGKILL" grep -q "sandbox $A adopted: .*init pid $pa," "$OBJ/moatd.log"
+t "the proxy too" grep -q "proxy adopted (pid $pp)" "$OBJ/moatd.log"
 is "the approved policy is enforced after the crash" \
-	"$($SSH $A 'curl -s -m 5 http://upstream.test/')" upstream-ok
+	"$($SSH $B 'curl -s -m 5 http://upstream.test/')" upstream-ok
+n=$(oks)
+t "the tunnel still flows" wait_oks "$n"
+t_not "and never broke" grep -q ERR "$WS/agent.log"
 
 # 3. Init killed while moatd is down; B dropped from the config.
+touch "$WS/agent.stop"
 kill -TERM "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
 kill -KILL "$pa"; wait_gone "$pa"
 cp "$CFG" "$OBJ/two.json"
@@ -101,6 +176,8 @@ t "the dead sandbox was not adopted, and the log says why" \
 pa2=$(init_pid $A)
 t "$A runs again with a new init" test -n "$pa2" -a "$pa2" != "$pa"
 is "and serves logins" "$($SSH $A echo fresh)" fresh
+t "the proxy dropped the dead sandbox's listener and serves the new one" \
+	grep -q "proxy adopted (pid $pp): 0 sandboxes kept" "$OBJ/moatd.log"
 t "the sandbox no longer configured was purged, logged" \
 	grep -q "sandbox $B is no longer in the config: purging it" "$OBJ/moatd.log"
 t "its init is gone" wait_gone "$pb"
@@ -119,6 +196,7 @@ pa3=$(init_pid $A)
 t "moat shutdown" $MOAT shutdown
 t "moatd exits" wait_gone "$MOATD_PID"; MOATD_PID=""
 t "the sandbox's init is gone" wait_gone "$pa3"
+t "the proxy is gone" wait_gone "$pp"
 is "nothing of it stays" "$(left_settled $A)" ""
 
 # 6. Without live restore a SIGTERM tears down as before.
