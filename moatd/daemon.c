@@ -438,13 +438,16 @@ moatd_sandbox_stop_named(struct moatd *d, const char *name,
     struct moat_cause *cause)
 {
 	struct moatd_sandbox *s = moatd_sandbox_find(d, name);
+	int r;
 
 	if (s == NULL || s->sb == NULL) {
 		moat_cause_set(cause, s == NULL ? "no sandbox named '%s'" :
 		    "sandbox '%s' is not running", name);
 		return MOAT_ERR_NOTFOUND;
 	}
-	return moatd_sandbox_stop(d, s, false);
+	r = moatd_sandbox_stop(d, s, false);
+	moatd_ssh_sandboxes_changed(d);
+	return r;
 }
 
 int
@@ -460,6 +463,8 @@ moatd_sandbox_start_named(struct moatd *d, const char *name,
 	}
 	if ((r = moatd_sandbox_start(d, s, cause)) != 0 && s->sb == NULL)
 		log_warn("sandbox %s: start failed: %s", name, cause->msg);
+	if (r == 0)
+		moatd_ssh_sandboxes_changed(d);
 	return r;
 }
 

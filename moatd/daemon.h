@@ -28,6 +28,8 @@ void moatd_proxy_stop(struct moatd *d);
 /* moatd/sshhooks.c: listeners, accept + fork, session records. */
 int moatd_ssh_start(struct moatd *d, struct moat_cause *cause);
 void moatd_ssh_stop(struct moatd *d);
+/* A sandbox was stopped or started: new monitors must see it so. */
+void moatd_ssh_sandboxes_changed(struct moatd *d);
 /*
  * Connection process pid ended with wait status `status`: close every
  * session row it left running, saying how it died.

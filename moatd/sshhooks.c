@@ -668,6 +668,18 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 }
 
 void
+moatd_ssh_sandboxes_changed(struct moatd *d)
+{
+	struct moat_cause cause = { { 0 } };
+
+	(void)d;
+	/* New monitors must hold the sandboxes as they are now. */
+	if (sshw.srv != NULL &&
+	    moat_sshd_server_monitors_refresh(sshw.srv, &cause) != 0)
+		log_error("ssh monitors: %s", cause.msg);
+}
+
+void
 moatd_ssh_stop(struct moatd *d)
 {
 	if (sshw.srv != NULL) {

@@ -422,6 +422,18 @@ mp_restart(struct moat_sshd_server *srv)
 		log_info("ssh monitor parent %d started", (int)srv->mpid);
 }
 
+int
+moat_sshd_server_monitors_refresh(struct moat_sshd_server *srv,
+    struct moat_cause *cause)
+{
+	int rc;
+
+	mp_stop(srv);
+	if ((rc = mp_start(srv, cause)) == 0)
+		log_info("ssh monitor parent %d started", (int)srv->mpid);
+	return rc;
+}
+
 void
 moat_sshd_server_step(struct moat_sshd_server *srv)
 {

@@ -175,6 +175,15 @@ int moat_sshd_server_accept(struct moat_sshd_server *srv, int listen_fd,
 int moat_sshd_server_fd(const struct moat_sshd_server *srv);
 void moat_sshd_server_step(struct moat_sshd_server *srv);
 
+/*
+ * What the hooks name changed (moatd stopped or started a sandbox): start
+ * a new monitor parent, which keeps the fds hooks->monitor_fds names now
+ * and a copy of the caller's memory as it is now. The old one exits;
+ * the monitors it forked carry on. 0, or the cause.
+ */
+int moat_sshd_server_monitors_refresh(struct moat_sshd_server *srv,
+    struct moat_cause *cause);
+
 /* Pre-auth connections now, and the zygote's pid (for tests and logs). */
 int moat_sshd_server_preauth(const struct moat_sshd_server *srv);
 pid_t moat_sshd_server_zygote_pid(const struct moat_sshd_server *srv);
