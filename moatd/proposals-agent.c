@@ -13,8 +13,6 @@
  * sandbox; over that, or over limits.pending_proposals, the agent is
  * told at once (rate_limited) and the refusal is counted as suppressed.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,28 +49,6 @@ bad(struct moat_cause *cause, const char *fmt, ...)
 	va_end(ap);
 	moat_cause_set(cause, "invalid_proposal: %s", msg);
 	return MOAT_ERR_INVALID;
-}
-
-static bool
-never_allowed_host(const char *host)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-	enum moat_addr_class cls;
-
-	if (strcasecmp(host, "localhost") == 0 ||
-	    strcasecmp(host, "metadata.google.internal") == 0)
-		return true;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1)
-		v4->sin_family = AF_INET;
-	else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1)
-		v6->sin6_family = AF_INET6;
-	else
-		return false;
-	cls = moat_addr_classify((struct sockaddr *)&ss);
-	return cls == MOAT_ADDR_ALWAYS_BLOCKED || cls == MOAT_ADDR_METADATA;
 }
 
 /*
@@ -116,7 +92,7 @@ check_endpoint(json_t *ep, struct moat_cause *cause)
 		return bad(cause, "endpoint must be an object");
 	if (!json_is_string(host) || json_string_length(host) == 0)
 		return bad(cause, "endpoint.host is required");
-	if (never_allowed_host(json_string_value(host)))
+	if (moat_host_always_refused(json_string_value(host)))
 		return bad(cause, "endpoint.host %s is a loopback, link-local "
 		    "or metadata address and can never be allowed",
 		    json_string_value(host));

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -623,6 +624,33 @@ pol_endpoint_never(const struct pol_endpoint *ep, char *why, size_t len)
 		break;
 	}
 	return false;
+}
+
+bool
+moat_host_always_refused(const char *host)
+{
+	char buf[POL_HOST_MAX + 1];
+	enum moat_addr_class cls;
+	struct pol_ip ip;
+	size_t n = host != NULL ? strlen(host) : 0;
+
+	if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+		host++;
+		n -= 2;
+	}
+	if (n > 0 && host[n - 1] == '.')
+		n--;
+	if (n == 0 || n > POL_HOST_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)tolower((unsigned char)host[i]);
+	buf[n] = '\0';
+	if (name_blocked(buf, n) != NULL)
+		return true;
+	if (!pol_ip_parse(buf, &ip))
+		return false;
+	cls = pol_ip_classify(&ip);
+	return cls == MOAT_ADDR_ALWAYS_BLOCKED || cls == MOAT_ADDR_METADATA;
 }
 
 const char *

@@ -308,5 +308,12 @@ bool moat_cidr_contains(const struct moat_cidr *c, const struct sockaddr *sa);
  * trailing dot) into out; false when the name is not a valid host. */
 bool moat_host_normalize(const char *in, char *out, size_t outlen);
 bool moat_host_is_ip_literal(const char *host);
+/*
+ * Is host (a name, a wildcard pattern or an IP literal, in any case,
+ * with or without one trailing dot) one the proxy always refuses: a
+ * loopback or metadata name (localhost and its subdomains,
+ * metadata.google.internal) or an always-blocked or metadata address?
+ */
+bool moat_host_always_refused(const char *host);
 
 #endif

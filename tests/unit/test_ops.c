@@ -401,6 +401,20 @@ test_agent(struct moatd *d, struct moat_store *s)
 		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
 		  "{\"endpoints\":[{\"host\":\"127.0.0.1\",\"port\":80}],"
 		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}", "can never be allowed" },
+		/* the same names the proxy refuses, in any spelling */
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"LocalHost.\",\"port\":80}],"
+		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}", "can never be allowed" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"api.localhost\",\"port\":80}],"
+		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}", "can never be allowed" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"**.x.localhost\",\"port\":80}],"
+		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}", "can never be allowed" },
+		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
+		  "{\"endpoints\":[{\"host\":\"metadata.google.internal.\","
+		  "\"port\":80}],\"binaries\":[{\"path\":\"/b\"}]}}}]}",
+		  "can never be allowed" },
 		{ "{\"operations\":[{\"addRule\":{\"ruleName\":\"x\",\"rule\":"
 		  "{\"endpoints\":[{\"host\":\"a.b\",\"port\":70000}],"
 		  "\"binaries\":[{\"path\":\"/b\"}]}}}]}", "port" },

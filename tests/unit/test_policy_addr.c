@@ -297,6 +297,19 @@ test_host_helpers(void)
 	ok(moat_host_is_ip_literal("10.0.0.1") &&
 	    moat_host_is_ip_literal("::1") &&
 	    !moat_host_is_ip_literal("10.0.0.1.example"), "is_ip_literal");
+	ok(moat_host_always_refused("LocalHost.") &&
+	    moat_host_always_refused("a.b.localhost") &&
+	    moat_host_always_refused("**.x.localhost") &&
+	    moat_host_always_refused("Metadata.Google.Internal.") &&
+	    moat_host_always_refused("[::ffff:169.254.169.254]") &&
+	    moat_host_always_refused("127.0.0.1.") &&
+	    moat_host_always_refused("0.0.0.0"),
+	    "always refused: the proxy's names and addresses, any spelling");
+	ok(!moat_host_always_refused("localhost.example.com") &&
+	    !moat_host_always_refused("notlocalhost") &&
+	    !moat_host_always_refused("10.0.0.1") &&
+	    !moat_host_always_refused("example.com") &&
+	    !moat_host_always_refused(""), "and nothing else");
 }
 
 /*
