@@ -37,6 +37,7 @@
 
 struct moat_net {
 	char name[NAME_MAX_LEN + 1];
+	char nsfile[NAME_MAX_LEN + 8]; /* "moat-NAME" in NETNS_DIR */
 	char nspath[sizeof(NETNS_DIR) + NAME_MAX_LEN + 8]; /* bind mount */
 	char host_if[IFNAMSIZ];
 	char sb_if[IFNAMSIZ];
@@ -47,6 +48,12 @@ struct moat_net {
 	uint16_t port;
 	uint16_t group;
 	int netns_fd;
+	/*
+	 * NETNS_DIR (O_PATH) as it was when we mounted the netns there:
+	 * teardown reaches our mount through it even if something has
+	 * mounted over the directory since.
+	 */
+	int dir_fd;
 	/* What exists, so that free() undoes exactly that. */
 	bool mounted;
 	bool veth;
@@ -236,8 +243,8 @@ net_init(struct moat_net *n, const struct moat_net_config *c,
 	    c->index, &n->addrs, cause)) != 0)
 		return r;
 	strcpy(n->name, c->name);
-	snprintf(n->nspath, sizeof(n->nspath), "%s/moat-%s", NETNS_DIR,
-	    c->name);
+	snprintf(n->nsfile, sizeof(n->nsfile), "moat-%s", c->name);
+	snprintf(n->nspath, sizeof(n->nspath), "%s/%s", NETNS_DIR, n->nsfile);
 	snprintf(n->table, sizeof(n->table), "moat-%s", c->name);
 	veth_name(n->host_if, "mh-", c->name);
 	veth_name(n->sb_if, "ms-", c->name);
@@ -277,19 +284,77 @@ out:
 	return r;
 }
 
+/* NETNS_DIR as an O_PATH fd of the layer its path reaches now. */
+static int
+netns_dir_fd(void)
+{
+	return open(NETNS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/*
+ * Make NETNS_DIR a shared mount of itself, as `ip netns add` does before
+ * its first mount there, and return an O_PATH fd of it. A netns file
+ * mounted on a plain directory ends up under the bind mount the next
+ * `ip netns add` makes, where its name reaches neither umount nor
+ * unlink. Shared, so that an unmount in one mount namespace is one in
+ * all of them. Serialised: two binds racing would stack two layers.
+ */
+static int
+netns_dir_open(int *out, struct moat_cause *cause)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	bool bound = false;
+	int fd, r = MOAT_ERR_SYSTEM;
+
+	pthread_mutex_lock(&lock);
+	if (mkdir(NETNS_DIR, 0755) == -1 && errno != EEXIST) {
+		moat_cause_errno(cause, "mkdir %s", NETNS_DIR);
+		goto out;
+	}
+	while (mount("", NETNS_DIR, "none", MS_SHARED | MS_REC, NULL) == -1) {
+		/* EINVAL: not a mount point yet; make it one, once. */
+		if (errno != EINVAL || bound) {
+			moat_cause_errno(cause, "make %s a shared mount",
+			    NETNS_DIR);
+			goto out;
+		}
+		if (mount(NETNS_DIR, NETNS_DIR, "none", MS_BIND | MS_REC,
+		    NULL) == -1) {
+			moat_cause_errno(cause, "bind-mount %s on itself",
+			    NETNS_DIR);
+			goto out;
+		}
+		bound = true;
+	}
+	if ((fd = netns_dir_fd()) == -1) {
+		moat_cause_errno(cause, "open %s", NETNS_DIR);
+		goto out;
+	}
+	*out = fd;
+	r = MOAT_OK;
+out:
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+/* "/proc/self/fd/DIR/FILE": FILE in the directory layer dir_fd holds. */
+static void
+at_dir(char *buf, size_t len, int dir_fd, const char *file)
+{
+	snprintf(buf, len, "/proc/self/fd/%d/%s", dir_fd, file);
+}
+
 /* /run/netns/moat-NAME, like `ip netns add`, so `ip netns` shows it. */
 static int
 netns_mount(struct moat_net *n, struct moat_cause *cause)
 {
-	char src[64];
-	int fd;
+	char src[64], dst[sizeof(n->nsfile) + 32];
+	int fd, r;
 
-	if (mkdir(NETNS_DIR, 0755) == -1 && errno != EEXIST) {
-		moat_cause_errno(cause, "mkdir %s", NETNS_DIR);
-		return MOAT_ERR_SYSTEM;
-	}
-	fd = open(n->nspath, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-	    O_NOFOLLOW, 0444);
+	if ((r = netns_dir_open(&n->dir_fd, cause)) != 0)
+		return r;
+	fd = openat(n->dir_fd, n->nsfile, O_RDONLY | O_CREAT | O_EXCL |
+	    O_CLOEXEC | O_NOFOLLOW, 0444);
 	if (fd == -1) {
 		moat_cause_errno(cause, "create %s%s", n->nspath,
 		    errno == EEXIST ? " (a netns of that name exists)" : "");
@@ -297,10 +362,11 @@ netns_mount(struct moat_net *n, struct moat_cause *cause)
 	}
 	close(fd);
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", n->netns_fd);
-	if (mount(src, n->nspath, "none", MS_BIND, NULL) == -1) {
+	at_dir(dst, sizeof(dst), n->dir_fd, n->nsfile);
+	if (mount(src, dst, "none", MS_BIND, NULL) == -1) {
 		moat_cause_errno(cause, "bind-mount the netns on %s",
 		    n->nspath);
-		unlink(n->nspath);
+		unlinkat(n->dir_fd, n->nsfile, 0);
 		return MOAT_ERR_SYSTEM;
 	}
 	n->mounted = true;
@@ -524,6 +590,7 @@ moat_net_setup(const struct moat_net_config *c, struct moat_net **out,
 		return MOAT_ERR_NOMEM;
 	}
 	n->netns_fd = -1;
+	n->dir_fd = -1;
 	x.n = n;
 	if ((r = net_init(n, c, cause)) != 0)
 		goto out;
@@ -595,8 +662,10 @@ moat_net_adopt(const struct moat_net_config *c, struct moat_net **out,
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return MOAT_ERR_NOMEM;
 	n->netns_fd = -1;
+	n->dir_fd = -1;
 	x.n = n;
-	if ((r = net_init(n, c, cause)) != 0)
+	if ((r = net_init(n, c, cause)) != 0 ||
+	    (r = netns_dir_open(&n->dir_fd, cause)) != 0)
 		goto out;
 	r = MOAT_ERR_NOTFOUND;
 	if (c->netns_fd < 0 || (n->netns_fd = fcntl(c->netns_fd,
@@ -631,50 +700,86 @@ out:
 	return r;
 }
 
-/* Host-side teardown: table, then the host end (down or deleted). */
+/*
+ * Host-side teardown: table, then the host end (down or deleted). The
+ * first failure goes into cause (may be NULL); each is logged.
+ */
 static int
 host_teardown(const char *name, const char *table, const char *host_if,
     bool del_link, struct moat_cause *cause)
 {
+	struct moat_cause why = { { 0 } };
 	struct mnl_socket *nl = NULL;
 	int r, ret = MOAT_OK;
 
 	if (table != NULL) {
-		if ((r = host_nft_get(&nl, cause)) == 0) {
-			r = moat_nft_table_del(nl, table, cause);
+		if ((r = host_nft_get(&nl, &why)) == 0) {
+			r = moat_nft_table_del(nl, table, &why);
 			host_nft_put(r);
 		}
 		if (r != 0 && r != MOAT_ERR_NOTFOUND) {
-			log_error("sandbox %s: %s", name, cause->msg);
+			log_error("sandbox %s: %s", name, why.msg);
+			moat_cause_set(cause, "%s", why.msg);
 			ret = r;
 		}
 	}
 	if (host_if != NULL) {
-		if ((r = moat_nl_open(NETLINK_ROUTE, &nl, cause)) == 0) {
-			r = del_link ? moat_rtnl_link_del(nl, host_if, cause) :
-			    moat_rtnl_link_down(nl, host_if, cause);
+		if ((r = moat_nl_open(NETLINK_ROUTE, &nl, &why)) == 0) {
+			r = del_link ? moat_rtnl_link_del(nl, host_if, &why) :
+			    moat_rtnl_link_down(nl, host_if, &why);
 			mnl_socket_close(nl);
 		}
 		if (r != 0 && r != MOAT_ERR_NOTFOUND) {
-			log_error("sandbox %s: %s", name, cause->msg);
+			log_error("sandbox %s: %s", name, why.msg);
+			if (ret == MOAT_OK)
+				moat_cause_set(cause, "%s", why.msg);
 			ret = r;
 		}
 	}
 	return ret;
 }
 
-static int
-netns_unmount(const char *name, const char *path, bool must_exist)
+/* Do fds a and b name the same directory? */
+static bool
+same_dir(int a, int b)
 {
-	int r = MOAT_OK;
+	struct stat sa, sb;
 
-	if (umount2(path, MNT_DETACH) == -1 &&
-	    (must_exist || (errno != EINVAL && errno != ENOENT))) {
-		log_error_errno("sandbox %s: umount %s", name, path);
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+	    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/*
+ * Unmount and remove NETNS_DIR/file: our mount through dir_fd (the
+ * layer we mounted it in), then any copy a later recursive bind of the
+ * directory made at the visible path, then the file. mounted: we know
+ * our mount is there, so its absence is worth a line in the log.
+ */
+static int
+netns_unmount(const char *name, int dir_fd, const char *file, bool mounted)
+{
+	char path[sizeof(NETNS_DIR) + NAME_MAX_LEN + 32];
+	int top, i, r = MOAT_OK;
+
+	at_dir(path, sizeof(path), dir_fd, file);
+	if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == -1 &&
+	    (mounted || (errno != EINVAL && errno != ENOENT))) {
+		log_error_errno("sandbox %s: umount %s/%s", name, NETNS_DIR,
+		    file);
 		r = MOAT_ERR_SYSTEM;
 	}
-	if (unlink(path) == -1 && (must_exist || errno != ENOENT)) {
-		log_error_errno("sandbox %s: unlink %s", name, path);
+	snprintf(path, sizeof(path), "%s/%s", NETNS_DIR, file);
+	top = netns_dir_fd();
+	for (i = 0; top != -1 && same_dir(top, dir_fd) && i < 8; i++)
+		if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == -1)
+			break;
+	if (top != -1)
+		close(top);
+	if (unlinkat(dir_fd, file, 0) == -1 && (mounted || errno != ENOENT)) {
+		/* EBUSY: mounted where no path of ours reaches it. */
+		log_error_errno("sandbox %s: unlink %s%s", name, path,
+		    errno == EBUSY ? " (still mounted below a later mount "
+		    "of " NETNS_DIR ")" : "");
 		r = MOAT_ERR_SYSTEM;
 	}
 	return r;
@@ -691,9 +796,9 @@ net_destroy(struct moat_net *n, bool sync)
 	(void)host_teardown(n->name, n->host_table ? n->table : NULL,
 	    n->veth ? n->host_if : NULL, sync, &cause);
 	if (n->mounted)
-		(void)netns_unmount(n->name, n->nspath, true);
-	if (n->netns_fd >= 0)
-		close(n->netns_fd);
+		(void)netns_unmount(n->name, n->dir_fd, n->nsfile, true);
+	moat_close(n->dir_fd);
+	moat_close(n->netns_fd);
 	free(n);
 }
 
@@ -708,8 +813,8 @@ moat_net_release(struct moat_net *n)
 {
 	if (n == NULL)
 		return;
-	if (n->netns_fd >= 0)
-		close(n->netns_fd);
+	moat_close(n->dir_fd);
+	moat_close(n->netns_fd);
 	free(n);
 }
 
@@ -718,16 +823,24 @@ moat_net_purge(const char *name, struct moat_cause *cause)
 {
 	struct moat_net_config c = { .name = name, .netns_fd = -1 };
 	struct moat_net n;
-	int r, r2;
+	int dir_fd, r, r2;
 
 	memset(&n, 0, sizeof(n));
 	if ((r = net_init(&n, &c, cause)) != 0)
 		return r;
 	r = host_teardown(name, n.table, n.host_if, true, cause);
-	if ((r2 = netns_unmount(name, n.nspath, false)) != 0 && r == 0) {
-		moat_cause_errno(cause, "remove %s", n.nspath);
+	dir_fd = netns_dir_fd();
+	if (dir_fd == -1 && errno != ENOENT && r == 0) {
+		moat_cause_errno(cause, "open %s", NETNS_DIR);
+		r = MOAT_ERR_SYSTEM;
+	}
+	if (dir_fd != -1 && (r2 = netns_unmount(name, dir_fd, n.nsfile,
+	    false)) != 0 && r == 0) {
+		moat_cause_set(cause, "cannot remove %s (see the log)",
+		    n.nspath);
 		r = r2;
 	}
+	moat_close(dir_fd);
 	return r;
 }
 

@@ -3,8 +3,17 @@
  * real netns + veth + nft setup probed from inside, an "upstream" test
  * netns it must not reach, NFLOG delivery, two sandboxes side by side,
  * an adopted netns, failure cleanup and teardown. `ip` and `nft` only
- * inspect (and build the upstream host); the library never runs them.
+ * inspect (and build the upstream host, and play an operator's `ip netns
+ * add`); the library never runs them.
+ *
+ * Every network test starts from a fresh machine's mount state (a
+ * private mount namespace with a new /run, where /run/netns is a plain
+ * directory), so the result never depends on what ran here before.
+ * Addresses come from a /27 picked by pid, names carry the pid: runs in
+ * parallel do not meet.
  */
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -32,7 +41,27 @@
 #include "tests/unit/nflog_util.h"
 #include "tests/unit/tap.h"
 
-#define POOL "10.231.0.0/16"
+/*
+ * This run's pool: the pid-th /27 of 10.64.0.0/10. Slots 0-6 are for
+ * sandboxes, slot 7 for the upstream test host.
+ */
+static char pool[32];
+static uint32_t pool_base; /* host order */
+#define POOL pool
+#define UPSTREAM_SLOT 7
+
+static void
+pool_init(void)
+{
+	struct in_addr a;
+	char dotted[INET_ADDRSTRLEN];
+
+	pool_base = (10u << 24 | 64u << 16) +
+	    ((uint32_t)getpid() % (1u << 17)) * 32;
+	a.s_addr = htonl(pool_base);
+	inet_ntop(AF_INET, &a, dotted, sizeof(dotted));
+	snprintf(pool, sizeof(pool), "%s/27", dotted);
+}
 
 static char out_buf[65536];
 
@@ -92,7 +121,7 @@ test_parse(void)
 	uint8_t buf[1024] __attribute__((aligned(4)));
 	uint8_t *mis = NULL;
 	struct pkts ps = { 0 };
-	size_t len, i;
+	size_t len, i, bad;
 	int r;
 
 	len = make_nflog(buf, "moat-deny", 65534, ip, sizeof(ip));
@@ -125,18 +154,25 @@ test_parse(void)
 		free(mis);
 	}
 
-	/* Garbage must not crash (ASan/UBSan builds check the reads). */
+	/*
+	 * Garbage must not crash (ASan/UBSan builds check the reads), and
+	 * the result must say what was delivered: the packet count, or
+	 * MOAT_ERR_INVALID after at most as many packets as fit.
+	 */
 	srand(42);
-	for (i = 0; i < 2000; i++) {
+	for (i = 0, bad = 0; i < 2000; i++) {
 		size_t j, n = (size_t)rand() % sizeof(buf);
 
 		len = make_nflog(buf, "p", 1, ip, sizeof(ip));
 		for (j = 0; j < 8; j++)
 			buf[(size_t)rand() % len] = (uint8_t)rand();
 		ps.n = 0;
-		(void)moat_nflog_parse(buf, n < len ? n : len, collect, &ps);
+		r = moat_nflog_parse(buf, n < len ? n : len, collect, &ps);
+		if (!(r == ps.n || (r == MOAT_ERR_INVALID && ps.n <= 1)))
+			bad++;
 	}
-	ok(1, "parse: 2000 corrupted buffers survived");
+	is_int(bad, 0, "parse: 2000 corrupted buffers: each result is the "
+	    "packet count or invalid");
 }
 
 /* ---- probes from inside a netns ---- */
@@ -302,6 +338,30 @@ free_port(void)
 	return port;
 }
 
+/*
+ * Is anything of netns moat-NAME left in /run/netns: the file, or a
+ * mount of it in any layer (mountinfo lists even those hidden below a
+ * later mount of the directory, which `ip netns list` cannot see)?
+ */
+static bool
+netns_left(const char *name)
+{
+	char path[96], line[1024];
+	struct stat st;
+	bool left;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/run/netns/moat-%s", name);
+	left = lstat(path, &st) == 0;
+	strcat(path, " ");
+	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return true;
+	while (!left && fgets(line, sizeof(line), f) != NULL)
+		left = has(line, path);
+	fclose(f);
+	return left;
+}
+
 /* Nothing named after `tag` left in netns, links, nft tables. */
 static bool
 wait_gone(const char *name, const char *host_if, int ms)
@@ -313,11 +373,12 @@ wait_gone(const char *name, const char *host_if, int ms)
 	snprintf(tbl, sizeof(tbl), "inet moat-%s\n", name);
 	do {
 		bool left = has(run("ip netns list; echo"), ns) ||
-		    has(run("nft list tables; echo"), tbl);
+		    has(run("nft list tables; echo"), tbl) ||
+		    netns_left(name);
 		char lk[32];
 
 		snprintf(lk, sizeof(lk), ": %s@", host_if);
-		left = left || has(run("ip -o link"), lk);
+		left = left || has(run("ip -o link 2>/dev/null"), lk);
 		if (!left)
 			return true;
 		usleep(20000);
@@ -339,15 +400,17 @@ struct upstream {
 static bool
 upstream_start(struct upstream *u, uint16_t port)
 {
-	unsigned x = (unsigned)getpid() % 250;
+	struct in_addr a;
 	char path[64];
 	int st = -1, nsfd, pfd[2];
 	char c;
 
 	snprintf(u->ns, sizeof(u->ns), "moatup-%d", (int)getpid());
 	snprintf(u->hif, sizeof(u->hif), "uh%d", (int)getpid());
-	snprintf(u->host, sizeof(u->host), "10.201.%u.1", x);
-	snprintf(u->addr, sizeof(u->addr), "10.201.%u.2", x);
+	a.s_addr = htonl(pool_base + UPSTREAM_SLOT * 4 + 1);
+	inet_ntop(AF_INET, &a, u->host, sizeof(u->host));
+	a.s_addr = htonl(pool_base + UPSTREAM_SLOT * 4 + 2);
+	inet_ntop(AF_INET, &a, u->addr, sizeof(u->addr));
 	run("ip netns add %s && ip link add %s type veth peer name uu "
 	    "netns %s && ip addr add %s/30 dev %s && ip link set %s up && "
 	    "ip -n %s addr add %s/30 dev uu && ip -n %s link set uu up && "
@@ -528,7 +591,7 @@ test_one(void)
 	snprintf(name, sizeof(name), "t%d", (int)getpid());
 	snprintf(nsname, sizeof(nsname), "moat-%s", name);
 	c.name = name;
-	c.index = (uint32_t)(getpid() % 8000) * 2;
+	c.index = 0;
 	c.proxy_port = port;
 
 	ok(!has(run("ip netns list; ip -o link; nft list tables"), name),
@@ -612,13 +675,15 @@ test_one(void)
 	moat_close(ofd);
 	t1 = moat_now_us();
 	moat_net_free(n);
+	n = NULL;
 	t2 = moat_now_us();
 	diag("teardown took %lld us", (long long)(t2 - t1));
 	/* Loose bound: a busy CI box; the figure itself is in the diag. */
 	ok(setup_us + t2 - t1 < 100000, "setup + teardown under 100 ms "
 	    "(%lld us)", (long long)(setup_us + t2 - t1));
-	ok(!has(run("ip netns list; echo; nft list tables"), name),
-	    "after free: no netns and no table at once");
+	ok(!has(run("ip netns list; echo; nft list tables"), name) &&
+	    !netns_left(name), "after free: no netns, mount or table at "
+	    "once");
 	run("ip -o link show dev %s 2>/dev/null", hif);
 	ok(!has(out_buf, ",UP") && !has(out_buf, "<UP"), "after free: the "
 	    "host end is down or gone at once");
@@ -631,6 +696,7 @@ test_one(void)
 	    r ? moat_cause_str(&cause, r) : "ok",
 	    (long long)(moat_now_us() - t0));
 	moat_net_free(n);
+	n = NULL;
 	r = moat_net_purge(name, &cause);
 	ok(r == 0, "purge: %s", r ? cause.msg : "ok");
 	ok(wait_gone(name, hif, 0), "after purge: nothing of ours in ip "
@@ -654,7 +720,7 @@ test_two(void)
 	snprintf(nb, sizeof(nb), "t%db", (int)getpid());
 	c.proxy_port = port;
 	c.name = na;
-	c.index = (uint32_t)(getpid() % 8000) * 2;
+	c.index = 0;
 	r = moat_net_setup(&c, &a, &cause);
 	ok(r == 0, "two: setup %s: %s", na, moat_cause_str(&cause, r));
 	c.name = nb;
@@ -752,7 +818,7 @@ test_adopt(void)
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
 	c.netns_fd = open(path, O_RDONLY | O_CLOEXEC);
 	c.name = name;
-	c.index = (uint32_t)(getpid() % 8000) * 2;
+	c.index = 0;
 	r = moat_net_setup(&c, &n, &cause);
 	ok(r == 0, "adopt: setup in pid %d's netns: %s", (int)pid,
 	    moat_cause_str(&cause, r));
@@ -768,6 +834,28 @@ test_adopt(void)
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
 	ok(wait_gone(name, hif, 3000), "adopt: gone once the process is");
+}
+
+static void
+null_frees(void)
+{
+	moat_net_free(NULL);
+	moat_net_release(NULL);
+}
+
+/* Does fn return normally in a child (no crash, no abort)? */
+static bool
+exits_zero(void (*fn)(void))
+{
+	pid_t pid;
+	int st;
+
+	if ((pid = fork()) == 0) {
+		fn();
+		_exit(0);
+	}
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0;
 }
 
 static void
@@ -793,9 +881,7 @@ test_bad_input(void)
 	is_int(moat_net_setup(&c, &n, &cause), MOAT_ERR_INVALID,
 	    "index outside the pool refused: %s", cause.msg);
 	ok(n == NULL, "out-param untouched on failure");
-	moat_net_free(NULL);
-	moat_net_release(NULL);
-	ok(1, "free and release take NULL");
+	ok(exits_zero(null_frees), "free and release take NULL");
 }
 
 /* Long names get a hashed, still unique, veth name. */
@@ -811,7 +897,7 @@ test_long_name(void)
 	snprintf(na, sizeof(na), "long-sandbox-name-%d-one", (int)getpid());
 	snprintf(nb, sizeof(nb), "long-sandbox-name-%d-two", (int)getpid());
 	c.name = na;
-	c.index = (uint32_t)(getpid() % 8000) * 2;
+	c.index = 0;
 	r = moat_net_setup(&c, &a, &cause);
 	ok(r == 0, "long name: setup: %s", moat_cause_str(&cause, r));
 	c.name = nb;
@@ -840,7 +926,7 @@ test_fail_cleanup(void)
 	char name[32], hif[48], ns[48];
 	int r;
 
-	c.index = (uint32_t)(getpid() % 8000) * 2;
+	c.index = 0;
 	/* The host table exists: setup fails at its last host step. */
 	snprintf(name, sizeof(name), "t%dfail", (int)getpid());
 	c.name = name;
@@ -876,6 +962,163 @@ test_fail_cleanup(void)
 	    cause.msg);
 }
 
+/* ---- /run/netns in every mount state, and with `ip netns` around ---- */
+
+/* Is /run/netns a mount point (the root of a mount) here? */
+static bool
+netns_dir_mounted(void)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, "/run/netns", AT_SYMLINK_NOFOLLOW,
+	    STATX_BASIC_STATS, &stx) != 0 ||
+	    !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+		return true;
+	return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+}
+
+/*
+ * A fresh machine's mount state for what follows: a new private mount
+ * namespace whose /run is a new tmpfs holding /run/netns as a plain
+ * directory, as before moat or `ip netns add` ever ran. Each call
+ * starts afresh; the mounts vanish with this process.
+ */
+static bool
+fresh_mount_state(const char *why)
+{
+	bool fresh = unshare(CLONE_NEWNS) == 0 &&
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+	    mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV,
+	    "mode=0755,size=1m") == 0 && mkdir("/run/netns", 0755) == 0 &&
+	    !netns_dir_mounted();
+
+	return ok(fresh, "%s: fresh mount state, /run/netns a plain "
+	    "directory (%s)", why, fresh ? "yes" : strerror(errno));
+}
+
+/* An operator's `ip netns add` / `ip netns del` (the real iproute2). */
+static bool
+ip_netns(const char *verb, const char *ns)
+{
+	run("ip netns %s %s && echo ok", verb, ns);
+	return has(out_buf, "ok");
+}
+
+/* Set up a sandbox network named `name` in slot `index`; NULL on error. */
+static struct moat_net *
+setup_named(const char *name, uint32_t index, const char *what)
+{
+	struct moat_net_config c = { .netns_fd = -1, .pool = POOL };
+	struct moat_cause cause = { { 0 } };
+	struct moat_net *n = NULL;
+	int r;
+
+	c.name = name;
+	c.index = index;
+	c.proxy_port = free_port();
+	r = moat_net_setup(&c, &n, &cause);
+	ok(r == 0, "%s: setup %s: %s", what, name, moat_cause_str(&cause, r));
+	return r == 0 ? n : NULL;
+}
+
+/*
+ * moat first, then `ip netns add`: on a plain /run/netns that is the
+ * order in which moat's mount used to end up below ip's bind mount.
+ * Teardown must leave nothing, and the same name must set up again.
+ */
+static void
+test_order_moat_first(void)
+{
+	char name[32], other[32], hif[IFNAMSIZ] = "";
+	struct moat_cause cause = { { 0 } };
+	struct moat_net *n;
+
+	if (!fresh_mount_state("moat first"))
+		return;
+	snprintf(name, sizeof(name), "t%dm1", (int)getpid());
+	snprintf(other, sizeof(other), "moatop-%d", (int)getpid());
+	if ((n = setup_named(name, 0, "moat first")) == NULL)
+		return;
+	snprintf(hif, sizeof(hif), "%s", moat_net_host_ifname(n));
+	ok(netns_dir_mounted(), "moat first: /run/netns is now a mount, as "
+	    "`ip netns add` makes it");
+	ok(ip_netns("add", other), "moat first: ip netns add %s", other);
+	like_str(run("ip netns list"), name, "moat first: ip netns still "
+	    "lists moat-%s", name);
+	moat_net_free(n);
+	ok(!netns_left(name), "moat first: after free no file and no mount "
+	    "of moat-%s in any layer", name);
+	n = setup_named(name, 0, "moat first: again");
+	moat_net_free(n);
+	ok(ip_netns("del", other), "moat first: ip netns del %s", other);
+	is_int(moat_net_purge(name, &cause), 0, "moat first: purge: %s",
+	    cause.msg);
+	ok(wait_gone(name, hif, 0), "moat first: nothing left");
+}
+
+/* `ip netns add` first, moat, then ip's netns goes before moat's. */
+static void
+test_order_ip_first(void)
+{
+	char name[32], other[32], hif[IFNAMSIZ] = "";
+	struct moat_cause cause = { { 0 } };
+	struct moat_net *n;
+
+	if (!fresh_mount_state("ip first"))
+		return;
+	snprintf(name, sizeof(name), "t%di1", (int)getpid());
+	snprintf(other, sizeof(other), "moatop-%d", (int)getpid());
+	ok(ip_netns("add", other), "ip first: ip netns add %s", other);
+	if ((n = setup_named(name, 0, "ip first")) == NULL)
+		return;
+	snprintf(hif, sizeof(hif), "%s", moat_net_host_ifname(n));
+	ok(ip_netns("del", other), "ip first: ip netns del %s", other);
+	moat_net_free(n);
+	ok(!netns_left(name), "ip first: after free no file and no mount of "
+	    "moat-%s", name);
+	is_int(moat_net_purge(name, &cause), 0, "ip first: purge: %s",
+	    cause.msg);
+	ok(wait_gone(name, hif, 0), "ip first: nothing left");
+}
+
+/*
+ * Something binds /run/netns over itself again after moat's setup (a
+ * tool that does not check, or an older moat): our mount is now below
+ * that layer, and a copy of it sits in the new one. Teardown still
+ * removes both; a name a killed run left is purged through the layers
+ * the path reaches.
+ */
+static void
+test_order_overmount(void)
+{
+	char name[32], lost[32], hif[IFNAMSIZ] = "", lhif[IFNAMSIZ] = "";
+	struct moat_cause cause = { { 0 } };
+	struct moat_net *n, *l;
+
+	if (!fresh_mount_state("overmount"))
+		return;
+	snprintf(name, sizeof(name), "t%do1", (int)getpid());
+	snprintf(lost, sizeof(lost), "t%do2", (int)getpid());
+	if ((n = setup_named(name, 0, "overmount")) == NULL)
+		return;
+	snprintf(hif, sizeof(hif), "%s", moat_net_host_ifname(n));
+	if ((l = setup_named(lost, 1, "overmount")) != NULL)
+		snprintf(lhif, sizeof(lhif), "%s", moat_net_host_ifname(l));
+	/* A handle dropped without teardown: what a killed moatd leaves. */
+	moat_net_release(l);
+	ok(mount("/run/netns", "/run/netns", NULL, MS_BIND | MS_REC,
+	    NULL) == 0, "overmount: bind /run/netns on itself again");
+	moat_net_free(n);
+	ok(!netns_left(name), "overmount: after free no file and no mount of "
+	    "moat-%s in any layer", name);
+	is_int(moat_net_purge(name, &cause), 0, "overmount: purge of a "
+	    "freed name: %s", cause.msg);
+	is_int(moat_net_purge(lost, &cause), 0, "overmount: purge of a "
+	    "killed run's name: %s", cause.msg);
+	ok(wait_gone(name, hif, 0) && wait_gone(lost, lhif, 0),
+	    "overmount: nothing left of either");
+}
+
 int
 main(void)
 {
@@ -889,6 +1132,13 @@ main(void)
 		skip("needs ip and nft to inspect the result");
 		return done_testing();
 	}
+	pool_init();
+	diag("pool %s", pool);
+	test_order_moat_first();
+	test_order_ip_first();
+	test_order_overmount();
+	if (!fresh_mount_state("the rest"))
+		return done_testing();
 	test_one();
 	test_two();
 	test_adopt();
