@@ -1,3 +1,4 @@
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -274,4 +275,47 @@ moat_proc_start_time(pid_t pid, uint64_t *ticks)
 	r = sscanf(p, "%" SCNu64, ticks) == 1 ? MOAT_OK : MOAT_ERR_NOTFOUND;
 	free(s);
 	return r;
+}
+
+int
+moat_nofile_raise(unsigned long want, unsigned long *old_soft,
+    unsigned long *soft, unsigned long *hard, struct moat_cause *cause)
+{
+	struct rlimit rl;
+	char *text = NULL;
+	unsigned long nr_open;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		moat_cause_errno(cause, "getrlimit(RLIMIT_NOFILE)");
+		return MOAT_ERR_SYSTEM;
+	}
+	if (old_soft != NULL)
+		*old_soft = (unsigned long)rl.rlim_cur;
+	if (want > rl.rlim_max) {
+		/* The kernel's ceiling; setrlimit above it is EPERM. */
+		if (moat_read_file("/proc/sys/fs/nr_open", 64, &text, NULL,
+		    NULL) == 0 && (nr_open = strtoul(text, NULL, 10)) > 0 &&
+		    want > nr_open)
+			want = nr_open;
+		free(text);
+		if (want > rl.rlim_max) {
+			struct rlimit up = { want, want };
+
+			if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+				rl = up;
+		}
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			moat_cause_errno(cause, "setrlimit(RLIMIT_NOFILE, %lu)",
+			    (unsigned long)rl.rlim_max);
+			return MOAT_ERR_SYSTEM;
+		}
+	}
+	if (soft != NULL)
+		*soft = (unsigned long)rl.rlim_cur;
+	if (hard != NULL)
+		*hard = (unsigned long)rl.rlim_max;
+	return MOAT_OK;
 }

@@ -81,6 +81,18 @@ int moat_write_file(const char *path, const char *s, struct moat_cause *cause);
 /* mkdir -p with mode; existing directories are fine. */
 int moat_mkdir_p(const char *path, unsigned mode, struct moat_cause *cause);
 
+/*
+ * Raise this process's RLIMIT_NOFILE: the hard limit to want when that
+ * is higher (bounded by /proc/sys/fs/nr_open; raising needs
+ * CAP_SYS_RESOURCE, so as root; 0: leave it), then the soft limit to
+ * the hard one. *old_soft (may be NULL) gets the soft limit as it was,
+ * *soft and *hard (may be NULL) the limits now. A hard limit that could
+ * not be raised is not an error (the soft one still rises to it);
+ * MOAT_ERR_SYSTEM when no limit could be set (the cause says why).
+ */
+int moat_nofile_raise(unsigned long want, unsigned long *old_soft,
+    unsigned long *soft, unsigned long *hard, struct moat_cause *cause);
+
 /* Parse a duration like "90", "15s", "10m", "1h", "7d" into seconds. */
 int moat_parse_duration(const char *s, int64_t *secs);
 

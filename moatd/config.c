@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "sandbox/sandbox.h"
 #include "moatd/config.h"
+#include "proxy/proxy.h"
 
 
 /* What the embedded default looks like as a file (docs/operator.md). */
@@ -489,11 +490,11 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		"net_pool", "retention_days", "events", "login_grace_s",
 		"max_auth_tries", "max_startups", "max_startups_per_source",
 		"ssh_privsep_uid", "hostkey", "limits", "live_restore",
-		"sandboxes", NULL };
+		"sandboxes", "max_open_files", NULL };
 	static const char *const rkeys[] = { "socket", "tcp", "secret_file",
 		NULL };
 	static const char *const pkeys[] = { "port", "hosts_file", "identity",
-		"upstream_ca_file", NULL };
+		"upstream_ca_file", "max_conns", "max_conns_per_sandbox", NULL };
 	json_t *v, *relay, *proxy;
 	long long n;
 	size_t i;
@@ -541,6 +542,11 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 	c->max_auth_tries = (int)n;
 	if ((r = parse_startups(x, doc, c)) != 0)
 		return r;
+	n = (long long)c->max_open_files;
+	if ((r = get_int(x, doc, "max_open_files", "max_open_files", 1024,
+		 1 << 30, &n)))
+		return r;
+	c->max_open_files = (unsigned long)n;
 
 	if ((r = parse_limits(x, json_object_get(doc, "limits"),
 	    &c->limits)) != 0)
@@ -593,6 +599,16 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 			return r;
 		if ((r = get_identity(x, proxy, &c->identity)) != 0)
 			return r;
+		n = c->proxy_max_conns;
+		if ((r = get_int(x, proxy, "max_conns", "proxy.max_conns", 1,
+			 1 << 20, &n)))
+			return r;
+		c->proxy_max_conns = (int)n;
+		n = c->proxy_max_conns_per_sandbox;
+		if ((r = get_int(x, proxy, "max_conns_per_sandbox",
+			 "proxy.max_conns_per_sandbox", 1, 1 << 20, &n)))
+			return r;
+		c->proxy_max_conns_per_sandbox = (int)n;
 	}
 	v = json_object_get(doc, "sandboxes");
 	if (!json_is_array(v) || json_array_size(v) == 0)
@@ -648,6 +664,9 @@ moatd_config_load(const char *path, struct moatd_config **out,
 	c->max_startups[2] = 100;
 	c->max_startups_per_source = 5;
 	c->ssh_privsep_uid = MOATD_PRIVSEP_UID;
+	c->proxy_max_conns = MOAT_PROXY_DEFAULT_MAX_CONNS;
+	c->proxy_max_conns_per_sandbox = MOAT_PROXY_DEFAULT_MAX_CONNS_SANDBOX;
+	c->max_open_files = 1048576;
 	if ((c->source = strdup(x.file)) == NULL)
 		goto out;
 	doc = path ? json_load_file(path, JSON_REJECT_DUPLICATES, &jerr) :

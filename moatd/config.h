@@ -76,6 +76,10 @@ struct moatd_config {
 	char *hosts_file;      /* resolver override; NULL: system DNS */
 	int identity;          /* proxy.identity: MOAT_ATTRIB_* (sandbox.h) */
 	char *upstream_ca_file; /* extra roots for upstream TLS; NULL: none */
+	int proxy_max_conns;   /* proxy.max_conns: all sandboxes together */
+	int proxy_max_conns_per_sandbox; /* proxy.max_conns_per_sandbox */
+	/* RLIMIT_NOFILE hard limit moatd and the proxy raise to as root. */
+	unsigned long max_open_files;
 	char *net_pool;
 	int retention_days;
 	char *events_path;     /* OCSF-style export; NULL: off, "-": stdout */

@@ -354,6 +354,7 @@ start_sandbox(struct moatd *d, size_t i, struct moat_cause *cause)
 	sc.proxy_port = d->cfg->proxy_port;
 	sc.state_dir = sdir;
 	sc.attrib = (enum moat_attrib_mode)d->cfg->identity;
+	sc.nofile_soft = d->nofile_soft;
 	if ((r = sandbox_tls(s, sdir, &sc, &env, cause)) != 0)
 		return r;
 	sc.outlive_creator = d->cfg->live_restore;
@@ -536,6 +537,30 @@ lock_state(struct moatd *d, struct moat_cause *cause)
 	return MOAT_OK;
 }
 
+/*
+ * Every tunnel costs the proxy two fds or more: never run into a limit
+ * that the shell which started moatd happened to have. Sessions get the
+ * starting soft limit back (moat_sandbox_config.nofile_soft).
+ */
+static void
+raise_nofile(struct moatd *d)
+{
+	struct moat_cause cause = { { 0 } };
+	unsigned long soft = 0, hard = 0;
+
+	if (moat_nofile_raise(d->cfg->max_open_files, &d->nofile_soft, &soft,
+	    &hard, &cause) != 0) {
+		log_warn("open files limit unchanged: %s", cause.msg);
+		return;
+	}
+	if (hard < d->cfg->max_open_files)
+		log_warn("open files limited to %lu, below max_open_files %lu "
+		    "(the kernel's fs.nr_open, or no CAP_SYS_RESOURCE)", hard,
+		    d->cfg->max_open_files);
+	log_verbose("open files limit %lu (soft was %lu)", soft,
+	    d->nofile_soft);
+}
+
 int
 moatd_start(struct moatd *d, struct moat_cause *cause)
 {
@@ -550,6 +575,7 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 	    (r = lock_state(d, cause)) != 0)
 		return r;
 	moat_sandbox_protect_self();
+	raise_nofile(d);
 	if ((r = moat_loop_new(&d->loop, cause)) != 0)
 		return r;
 	if ((r = moat_store_open(d->cfg->store_path, MOAT_STORE_CREATE,

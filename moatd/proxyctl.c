@@ -251,6 +251,9 @@ proxy_config(struct moatd *d, struct moat_proxy_config *pc, char *deny,
 	pc->port = d->cfg->proxy_port;
 	pc->hosts_file = d->cfg->hosts_file;
 	pc->upstream_ca_file = d->cfg->upstream_ca_file;
+	pc->max_conns_total = d->cfg->proxy_max_conns;
+	pc->max_conns_per_sandbox = d->cfg->proxy_max_conns_per_sandbox;
+	pc->max_open_files = d->cfg->max_open_files;
 	snprintf(deny, dlen, "%s, %s", d->cfg->net_pool != NULL ?
 	    d->cfg->net_pool : MOAT_NET_DEFAULT_POOL, MOAT_NET_DEFAULT_POOL);
 	pc->deny_cidr = deny;

@@ -73,6 +73,7 @@ struct moatd {
 	bool shutdown;              /* `moat shutdown`: tear down, always */
 	int lock_fd;                /* holds the state directory's lock */
 	bool detaching;             /* stopping with live restore */
+	unsigned long nofile_soft; /* RLIMIT_NOFILE soft limit at start */
 };
 
 

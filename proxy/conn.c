@@ -439,6 +439,10 @@ ident_cb(void *arg, int rc, const char *why, struct px_identity *id)
 	struct px_conn *c = arg;
 
 	c->s->ijob = NULL;
+	if (rc == PX_NOFD) {
+		px_conn_respond_nofd(c, "caller identity");
+		return;
+	}
 	if (rc != MOAT_OK) {
 		px_conn_deny(c, "identity", "policy_denied", why, NULL, NULL);
 		return;
@@ -467,7 +471,7 @@ start(struct px_conn *c)
 		return;
 	}
 	if (rc != MOAT_OK) {
-		px_conn_deny(c, "identity", "policy_denied", why, NULL, NULL);
+		ident_cb(c, rc, why, NULL); /* a denial, or PX_NOFD */
 		return;
 	}
 	c->st = ST_IDENT;
@@ -851,6 +855,10 @@ try_connect(struct px_conn *c)
 		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC |
 		    SOCK_NONBLOCK, 0);
 
+		if (fd == -1 && px_out_of_fds(errno)) {
+			px_conn_respond_nofd(c, "upstream socket");
+			return;
+		}
 		if (fd == -1)
 			continue;
 		if (connect(fd, sa, sl) == -1 && errno != EINPROGRESS) {

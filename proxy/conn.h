@@ -97,6 +97,12 @@ struct px_conn {
 void px_conn_arm(struct px_conn *c, int64_t ms, moat_timer_cb *cb);
 /* Answer with a whole response (taken over; NULL: close) and linger. */
 void px_conn_respond(struct px_conn *c, char *resp, size_t len);
+/*
+ * The proxy had no fd for a step of this connection (what): 503
+ * proxy_out_of_fds, and a log line when a burst of these starts. Never a
+ * denial: nothing was decided about the caller (deny.c).
+ */
+void px_conn_respond_nofd(struct px_conn *c, const char *what);
 
 /* An event about this connection (its caller, host, port; ip or NULL). */
 void px_conn_event(struct px_conn *c, struct moat_denial_event *ev,

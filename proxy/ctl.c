@@ -633,6 +633,10 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	int r, rc = 111;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Whoever started us, tunnels are bounded by fds: take them all. */
+	if (moat_nofile_raise(pc.max_open_files, NULL, NULL, NULL,
+	    &cause) != 0)
+		log_warn("open files limit unchanged: %s", cause.msg);
 	c.fd = -1;
 	c.lfd = -1;
 	c.cfg = cfg;

@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "proxy/internal.h"
+#include "proxy/conn.h"
 
 #define GUIDANCE                                                            \
 	"This connection was blocked by the sandbox's network policy. "     \
@@ -148,19 +148,12 @@ out:
 	return out;
 }
 
-char *
-px_simple_response(int status, const char *error, const char *detail,
-    size_t *len)
+/* Dump o (taken over) as the JSON body of a response. */
+static char *
+json_response(int status, json_t *o, size_t *len)
 {
-	json_t *o;
 	char *body, *out;
 
-	/* OpenShell's plain-text answer for the https:// mistake. */
-	if (status == 400 && detail != NULL &&
-	    strcmp(detail, "Use CONNECT for HTTPS URLs") == 0)
-		return px_response(400, "text/plain", detail, strlen(detail), len);
-	o = json_pack("{s:s,s:s}", "error", error, "detail",
-	    detail != NULL ? detail : "");
 	if (o == NULL)
 		return NULL;
 	body = json_dumps(o, JSON_COMPACT);
@@ -170,4 +163,47 @@ px_simple_response(int status, const char *error, const char *detail,
 	out = px_response(status, "application/json", body, strlen(body), len);
 	free(body);
 	return out;
+}
+
+char *
+px_simple_response(int status, const char *error, const char *detail,
+    size_t *len)
+{
+	/* OpenShell's plain-text answer for the https:// mistake. */
+	if (status == 400 && detail != NULL &&
+	    strcmp(detail, "Use CONNECT for HTTPS URLs") == 0)
+		return px_response(400, "text/plain", detail, strlen(detail), len);
+	return json_response(status, json_pack("{s:s,s:s}", "error", error,
+	    "detail", detail != NULL ? detail : ""), len);
+}
+
+char *
+px_cap_response(const char *cap, int limit, const char *sandbox,
+    size_t *len)
+{
+	char detail[256];
+
+	snprintf(detail, sizeof(detail), "sandbox %s: the proxy is at its "
+	    "connection limit %s = %d; close connections or raise it",
+	    sandbox, cap, limit);
+	return json_response(503, json_pack("{s:s,s:s,s:s,s:i}", "error",
+	    "too_many_connections", "detail", detail, "cap", cap, "limit",
+	    limit), len);
+}
+
+void
+px_conn_respond_nofd(struct px_conn *c, const char *what)
+{
+	size_t len = 0;
+	unsigned ended;
+	char note[64], *r;
+
+	if (px_burst_start(&c->p->nofd_burst, &ended))
+		log_error("out of file descriptors (%s, sandbox %s): new "
+		    "connections get 503 until some close; raise "
+		    "max_open_files%s", what, c->sb->name,
+		    px_burst_note(ended, note, sizeof(note)));
+	r = px_simple_response(503, "proxy_out_of_fds", "the proxy is out of "
+	    "file descriptors; try again later", &len);
+	px_conn_respond(c, r, len);
 }

@@ -191,7 +191,7 @@ px_proc_find(pid_t init_pid, const struct sockaddr *src,
 		    src->sa_family == AF_INET6 ? "6" : "");
 	if ((f = fopen(path, "re")) == NULL) {
 		snprintf(why, whylen, "cannot read %s", path);
-		return MOAT_ERR_NOTFOUND;
+		return px_out_of_fds(errno) ? PX_NOFD : MOAT_ERR_NOTFOUND;
 	}
 	while (inode == 0 && fgets(line, sizeof(line), f) != NULL) {
 		char l[64], r[64];

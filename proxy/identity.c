@@ -75,6 +75,7 @@ struct ident_job {
 	size_t npidfds;
 	size_t max_parents; /* on the loop: at most this many, else too_deep */
 	bool too_deep;
+	bool nofd;        /* an open found no free fd: no verdict (PX_NOFD) */
 	/* Output. */
 	int rc;
 	char why[512];
@@ -84,6 +85,14 @@ struct ident_job {
 };
 
 /* ---- reading /proc ---- */
+
+/* After a failed open: was it for want of an fd? Then say so at the end. */
+static void
+note_fds(struct ident_job *j)
+{
+	if (px_out_of_fds(errno))
+		j->nofd = true;
+}
 
 static int
 pidfd_open(pid_t pid)
@@ -102,15 +111,18 @@ alive(int pidfd)
 
 /* State, parent and start time (clock ticks) from /proc/PID/stat. */
 static int
-proc_stat(pid_t pid, char *state, pid_t *ppid, unsigned long long *start)
+proc_stat(struct ident_job *j, pid_t pid, char *state, pid_t *ppid,
+    unsigned long long *start)
 {
 	char path[64], buf[1024], *rp;
 	ssize_t n;
 	int fd, pp = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		note_fds(j);
 		return -1;
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -127,7 +139,7 @@ proc_stat(pid_t pid, char *state, pid_t *ppid, unsigned long long *start)
 
 /* uid and innermost NSpid from /proc/PID/status. */
 static void
-status_of(pid_t pid, int *uid, int *nspid)
+status_of(struct ident_job *j, pid_t pid, int *uid, int *nspid)
 {
 	char path[64], buf[4096], *l;
 	ssize_t n;
@@ -136,8 +148,10 @@ status_of(pid_t pid, int *uid, int *nspid)
 	*uid = -1;
 	*nspid = (int)pid;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		note_fds(j);
 		return;
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -215,8 +229,12 @@ pin(struct ident_job *j, pid_t pid)
 {
 	int fd;
 
-	if (j->npidfds == MAX_PINS || (fd = pidfd_open(pid)) < 0)
+	if (j->npidfds == MAX_PINS)
 		return -1;
+	if ((fd = pidfd_open(pid)) < 0) {
+		note_fds(j);
+		return -1;
+	}
 	j->pidfds[j->npidfds++] = fd;
 	return fd;
 }
@@ -270,7 +288,7 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
 		    j->procs_path != NULL && !px_scan_has_pid(j->scan, cur)))
 			break;
 		if ((fd = pin(j, cur)) < 0 ||
-		    proc_stat(cur, &st, &next, &start) != 0)
+		    proc_stat(j, cur, &st, &next, &start) != 0)
 			break;
 		b = new_bin(id);
 		if (exe_read(cur, b, false) != 0 || !alive(fd)) {
@@ -304,7 +322,8 @@ describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
 
 	memset(id, 0, sizeof(*id));
 	id->pid = pid;
-	if ((fd = pin(j, pid)) < 0 || proc_stat(pid, &st, &ppid, &start) != 0 ||
+	if ((fd = pin(j, pid)) < 0 ||
+	    proc_stat(j, pid, &st, &ppid, &start) != 0 ||
 	    (rec != NULL && hz > 0 &&
 	    start != rec->start_ns / (1000000000ULL / (unsigned long long)hz))) {
 		snprintf(why, whylen, "the process that %s the socket has "
@@ -332,7 +351,7 @@ describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
 		id->uid = (int)rec->uid;
 		id->nspid = (int)rec->nspid;
 	} else {
-		status_of(pid, &id->uid, &id->nspid);
+		status_of(j, pid, &id->uid, &id->nspid);
 	}
 	ancestors(j, pid, ppid, id);
 	for (size_t i = 1; i < id->nbin; i++)
@@ -424,8 +443,10 @@ open_bins(struct ident_job *j, char *why, size_t whylen)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/exe", (int)b->pid);
 		/* Unreadable: its sha stays empty and the caller is denied. */
-		if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+			note_fds(j);
 			continue;
+		}
 		if (fstat(b->fd, &st) == -1 || !same_file(&st, &b->st) ||
 		    !alive(j->pidfds[i < j->npidfds ? i : 0])) {
 			snprintf(why, whylen, "%s changed while it was "
@@ -505,6 +526,7 @@ from_owners(struct ident_job *j)
 	    sizeof(j->why))) != 0)
 		return r;
 	if (!px_scan_holds(first, j->inode)) {
+		note_fds(j);
 		snprintf(j->why, sizeof(j->why), "the process holding the "
 		    "socket let go of it while it was identified");
 		return MOAT_ERR_DENIED;
@@ -539,6 +561,26 @@ from_owners(struct ident_job *j)
 	return MOAT_OK;
 }
 
+/*
+ * The end of a job: an open that found no free fd anywhere on the way
+ * voids the verdict (a chain cut short, a holder skipped, a binary left
+ * unhashed would decide about the wrong caller): PX_NOFD instead.
+ */
+static int
+ident_end(struct ident_job *j, int r)
+{
+	unpin_all(j);
+	if (j->nofd || r == PX_NOFD) {
+		snprintf(j->why, sizeof(j->why), "the proxy is out of file "
+		    "descriptors");
+		r = PX_NOFD;
+	}
+	if (r != 0)
+		px_identity_clear(&j->id);
+	j->rc = r;
+	return PX_WORK_DONE;
+}
+
 static int
 ident_run(struct px_work *w)
 {
@@ -550,10 +592,8 @@ ident_run(struct px_work *w)
 		j->need_find = false;
 		if ((r = px_proc_find(j->init_pid, (struct sockaddr *)&j->src,
 		    (struct sockaddr *)&j->dst, j->bypass ? ~0u : TCP_CONNECTED,
-		    &so, j->why, sizeof(j->why))) != 0) {
-			j->rc = r;
-			return PX_WORK_DONE;
-		}
+		    &so, j->why, sizeof(j->why))) != 0)
+			return ident_end(j, r);
 		j->inode = so.inode;
 	}
 	if (!j->attributed) {
@@ -561,8 +601,7 @@ ident_run(struct px_work *w)
 		    &j->scan)) != 0) {
 			snprintf(j->why, sizeof(j->why), "cannot list the "
 			    "sandbox's processes");
-			j->rc = r;
-			return PX_WORK_DONE;
+			return ident_end(j, r);
 		}
 		r = px_scan_step(j->scan, j->why, sizeof(j->why));
 		if (r == MOAT_ERR_AGAIN)
@@ -576,11 +615,7 @@ ident_run(struct px_work *w)
 		r = open_bins(j, j->why, sizeof(j->why));
 	if (r == 0)
 		r = run_checks(j, j->why, sizeof(j->why));
-	unpin_all(j);
-	if (r != 0)
-		px_identity_clear(&j->id);
-	j->rc = r;
-	return PX_WORK_DONE;
+	return ident_end(j, r);
 }
 
 static void
@@ -685,6 +720,7 @@ try_inline(struct ident_job *j, struct px_identity *now, char *why,
 	j->max_parents = 0;
 	if (j->too_deep) {
 		j->too_deep = false;
+		j->nofd = false;
 		j->rc = 0;
 		j->why[0] = '\0';
 		px_identity_clear(&j->id);

@@ -94,7 +94,19 @@ int px_diag_open(int netns_fd, struct moat_cause *cause);
 int px_diag_find(int fd, const struct sockaddr *src,
     const struct sockaddr *dst, unsigned states, struct px_sock *out,
     char *why, size_t whylen);
-/* The same from /proc/<init_pid>/net/tcp{,6} (init_pid 0: ours). */
+/*
+ * A step of identifying a caller had no file descriptor (EMFILE or
+ * ENFILE): no verdict about the caller. Positive, like PX_IDENT_NOW, so
+ * that it is never taken for a MOAT_ERR_* reason to deny.
+ */
+#define PX_NOFD 2
+/* Is errno a shortage of file descriptors (ours or the system's)? */
+bool px_out_of_fds(int e);
+
+/*
+ * The same from /proc/<init_pid>/net/tcp{,6} (init_pid 0: ours); PX_NOFD
+ * when it could not be opened for want of an fd.
+ */
 int px_proc_find(pid_t init_pid, const struct sockaddr *src,
     const struct sockaddr *dst, unsigned states, struct px_sock *out,
     char *why, size_t whylen);
@@ -103,12 +115,16 @@ int px_proc_find(pid_t init_pid, const struct sockaddr *src,
 
 #define PX_MAX_OWNERS 16
 struct px_scan;
-/* The processes to scan: procs_path (cgroup.procs), NULL: all of /proc. */
+/*
+ * The processes to scan: procs_path (cgroup.procs), NULL: all of /proc.
+ * MOAT_ERR_NOTFOUND when they cannot be listed, PX_NOFD for want of an fd.
+ */
 int px_scan_new(const char *procs_path, unsigned long inode,
     struct px_scan **out);
 /*
  * One slice: MOAT_ERR_AGAIN (call again), MOAT_OK (every process looked
- * at), MOAT_ERR_DENIED with why (too many holders, over the budget).
+ * at), MOAT_ERR_DENIED with why (too many holders, over the budget),
+ * PX_NOFD (no fd to open a process's fd table with).
  */
 int px_scan_step(struct px_scan *s, char *why, size_t whylen);
 size_t px_scan_owners(const struct px_scan *s, const pid_t **owners);
@@ -155,7 +171,8 @@ struct px_caller {
 struct px_sandbox;
 /*
  * rc 0: id describes the caller (take it with px_identity_move); else
- * why says why not (MOAT_ERR_NOTFOUND, MOAT_ERR_DENIED).
+ * why says why not (MOAT_ERR_NOTFOUND, MOAT_ERR_DENIED; PX_NOFD: the
+ * proxy ran out of file descriptors, no verdict about the caller).
  */
 typedef void px_identity_cb(void *arg, int rc, const char *why,
     struct px_identity *id);
@@ -169,7 +186,7 @@ typedef void px_identity_cb(void *arg, int rc, const char *why,
  * and cb runs on the loop unless cancelled (px_work_cancel(*out)). Or it
  * fails at once (cb never runs) with why: MOAT_ERR_NOTFOUND,
  * MOAT_ERR_DENIED, MOAT_ERR_AGAIN (the sandbox's queue is full),
- * MOAT_ERR_NOMEM.
+ * MOAT_ERR_NOMEM, PX_NOFD (out of fds; cb gets that rc too).
  */
 #define PX_IDENT_NOW 1
 int px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
@@ -231,6 +248,13 @@ char *px_deny_response(const struct px_deny *d, size_t *len);
 char *px_response(int status, const char *ctype, const char *body,
     size_t blen, size_t *len);
 char *px_simple_response(int status, const char *error, const char *detail,
+    size_t *len);
+/*
+ * 503 too_many_connections for a connection over a cap: the JSON names
+ * the cap's config field and its value ({"error", "detail", "cap",
+ * "limit"}). Caller frees; NULL when out of memory.
+ */
+char *px_cap_response(const char *cap, int limit, const char *sandbox,
     size_t *len);
 const char *px_status_text(int status);
 
@@ -396,6 +420,24 @@ struct px_trust {
 
 struct px_conn;
 
+/*
+ * Refusals of one kind (a cap reached, no fds) are logged once per
+ * burst, not once per connection: a burst ends after PX_BURST_GAP_MS
+ * without one.
+ */
+#define PX_BURST_GAP_MS 1000
+struct px_burst {
+	int64_t last_ms; /* the latest refusal; 0: none yet */
+	unsigned n;      /* refusals in the current burst */
+};
+/*
+ * Count one refusal. true when it starts a burst (log it then); *ended
+ * gets the number of refusals of the burst before (0: none).
+ */
+bool px_burst_start(struct px_burst *b, unsigned *ended);
+/* " (the burst before refused N)" in buf for a log line; "" if N <= 1. */
+const char *px_burst_note(unsigned ended, char *buf, size_t len);
+
 struct px_sandbox {
 	struct moat_proxy *p;
 	char name[64];
@@ -414,6 +456,7 @@ struct px_sandbox {
 	struct moat_policy *policy;
 	int version;
 	int nconns;
+	struct px_burst cap_burst; /* refusals at max_conns_per_sandbox */
 	struct px_trust *trust;
 	struct px_ring *ring; /* recent denials, for policy.local */
 	int nbypass;          /* bypass events waiting for identity */
@@ -431,6 +474,8 @@ struct moat_proxy {
 	struct px_sandbox *sandboxes;
 	struct px_conn *conns; /* doubly linked */
 	int nconns;
+	struct px_burst cap_burst;  /* refusals at max_conns */
+	struct px_burst nofd_burst; /* 503s for want of an fd */
 	bool accept_paused;
 	struct moat_timer *resume_timer;
 	struct px_hasher *hasher;

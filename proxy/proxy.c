@@ -122,12 +122,51 @@ resume_accept(struct moat_loop *l, void *arg)
 	set_accepting(p, true);
 }
 
+bool
+px_out_of_fds(int e)
+{
+	return e == EMFILE || e == ENFILE;
+}
+
+const char *
+px_burst_note(unsigned ended, char *buf, size_t len)
+{
+	if (ended <= 1)
+		return "";
+	snprintf(buf, len, " (the burst before refused %u)", ended);
+	return buf;
+}
+
+bool
+px_burst_start(struct px_burst *b, unsigned *ended)
+{
+	int64_t now = moat_now_ms();
+	bool start = b->last_ms == 0 || now - b->last_ms > PX_BURST_GAP_MS;
+
+	*ended = start ? b->n : 0;
+	if (start)
+		b->n = 0;
+	b->n++;
+	b->last_ms = now;
+	return start;
+}
+
+/*
+ * A connection over a cap: 503 with a JSON body naming the cap, and a
+ * log line when a burst of these starts.
+ */
 static void
-refuse(int fd, const char *why)
+refuse(struct px_sandbox *sb, int fd, const char *cap, int limit,
+    struct px_burst *b)
 {
 	size_t len = 0;
-	char *r = px_simple_response(503, "too_many_connections", why, &len);
+	unsigned ended;
+	char *r = px_cap_response(cap, limit, sb->name, &len), note[64];
 
+	if (px_burst_start(b, &ended))
+		log_warn("sandbox %s: %s = %d reached: new connections get "
+		    "503 until some close%s", sb->name, cap, limit,
+		    px_burst_note(ended, note, sizeof(note)));
 	/* Best effort: a fresh socket's send buffer takes a short reply. */
 	if (r != NULL)
 		(void)send(fd, r, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -162,11 +201,13 @@ on_accept(struct moat_loop *l, int lfd, unsigned ev, void *arg)
 			return;
 		}
 		if (p->nconns >= p->cfg.max_conns_total) {
-			refuse(fd, "the proxy is at its connection limit");
+			refuse(sb, fd, "proxy.max_conns",
+			    p->cfg.max_conns_total, &p->cap_burst);
 			continue;
 		}
 		if (sb->nconns >= p->cfg.max_conns_per_sandbox) {
-			refuse(fd, "the sandbox is at its connection limit");
+			refuse(sb, fd, "proxy.max_conns_per_sandbox",
+			    p->cfg.max_conns_per_sandbox, &sb->cap_burst);
 			continue;
 		}
 		px_addr_unmap(&peer);
@@ -194,9 +235,10 @@ moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 	if (p->cfg.proposal_timeout_ms <= 0)
 		p->cfg.proposal_timeout_ms = PX_LOCAL_WAIT_MS;
 	if (p->cfg.max_conns_total <= 0)
-		p->cfg.max_conns_total = 4096;
+		p->cfg.max_conns_total = MOAT_PROXY_DEFAULT_MAX_CONNS;
 	if (p->cfg.max_conns_per_sandbox <= 0)
-		p->cfg.max_conns_per_sandbox = 1024;
+		p->cfg.max_conns_per_sandbox =
+		    MOAT_PROXY_DEFAULT_MAX_CONNS_SANDBOX;
 	p->rl.burst = 10;
 	if ((r = px_guard_init(p, c->deny_cidr, cause)) != 0 ||
 	    (r = px_hasher_new(l, &p->hasher, cause)) != 0 ||

@@ -28,13 +28,28 @@
 struct moat_policy;
 struct moat_proxy;
 
+/* Connection caps when the config gives none (docs/proxy.md). */
+#define MOAT_PROXY_DEFAULT_MAX_CONNS 16384
+#define MOAT_PROXY_DEFAULT_MAX_CONNS_SANDBOX 4096
+
 struct moat_proxy_config {
 	uint16_t port;            /* default listen port, 3128 when 0 */
 	const char *hosts_file;   /* resolver override ("IP name..."), NULL */
 	int connect_timeout_ms;   /* upstream connect, 10000 when 0 */
 	int idle_timeout_ms;      /* tunnel without traffic, 300000 when 0 */
-	int max_conns_total;      /* 4096 when 0 */
-	int max_conns_per_sandbox; /* 1024 when 0 */
+	/*
+	 * Caps on open client connections, all sandboxes together and per
+	 * sandbox; a connection over a cap gets 503 too_many_connections
+	 * naming the cap. MOAT_PROXY_DEFAULT_MAX_CONNS(_SANDBOX) when 0.
+	 */
+	int max_conns_total;
+	int max_conns_per_sandbox;
+	/*
+	 * moat_proxy_process_main() raises its RLIMIT_NOFILE: the hard limit
+	 * to this (when it may: as root; bounded by fs.nr_open; 0: leave
+	 * it), the soft limit to the hard one.
+	 */
+	unsigned long max_open_files;
 	/* Called on the loop thread for every denial (and audit allow). */
 	void (*emit)(void *arg, const struct moat_denial_event *ev);
 	void *emit_arg;

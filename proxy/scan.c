@@ -193,8 +193,10 @@ px_scan_new(const char *procs_path, unsigned long inode, struct px_scan **out)
 	s->dfd = -1;
 	snprintf(s->want, sizeof(s->want), "socket:[%lu]", inode);
 	if ((s->pids = list_pids(procs_path, &s->npids)) == NULL) {
+		bool nofd = px_out_of_fds(errno);
+
 		free(s);
-		return MOAT_ERR_NOTFOUND;
+		return nofd ? PX_NOFD : MOAT_ERR_NOTFOUND;
 	}
 	*out = s;
 	return MOAT_OK;
@@ -250,6 +252,9 @@ px_scan_step(struct px_scan *s, char *why, size_t whylen)
 		}
 		if (s->dfd < 0 && (s->dfd = open_table(pid,
 		    s->tables[s->table])) < 0) {
+			/* Skipping it for want of an fd could hide the caller. */
+			if (px_out_of_fds(errno))
+				return PX_NOFD;
 			s->table++;
 			continue;
 		}

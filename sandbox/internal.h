@@ -249,6 +249,7 @@ struct moat_sandbox {
 	struct sandbox_attrib *attrib; /* NULL: the proxy scans /proc */
 	char attrib_why[MOAT_CAUSE_LEN]; /* why attrib is NULL */
 	int landlock_fd;	     /* -1: no Landlock */
+	unsigned long nofile_soft;   /* moat_sandbox_config's; 0: inherit */
 	struct sock_fprog seccomp;   /* compiled once at create */
 	bool ca;		     /* the view has the CA files */
 	char **env;		     /* fixed K=V (placeholders), or NULL */

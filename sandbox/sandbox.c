@@ -320,6 +320,7 @@ prepare(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	if (in->res.pids_max == 0)
 		in->res.pids_max = SANDBOX_DEFAULT_PIDS;
 	sb->proxy_port = c->proxy_port ? c->proxy_port : SANDBOX_DEFAULT_PORT;
+	sb->nofile_soft = c->nofile_soft;
 	sb->ca = c->ca_cert != NULL && c->ca_bundle != NULL;
 	if ((r = sandbox_copy_env(sb, c->env, cause)) != 0)
 		return r;

@@ -80,6 +80,12 @@ struct moat_sandbox_config {
 	 * (PR_SET_PDEATHSIG). During create it always dies with its creator.
 	 */
 	bool outlive_creator;
+	/*
+	 * Soft RLIMIT_NOFILE of spawned processes (at most the hard limit
+	 * they inherit, which they may raise it to); 0: inherit. A daemon
+	 * that raised its own gives back the limit it started with.
+	 */
+	unsigned long nofile_soft;
 };
 
 /* Where the CA files appear inside a sandbox that has one. */

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -108,6 +109,25 @@ step_cgroup(struct spawn_ctx *x)
 	return e;
 }
 
+/*
+ * The daemon's raised soft limit is not the session's: programs that
+ * close every fd up to it, or select() past FD_SETSIZE, expect the
+ * usual one. The hard limit stays, so `ulimit -n` can raise it.
+ */
+static int
+step_limits(struct spawn_ctx *x)
+{
+	struct rlimit rl;
+
+	if (x->sb->nofile_soft == 0)
+		return 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return errno;
+	if (x->sb->nofile_soft < rl.rlim_max)
+		rl.rlim_cur = x->sb->nofile_soft;
+	return setrlimit(RLIMIT_NOFILE, &rl) != 0 ? errno : 0;
+}
+
 static int
 step_env(struct spawn_ctx *x)
 {
@@ -191,6 +211,7 @@ static const struct spawn_step spawn_steps[] = {
 	/* before setns: the sandbox's /proc is read-only (oom_score_adj) */
 	{ "cgroup",	step_cgroup },
 	{ "setns",	step_setns },
+	{ "limits",	step_limits },
 	{ "env",	step_env },
 	{ "fds",	step_fds },
 	{ "landlock",	step_landlock },

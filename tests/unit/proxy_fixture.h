@@ -137,15 +137,16 @@ conn_count(void)
 
 /* ---- clients ---- */
 
+/* A client of ip:port, with 10 s timeouts; -1 when it cannot connect. */
 static int
-dial(int port)
+dial_at(const char *ip, int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	struct timeval tv = { 10, 0 };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_pton(AF_INET, ip, &sa.sin_addr);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
@@ -153,6 +154,12 @@ dial(int port)
 		return -1;
 	}
 	return fd;
+}
+
+static int
+dial(int port)
+{
+	return dial_at("127.0.0.1", port);
 }
 
 /* Read until EOF (or timeout); NUL-terminated, caller frees. */
@@ -605,6 +612,7 @@ fixture_start(void)
 	cfg.hosts_file = E.hosts;
 	cfg.connect_timeout_ms = 3000;
 	cfg.max_conns_per_sandbox = 20;
+	cfg.max_conns_total = 25;
 	cfg.idle_timeout_ms = 2000;
 	cfg.emit = on_event;
 	cfg.trusted = on_trusted;

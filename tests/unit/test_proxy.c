@@ -3,6 +3,8 @@
  * hot policy swaps, idle timeouts, connection caps, EMFILE, and the
  * moatd control channel (fixture in tests/unit/proxy_fixture.h).
  */
+#include <dirent.h>
+
 #include "tests/unit/nflog_util.h"
 #include "tests/unit/proxy_fixture.h"
 
@@ -308,10 +310,55 @@ test_idle(void)
 
 
 static void
+box2_add_fn(void *arg)
+{
+	struct moat_proxy_sandbox sb = { .name = "box2", .listen_addr =
+		"127.0.0.2", .netns_fd = -1 };
+
+	sb.port = (uint16_t)E.port;
+	*(int *)arg = moat_proxy_add_sandbox(E.p, &sb, NULL);
+}
+
+static void
+box2_count_fn(void *arg)
+{
+	*(int *)arg = moat_proxy_conn_count(E.p, "box2");
+}
+
+static void
+box2_remove_fn(void *arg)
+{
+	*(int *)arg = moat_proxy_remove_sandbox(E.p, "box2");
+}
+
+#define CONNECT_9000 "CONNECT upstream.test:9000 HTTP/1.1\r\n" \
+	"Host: upstream.test:9000\r\n\r\n"
+
+/* How many lines of file hold needle. */
+static int
+lines_with(const char *path, const char *needle)
+{
+	char line[1024];
+	int n = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+/*
+ * The fixture's caps: 20 per sandbox, 25 in all. Over a cap: 503 with
+ * a JSON body naming the cap, and one log line for a burst.
+ */
+static void
 test_cap(void)
 {
-	int fds[24], k = 0, n;
-	char *r;
+	int fds[32], k = 0, n = 0, got503 = 0, logfd, saved, rc = -1;
+	char *r, *first = NULL, logpath[300];
 
 	for (int i = 0; i < 50 && conn_count() > 0; i++)
 		usleep(20000);
@@ -319,17 +366,119 @@ test_cap(void)
 		fds[k] = dial(E.port);
 	for (int i = 0; i < 100 && conn_count() < 20; i++)
 		usleep(10000);
-	r = xfers("CONNECT upstream.test:9000 HTTP/1.1\r\n"
-	    "Host: upstream.test:9000\r\n\r\n");
-	ok(has(r, "503"), "over the per-sandbox cap (20) is 503");
+	/* stderr to a file for the burst: the refusals must log once. */
+	snprintf(logpath, sizeof(logpath), "%s/cap.log", E.dir);
+	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fflush(stderr);
+	saved = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	dup2(logfd, 2);
+	for (int i = 0; i < 5; i++) {
+		r = xfers(CONNECT_9000);
+		got503 += has(r, "HTTP/1.1 503");
+		if (first == NULL)
+			first = r;
+		else
+			free(r);
+	}
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(logfd);
+	is_int(got503, 5, "over the per-sandbox cap (20): five tries, five "
+	    "503s");
+	ok(has(first, "\"error\":\"too_many_connections\"") &&
+	    has(first, "\"cap\":\"proxy.max_conns_per_sandbox\"") &&
+	    has(first, "\"limit\":20") &&
+	    has(first, "Content-Type: application/json"), "the 503 is JSON "
+	    "naming the cap and its value");
+	if (!has(first, "\"cap\""))
+		diag("%s", first);
+	free(first);
+	is_int(lines_with(logpath, "proxy.max_conns_per_sandbox = 20 "
+	    "reached"), 1, "one log line for the burst, not one per "
+	    "connection");
+
+	/* A second sandbox fills the proxy's total (25) with 5 more. */
+	in_loop(box2_add_fn, &rc);
+	ok(rc == 0, "second sandbox on 127.0.0.2");
+	for (int i = 0; i < 5; i++)
+		fds[k++] = dial_at("127.0.0.2", E.port);
+	for (int i = 0; i < 100 && n < 5; i++) {
+		in_loop(box2_count_fn, &n);
+		usleep(10000);
+	}
+	r = NULL;
+	if ((fds[k] = dial_at("127.0.0.2", E.port)) >= 0) {
+		(void)!send(fds[k], CONNECT_9000, strlen(CONNECT_9000),
+		    MSG_NOSIGNAL);
+		r = read_all(fds[k], NULL);
+		k++;
+	}
+	ok(r != NULL && has(r, "HTTP/1.1 503") &&
+	    has(r, "\"cap\":\"proxy.max_conns\"") &&
+	    has(r, "\"limit\":25"), "over the total cap (25, with %d in the "
+	    "second sandbox): 503 naming proxy.max_conns", n);
 	free(r);
 	for (int i = 0; i < k; i++)
-		close(fds[i]);
-	for (int i = 0; i < 100 && (n = conn_count()) > 0; i++)
+		moat_close(fds[i]);
+	in_loop(box2_remove_fn, &rc);
+	for (int i = 0; i < 100 && conn_count() > 0; i++)
 		usleep(10000);
 	ok(conn_count() == 0, "closed connections are freed");
 }
 
+/* The fds below its limit (64) the EMFILE child holds now. */
+static int
+child_fds(void)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)E.emfile_child);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.' && atoi(e->d_name) < 64;
+	closedir(d);
+	return n;
+}
+
+/*
+ * The EMFILE child (64 fds) with exactly one free: the next client
+ * takes it, and identity has none left to read /proc. That is a 503
+ * saying so, never a policy denial.
+ */
+static void
+test_nofd(void)
+{
+	int fds[80], k = 0, have = 0, save = E.port;
+	char *r;
+
+	if (!ok(E.emfile_child > 0, "EMFILE child runs"))
+		return;
+	while (k < 80 && (have = child_fds()) >= 0 && have < 63) {
+		if ((fds[k] = dial(E.emfile_port)) < 0)
+			break;
+		k++;
+		for (int i = 0; i < 100 && child_fds() < have + 1; i++)
+			usleep(5000);
+	}
+	is_int(child_fds(), 63, "the proxy holds 63 of its 64 fds (%d idle "
+	    "clients)", k);
+	E.port = E.emfile_port;
+	r = xfers(CONNECT_9000);
+	E.port = save;
+	ok(has(r, "HTTP/1.1 503") && has(r, "\"error\":\"proxy_out_of_fds\"")
+	    && !has(r, "policy_denied"), "no fd for identity: 503 "
+	    "proxy_out_of_fds, not an identity denial");
+	if (!has(r, "proxy_out_of_fds"))
+		diag("%.300s", r);
+	free(r);
+	for (int i = 0; i < k; i++)
+		close(fds[i]);
+}
 
 static void
 test_emfile(void)
@@ -339,10 +488,8 @@ test_emfile(void)
 	int64_t t0;
 	bool got = false;
 
-	if (E.emfile_child <= 0) {
-		skip("EMFILE child did not start");
+	if (!ok(E.emfile_child > 0, "EMFILE child runs"))
 		return;
-	}
 	for (k = 0; k < 120; k++)
 		if ((fds[k] = dial(E.emfile_port)) < 0)
 			break;
@@ -437,6 +584,7 @@ main(void)
 	test_hot_swap();
 	test_idle();
 	test_cap();
+	test_nofd();
 	test_emfile();
 	test_ctl();
 	fixture_stop();
