@@ -3,17 +3,16 @@
  * real netns + veth + nft setup probed from inside, an "upstream" test
  * netns it must not reach, NFLOG delivery, two sandboxes side by side,
  * an adopted netns, failure cleanup and teardown. `ip` and `nft` only
- * inspect (and build the upstream host, and play an operator's `ip netns
- * add`); the library never runs them.
+ * inspect (and build the upstream host, whose `ip netns add` comes between
+ * moat's setup and teardown); the library never runs them.
  *
- * Every network test starts from a fresh machine's mount state (a
- * private mount namespace with a new /run, where /run/netns is a plain
- * directory), so the result never depends on what ran here before.
- * Addresses come from a /27 picked by pid, names carry the pid: runs in
- * parallel do not meet.
+ * The network tests run from a fresh machine's mount state (a private
+ * mount namespace with a new /run, where /run/netns is a plain
+ * directory), so the result never depends on what ran here before;
+ * test_netns.c takes every order of moat and `ip netns`. Addresses come
+ * from a /27 picked by pid, names carry the pid: runs in parallel do not
+ * meet.
  */
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -38,63 +37,8 @@
 
 #include "common/util.h"
 #include "sandbox/net.h"
+#include "tests/unit/net_fixture.h"
 #include "tests/unit/nflog_util.h"
-#include "tests/unit/tap.h"
-
-/*
- * This run's pool: the pid-th /27 of 10.64.0.0/10. Slots 0-6 are for
- * sandboxes, slot 7 for the upstream test host.
- */
-static char pool[32];
-static uint32_t pool_base; /* host order */
-#define POOL pool
-#define UPSTREAM_SLOT 7
-
-static void
-pool_init(void)
-{
-	struct in_addr a;
-	char dotted[INET_ADDRSTRLEN];
-
-	pool_base = (10u << 24 | 64u << 16) +
-	    ((uint32_t)getpid() % (1u << 17)) * 32;
-	a.s_addr = htonl(pool_base);
-	inet_ntop(AF_INET, &a, dotted, sizeof(dotted));
-	snprintf(pool, sizeof(pool), "%s/27", dotted);
-}
-
-static char out_buf[65536];
-
-/* Output of a shell command (inspection only); "" on failure. */
-static const char *
-run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *
-run(const char *fmt, ...)
-{
-	char cmd[512];
-	size_t n = 0, k;
-	va_list ap;
-	FILE *f;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	out_buf[0] = '\0';
-	if ((f = popen(cmd, "r")) == NULL)
-		return out_buf;
-	while (n < sizeof(out_buf) - 1 &&
-	    (k = fread(out_buf + n, 1, sizeof(out_buf) - 1 - n, f)) > 0)
-		n += k;
-	out_buf[n] = '\0';
-	pclose(f);
-	return out_buf;
-}
-
-static bool
-has(const char *hay, const char *needle)
-{
-	return strstr(hay, needle) != NULL;
-}
 
 /* ---- NFLOG parser, on hand-made messages ---- */
 
@@ -318,72 +262,6 @@ udp(const char *addr, uint16_t port)
 
 	snprintf(p.addr, sizeof(p.addr), "%s", addr);
 	return p;
-}
-
-/* A TCP port nobody uses right now on this host. */
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
-	uint16_t port = 0;
-	int fd;
-
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-/*
- * Is anything of netns moat-NAME left in /run/netns: the file, or a
- * mount of it in any layer (mountinfo lists even those hidden below a
- * later mount of the directory, which `ip netns list` cannot see)?
- */
-static bool
-netns_left(const char *name)
-{
-	char path[96], line[1024];
-	struct stat st;
-	bool left;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/run/netns/moat-%s", name);
-	left = lstat(path, &st) == 0;
-	strcat(path, " ");
-	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL)
-		return true;
-	while (!left && fgets(line, sizeof(line), f) != NULL)
-		left = has(line, path);
-	fclose(f);
-	return left;
-}
-
-/* Nothing named after `tag` left in netns, links, nft tables. */
-static bool
-wait_gone(const char *name, const char *host_if, int ms)
-{
-	int64_t end = moat_now_ms() + ms;
-	char ns[96], tbl[96];
-
-	snprintf(ns, sizeof(ns), "moat-%s ", name);
-	snprintf(tbl, sizeof(tbl), "inet moat-%s\n", name);
-	do {
-		bool left = has(run("ip netns list; echo"), ns) ||
-		    has(run("nft list tables; echo"), tbl) ||
-		    netns_left(name);
-		char lk[32];
-
-		snprintf(lk, sizeof(lk), ": %s@", host_if);
-		left = left || has(run("ip -o link 2>/dev/null"), lk);
-		if (!left)
-			return true;
-		usleep(20000);
-	} while (moat_now_ms() < end);
-	return false;
 }
 
 /* ---- the upstream test host: a netns + veth built with `ip` ---- */
@@ -964,180 +842,14 @@ test_fail_cleanup(void)
 
 /* ---- /run/netns in every mount state, and with `ip netns` around ---- */
 
-/* Is /run/netns a mount point (the root of a mount) here? */
-static bool
-netns_dir_mounted(void)
-{
-	struct statx stx;
-
-	if (statx(AT_FDCWD, "/run/netns", AT_SYMLINK_NOFOLLOW,
-	    STATX_BASIC_STATS, &stx) != 0 ||
-	    !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
-		return true;
-	return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
-}
-
-/*
- * A fresh machine's mount state for what follows: a new private mount
- * namespace whose /run is a new tmpfs holding /run/netns as a plain
- * directory, as before moat or `ip netns add` ever ran. Each call
- * starts afresh; the mounts vanish with this process.
- */
-static bool
-fresh_mount_state(const char *why)
-{
-	bool fresh = unshare(CLONE_NEWNS) == 0 &&
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
-	    mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV,
-	    "mode=0755,size=1m") == 0 && mkdir("/run/netns", 0755) == 0 &&
-	    !netns_dir_mounted();
-
-	return ok(fresh, "%s: fresh mount state, /run/netns a plain "
-	    "directory (%s)", why, fresh ? "yes" : strerror(errno));
-}
-
-/* An operator's `ip netns add` / `ip netns del` (the real iproute2). */
-static bool
-ip_netns(const char *verb, const char *ns)
-{
-	run("ip netns %s %s && echo ok", verb, ns);
-	return has(out_buf, "ok");
-}
-
-/* Set up a sandbox network named `name` in slot `index`; NULL on error. */
-static struct moat_net *
-setup_named(const char *name, uint32_t index, const char *what)
-{
-	struct moat_net_config c = { .netns_fd = -1, .pool = POOL };
-	struct moat_cause cause = { { 0 } };
-	struct moat_net *n = NULL;
-	int r;
-
-	c.name = name;
-	c.index = index;
-	c.proxy_port = free_port();
-	r = moat_net_setup(&c, &n, &cause);
-	ok(r == 0, "%s: setup %s: %s", what, name, moat_cause_str(&cause, r));
-	return r == 0 ? n : NULL;
-}
-
-/*
- * moat first, then `ip netns add`: on a plain /run/netns that is the
- * order in which moat's mount used to end up below ip's bind mount.
- * Teardown must leave nothing, and the same name must set up again.
- */
-static void
-test_order_moat_first(void)
-{
-	char name[32], other[32], hif[IFNAMSIZ] = "";
-	struct moat_cause cause = { { 0 } };
-	struct moat_net *n;
-
-	if (!fresh_mount_state("moat first"))
-		return;
-	snprintf(name, sizeof(name), "t%dm1", (int)getpid());
-	snprintf(other, sizeof(other), "moatop-%d", (int)getpid());
-	if ((n = setup_named(name, 0, "moat first")) == NULL)
-		return;
-	snprintf(hif, sizeof(hif), "%s", moat_net_host_ifname(n));
-	ok(netns_dir_mounted(), "moat first: /run/netns is now a mount, as "
-	    "`ip netns add` makes it");
-	ok(ip_netns("add", other), "moat first: ip netns add %s", other);
-	like_str(run("ip netns list"), name, "moat first: ip netns still "
-	    "lists moat-%s", name);
-	moat_net_free(n);
-	ok(!netns_left(name), "moat first: after free no file and no mount "
-	    "of moat-%s in any layer", name);
-	n = setup_named(name, 0, "moat first: again");
-	moat_net_free(n);
-	ok(ip_netns("del", other), "moat first: ip netns del %s", other);
-	is_int(moat_net_purge(name, &cause), 0, "moat first: purge: %s",
-	    cause.msg);
-	ok(wait_gone(name, hif, 0), "moat first: nothing left");
-}
-
-/* `ip netns add` first, moat, then ip's netns goes before moat's. */
-static void
-test_order_ip_first(void)
-{
-	char name[32], other[32], hif[IFNAMSIZ] = "";
-	struct moat_cause cause = { { 0 } };
-	struct moat_net *n;
-
-	if (!fresh_mount_state("ip first"))
-		return;
-	snprintf(name, sizeof(name), "t%di1", (int)getpid());
-	snprintf(other, sizeof(other), "moatop-%d", (int)getpid());
-	ok(ip_netns("add", other), "ip first: ip netns add %s", other);
-	if ((n = setup_named(name, 0, "ip first")) == NULL)
-		return;
-	snprintf(hif, sizeof(hif), "%s", moat_net_host_ifname(n));
-	ok(ip_netns("del", other), "ip first: ip netns del %s", other);
-	moat_net_free(n);
-	ok(!netns_left(name), "ip first: after free no file and no mount of "
-	    "moat-%s", name);
-	is_int(moat_net_purge(name, &cause), 0, "ip first: purge: %s",
-	    cause.msg);
-	ok(wait_gone(name, hif, 0), "ip first: nothing left");
-}
-
-/*
- * Something binds /run/netns over itself again after moat's setup (a
- * tool that does not check, or an older moat): our mount is now below
- * that layer, and a copy of it sits in the new one. Teardown still
- * removes both; a name a killed run left is purged through the layers
- * the path reaches.
- */
-static void
-test_order_overmount(void)
-{
-	char name[32], lost[32], hif[IFNAMSIZ] = "", lhif[IFNAMSIZ] = "";
-	struct moat_cause cause = { { 0 } };
-	struct moat_net *n, *l;
-
-	if (!fresh_mount_state("overmount"))
-		return;
-	snprintf(name, sizeof(name), "t%do1", (int)getpid());
-	snprintf(lost, sizeof(lost), "t%do2", (int)getpid());
-	if ((n = setup_named(name, 0, "overmount")) == NULL)
-		return;
-	snprintf(hif, sizeof(hif), "%s", moat_net_host_ifname(n));
-	if ((l = setup_named(lost, 1, "overmount")) != NULL)
-		snprintf(lhif, sizeof(lhif), "%s", moat_net_host_ifname(l));
-	/* A handle dropped without teardown: what a killed moatd leaves. */
-	moat_net_release(l);
-	ok(mount("/run/netns", "/run/netns", NULL, MS_BIND | MS_REC,
-	    NULL) == 0, "overmount: bind /run/netns on itself again");
-	moat_net_free(n);
-	ok(!netns_left(name), "overmount: after free no file and no mount of "
-	    "moat-%s in any layer", name);
-	is_int(moat_net_purge(name, &cause), 0, "overmount: purge of a "
-	    "freed name: %s", cause.msg);
-	is_int(moat_net_purge(lost, &cause), 0, "overmount: purge of a "
-	    "killed run's name: %s", cause.msg);
-	ok(wait_gone(name, hif, 0) && wait_gone(lost, lhif, 0),
-	    "overmount: nothing left of either");
-}
-
 int
 main(void)
 {
 	test_parse();
 	test_bad_input();
-	if (geteuid() != 0) {
-		skip("network setup needs root");
+	if (!net_tests_ready())
 		return done_testing();
-	}
-	if (!has(run("ip -V 2>&1; nft -v 2>&1"), "nftables")) {
-		skip("needs ip and nft to inspect the result");
-		return done_testing();
-	}
-	pool_init();
-	diag("pool %s", pool);
-	test_order_moat_first();
-	test_order_ip_first();
-	test_order_overmount();
-	if (!fresh_mount_state("the rest"))
+	if (!fresh_mount_state("network tests"))
 		return done_testing();
 	test_one();
 	test_two();
