@@ -3,9 +3,14 @@
  * mount namespace (docs/sandbox.md, "Filesystem view"):
  *
  *   /             a small read-only tmpfs holding the entries below
- *   /usr, /etc... the system's top-level entries of the host's / (every
+ *   /usr, /lib... the system's top-level entries of the host's / (every
  *                 entry of a rootfs), bound recursively, read-only,
  *                 nosuid, nodev; not /home, /root, /srv, /mnt, ...
+ *   /etc          a read-only tmpfs: moat's own passwd, group, hosts,
+ *                 hostname, and for every other entry of the host's /etc
+ *                 a symlink into /run/host/etc, so host updates are
+ *                 followed (setup_etc)
+ *   /run/host/etc the host's /etc (a rootfs's), bound read-only
  *   /var          tmp (private tmpfs), lib/dpkg and lib/apt (read-only)
  *   policy paths  read_only and read_write paths bound at their place
  *   /sandbox      the workspace, read-write (HOME)
@@ -16,7 +21,6 @@
  *                 no /proc/PID/mem, attr or oom_score_adj write (a write
  *                 into another process's memory would make its code ours)
  *   /sys          a fresh sysfs (the sandbox's netns), read-only
- *   /etc/passwd, /etc/group, /etc/hosts  generated files bound on top
  *   /run/moat     the sandbox CA and the bundle of roots plus it (read-
  *                 only binds of moatd's files); the bundle is also bound
  *                 on the system trust store when the view has one
@@ -46,10 +50,11 @@
 #define SCRATCH "/tmp"
 #define NEWROOT "/newroot"
 #define OLDROOT "/oldroot"
+#define HOST_ETC "/run/host/etc"
 
 /* Top-level entries the sandbox gets from us, not from the host. */
 static const char *const own_entries[] = {
-	"dev", "proc", "sys", "tmp", "run", "sandbox", "lost+found",
+	"dev", "proc", "sys", "tmp", "run", "sandbox", "etc", "lost+found",
 	"oldroot", "newroot",
 };
 
@@ -245,20 +250,135 @@ setup_dev(const char *tmpfs_opts, struct moat_cause *cause)
 	    MS_NOSUID | MS_NODEV, tmpfs_opts, cause);
 }
 
-/* Write a generated file into the scratch tmpfs and bind it on dst. */
+
+/* One entry of the source /etc in ours: see setup_etc. */
 static int
-overlay_file(const char *name, const char *content, const char *dst,
+etc_entry(DIR *d, const char *name, unsigned char type,
     struct moat_cause *cause)
 {
-	char src[64];
-	int r;
+	char from[300], to[300], link[4096];
+	struct stat st;
+	ssize_t n;
 
-	if (content == NULL || access(dst, F_OK) != 0)
+	if ((size_t)snprintf(from, sizeof(from), NEWROOT HOST_ETC "/%s",
+	    name) >= sizeof(from) || (size_t)snprintf(to, sizeof(to),
+	    NEWROOT "/etc/%s", name) >= sizeof(to))
 		return 0;
-	snprintf(src, sizeof(src), "/%s", name);
-	if ((r = write_new(src, content, 0644, cause)) != 0)
+	if (type == DT_UNKNOWN) {
+		if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			return 0;
+		type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ?
+		    DT_REG : S_ISLNK(st.st_mode) ? DT_LNK : DT_UNKNOWN;
+	}
+	switch (type) {
+	case DT_DIR:
+	case DT_REG:
+		/* Absolute: the link is read in the sandbox's root. */
+		if (symlink(from + strlen(NEWROOT), to) != 0)
+			return fail(cause, "symlink", to);
+		return 0;
+	case DT_LNK:
+		/* As it is: relative ones (os-release, mtab) resolve alike. */
+		if ((n = readlinkat(dirfd(d), name, link, sizeof(link) - 1)) < 0)
+			return 0;
+		link[n] = '\0';
+		if (symlink(link, to) != 0)
+			return fail(cause, "symlink", to);
+		return 0;
+	default:
+		return 0; /* sockets, fifos: nothing a sandbox needs */
+	}
+}
+
+/*
+ * /etc: a tmpfs with moat's own files (passwd, group, hosts, hostname)
+ * and, for every other entry of the source /etc (bound whole, read-only,
+ * at /run/host/etc), a symlink into /run/host/etc (files, directories)
+ * or a copy (symlinks). Never a bind over one host file: the host
+ * replaces those by rename (useradd, passwd, ldconfig, package
+ * installs), which drops a bind on them in every namespace or leaves one
+ * on the old inode; a symlink reaches the new file. Not a bind per
+ * directory either: the proxy reads the caller's mountinfo for every
+ * connection (proxy/maps.c), and 80 more mounts would make that cost
+ * half as much again. An entry the host adds later is in /run/host/etc
+ * only, until the sandbox restarts. The tmpfs is made read-only once the
+ * policy's paths are bound (etc_seal).
+ */
+static int
+setup_etc(const char *src, const struct sandbox_fs *f,
+    struct moat_cause *cause)
+{
+	char path[300], hosts[512], hostname[128];
+	const char *const own[][2] = {
+		{ "passwd", f->passwd }, { "group", f->group },
+		{ "hosts", hosts }, { "hostname", hostname },
+	};
+	struct dirent *e;
+	struct stat st;
+	DIR *d = NULL;
+	int r = 0;
+
+	snprintf(hosts, sizeof(hosts), "127.0.0.1\tlocalhost\n"
+	    "127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+	    f->hostname);
+	snprintf(hostname, sizeof(hostname), "%s\n", f->hostname);
+	/* Exactly 0755: moatd's umask is 077, and users must pass. */
+	if ((r = make_mountpoint(NEWROOT "/run/host", true, cause)) != 0 ||
+	    (chmod(NEWROOT "/run/host", 0755) != 0 &&
+	    (r = fail(cause, "chmod", "/run/host")) != 0) ||
+	    (r = make_mountpoint(NEWROOT HOST_ETC, true, cause)) != 0 ||
+	    (r = make_mountpoint(NEWROOT "/etc", true, cause)) != 0 ||
+	    (r = do_mount("tmpfs", NEWROOT "/etc", "tmpfs", MS_NOSUID |
+	    MS_NODEV | MS_NOEXEC, "mode=0755,size=16m", cause)) != 0)
 		return r;
-	return do_mount(src, dst, NULL, MS_BIND, NULL, cause);
+	if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+		if ((r = bind_ro(src, NEWROOT HOST_ETC, cause)) != 0)
+			return r;
+		if ((d = opendir(NEWROOT HOST_ETC)) == NULL)
+			return fail(cause, "open", src);
+	}
+	while (r == 0 && d != NULL && (e = readdir(d)) != NULL) {
+		bool mine = false;
+
+		if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
+		    (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+			continue;
+		for (size_t i = 0; i < MOAT_NELEM(own); i++)
+			mine |= own[i][1] != NULL &&
+			    strcmp(e->d_name, own[i][0]) == 0;
+		if (!mine)
+			r = etc_entry(d, e->d_name, e->d_type, cause);
+	}
+	if (d != NULL)
+		closedir(d);
+	for (size_t i = 0; r == 0 && i < MOAT_NELEM(own); i++) {
+		if (own[i][1] == NULL)
+			continue;
+		snprintf(path, sizeof(path), NEWROOT "/etc/%s", own[i][0]);
+		r = write_new(path, own[i][1], 0644, cause);
+	}
+	return r;
+}
+
+/*
+ * Where a host path is in the view while it is built: below /etc, at its
+ * place under /run/host/etc, which our /etc links to (an absolute link
+ * is not followed from the scratch root we build in).
+ */
+static void
+etc_view(const char *path, char *out, size_t len)
+{
+	bool etc = strncmp(path, "/etc/", 5) == 0;
+
+	snprintf(out, len, "%s%s", etc ? HOST_ETC : "", path + (etc ? 4 : 0));
+}
+
+/* After the policy's binds: nothing in /etc may change from inside. */
+static int
+etc_seal(struct moat_cause *cause)
+{
+	return do_mount(NULL, NEWROOT "/etc", NULL, MS_REMOUNT | MS_BIND |
+	    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause);
 }
 
 /* Places the sandbox has its own copy of: never bound from the host. */
@@ -313,18 +433,19 @@ bind_policy_path(const char *spec, struct moat_cause *cause)
 		    (spec[0] == 'r' ? MOUNT_ATTR_RDONLY : 0),
 	};
 	const char *path = spec + 1;
-	char from[4200], to[4200];
+	char from[4200], to[4200], view[4096];
 	struct stat st;
 	bool dir;
 	int e, fd;
 
+	etc_view(path, view, sizeof(view));
 	snprintf(from, sizeof(from), OLDROOT "%s", path);
-	snprintf(to, sizeof(to), NEWROOT "%s", path);
+	snprintf(to, sizeof(to), NEWROOT "%s", view);
 	if (stat(from, &st) != 0 || (!S_ISDIR(st.st_mode) &&
 	    !S_ISREG(st.st_mode)))
 		return 0;
 	dir = S_ISDIR(st.st_mode);
-	if ((e = make_parents(path)) == 0 && lstat(to, &st) != 0) {
+	if ((e = make_parents(view)) == 0 && lstat(to, &st) != 0) {
 		if (dir)
 			e = mkdir(to, 0755) == 0 ? 0 : errno;
 		else if ((fd = open(to, O_WRONLY | O_CREAT | O_CLOEXEC,
@@ -407,6 +528,7 @@ bind_file_ro(const char *host, const char *dst, struct moat_cause *cause)
 static int
 setup_ca(const struct sandbox_fs *f, struct moat_cause *cause)
 {
+	char roots[256], dst[300];
 	int r;
 
 	if (f->ca_cert == NULL || f->ca_bundle == NULL)
@@ -420,17 +542,22 @@ setup_ca(const struct sandbox_fs *f, struct moat_cause *cause)
 	    (r = bind_file_ro(f->ca_bundle, NEWROOT MOAT_SANDBOX_CA_BUNDLE,
 	    cause)) != 0)
 		return r;
-	if (access(NEWROOT MOAT_SANDBOX_SYSTEM_ROOTS, F_OK) != 0)
+	/*
+	 * Where /etc links to (setup_etc). The one host file bound over: a
+	 * host update that replaces it drops the bind (docs/sandbox.md).
+	 */
+	etc_view(MOAT_SANDBOX_SYSTEM_ROOTS, roots, sizeof(roots));
+	snprintf(dst, sizeof(dst), NEWROOT "%s", roots);
+	if (access(dst, F_OK) != 0)
 		return 0;
-	return bind_file_ro(f->ca_bundle, NEWROOT MOAT_SANDBOX_SYSTEM_ROOTS,
-	    cause);
+	return bind_file_ro(f->ca_bundle, dst, cause);
 }
 
 static int
 build(const struct sandbox_fs *f, struct moat_cause *cause)
 {
 	bool host = strcmp(f->root, "/") == 0;
-	char src[4200], hosts[512], tmpfs_opts[64];
+	char src[4200], tmpfs_opts[64];
 	int r;
 
 	/*
@@ -455,9 +582,6 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 			return r;
 	}
 	snprintf(src, sizeof(src), OLDROOT "%s", f->workspace);
-	snprintf(hosts, sizeof(hosts), "127.0.0.1\tlocalhost\n"
-	    "127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-	    f->hostname);
 	if ((r = do_mount(src, NEWROOT SANDBOX_HOME, NULL, MS_BIND | MS_REC,
 	    NULL, cause)) != 0 ||
 	    (r = do_mount(NULL, NEWROOT SANDBOX_HOME, NULL, MS_BIND |
@@ -467,23 +591,20 @@ build(const struct sandbox_fs *f, struct moat_cause *cause)
 	    (r = setup_var(host, tmpfs_opts, cause)) != 0 ||
 	    (r = do_mount("tmpfs", NEWROOT "/run", "tmpfs",
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", cause)) != 0 ||
-	    (r = setup_ca(f, cause)) != 0 ||
 	    (r = setup_dev(tmpfs_opts, cause)) != 0 ||
 	    (r = do_mount("proc", NEWROOT "/proc", "proc", MS_RDONLY |
 	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0 ||
 	    (r = do_mount("sysfs", NEWROOT "/sys", "sysfs", MS_RDONLY |
-	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0 ||
-	    (r = overlay_file("passwd", f->passwd, NEWROOT "/etc/passwd",
-	    cause)) != 0 ||
-	    (r = overlay_file("group", f->group, NEWROOT "/etc/group",
-	    cause)) != 0 ||
-	    (r = overlay_file("hosts", hosts, NEWROOT "/etc/hosts",
-	    cause)) != 0)
+	    MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, cause)) != 0)
+		return r;
+	snprintf(src, sizeof(src), OLDROOT "%s/etc", host ? "" : f->root);
+	if ((r = setup_etc(src, f, cause)) != 0 ||
+	    (r = setup_ca(f, cause)) != 0)
 		return r;
 	for (size_t i = 0; f->binds != NULL && f->binds[i] != NULL; i++)
 		if ((r = bind_policy_path(f->binds[i], cause)) != 0)
 			return r;
-	return 0;
+	return etc_seal(cause);
 }
 
 static int
