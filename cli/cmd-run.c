@@ -230,28 +230,44 @@ purge_stale_runs(void)
 	globfree(&g);
 }
 
-/*
- * A sandbox of this name left behind by a killed run (no process in its
- * cgroup any more)? Then it is ours to clear; a live one is not.
- */
+/* Does the v2 cgroup of sandbox name hold a process now? */
 static bool
-purge_if_stale(const char *name)
+cgroup_busy(const char *name)
 {
 	static const char *const dirs[] = {
 		"/sys/fs/cgroup/unified/moat", "/sys/fs/cgroup/moat",
 	};
-	struct moat_cause cause = { { 0 } };
 	char path[512], *procs = NULL;
+	bool busy = false;
 
-	for (size_t i = 0; i < MOAT_NELEM(dirs); i++) {
+	for (size_t i = 0; i < MOAT_NELEM(dirs) && !busy; i++) {
 		snprintf(path, sizeof(path), "%s/%s/cgroup.procs", dirs[i],
 		    name);
 		if (moat_read_file(path, 1 << 20, &procs, NULL, NULL) != 0)
 			continue;
-		bool live = procs[0] != '\0';
+		busy = procs[0] != '\0';
 		free(procs);
-		if (live)
+	}
+	return busy;
+}
+
+/*
+ * A sandbox of this name left behind by a killed run (no process in its
+ * cgroup any more)? Then it is ours to clear; a live one is not. The
+ * processes of a run killed just now are still exiting (the kernel
+ * kills a pid namespace's processes when its init dies, and tearing down
+ * their mounts takes a while): give them a second, bounded.
+ */
+static bool
+purge_if_stale(const char *name)
+{
+	struct moat_cause cause = { { 0 } };
+	int64_t deadline = moat_now_ms() + 1000;
+
+	while (cgroup_busy(name)) {
+		if (moat_now_ms() >= deadline)
 			return false;
+		usleep(10000);
 	}
 	if (moat_sandbox_purge(name, &cause) != 0) {
 		log_warn("stale sandbox %s: %s", name, cause.msg);
