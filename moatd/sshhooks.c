@@ -4,7 +4,9 @@
  * process (sshd's zygote forks it) plus a monitor forked from moatd. The
  * hooks run in that monitor: key checks against the sandbox's keys,
  * spawn into the sandbox, connect inside its netns, session records
- * (sent to moatd as datagrams, since only moatd writes the store).
+ * (sent to moatd as datagrams to STATE/sessions.sock, since only moatd
+ * writes the store; by path, so monitors that outlive moatd reach the
+ * next one).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -49,6 +51,11 @@ struct moatd_sessmap {
 	struct moatd_sessmap *next;
 };
 
+/* Records a monitor could not hand over while no moatd listened. */
+#define SESS_HELD_MAX 64
+/* How long a monitor retries a session's end while no moatd listens. */
+#define SESS_END_RETRY_MS 10000
+
 /* Per-process SSH settings; filled once before the first fork. */
 static struct {
 	struct moat_sshd_config cfg;
@@ -58,6 +65,9 @@ static struct {
 	char *privsep_dir;
 	struct moat_sshd_server *srv;
 	int64_t next_key;
+	struct sockaddr_un sess_addr; /* STATE/sessions.sock */
+	char *held[SESS_HELD_MAX];    /* in a monitor: not yet delivered */
+	size_t nheld;
 } sshw;
 
 /* ---- hooks: these run in the connection's monitor ---- */
@@ -180,17 +190,58 @@ hook_monitor_fds(void *arg, int *fds, size_t max)
 	return n;
 }
 
-static void
-send_sess(struct moatd *d, json_t *o)
+/* One datagram to whichever moatd listens on the records' socket. */
+static bool
+sess_put(struct moatd *d, const char *s)
 {
+	return d->sess_wfd >= 0 && sendto(d->sess_wfd, s, strlen(s),
+	    MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sshw.sess_addr,
+	    sizeof(sshw.sess_addr)) != -1;
+}
+
+/* Hand over what was held, in order; true when nothing is left. */
+static bool
+sess_flush(struct moatd *d)
+{
+	size_t i;
+
+	for (i = 0; i < sshw.nheld && sess_put(d, sshw.held[i]); i++)
+		free(sshw.held[i]);
+	memmove(sshw.held, sshw.held + i, (sshw.nheld - i) *
+	    sizeof(*sshw.held));
+	sshw.nheld -= i;
+	return sshw.nheld == 0;
+}
+
+/*
+ * Runs in a monitor, which outlives moatd (live restore): the records
+ * go to the socket's path, so the next moatd gets them. While none
+ * listens they are held; a session's end is retried for a while, since
+ * the monitor may exit right after it.
+ */
+static void
+send_sess(struct moatd *d, json_t *o, bool end)
+{
+	int64_t deadline = moat_now_ms() + SESS_END_RETRY_MS;
 	char *s = json_dumps(o, JSON_COMPACT);
 
-	/* A datagram per record: moatd reads whole messages. */
-	if (s != NULL && d->sess_wfd >= 0 &&
-	    send(d->sess_wfd, s, strlen(s), MSG_NOSIGNAL) == -1)
-		log_warn_errno("session record to moatd");
-	free(s);
 	json_decref(o);
+	if (s == NULL)
+		return;
+	if (sshw.nheld < SESS_HELD_MAX)
+		sshw.held[sshw.nheld++] = s;
+	else {
+		log_warn("session record to moatd dropped: %zu held already",
+		    sshw.nheld);
+		free(s);
+	}
+	/* Without live restore no moatd comes back to take it. */
+	end = end && d->cfg->live_restore;
+	while (!sess_flush(d) && end && moat_now_ms() < deadline)
+		usleep(100 * 1000);
+	if (sshw.nheld > 0 && end)
+		log_warn_errno("session records to moatd: %zu not delivered",
+		    sshw.nheld);
 }
 
 static void
@@ -201,14 +252,14 @@ hook_session_start(void *arg, const char *sandbox, const char *who,
 	*id = (int64_t)getpid() * 100000 + ++sshw.next_key;
 	send_sess(arg, json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "t",
 	    "start", "key", (json_int_t)*id, "sandbox", sandbox, "who", who,
-	    "from", from, "kind", kind));
+	    "from", from, "kind", kind), false);
 }
 
 static void
 hook_session_end(void *arg, int64_t id, int status, const char *sig)
 {
 	send_sess(arg, json_pack("{s:s, s:I, s:i, s:s}", "t", "end", "key",
-	    (json_int_t)id, "status", status, "signal", sig ? sig : ""));
+	    (json_int_t)id, "status", status, "signal", sig ? sig : ""), true);
 }
 
 /* ---- moatd's side ---- */
@@ -583,10 +634,46 @@ privsep_uid_free(struct moatd *d, struct moat_cause *cause)
 	return MOAT_OK;
 }
 
+/*
+ * Session records: monitors send datagrams to STATE/sessions.sock (0600
+ * in the 0700 state dir), from a socket they inherit; moatd reads them
+ * with the sender's pid from the kernel (SO_PASSCRED). A path, not a
+ * socketpair, so that monitors that outlive moatd (live restore) reach
+ * the next one.
+ */
+static int
+sess_socket(struct moatd *d, struct moat_cause *cause)
+{
+	struct sockaddr_un *sun = &sshw.sess_addr;
+	int one = 1;
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if ((size_t)snprintf(sun->sun_path, sizeof(sun->sun_path),
+	    "%s/sessions.sock", d->cfg->state_dir) >= sizeof(sun->sun_path)) {
+		moat_cause_set(cause, "state_dir %s: too long for a unix "
+		    "socket path", d->cfg->state_dir);
+		return MOAT_ERR_INVALID;
+	}
+	unlink(sun->sun_path);
+	d->sess_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0);
+	d->sess_wfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (d->sess_fd == -1 || d->sess_wfd == -1 ||
+	    setsockopt(d->sess_fd, SOL_SOCKET, SO_PASSCRED, &one,
+	    sizeof(one)) == -1 || bind(d->sess_fd, (struct sockaddr *)sun,
+	    sizeof(*sun)) == -1 || chmod(sun->sun_path, 0600) == -1) {
+		moat_cause_errno(cause, "session record socket %s",
+		    sun->sun_path);
+		return MOAT_ERR_SYSTEM;
+	}
+	return MOAT_OK;
+}
+
 int
 moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 {
-	int sv[2], r, one = 1;
+	int r;
 
 	if ((r = privsep_uid_free(d, cause)) != 0)
 		return r;
@@ -618,17 +705,8 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 	if ((r = privsep_dir(d, cause)) != 0)
 		return r;
 	sshw.cfg.privsep_dir = sshw.privsep_dir;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		moat_cause_errno(cause, "socketpair for session records");
-		return MOAT_ERR_SYSTEM;
-	}
-	d->sess_fd = sv[0];
-	d->sess_wfd = sv[1];
-	if (setsockopt(d->sess_fd, SOL_SOCKET, SO_PASSCRED, &one,
-	    sizeof(one)) == -1) {
-		moat_cause_errno(cause, "SO_PASSCRED on the session socket");
-		return MOAT_ERR_SYSTEM;
-	}
+	if ((r = sess_socket(d, cause)) != 0)
+		return r;
 	/* Rows left running by a moatd that did not stop cleanly. */
 	if (!d->cfg->live_restore)
 		sess_close_all(d, "moatd restarted");
@@ -709,9 +787,13 @@ moatd_ssh_stop(struct moatd *d)
 	if (d->sess_fd >= 0) {
 		moat_loop_del_fd(d->loop, d->sess_fd);
 		moat_close(d->sess_fd);
-		moat_close(d->sess_wfd);
-		d->sess_fd = d->sess_wfd = -1;
+		d->sess_fd = -1;
+		/* With live restore monitors send on; the next moatd binds. */
+		if (!d->detaching)
+			unlink(sshw.sess_addr.sun_path);
 	}
+	moat_close(d->sess_wfd);
+	d->sess_wfd = -1;
 	while (d->sessions != NULL) {
 		struct moatd_sessmap *m = d->sessions;
 		d->sessions = m->next;

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Live restore: with "live_restore": true, SIGTERM and SIGKILL of moatd
 # leave the sandboxes and the proxy running and the next moatd adopts
-# them (same init, same processes, new logins at once; a tunnel opened
-# before flows on; a denial while moatd was down is recorded after it);
+# them (same init, same processes, new logins at once; an SSH session
+# running `sleep 3; curl; echo` completes and its end is recorded; a
+# tunnel opened before flows on; a denial while moatd was down is
+# recorded after it);
 # a sandbox whose init died while
 # moatd was down, or that left the config, is purged and nothing of it
 # stays; `moat sandboxes stop`, `moat shutdown` and a SIGTERM without
@@ -112,7 +114,40 @@ on_cleanup "touch $WS/agent.stop"
 $SSH $A 'echo kept > /sandbox/mark'
 t "the agent's tunnel flows" wait_oks 3
 
+# session_start N: an SSH session that spans a restart, in the background
+session_start() {
+	$SSH $A 'sleep 3; curl -s -m 5 http://upstream.test/; echo done' \
+		> "$OBJ/sess$1.out" 2>&1 &
+	SESS_PID=$!
+	# its session row is there (the monitor spawned it) before the kill
+	for _ in $(seq 50); do
+		SESS_ROW=$($MOAT sessions --sandbox $A --json 2>/dev/null |
+			/usr/bin/python3 -c 'import json,sys; print(" ".join(str(s["id"]) for s in map(json.loads, sys.stdin) if not s.get("end_ms")))')
+		[ -n "$SESS_ROW" ] && [ "${SESS_ROW#* }" = "$SESS_ROW" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# session_check N WHAT: it completed right, and its row says exit 0
+session_check() {
+	local rc=0 row
+	for _ in $(seq 150); do kill -0 "$SESS_PID" 2>/dev/null || break; sleep 0.1; done
+	wait "$SESS_PID" || rc=$?
+	is "$2: the session completed (exit 0)" "$rc" 0
+	is "$2: its output is whole" "$(tr '\n' ' ' < "$OBJ/sess$1.out")" "upstream-ok done "
+	for _ in $(seq 50); do
+		row=$($MOAT sessions --sandbox $A --json | /usr/bin/python3 -c '
+import json, sys
+r = [s for s in map(json.loads, sys.stdin) if str(s["id"]) == sys.argv[1]][0]
+print(r.get("end_ms", 0) > 0, r.get("exit_status"), r.get("end_reason", ""))' "$SESS_ROW")
+		[ "${row%% *}" = True ] && break
+		sleep 0.1
+	done
+	is "$2: its end reached the new moatd (exit 0, not lost)" "$row" "True 0 "
+}
+
 # 1. SIGTERM with live restore: everything stays, the proxy too.
+t "a session that spans the restart starts" session_start 1
 kill -TERM "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
 t "SIGTERM: init of $A still runs" alive "$pa"
 t "SIGTERM: the proxy still runs" alive "$pp"
@@ -131,6 +166,7 @@ t "the next moatd adopted $A" grep -q "sandbox $A adopted: .*init pid $pa," "$OB
 t "and $B" grep -q "sandbox $B adopted: .*init pid $pb," "$OBJ/moatd.log"
 t "and the proxy, with the denial it held" grep -q "proxy adopted (pid $pp): 2 sandboxes kept with their tunnels; [1-9][0-9]* lines held" "$OBJ/moatd.log"
 is "a login right after works" "$($SSH $A echo again)" again
+session_check 1 "across SIGTERM"
 got=""
 for _ in $(seq 50); do got=$($MOAT denials --sandbox $A 2>/dev/null | grep -c 'upstream.test.*81'); [ "$got" -ge 1 ] && break; sleep 0.1; done
 is "the denial from the restart window is recorded" "$got" 1
@@ -145,6 +181,7 @@ is "a denial is still a denial (nft rebuilt, proxy serves it)" \
 # 2. SIGKILL; a policy approved just before it is active after it.
 t "policy set" $MOAT policy set $B "$OBJ/allow.json"
 is "it allows at once" "$($SSH $B 'curl -s -m 5 http://upstream.test/')" upstream-ok
+t "a session that spans the crash starts" session_start 2
 kill -KILL "$MOATD_PID"; wait_gone "$MOATD_PID"; MOATD_PID=""
 t "SIGKILL: init of $A still runs" alive "$pa"
 t "SIGKILL: the proxy still runs" alive "$pp"
@@ -153,6 +190,7 @@ t "moatd killed: the tunnel flows on" wait_oks "$n"
 restart 2 || { t_fail "moatd restarts after SIGKILL"; done_testing; exit 1; }
 t "adopted after SIGKILL" grep -q "sandbox $A adopted: .*init pid $pa," "$OBJ/moatd.log"
 t "the proxy too" grep -q "proxy adopted (pid $pp)" "$OBJ/moatd.log"
+session_check 2 "across SIGKILL"
 is "the approved policy is enforced after the crash" \
 	"$($SSH $B 'curl -s -m 5 http://upstream.test/')" upstream-ok
 n=$(oks)
