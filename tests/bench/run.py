@@ -328,7 +328,9 @@ SECTIONS = [("policy", bench_policy), ("sandbox", bench_sandbox), ("proxy", benc
             ("identity", bench_identity),
             ("tls", lambda: __import__("bench_tls").run(B, TMP, row, start, sh, tree, pss_kb,
                                                          free_port, wait_port, log)),
-            ("store", bench_store), ("events", bench_events)]
+            ("store", bench_store), ("events", bench_events),
+            ("restore", lambda: __import__("bench_restore").run(B, TMP, row, sh, free_port,
+                                                                 log))]
 
 
 def main():
