@@ -65,6 +65,27 @@ sup_row(const struct moat_store_suppressed *r, void *arg)
 	return 0;
 }
 
+/*
+ * An agent's intent_summary may be up to 64 KiB: the text view shows its
+ * start, so that a few proposals cannot drown the listing.
+ */
+#define REASON_SHOWN 512
+
+static void
+print_reason(const char *reason)
+{
+	char shown[REASON_SHOWN + 1];
+	size_t n = strlen(reason);
+
+	if (n == 0)
+		return;
+	if (moat_escape_buf(reason, n, shown, sizeof(shown)))
+		printf("    reason: %s\n", shown);
+	else
+		printf("    reason: %s... (cut: %zu bytes in all, see moat "
+		    "proposals --json)\n", shown, n);
+}
+
 /* One proposal as text; every string from the store is escaped. */
 static void
 print_text(const struct moat_store_proposal *p)
@@ -86,8 +107,7 @@ print_text(const struct moat_store_proposal *p)
 	if (*jtext(o, "binary") != '\0')
 		printf("    %s -> %s:%d\n", jtext(o, "binary"),
 		    jtext(o, "host"), p->port);
-	if (*jtext(o, "reason") != '\0')
-		printf("    reason: %s\n", jtext(o, "reason"));
+	print_reason(p->reason != NULL ? p->reason : "");
 	printf("    rule: %s\n", rule != NULL ? rule : "");
 	printf("    hash: %s\n", jtext(o, "rule_hash"));
 	json_array_foreach(json_object_get(o, "notes"), i, n)

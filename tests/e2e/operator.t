@@ -138,6 +138,20 @@ t "--json is valid JSON holding the same escaped text" /usr/bin/python3 -c '
 import json, sys
 ps = [p for p in json.load(open(sys.argv[1])) if "echo9" in p["rule_json"]]
 sys.exit(0 if len(ps) == 1 and "\\x1b[8mhidden\\x1b[0m \\x1b]0;pwned\\x07" in ps[0]["reason"] else 1)' "$OBJ/props.json"
+# An agent cannot drown the listing: a long intent_summary is cut in the
+# text view (saying so), whole in --json.
+long=$(printf 'A%.0s' $(seq 3000))
+prop='{"intent_summary":"'"$long"'TAILMARK","operations":[{"addRule":{"ruleName":"echo10","rule":{"name":"echo10","endpoints":[{"host":"upstream.test","port":10}],"binaries":[{"path":"/usr/bin/curl"}]}}}]}'
+printf '%s' "$prop" > "$OBJ/ws-box/long.json" && chmod 644 "$OBJ/ws-box/long.json"
+pr=$(run "curl -s -m 5 -w ' code=%{http_code}' -H 'Content-Type: application/json' --data-binary @long.json http://policy.local/v1/proposals")
+t "an agent proposal with a 3000-byte intent_summary is accepted (202)" has "$pr" 'code=202'
+for _ in $(seq 50); do $MOAT proposals | grep -q echo10 && break; sleep 0.1; done
+$MOAT proposals > "$OBJ/props.txt" 2>&1
+$MOAT proposals --json > "$OBJ/props.json" 2>&1
+t "the text view cuts it, saying where the rest is" sh -c "awk '/^    reason: AAAA/' '$OBJ/props.txt' | grep -q 'cut: 3008 bytes in all, see moat proposals --json' && ! grep -q TAILMARK '$OBJ/props.txt'"
+t "no reason line is longer than 700 bytes" sh -c "! awk 'length(\$0) > 700 && /^    reason: /' '$OBJ/props.txt' | grep -q ."
+t "--json has the whole text" grep -q TAILMARK "$OBJ/props.json"
+
 # The rule line of the text output, read back as JSON, is the stored rule
 # that approve merges, and the hash shown is its hash.
 t "the rule shown is exactly the rule approve merges" /usr/bin/python3 -c '
