@@ -155,8 +155,8 @@ identify(struct moat_proxy *p, struct px_sandbox *sb,
 	b->sb = sb;
 	b->ev = *ev;
 	memset(&now, 0, sizeof(now));
-	r = px_identity_start(sb, src, dst, true, bypass_cb, b, &b->job, &now,
-	    why, sizeof(why));
+	r = px_identity_start(sb, src, dst, true, NULL, 0, bypass_cb, b,
+	    &b->job, &now, why, sizeof(why));
 	if (r == PX_IDENT_NOW) {
 		name_sender(p, &now, ev);
 		px_identity_clear(&now);

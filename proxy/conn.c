@@ -459,8 +459,8 @@ start(struct px_conn *c)
 
 	moat_loop_mod_fd(c->p->loop, c->cfd, 0);
 	rc = px_identity_start(c->sb, (struct sockaddr *)&c->s->peer,
-	    (struct sockaddr *)&c->s->local, false, ident_cb, c, &c->s->ijob,
-	    &c->s->id, why, sizeof(why));
+	    (struct sockaddr *)&c->s->local, false, c->s->req.host, c->port,
+	    ident_cb, c, &c->s->ijob, &c->s->id, why, sizeof(why));
 	if (rc == PX_IDENT_NOW) {
 		px_conn_arm(c, PX_IDENT_TIMEOUT_MS, ident_timeout);
 		identified(c);
@@ -528,19 +528,19 @@ got_addrs(void *arg, int rc, const struct sockaddr_storage *addrs, size_t n)
 
 /*
  * Code loaded into a caller does not inherit its rights (proxy/maps.c):
- * identity checked the caller itself; here each ancestor up to the
- * nearest one whose binary grants the connection must run code from
- * read-only mounts only. Processes above that one grant nothing here.
- * false: denied and answered.
+ * identity checked the caller itself, and each parent up to the nearest
+ * one whose binary grants the connection under the policy it was given
+ * (id->code_pol), on its worker, pinned. Only when the policy changed in
+ * between are those parents checked here, as much as the loop may read
+ * (PX_MAPS_LOOP_MAX; more: 503, try again). false: denied and answered.
  */
 static bool
-code_ok(struct px_conn *c, const struct moat_caller *caller)
+code_ok(struct px_conn *c)
 {
 	const struct px_identity *id = &c->s->id;
-	struct moat_caller k = *caller;
-	struct moat_decision d;
-	size_t upto;
+	size_t upto, budget = PX_MAPS_LOOP_MAX;
 	char why[1024];
+	int r;
 
 	/*
 	 * Audit allows whoever calls: there is no grant to take over. A
@@ -549,23 +549,23 @@ code_ok(struct px_conn *c, const struct moat_caller *caller)
 	 */
 	if (c->s->dec.audit || c->sb->init_pid <= 0)
 		return true;
-	for (upto = 0; upto + 1 < id->nbin; upto++) {
-		k.nancestors = upto;
-		if (moat_policy_decide(c->pol, &k, c->s->host, c->port, &d) ==
-		    MOAT_OK && d.allow && !d.audit)
-			break;
-	}
-	/*
-	 * XXX: on the loop, and the ancestors are no longer pinned; waits
-	 * on the identity worker knowing which ancestor grants.
-	 */
-	for (size_t i = 1; i <= upto && i < id->nbin; i++)
-		if (px_maps_check(id->bin[i].pid, -1, id->bin[i].path, why,
-		    sizeof(why)) != MOAT_OK) {
+	upto = px_code_upto(c->pol, id, c->s->host, c->port);
+	if (upto == 0 || id->code_pol == c->pol)
+		return true;
+	for (size_t i = 1; i <= upto && i < id->nbin; i++) {
+		r = px_maps_check(id->bin[i].pid, -1, id->bin[i].path, &budget,
+		    why, sizeof(why));
+		if (r == MOAT_ERR_AGAIN) {
+			respond_error(c, 503, "busy", "the policy changed while "
+			    "the caller was identified: try again");
+			return false;
+		}
+		if (r != MOAT_OK) {
 			px_conn_deny(c, "identity", "policy_denied", why, NULL,
 			    c->s->dec.policy);
 			return false;
 		}
+	}
 	return true;
 }
 
@@ -608,7 +608,7 @@ decide(struct px_conn *c)
 		    c->s->dec.policy);
 		return;
 	}
-	if (!code_ok(c, &caller))
+	if (!code_ok(c))
 		return;
 	if (c->s->dec.audit) {
 		struct moat_denial_event ev;

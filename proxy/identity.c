@@ -20,7 +20,8 @@
  * binaries opened for hashing, and the per-caller checks (the table
  * caller_checks[] below; add a check there, before the last row, which
  * re-checks that the caller is still the same process running the same
- * file). The result goes back to the loop.
+ * file), and the code of the parents that grant what the caller asks
+ * for (check_parents_code). The result goes back to the loop.
  *
  * Paths come from the kernel (/proc/PID/exe), never from argv.
  */
@@ -50,7 +51,8 @@
 /*
  * A recorded caller with at most this many parents is described on the
  * loop (about 25 syscalls, tens of microseconds): a thread hand-off costs
- * more than the work. A longer chain goes to a worker.
+ * more than the work. A longer chain goes to a worker, and so does one
+ * whose maps checks would read more than PX_MAPS_LOOP_MAX of /proc.
  */
 #define INLINE_PARENTS 6
 
@@ -74,8 +76,13 @@ struct ident_job {
 	int pidfds[MAX_PINS]; /* the pinned caller and parents */
 	size_t npidfds;
 	size_t max_parents; /* on the loop: at most this many, else too_deep */
-	bool too_deep;
-	bool nofd;        /* an open found no free fd: no verdict (PX_NOFD) */
+	bool too_deep;      /* (or /proc files too long for the loop) */
+	bool nofd;          /* an open found no free fd: no verdict (PX_NOFD) */
+	size_t budget;      /* /proc bytes the maps checks may still read */
+	/* What the caller asks for: its granting parents' code is checked. */
+	struct moat_policy *pol;
+	char host[256];     /* normalised; "" none */
+	uint16_t port;
 	/* Output. */
 	int rc;
 	char why[512];
@@ -401,10 +408,11 @@ check_code(const struct px_caller *c, char *why, size_t whylen)
 
 	if (c->bypass || c->init_pid <= 0)
 		return MOAT_OK;
-	r = px_maps_check(c->pid, c->pidfd, c->id->bin[0].path, why, whylen);
+	r = px_maps_check(c->pid, c->pidfd, c->id->bin[0].path, c->budget,
+	    why, whylen);
 	if (r == MOAT_ERR_NOMEM)
 		snprintf(why, whylen, "out of memory");
-	return r == MOAT_OK ? MOAT_OK : MOAT_ERR_DENIED;
+	return r == MOAT_OK || r == MOAT_ERR_AGAIN ? r : MOAT_ERR_DENIED;
 }
 
 static const struct px_caller_check caller_checks[] = {
@@ -417,12 +425,63 @@ static int
 run_checks(struct ident_job *j, char *why, size_t whylen)
 {
 	struct px_caller c = { j->id.pid, j->pidfds[0], &j->id, j->init_pid,
-	    j->bypass };
+	    j->bypass, &j->budget };
 	int r;
 
 	for (size_t i = 0; i < MOAT_NELEM(caller_checks); i++)
 		if ((r = caller_checks[i].run(&c, why, whylen)) != 0)
 			return r;
+	return MOAT_OK;
+}
+
+size_t
+px_code_upto(const struct moat_policy *pol, const struct px_identity *id,
+    const char *host, uint16_t port)
+{
+	struct moat_caller k = { id->bin[0].path, id->anc, 0, NULL, 0 };
+	struct moat_decision d;
+	size_t upto;
+
+	if (pol == NULL || id->nbin < 2)
+		return 0;
+	k.nancestors = id->nbin - 1;
+	if (moat_policy_decide(pol, &k, host, port, &d) != MOAT_OK ||
+	    !d.allow || d.audit)
+		return 0;
+	for (upto = 0; upto + 1 < id->nbin; upto++) {
+		k.nancestors = upto;
+		if (moat_policy_decide(pol, &k, host, port, &d) == MOAT_OK &&
+		    d.allow && !d.audit)
+			break;
+	}
+	return upto;
+}
+
+/*
+ * The parents that grant what the caller asks for (px_code_upto) run
+ * code from read-only mounts only, each pinned (j->pidfds[i] is
+ * bin[i]'s) while its files are read. The policy is kept with the
+ * identity (code_pol): the decision uses this result under it.
+ */
+static int
+check_parents_code(struct ident_job *j, char *why, size_t whylen)
+{
+	size_t upto;
+	int r;
+
+	if (j->pol == NULL || j->bypass || j->init_pid <= 0)
+		return MOAT_OK;
+	upto = px_code_upto(j->pol, &j->id, j->host, j->port);
+	for (size_t i = 1; i <= upto; i++) {
+		r = px_maps_check(j->id.bin[i].pid, i < j->npidfds ?
+		    j->pidfds[i] : -1, j->id.bin[i].path, &j->budget, why,
+		    whylen);
+		if (r == MOAT_ERR_NOMEM)
+			snprintf(why, whylen, "out of memory");
+		if (r != MOAT_OK)
+			return r == MOAT_ERR_AGAIN ? r : MOAT_ERR_DENIED;
+	}
+	j->id.code_pol = moat_policy_ref(j->pol);
 	return MOAT_OK;
 }
 
@@ -611,10 +670,21 @@ ident_run(struct px_work *w)
 	} else {
 		r = from_record(j);
 	}
+	/* On the loop, a long chain: a worker does all of it. */
+	if (r == 0 && j->too_deep)
+		r = MOAT_ERR_AGAIN;
 	if (r == 0 && !j->bypass)
 		r = open_bins(j, j->why, sizeof(j->why));
+	j->budget = j->max_parents > 0 ? PX_MAPS_LOOP_MAX : PX_MAPS_ANY;
 	if (r == 0)
 		r = run_checks(j, j->why, sizeof(j->why));
+	if (r == 0)
+		r = check_parents_code(j, j->why, sizeof(j->why));
+	/* On the loop, and more to read than it may: a worker reads it. */
+	if (r == MOAT_ERR_AGAIN && j->max_parents > 0) {
+		j->too_deep = true;
+		r = 0;
+	}
 	return ident_end(j, r);
 }
 
@@ -624,6 +694,7 @@ job_free(struct ident_job *j)
 	unpin_all(j);
 	px_identity_clear(&j->id);
 	px_scan_free(j->scan);
+	moat_policy_free(j->pol);
 	free(j->procs_path);
 	free(j);
 }
@@ -655,6 +726,7 @@ px_identity_clear(struct px_identity *id)
 		moat_close(id->bin[i].fd);
 		px_work_cancel(id->bin[i].job);
 	}
+	moat_policy_free(id->code_pol);
 	memset(id, 0, sizeof(*id));
 }
 
@@ -709,7 +781,8 @@ sa_len(const struct sockaddr *sa)
 /*
  * A recorded caller with a short parent chain, on the loop: PX_IDENT_NOW
  * with *now filled, an identity failure with why, or MOAT_OK when the
- * chain is too long (j is reset for a worker).
+ * chain is too long or its /proc files are longer than the loop may read
+ * (PX_MAPS_LOOP_MAX): j is reset for a worker.
  */
 static int
 try_inline(struct ident_job *j, struct px_identity *now, char *why,
@@ -736,8 +809,9 @@ try_inline(struct ident_job *j, struct px_identity *now, char *why,
 
 int
 px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
-    const struct sockaddr *dst, bool bypass, px_identity_cb *cb, void *arg,
-    struct px_work **out, struct px_identity *now, char *why, size_t whylen)
+    const struct sockaddr *dst, bool bypass, const char *host,
+    uint16_t port, px_identity_cb *cb, void *arg, struct px_work **out,
+    struct px_identity *now, char *why, size_t whylen)
 {
 	struct moat_proxy *p = sb->p;
 	struct px_sock so = { 0, 0 };
@@ -759,6 +833,11 @@ px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
 	j->hasher = p->hasher;
 	j->cb = cb;
 	j->arg = arg;
+	if (!bypass && host != NULL && sb->policy != NULL &&
+	    moat_host_normalize(host, j->host, sizeof(j->host))) {
+		j->pol = moat_policy_ref(sb->policy);
+		j->port = port;
+	}
 	if (sb->procs_path != NULL &&
 	    (j->procs_path = strdup(sb->procs_path)) == NULL) {
 		r = MOAT_ERR_NOMEM;

@@ -153,6 +153,12 @@ struct px_identity {
 	struct px_bin bin[1 + PX_MAX_ANCESTORS]; /* [0] exe, then parents */
 	size_t nbin;
 	const char *anc[PX_MAX_ANCESTORS]; /* for moat_caller */
+	/*
+	 * The parents that grant the connection under this policy (a
+	 * reference; NULL: none checked) run code from read-only mounts
+	 * only: checked on the identity worker, pinned (px_code_upto).
+	 */
+	struct moat_policy *code_pol;
 };
 
 /*
@@ -166,6 +172,7 @@ struct px_caller {
 	const struct px_identity *id;
 	pid_t init_pid; /* the sandbox's init (0: none, a host caller) */
 	bool bypass;    /* a rejected SYN's sender: denied anyway */
+	size_t *budget; /* /proc bytes it may read (px_maps_check); AGAIN */
 };
 
 struct px_sandbox;
@@ -181,7 +188,10 @@ typedef void px_identity_cb(void *arg, int rc, const char *why,
  * remote=dst in the sandbox. bypass: src is a rejected SYN's sender (any
  * state, no hashing). The part on the loop is bounded: one sock_diag and
  * one map lookup, and for a recorded caller with a short parent chain
- * its description (PX_IDENT_NOW: *now holds it, cb never runs). Else
+ * and short /proc files its description (PX_IDENT_NOW: *now holds it, cb
+ * never runs). host and port (NULL, 0: none) is what the caller asks
+ * for: the parents that grant it under the sandbox's policy have their
+ * code checked (px_code_upto; id->code_pol). Else
  * MOAT_OK: the rest runs on the identity pool, in the sandbox's queue,
  * and cb runs on the loop unless cancelled (px_work_cancel(*out)). Or it
  * fails at once (cb never runs) with why: MOAT_ERR_NOTFOUND,
@@ -190,9 +200,17 @@ typedef void px_identity_cb(void *arg, int rc, const char *why,
  */
 #define PX_IDENT_NOW 1
 int px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
-    const struct sockaddr *dst, bool bypass, px_identity_cb *cb, void *arg,
-    struct px_work **out, struct px_identity *now, char *why,
-    size_t whylen);
+    const struct sockaddr *dst, bool bypass, const char *host,
+    uint16_t port, px_identity_cb *cb, void *arg, struct px_work **out,
+    struct px_identity *now, char *why, size_t whylen);
+/*
+ * How many parents of id must run code from read-only mounts for a
+ * connection to host:port under pol (the nearest one whose binary
+ * grants it, and those below): 0 when the caller's own binary grants
+ * it, or when the connection is not allowed (or only audited).
+ */
+size_t px_code_upto(const struct moat_policy *pol,
+    const struct px_identity *id, const char *host, uint16_t port);
 void px_identity_move(struct px_identity *dst, struct px_identity *src);
 void px_identity_clear(struct px_identity *id);
 int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
@@ -203,14 +221,20 @@ int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
 /*
  * Does process pid (running exe, as /proc/PID/exe names it) execute code
  * from outside the read-only mounts of its own mount namespace? Reads
- * /proc/PID/maps and /proc/PID/mountinfo; pidfd (or -1) pins the
- * process: it must still run after the reads. MOAT_OK; MOAT_ERR_DENIED
- * with why "code from PATH loaded into EXE" (or memfd:NAME); MOAT_ERR_
- * NOTFOUND when the files cannot be read or the process is gone (why
- * says so); MOAT_ERR_NOMEM.
+ * /proc/PID/maps and /proc/PID/mountinfo, at most *budget bytes of them
+ * (less what was read is left there); pidfd (or -1) pins the process:
+ * it must still run after the reads. MOAT_OK; MOAT_ERR_DENIED with why
+ * "code from PATH loaded into EXE" (or memfd:NAME, or more than 8 MiB
+ * of mappings); MOAT_ERR_AGAIN when the files are larger than *budget
+ * (read them where more may be spent: a worker); MOAT_ERR_NOTFOUND when
+ * they cannot be read or the process is gone (why says so);
+ * MOAT_ERR_NOMEM.
  */
-int px_maps_check(pid_t pid, int pidfd, const char *exe, char *why,
-    size_t whylen);
+#define PX_MAPS_ANY ((size_t)-1)
+/* What the loop reads per connection: node or python fit in a tenth. */
+#define PX_MAPS_LOOP_MAX ((size_t)64 << 10)
+int px_maps_check(pid_t pid, int pidfd, const char *exe, size_t *budget,
+    char *why, size_t whylen);
 /* The same on the two texts (both cut up in place); for tests, fuzzing. */
 int px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
     size_t whylen);

@@ -40,44 +40,59 @@ struct mnt {
 	bool ro;
 };
 
-/* Read a /proc file whole into a NUL-terminated heap buffer. */
-static char *
-slurp(const char *path, size_t max, size_t *lenp)
+/*
+ * Read a /proc file whole into a NUL-terminated heap buffer (*out), at
+ * most max bytes and no more than *budget: MOAT_OK (*budget less what
+ * was read), MOAT_ERR_AGAIN when *budget is too small for it (the
+ * caller may try again where it can spend more), MOAT_ERR_INVALID
+ * when it exceeds max, MOAT_ERR_NOTFOUND (unreadable), MOAT_ERR_NOMEM.
+ */
+static int
+slurp(const char *path, size_t max, size_t *budget, char **out)
 {
-	size_t len = 0, cap = 65536;
+	size_t len = 0, cap = 16384, want, lim = max < *budget ? max : *budget;
 	char *buf = NULL, *nb;
 	ssize_t n;
-	int fd;
+	int fd, r = MOAT_ERR_NOMEM;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
+		return MOAT_ERR_NOTFOUND;
 	if ((buf = malloc(cap)) == NULL)
 		goto fail;
 	for (;;) {
 		if (cap - len < 4096) {
-			if (cap * 2 > max + 1 || (nb = realloc(buf, cap * 2)) ==
-			    NULL)
+			if ((nb = realloc(buf, cap * 2)) == NULL)
 				goto fail;
 			buf = nb;
 			cap *= 2;
 		}
-		n = read(fd, buf + len, cap - len - 1);
+		/* One byte past lim tells it is larger. */
+		want = cap - len - 1;
+		if (want > lim - len + 1)
+			want = lim - len + 1;
+		n = read(fd, buf + len, want);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			r = MOAT_ERR_NOTFOUND;
 			goto fail;
+		}
 		if (n == 0)
 			break;
-		len += (size_t)n;
+		if ((len += (size_t)n) > lim) {
+			r = lim == max ? MOAT_ERR_INVALID : MOAT_ERR_AGAIN;
+			goto fail;
+		}
 	}
 	close(fd);
 	buf[len] = '\0';
-	*lenp = len;
-	return buf;
+	*budget -= len;
+	*out = buf;
+	return MOAT_OK;
 fail:
 	close(fd);
 	free(buf);
-	return NULL;
+	return r;
 }
 
 /*
@@ -279,25 +294,23 @@ out:
 }
 
 int
-px_maps_check(pid_t pid, int pidfd, const char *exe, char *why,
-    size_t whylen)
+px_maps_check(pid_t pid, int pidfd, const char *exe, size_t *budget,
+    char *why, size_t whylen)
 {
 	char path[64], *maps = NULL, *mi = NULL;
-	size_t len;
 	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d/mountinfo", (int)pid);
-	if ((mi = slurp(path, MOUNTINFO_MAX, &len)) == NULL) {
+	if ((r = slurp(path, MOUNTINFO_MAX, budget, &mi)) != 0) {
 		snprintf(why, whylen, "cannot read the mounts of %s (pid %d)",
 		    exe, (int)pid);
-		r = MOAT_ERR_NOTFOUND;
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	if ((maps = slurp(path, MAPS_MAX, &len)) == NULL) {
+	if ((r = slurp(path, MAPS_MAX, budget, &maps)) != 0) {
 		snprintf(why, whylen, "cannot read the mappings of %s (pid "
-		    "%d)", exe, (int)pid);
-		r = MOAT_ERR_NOTFOUND;
+		    "%d)%s", exe, (int)pid, r == MOAT_ERR_INVALID ? ": more "
+		    "than 8 MiB of them" : "");
 		goto out;
 	}
 	/* Still the process the caller pinned: the pid was not reused. */
@@ -309,6 +322,8 @@ px_maps_check(pid_t pid, int pidfd, const char *exe, char *why,
 	}
 	r = px_maps_scan(maps, mi, exe, why, whylen);
 out:
+	if (r == MOAT_ERR_INVALID)
+		r = MOAT_ERR_DENIED;
 	free(maps);
 	free(mi);
 	return r;

@@ -73,6 +73,27 @@ for mode in bpf proc; do
 	else t_fail "$mode: hand-off between allowed binaries works"; diag "  got: $out"; fi
 done
 
+# No caller's /proc files stall the loop that serves every connection:
+# a process with 30,000 mappings (4 MB of /proc/PID/maps) sends 48
+# CONNECTs at once, and a second caller connects meanwhile. Read on the
+# loop, the first process's maps delayed the second by 3-5 s (32 ms
+# without them); they are read on the identity workers. The same when
+# the process with the mappings is the allowed parent that grants its
+# child's 48 connections (its code is checked too).
+stall() {
+	local got ms
+	got=$(srun bpf "/sandbox/$2 stall 30000 48 $3 /sandbox/allowed $T")
+	ms=$(printf '%s' "$got" | sed -n 's/^victim_ms=//p')
+	if [ -n "$ms" ] && [ "$ms" -lt 1500 ] && has "$got" "burst 200=$4"; then
+		t_ok "$1 (${ms} ms)"
+	else
+		t_fail "$1"; diag "  got: $got"
+	fi
+}
+stall "a caller's long maps do not delay another connection" denied - 0
+stall "a granting parent's long maps do not delay another connection" \
+	allowed /sandbox/denied 48
+
 # The bypass monitor names the sender of a rejected SYN from the
 # kernel's record, though the sender has closed the socket by then (it
 # must still run: a process that has exited cannot be named). The /proc

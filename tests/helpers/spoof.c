@@ -25,10 +25,20 @@
  *	                               (SCM_RIGHTS), which sends the request
  *	spoof exec ALLOWED TARGET      connect, then exec ALLOWED, which sends
  *	                               the request on the inherited socket
+ *	spoof burst K TARGET [FD]      K CONNECTs sent at once (a byte on FD
+ *	                               when all are sent); prints the codes
+ *	spoof stall N K PROG VICTIM TARGET
+ *	                               map N more regions (a long
+ *	                               /proc/PID/maps), then K CONNECTs sent
+ *	                               at once by this process (PROG "-") or
+ *	                               by a child running PROG burst; then
+ *	                               time VICTIM direct TARGET: prints
+ *	                               victim_ms=N
  *
  * The proxy comes from $HTTP_PROXY. Prints "code=N" (0 when no answer)
  * and the response; exits 0 once it printed, 2 when the setup failed.
  */
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -39,6 +49,7 @@
 #include <netinet/in.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -366,6 +377,114 @@ mode_exec(void)
 	die("exec");
 }
 
+/* n more regions: pages of our own file, each its own line in maps. */
+static void
+map_many(long n)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	char *base;
+	int fd;
+
+	if ((fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)) < 0 ||
+	    (base = mmap(NULL, (size_t)(n * 2 * pg), PROT_NONE, MAP_PRIVATE |
+	    MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+		die("reserve");
+	/* Every other page: the PROT_NONE ones keep them from merging. */
+	for (long i = 0; i < n; i++)
+		if (mmap(base + i * 2 * pg, (size_t)pg, PROT_READ, MAP_PRIVATE |
+		    MAP_FIXED, fd, 0) == MAP_FAILED)
+			die("map");
+	close(fd);
+}
+
+/* k CONNECTs written at once; the sockets are returned in s. */
+static void
+burst_send(int *s, int k)
+{
+	char buf[512];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n"
+	    "\r\n", g_target, g_target);
+	for (int i = 0; i < k; i++)
+		s[i] = dial(-1);
+	for (int i = 0; i < k; i++)
+		if (write(s[i], buf, (size_t)n) != n)
+			die("write a request");
+}
+
+static void
+burst_read(int *s, int k)
+{
+	struct timeval tv = { 60, 0 };
+	int ok = 0, denied = 0, other = 0;
+
+	for (int i = 0; i < k; i++) {
+		char buf[64] = "";
+		int code = 0;
+
+		setsockopt(s[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (read(s[i], buf, sizeof(buf) - 1) > 0)
+			sscanf(buf, "HTTP/1.%*d %d", &code);
+		*(code == 200 ? &ok : code == 403 ? &denied : &other) += 1;
+		close(s[i]);
+	}
+	printf("burst 200=%d 403=%d other=%d\n", ok, denied, other);
+	fflush(stdout);
+}
+
+static void
+mode_burst(int k, int fd)
+{
+	int s[256];
+
+	if (k < 1 || k > 256)
+		die("burst size");
+	burst_send(s, k);
+	if (fd >= 0 && write(fd, "x", 1) != 1)
+		die("signal the burst");
+	burst_read(s, k);
+}
+
+static void
+mode_stall(long n, int k, const char *prog, const char *victim)
+{
+	struct timespec t0, t1;
+	int s[256], pp[2], st;
+	pid_t burst = -1, v;
+	char b, karg[16], farg[16];
+
+	if (k < 1 || k > 256 || pipe(pp) != 0)
+		die("stall setup");
+	map_many(n);
+	if (strcmp(prog, "-") == 0) {
+		burst_send(s, k);
+	} else if ((burst = fork()) == 0) {
+		snprintf(karg, sizeof(karg), "%d", k);
+		snprintf(farg, sizeof(farg), "%d", pp[1]);
+		execl(prog, prog, "burst", karg, g_target, farg, (char *)NULL);
+		_exit(127);
+	} else if (burst < 0 || read(pp[0], &b, 1) != 1) {
+		die("the burst did not start");
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((v = fork()) == 0) {
+		execl(victim, victim, "direct", g_target, (char *)NULL);
+		_exit(127);
+	}
+	if (v < 0)
+		die("fork the victim");
+	waitpid(v, &st, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("victim_ms=%ld\n", (long)((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	fflush(stdout);
+	if (burst < 0)
+		burst_read(s, k);
+	else
+		waitpid(burst, &st, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -406,6 +525,16 @@ main(int argc, char **argv)
 			request(atoi(argv[2]));
 		else
 			mode_recvfd(atoi(argv[2]));
+		return 0;
+	}
+	if ((argc == 4 || argc == 5) && strcmp(m, "burst") == 0) {
+		g_target = argv[3];
+		mode_burst(atoi(argv[2]), argc == 5 ? atoi(argv[4]) : -1);
+		return 0;
+	}
+	if (argc == 7 && strcmp(m, "stall") == 0) {
+		g_target = argv[6];
+		mode_stall(atol(argv[2]), atoi(argv[3]), argv[4], argv[5]);
 		return 0;
 	}
 	if (argc != 4) {

@@ -410,8 +410,8 @@ ident_start_fn(void *arg)
 
 	x->job = NULL;
 	x->rc = px_identity_start(x->sb, (struct sockaddr *)&x->src,
-	    (struct sockaddr *)&x->dst, false, ident_cb, x, &x->job, &x->id,
-	    x->why, sizeof(x->why));
+	    (struct sockaddr *)&x->dst, false, NULL, 0, ident_cb, x, &x->job,
+	    &x->id, x->why, sizeof(x->why));
 	if (x->rc == PX_IDENT_NOW)
 		x->rc = 0;
 	if (x->rc != 0 || x->job == NULL)

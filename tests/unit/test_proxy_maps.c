@@ -131,6 +131,7 @@ test_check_real(void)
 {
 	char dir[] = "/tmp/moat-maps-XXXXXX", lib[128], cmd[512], why[512];
 	char exe[4096], c;
+	size_t any = PX_MAPS_ANY, small = 100, big;
 	int st, down[2], up[2], r;
 	ssize_t n;
 	pid_t pid;
@@ -168,15 +169,25 @@ test_check_real(void)
 	n = readlink(cmd, exe, sizeof(exe) - 1);
 	exe[n > 0 ? n : 0] = '\0';
 	if (read(up[0], &c, 1) == 1) {
-		r = px_maps_check(pid, -1, exe, why, sizeof(why));
+		r = px_maps_check(pid, -1, exe, &any, why, sizeof(why));
 		is_int(r, MOAT_OK, "before dlopen: no code from a writable "
 		    "mount (%s)", why);
+		ok(any < PX_MAPS_ANY && PX_MAPS_ANY - any > 1000,
+		    "the bytes read are taken from the budget (%zu)",
+		    PX_MAPS_ANY - any);
+		/* Where little may be spent: the caller tries elsewhere. */
+		is_int(px_maps_check(pid, -1, exe, &small, why, sizeof(why)),
+		    MOAT_ERR_AGAIN, "a budget smaller than the files: AGAIN");
+		big = PX_MAPS_ANY - any;
+		is_int(px_maps_check(pid, -1, exe, &big, why, sizeof(why)),
+		    MOAT_OK, "a budget of exactly the files: checked");
 		(void)!write(down[1], "g", 1);
 	} else {
 		ok(0, "the child set up its mount namespace");
 	}
 	if (read(up[0], &c, 1) == 1) {
-		r = px_maps_check(pid, -1, exe, why, sizeof(why));
+		any = PX_MAPS_ANY;
+		r = px_maps_check(pid, -1, exe, &any, why, sizeof(why));
 		ok(r == MOAT_ERR_DENIED && strstr(why, lib) != NULL,
 		    "after dlopen of %s: denied (%s)", lib, why);
 		(void)!write(down[1], "g", 1);
@@ -187,7 +198,8 @@ test_check_real(void)
 	close(up[0]);
 	waitpid(pid, &st, 0);
 	is_int(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0, "child ran");
-	is_int(px_maps_check(pid, -1, exe, why, sizeof(why)),
+	any = PX_MAPS_ANY;
+	is_int(px_maps_check(pid, -1, exe, &any, why, sizeof(why)),
 	    MOAT_ERR_NOTFOUND, "a reaped process: NOTFOUND");
 	rmdir(dir);
 }
