@@ -34,11 +34,29 @@ struct moat_attrib_task {
 #define MOAT_ATTRIB_CREATED 1u   /* created is filled (cgroup/sock_create) */
 #define MOAT_ATTRIB_CONNECTED 2u /* connected is filled (connect4/6) */
 
+/*
+ * A parent of the connecting process when it connected, nearest first.
+ * Recorded only while each one forked the process below it running the
+ * executable it runs now (no exec since: the child's parent_exec_id is
+ * its self_exec_id) and is no subreaper (an orphan reparented to one
+ * was not forked by it): a process that execs an allowed binary after
+ * it forked the caller did not spawn the caller as that binary.
+ */
+#define MOAT_ATTRIB_PARENTS 16
+
+struct moat_attrib_parent {
+	__u64 start_ns; /* the thread group leader's start_boottime */
+	__u64 exe_ino;
+	__u32 exe_dev;  /* kernel encoding */
+	__u32 tgid;     /* in the initial pid namespace */
+};
+
 struct moat_attrib {
 	struct moat_attrib_task created;
 	struct moat_attrib_task connected;
 	__u32 flags;
-	__u32 pad;
+	__u32 nparents; /* parents[0 .. nparents) of the connecting process */
+	struct moat_attrib_parent parents[MOAT_ATTRIB_PARENTS];
 };
 
 /* A TCP connection as NFLOG logs its SYN; IPv4 in the first 4 bytes. */

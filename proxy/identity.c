@@ -266,21 +266,39 @@ new_bin(struct px_identity *id)
 	return b;
 }
 
+/* Same start time (/proc's clock ticks) and file as the kernel recorded? */
+static bool
+is_recorded(unsigned long long start, const struct stat *st,
+    uint64_t start_ns, uint64_t ino, uint32_t dev)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+
+	return hz > 0 && start == start_ns / (1000000000ULL /
+	    (unsigned long long)hz) && st->st_ino == ino &&
+	    major(st->st_dev) == MOAT_ATTRIB_DEV_MAJOR(dev) &&
+	    minor(st->st_dev) == MOAT_ATTRIB_DEV_MINOR(dev);
+}
+
 /*
  * The parents of the caller: up to the sandbox init, the first parent
  * outside the sandbox (its pid namespace, else its process list), or
  * PX_MAX_ANCESTORS. Each is pinned while read; one that exits meanwhile
- * ends the chain (a shorter chain grants less, never more).
+ * ends the chain (a shorter chain grants less, never more). With the
+ * kernel's record (rec), only the parents it recorded as having spawned
+ * the caller running what they run (common/attrib.h), each still that
+ * process running that file: a process that exec'd an allowed binary
+ * after it forked the caller, or since the connect, ends the chain.
  */
 static void
 ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
-    struct px_identity *id)
+    const struct moat_attrib *rec, struct px_identity *id)
 {
 	pid_t cur = ppid;
 
 	if (caller == j->init_pid || caller <= 1)
 		return;
 	while (id->nbin < 1 + PX_MAX_ANCESTORS && cur > 0) {
+		const struct moat_attrib_parent *rp = NULL;
 		unsigned long long start;
 		struct px_bin *b;
 		pid_t next;
@@ -291,6 +309,14 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
 			j->too_deep = true;
 			return;
 		}
+		if (rec != NULL) {
+			if (id->nbin - 1 >= rec->nparents ||
+			    id->nbin - 1 >= MOAT_ATTRIB_PARENTS)
+				break;
+			rp = &rec->parents[id->nbin - 1];
+			if ((pid_t)rp->tgid != cur)
+				break;
+		}
 		if (!in_sandbox_ns(j, cur) || (j->scan != NULL &&
 		    j->procs_path != NULL && !px_scan_has_pid(j->scan, cur)))
 			break;
@@ -298,7 +324,9 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
 		    proc_stat(j, cur, &st, &next, &start) != 0)
 			break;
 		b = new_bin(id);
-		if (exe_read(cur, b, false) != 0 || !alive(fd)) {
+		if (exe_read(cur, b, false) != 0 || !alive(fd) ||
+		    (rp != NULL && !is_recorded(start, &b->st, rp->start_ns,
+		    rp->exe_ino, rp->exe_dev))) {
 			free(b->path);
 			id->nbin--;
 			break;
@@ -311,15 +339,16 @@ ancestors(struct ident_job *j, pid_t caller, pid_t ppid,
 
 /*
  * pid's exe, uid, pid in the sandbox and parents into id; pid is pinned
- * first (its pidfd is j->pidfds[0]). rec, when given, is what the kernel
- * recorded for the task that connected: pid must be that process, still
- * running that executable. caller: the final checks (caller_checks[])
- * will run on it.
+ * first (its pidfd is j->pidfds[0]). a, when given, is what the kernel
+ * recorded for the socket: pid must be the process that connected it,
+ * still running that executable, and its parents are the ones recorded.
+ * caller: the final checks (caller_checks[]) will run on it.
  */
 static int
-describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
+describe(struct ident_job *j, pid_t pid, const struct moat_attrib *a,
     bool caller, struct px_identity *id, char *why, size_t whylen)
 {
+	const struct moat_attrib_task *rec = a != NULL ? &a->connected : NULL;
 	unsigned long long start = 0;
 	long hz = sysconf(_SC_CLK_TCK);
 	struct px_bin *b;
@@ -360,7 +389,7 @@ describe(struct ident_job *j, pid_t pid, const struct moat_attrib_task *rec,
 	} else {
 		status_of(j, pid, &id->uid, &id->nspid);
 	}
-	ancestors(j, pid, ppid, id);
+	ancestors(j, pid, ppid, a, id);
 	for (size_t i = 1; i < id->nbin; i++)
 		id->anc[i - 1] = id->bin[i].path;
 	return MOAT_OK;
@@ -557,7 +586,7 @@ from_record(struct ident_job *j)
 		    "executable than the one that connected it");
 		return MOAT_ERR_DENIED;
 	}
-	return describe(j, (pid_t)a->connected.tgid, &a->connected, true,
+	return describe(j, (pid_t)a->connected.tgid, a, true,
 	    &j->id, why, len);
 }
 

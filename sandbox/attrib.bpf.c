@@ -5,8 +5,9 @@
  * sockets that sandbox's tasks create:
  *
  *   cgroup/sock_create   the creating task, in the socket's storage
- *   cgroup/connect4/6    the creating and the connecting task, keyed by
- *                        socket cookie (loopback destinations skipped)
+ *   cgroup/connect4/6    the creating and the connecting task, and the
+ *                        parents that spawned the connecting one, keyed
+ *                        by socket cookie (loopback destinations skipped)
  *   cgroup/sock_release  that entry removed
  *   sockops              at a SYN to anywhere but the proxy, the same
  *                        record keyed by the 4-tuple (an LRU), so a
@@ -54,6 +55,14 @@ struct {
 	__type(value, struct moat_attrib);
 } tuples SEC(".maps");
 
+/* Where a record is built: it is larger than the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_attrib);
+} scratch SEC(".maps");
+
 /* The process's id in its own (the sandbox's) pid namespace. */
 static __always_inline __u32
 ns_tgid(struct task_struct *task)
@@ -84,6 +93,45 @@ record_task(struct moat_attrib_task *t)
 	t->cgroup_id = bpf_get_current_cgroup_id();
 }
 
+/*
+ * The parents of the current process that spawned it as what they run
+ * now (common/attrib.h): up the real_parent chain while the child's
+ * parent_exec_id is the parent's self_exec_id (the parent has not
+ * exec'd since the fork) and the parent is no subreaper.
+ */
+static __always_inline void
+record_parents(struct moat_attrib *a)
+{
+	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
+	__u32 n = 0;
+
+	cur = BPF_CORE_READ(cur, group_leader);
+	for (int i = 0; i < MOAT_ATTRIB_PARENTS; i++) {
+		struct task_struct *par = BPF_CORE_READ(cur, real_parent);
+		struct signal_struct *sig;
+		struct moat_attrib_parent *p = &a->parents[i];
+
+		if (par == NULL || par == cur ||
+		    BPF_CORE_READ(cur, parent_exec_id) !=
+		    BPF_CORE_READ(par, self_exec_id))
+			break;
+		sig = BPF_CORE_READ(par, signal);
+		if (sig == NULL ||
+		    BPF_CORE_READ_BITFIELD_PROBED(sig, is_child_subreaper))
+			break;
+		p->tgid = BPF_CORE_READ(par, tgid);
+		p->start_ns = BPF_CORE_READ(par, group_leader, start_boottime);
+		p->exe_ino = BPF_CORE_READ(par, mm, exe_file, f_inode, i_ino);
+		p->exe_dev = BPF_CORE_READ(par, mm, exe_file, f_inode, i_sb,
+		    s_dev);
+		if (p->exe_ino == 0)
+			break; /* exiting, or a kernel thread */
+		n++;
+		cur = BPF_CORE_READ(par, group_leader);
+	}
+	a->nparents = n;
+}
+
 SEC("cgroup/sock_create")
 int
 moat_sock_create(struct bpf_sock *sk)
@@ -101,23 +149,28 @@ moat_sock_create(struct bpf_sock *sk)
 static __always_inline int
 on_connect(struct bpf_sock_addr *ctx, bool loopback)
 {
-	struct moat_attrib a = {};
 	struct moat_attrib_task *t;
+	struct moat_attrib *a;
+	__u32 zero = 0;
 	__u64 cookie;
 
 	/* Inside the sandbox: nothing to attribute at the proxy. */
 	if (ctx->type != SOCK_STREAM || loopback)
 		return 1;
+	if ((a = bpf_map_lookup_elem(&scratch, &zero)) == NULL)
+		return 1;
+	__builtin_memset(a, 0, sizeof(*a));
 	cookie = bpf_get_socket_cookie(ctx);
 	t = bpf_sk_storage_get(&creators, ctx->sk, 0, 0);
 	if (t != NULL) {
-		a.created = *t;
-		a.flags |= MOAT_ATTRIB_CREATED;
+		a->created = *t;
+		a->flags |= MOAT_ATTRIB_CREATED;
 	}
-	record_task(&a.connected);
-	a.flags |= MOAT_ATTRIB_CONNECTED;
+	record_task(&a->connected);
+	record_parents(a);
+	a->flags |= MOAT_ATTRIB_CONNECTED;
 	/* Full (the sandbox's own sockets): the proxy denies, unnamed. */
-	bpf_map_update_elem(&socks, &cookie, &a, BPF_ANY);
+	bpf_map_update_elem(&socks, &cookie, a, BPF_ANY);
 	return 1;
 }
 

@@ -67,6 +67,19 @@ denied "bpf: SCM_RIGHTS hand-off to an allowed binary is denied" "$out" \
 out=$(srun bpf "/sandbox/denied exec /sandbox/allowed $T")
 denied "bpf: exec of an allowed binary after connect is denied" "$out" \
 	"not the executable it connected with (exec after connect)"
+# A parent grants its child only as what it ran when it forked it: one
+# that forks the caller and then execs an allowed binary (directly, or
+# as a subreaper the orphan was reparented to) spawned nothing as that
+# binary. (The /proc fallback cannot tell: see docs/proxy.md.)
+out=$(srun bpf "/sandbox/denied forkexec /sandbox/allowed $T")
+denied "bpf: a parent that execs an allowed binary after the fork does not grant" \
+	"$out" "binary '/sandbox/denied' is not one of its binaries"
+out=$(srun bpf "/sandbox/denied reaper /sandbox/allowed $T")
+denied "bpf: nor does a subreaper an orphan was reparented to" "$out" \
+	"binary '/sandbox/denied' is not one of its binaries"
+out=$(srun bpf "/sandbox/allowed forkexec /sandbox/allowed $T")
+if has "$out" code=200; then t_ok "bpf: a caller forked by an allowed parent is allowed"
+else t_fail "bpf: a caller forked by an allowed parent is allowed"; diag "  got: $out"; fi
 for mode in bpf proc; do
 	out=$(srun $mode "/sandbox/allowed scm /sandbox/allowed $T")
 	if has "$out" code=200; then t_ok "$mode: hand-off between allowed binaries works"

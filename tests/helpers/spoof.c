@@ -25,6 +25,13 @@
  *	                               (SCM_RIGHTS), which sends the request
  *	spoof exec ALLOWED TARGET      connect, then exec ALLOWED, which sends
  *	                               the request on the inherited socket
+ *	spoof forkexec ALLOWED TARGET  fork, then exec ALLOWED hold: the child
+ *	                               (still this program) connects once its
+ *	                               parent runs ALLOWED
+ *	spoof reaper ALLOWED TARGET    the same through a subreaper: an orphan
+ *	                               reparented to this process (which then
+ *	                               execs ALLOWED), with exec counts that
+ *	                               agree (its parent exec'd once)
  *	spoof burst K TARGET [FD]      K CONNECTs sent at once (a byte on FD
  *	                               when all are sent); prints the codes
  *	spoof stall N K PROG VICTIM TARGET
@@ -39,6 +46,7 @@
  * and the response; exits 0 once it printed, 2 when the setup failed.
  */
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -377,6 +385,67 @@ mode_exec(void)
 	die("exec");
 }
 
+/* The child connects once its parent runs ALLOWED (hold). */
+static void
+mode_forkexec(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		wait_exe(getppid(), g_allowed);
+		request(dial(-1));
+		kill(getppid(), SIGKILL); /* done: the holder need not wait */
+		exit(0);
+	}
+	execl(g_allowed, g_allowed, "hold", (char *)NULL);
+	die("exec");
+}
+
+/*
+ * A subreaper forks a middle process, which execs itself once (so the
+ * orphan's parent_exec_id matches the subreaper's after its own exec),
+ * forks the caller and exits; the orphan is reparented to the
+ * subreaper, which then execs ALLOWED.
+ */
+static void
+mode_reaper(const char *self)
+{
+	pid_t pid;
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		die("PR_SET_CHILD_SUBREAPER");
+	if ((pid = fork()) < 0)
+		die("fork");
+	if (pid == 0) {
+		execl(self, self, "reaper-mid", g_allowed, g_target,
+		    (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, NULL, 0);
+	execl(g_allowed, g_allowed, "hold", (char *)NULL);
+	die("exec");
+}
+
+static void
+mode_reaper_mid(void)
+{
+	pid_t pid = fork(), reaper = getppid();
+
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		while (getppid() != reaper)
+			usleep(1000);
+		wait_exe(reaper, g_allowed);
+		request(dial(-1));
+		kill(reaper, SIGKILL);
+		exit(0);
+	}
+	exit(0);
+}
+
 /* n more regions: pages of our own file, each its own line in maps. */
 static void
 map_many(long n)
@@ -553,6 +622,12 @@ main(int argc, char **argv)
 		mode_scm();
 	else if (strcmp(m, "exec") == 0)
 		mode_exec();
+	else if (strcmp(m, "forkexec") == 0)
+		mode_forkexec();
+	else if (strcmp(m, "reaper") == 0)
+		mode_reaper(argv[0]);
+	else if (strcmp(m, "reaper-mid") == 0)
+		mode_reaper_mid();
 	else
 		return 2;
 	return 0;
