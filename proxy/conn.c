@@ -553,8 +553,8 @@ code_ok(struct px_conn *c)
 	if (upto == 0 || id->code_pol == c->pol)
 		return true;
 	for (size_t i = 1; i <= upto && i < id->nbin; i++) {
-		r = px_maps_check(id->bin[i].pid, -1, id->bin[i].path, &budget,
-		    why, sizeof(why));
+		r = px_maps_check(id->bin[i].pid, -1, id->bin[i].path,
+		    id->bin[i].st.st_ino, &budget, why, sizeof(why));
 		if (r == MOAT_ERR_AGAIN) {
 			respond_error(c, 503, "busy", "the policy changed while "
 			    "the caller was identified: try again");

@@ -437,8 +437,8 @@ check_code(const struct px_caller *c, char *why, size_t whylen)
 
 	if (c->bypass || c->init_pid <= 0)
 		return MOAT_OK;
-	r = px_maps_check(c->pid, c->pidfd, c->id->bin[0].path, c->budget,
-	    why, whylen);
+	r = px_maps_check(c->pid, c->pidfd, c->id->bin[0].path,
+	    c->id->bin[0].st.st_ino, c->budget, why, whylen);
 	if (r == MOAT_ERR_NOMEM)
 		snprintf(why, whylen, "out of memory");
 	return r == MOAT_OK || r == MOAT_ERR_AGAIN ? r : MOAT_ERR_DENIED;
@@ -503,8 +503,8 @@ check_parents_code(struct ident_job *j, char *why, size_t whylen)
 	upto = px_code_upto(j->pol, &j->id, j->host, j->port);
 	for (size_t i = 1; i <= upto; i++) {
 		r = px_maps_check(j->id.bin[i].pid, i < j->npidfds ?
-		    j->pidfds[i] : -1, j->id.bin[i].path, &j->budget, why,
-		    whylen);
+		    j->pidfds[i] : -1, j->id.bin[i].path,
+		    j->id.bin[i].st.st_ino, &j->budget, why, whylen);
 		if (r == MOAT_ERR_NOMEM)
 			snprintf(why, whylen, "out of memory");
 		if (r != MOAT_OK)

@@ -219,7 +219,8 @@ int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
 /* ---- maps.c: code loaded into a caller from a writable place */
 
 /*
- * Does process pid (running exe, as /proc/PID/exe names it) execute code
+ * Does process pid (running exe, as /proc/PID/exe names it, inode
+ * exe_ino: exempt as that file only) execute code
  * from outside the read-only mounts of its own mount namespace? Reads
  * /proc/PID/maps and /proc/PID/mountinfo, at most *budget bytes of them
  * (less what was read is left there); pidfd (or -1) pins the process:
@@ -233,11 +234,11 @@ int px_identity_pool_new(struct moat_loop *l, struct px_pool **out,
 #define PX_MAPS_ANY ((size_t)-1)
 /* What the loop reads per connection: node or python fit in a tenth. */
 #define PX_MAPS_LOOP_MAX ((size_t)64 << 10)
-int px_maps_check(pid_t pid, int pidfd, const char *exe, size_t *budget,
-    char *why, size_t whylen);
+int px_maps_check(pid_t pid, int pidfd, const char *exe,
+    unsigned long long exe_ino, size_t *budget, char *why, size_t whylen);
 /* The same on the two texts (both cut up in place); for tests, fuzzing. */
-int px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
-    size_t whylen);
+int px_maps_scan(char *maps, char *mountinfo, const char *exe,
+    unsigned long long exe_ino, char *why, size_t whylen);
 
 /* ---- resolve.c: hosts-file override, then getaddrinfo on a worker */
 

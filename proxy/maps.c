@@ -219,8 +219,8 @@ loaded(char *why, size_t len, const char *what, const char *exe)
 }
 
 int
-px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
-    size_t whylen)
+px_maps_scan(char *maps, char *mountinfo, const char *exe,
+    unsigned long long exe_ino, char *why, size_t whylen)
 {
 	static const char deleted[] = " (deleted)";
 	struct mnt *mounts = NULL;
@@ -247,6 +247,7 @@ px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
 	for (line = maps; *line != '\0'; line = next) {
 		char *perms, *path, *p;
 		const struct mnt *m;
+		unsigned long long ino;
 		size_t len, plen;
 		bool gone;
 
@@ -259,6 +260,7 @@ px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
 		/* The path starts after the inode and its padding. */
 		if ((p = field(line, 4, &len)) == NULL)
 			continue;
+		ino = strtoull(p, NULL, 10);
 		path = p + len;
 		path += strspn(path, " ");
 		if (*path == '\0' || *path == '[')
@@ -278,8 +280,11 @@ px_maps_scan(char *maps, char *mountinfo, const char *exe, char *why,
 			r = loaded(why, whylen, path + (path[1] != 'd'), exe);
 			goto out;
 		}
-		/* The binary itself is what the policy named and TOFU hashed. */
-		if (strcmp(path, exe) == 0)
+		/*
+		 * The binary itself is what the policy named and TOFU hashed:
+		 * that file, not whatever now has its name.
+		 */
+		if (strcmp(path, exe) == 0 && ino == exe_ino)
 			continue;
 		if (path[0] != '/' || (m = mount_of(mounts, nm, path)) == NULL ||
 		    !m->ro) {
@@ -294,8 +299,8 @@ out:
 }
 
 int
-px_maps_check(pid_t pid, int pidfd, const char *exe, size_t *budget,
-    char *why, size_t whylen)
+px_maps_check(pid_t pid, int pidfd, const char *exe,
+    unsigned long long exe_ino, size_t *budget, char *why, size_t whylen)
 {
 	char path[64], *maps = NULL, *mi = NULL;
 	int r;
@@ -320,7 +325,7 @@ px_maps_check(pid_t pid, int pidfd, const char *exe, size_t *budget,
 		r = MOAT_ERR_NOTFOUND;
 		goto out;
 	}
-	r = px_maps_scan(maps, mi, exe, why, whylen);
+	r = px_maps_scan(maps, mi, exe, exe_ino, why, whylen);
 out:
 	if (r == MOAT_ERR_INVALID)
 		r = MOAT_ERR_DENIED;

@@ -86,6 +86,23 @@ for mode in bpf proc; do
 	else t_fail "$mode: hand-off between allowed binaries works"; diag "  got: $out"; fi
 done
 
+# The code check exempts the binary's own file as that file, not as its
+# name: an allowed binary in a writable place (a policy warning) whose
+# name was given other code after it started (renamed over it) cannot
+# load that code and pass it off as itself.
+cp "$MOAT_BUILD/tests/helpers/spoof" "$WS/tool"
+printf 'int moat_e2e_evil(void) { return 1; }\n' |
+	cc -shared -fPIC -x c -o "$WS/evil.so" - || t_fail "build evil.so"
+chmod -R a+rwX "$WS"
+printf '{"version":1,"network_policies":{"t":{"endpoints":[{"host":"upstream.test","port":7}],"binaries":[{"path":"/sandbox/tool"}]}}}\n' \
+	> "$OBJ/tool.json"
+out=$(timeout 60 "$MOAT" run -p "$OBJ/tool.json" -w "$WS" --hosts "$OBJ/hosts" \
+	-- bash -c "/sandbox/tool dlopen /sandbox/tool /sandbox $T & \
+	for i in \$(seq 200); do [ -e /sandbox/ready ] && break; sleep 0.02; done
+	mv /sandbox/evil.so /sandbox/tool && touch /sandbox/go; wait" 2>&1)
+denied "code renamed over an allowed binary's own file is not its file" \
+	"$out" "code from /sandbox/tool loaded into /sandbox/tool"
+
 # No caller's /proc files stall the loop that serves every connection:
 # a process with 30,000 mappings (4 MB of /proc/PID/maps) sends 48
 # CONNECTs at once, and a second caller connects meanwhile. Read on the

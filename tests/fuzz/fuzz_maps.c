@@ -23,7 +23,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(mi, nul != NULL ? nul + 1 : data, b);
 		mi[b] = '\0';
 		/* Texts from the kernel hold no NUL: cut at the first. */
-		px_maps_scan(maps, mi, "/usr/bin/curl", why, sizeof(why));
+		px_maps_scan(maps, mi, "/usr/bin/curl", 1, why, sizeof(why));
 	}
 	free(maps);
 	free(mi);

@@ -32,6 +32,8 @@
  *	                               reparented to this process (which then
  *	                               execs ALLOWED), with exec counts that
  *	                               agree (its parent exec'd once)
+ *	spoof dlopen LIB DIR TARGET    make DIR/ready, wait for DIR/go, dlopen
+ *	                               LIB, then CONNECT TARGET
  *	spoof burst K TARGET [FD]      K CONNECTs sent at once (a byte on FD
  *	                               when all are sent); prints the codes
  *	spoof stall N K PROG VICTIM TARGET
@@ -56,6 +58,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -446,6 +449,30 @@ mode_reaper_mid(void)
 	exit(0);
 }
 
+static void
+mode_dlopen(const char *lib, const char *dir)
+{
+	char path[4096];
+	int fd, i;
+
+	snprintf(path, sizeof(path), "%s/ready", dir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		die("ready");
+	close(fd);
+	snprintf(path, sizeof(path), "%s/go", dir);
+	for (i = 0; i < 500 && access(path, F_OK) != 0; i++)
+		usleep(10000);
+	if (i == 500) {
+		errno = ETIMEDOUT;
+		die("wait for go");
+	}
+	if (dlopen(lib, RTLD_NOW) == NULL) {
+		printf("setup-failed: dlopen: %s\n", dlerror());
+		exit(2);
+	}
+	request(dial(-1));
+}
+
 /* n more regions: pages of our own file, each its own line in maps. */
 static void
 map_many(long n)
@@ -599,6 +626,11 @@ main(int argc, char **argv)
 	if ((argc == 4 || argc == 5) && strcmp(m, "burst") == 0) {
 		g_target = argv[3];
 		mode_burst(atoi(argv[2]), argc == 5 ? atoi(argv[4]) : -1);
+		return 0;
+	}
+	if (argc == 5 && strcmp(m, "dlopen") == 0) {
+		g_target = argv[4];
+		mode_dlopen(argv[2], argv[3]);
 		return 0;
 	}
 	if (argc == 7 && strcmp(m, "stall") == 0) {

@@ -45,7 +45,7 @@ scan(const char *extra, char *why, size_t len)
 	snprintf(maps, sizeof(maps), CURL LIBC "%s", extra);
 	memcpy(mi, mountinfo, sizeof(mi));
 	why[0] = '\0';
-	return px_maps_scan(maps, mi, "/usr/bin/curl", why, len);
+	return px_maps_scan(maps, mi, "/usr/bin/curl", 248056, why, len);
 }
 
 static void
@@ -108,9 +108,34 @@ test_no_mount(void)
 	char mi[] = "2 1 254:0 /usr /usr ro - ext4 x rw\n";
 	char why[256] = "";
 
-	ok(px_maps_scan(maps, mi, "/usr/bin/curl", why, sizeof(why)) ==
+	ok(px_maps_scan(maps, mi, "/usr/bin/curl", 248056, why,
+	    sizeof(why)) ==
 	    MOAT_ERR_DENIED && strstr(why, "/x/y.so") != NULL,
 	    "a path under no listed mount: denied (%s)", why);
+}
+
+/*
+ * A binary the policy allows from a writable place is exempt as its own
+ * file (the inode it runs), not as its name: a file renamed over that
+ * name after the start and then loaded is code from a writable place.
+ */
+static void
+test_own_file(void)
+{
+	char mi[sizeof(mountinfo)], why[256] = "";
+	char maps[] =
+	    "5500-5510 r-xp 00002000 fe:00 77 /sandbox/tool (deleted)\n"
+	    "7f20-7f30 r-xp 00001000 fe:00 78 /sandbox/tool\n" LIBC;
+	char own[] = "5500-5510 r-xp 00002000 fe:00 77 /sandbox/tool\n" LIBC;
+
+	memcpy(mi, mountinfo, sizeof(mi));
+	is_int(px_maps_scan(own, mi, "/sandbox/tool", 77, why, sizeof(why)),
+	    MOAT_OK, "the binary's own file in a writable place (%s)", why);
+	memcpy(mi, mountinfo, sizeof(mi));
+	ok(px_maps_scan(maps, mi, "/sandbox/tool", 77, why, sizeof(why)) ==
+	    MOAT_ERR_DENIED && strstr(why, "code from /sandbox/tool loaded "
+	    "into /sandbox/tool") != NULL, "another file with its name is "
+	    "not its file (%s)", why);
 }
 
 /* Child: wait for the parent's byte on in, tell it on out. */
@@ -132,6 +157,7 @@ test_check_real(void)
 	char dir[] = "/tmp/moat-maps-XXXXXX", lib[128], cmd[512], why[512];
 	char exe[4096], c;
 	size_t any = PX_MAPS_ANY, small = 100, big;
+	struct stat est;
 	int st, down[2], up[2], r;
 	ssize_t n;
 	pid_t pid;
@@ -168,18 +194,23 @@ test_check_real(void)
 	snprintf(cmd, sizeof(cmd), "/proc/%d/exe", (int)pid);
 	n = readlink(cmd, exe, sizeof(exe) - 1);
 	exe[n > 0 ? n : 0] = '\0';
+	if (stat(cmd, &est) != 0)
+		est.st_ino = 0;
 	if (read(up[0], &c, 1) == 1) {
-		r = px_maps_check(pid, -1, exe, &any, why, sizeof(why));
+		r = px_maps_check(pid, -1, exe, est.st_ino, &any, why,
+		    sizeof(why));
 		is_int(r, MOAT_OK, "before dlopen: no code from a writable "
 		    "mount (%s)", why);
 		ok(any < PX_MAPS_ANY && PX_MAPS_ANY - any > 1000,
 		    "the bytes read are taken from the budget (%zu)",
 		    PX_MAPS_ANY - any);
 		/* Where little may be spent: the caller tries elsewhere. */
-		is_int(px_maps_check(pid, -1, exe, &small, why, sizeof(why)),
+		is_int(px_maps_check(pid, -1, exe, est.st_ino, &small, why,
+		    sizeof(why)),
 		    MOAT_ERR_AGAIN, "a budget smaller than the files: AGAIN");
 		big = PX_MAPS_ANY - any;
-		is_int(px_maps_check(pid, -1, exe, &big, why, sizeof(why)),
+		is_int(px_maps_check(pid, -1, exe, est.st_ino, &big, why,
+		    sizeof(why)),
 		    MOAT_OK, "a budget of exactly the files: checked");
 		(void)!write(down[1], "g", 1);
 	} else {
@@ -187,7 +218,8 @@ test_check_real(void)
 	}
 	if (read(up[0], &c, 1) == 1) {
 		any = PX_MAPS_ANY;
-		r = px_maps_check(pid, -1, exe, &any, why, sizeof(why));
+		r = px_maps_check(pid, -1, exe, est.st_ino, &any, why,
+		    sizeof(why));
 		ok(r == MOAT_ERR_DENIED && strstr(why, lib) != NULL,
 		    "after dlopen of %s: denied (%s)", lib, why);
 		(void)!write(down[1], "g", 1);
@@ -199,7 +231,8 @@ test_check_real(void)
 	waitpid(pid, &st, 0);
 	is_int(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0, "child ran");
 	any = PX_MAPS_ANY;
-	is_int(px_maps_check(pid, -1, exe, &any, why, sizeof(why)),
+	is_int(px_maps_check(pid, -1, exe, est.st_ino, &any, why,
+	    sizeof(why)),
 	    MOAT_ERR_NOTFOUND, "a reaped process: NOTFOUND");
 	rmdir(dir);
 }
@@ -209,6 +242,7 @@ main(void)
 {
 	test_scan();
 	test_no_mount();
+	test_own_file();
 	test_check_real();
 	return done_testing();
 }
