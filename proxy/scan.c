@@ -26,7 +26,7 @@
 
 #define SCAN_SLICE 2048
 #define SCAN_MAX (8L << 20)
-#define SCAN_MAX_TABLES 64 /* distinct fd tables looked at per process */
+#define SCAN_MAX_TABLES 64 /* distinct fd tables per process; more: denied */
 /* A short getdents batch is the end of the directory (see SEQ_SLACK). */
 #define DENTS_SLACK 512
 
@@ -54,7 +54,9 @@ kcmp_files(pid_t a, pid_t b)
 /*
  * The tids of pid whose fd tables differ from each other: the leader
  * first, then each thread whose table is none of those seen. *work
- * counts the tasks looked at.
+ * counts the tasks and comparisons. More than max distinct tables: 0
+ * (none of them can be said to be all, and a table left out could hide
+ * the caller).
  */
 static size_t
 list_tables(pid_t pid, pid_t *out, size_t max, long *work)
@@ -78,10 +80,15 @@ list_tables(pid_t pid, pid_t *out, size_t max, long *work)
 			if (tid <= 0 || tid == pid)
 				continue;
 			(*work)++;
-			for (size_t i = 0; i < n && !seen; i++)
+			for (size_t i = 0; i < n && !seen; i++, (*work)++)
 				seen = kcmp_files(out[i], tid) == 0;
-			if (!seen && n < max)
-				out[n++] = tid;
+			if (seen)
+				continue;
+			if (n == max) {
+				close(dfd);
+				return 0;
+			}
+			out[n++] = tid;
 		}
 	}
 	close(dfd);
@@ -241,9 +248,18 @@ px_scan_step(struct px_scan *s, char *why, size_t whylen)
 		if (budget <= 0)
 			return MOAT_ERR_AGAIN;
 		if (!s->listed) {
+			long w0 = s->work;
+
 			s->ntables = list_tables(pid, s->tables,
 			    SCAN_MAX_TABLES, &s->work);
-			budget -= (long)s->ntables;
+			if (s->ntables == 0) {
+				snprintf(why, whylen, "ambiguous shared socket "
+				    "ownership: process %d of the sandbox has "
+				    "more than %d file tables", (int)pid,
+				    SCAN_MAX_TABLES);
+				return MOAT_ERR_DENIED;
+			}
+			budget -= s->work - w0;
 			s->listed = true;
 		}
 		if (s->table >= s->ntables) {

@@ -56,6 +56,8 @@ for mode in bpf proc; do
 		t_ok "$mode: ... and the denial names /sandbox/denied"
 	out=$(srun $mode "/sandbox/denied zombie /sandbox/allowed $T")
 	denied "$mode: a zombie thread group leader cannot hide the caller" "$out"
+	out=$(srun $mode "/sandbox/denied tables /sandbox/allowed $T")
+	denied "$mode: nor can a thread whose fd table is the process's 71st" "$out"
 done
 
 # With the kernel's record, what happens to the socket after connect

@@ -19,6 +19,9 @@
  *	spoof thread ALLOWED TARGET    a thread with its own fd table connects,
  *	                               ALLOWED forked from it is the only
  *	                               other holder
+ *	spoof tables ALLOWED TARGET    the same from a thread whose fd table
+ *	                               is the process's 71st (70 idle threads
+ *	                               with tables of their own come first)
  *	spoof zombie ALLOWED TARGET    the same with a zombie thread group
  *	                               leader (the main thread exited)
  *	spoof scm ALLOWED TARGET       connect, hand the socket to ALLOWED
@@ -293,6 +296,40 @@ mode_thread(void)
 		die("clone without CLONE_FILES");
 	if (syscall(SYS_read, g_done[0], &b, 1) != 1)
 		_exit(2);
+}
+
+/* An idle thread with a table of its own: raw syscalls only, no libc. */
+static int
+idle_main(void *arg)
+{
+	char b;
+
+	(void)arg;
+	syscall(SYS_read, g_done[0], &b, 1);
+	syscall(SYS_exit, 0);
+	return 0;
+}
+
+static void
+mode_tables(void)
+{
+	enum { NIDLE = 70, STACK = 64 * 1024 };
+	static char stack[256 * 1024] __attribute__((aligned(16)));
+	static char idle[NIDLE][STACK] __attribute__((aligned(16)));
+	int flags = CLONE_VM | CLONE_FS | CLONE_SIGHAND | CLONE_THREAD |
+	    CLONE_SYSVSEM;
+	char b;
+
+	if (pipe(g_done) != 0)
+		die("pipe");
+	for (int i = 0; i < NIDLE; i++)
+		if (clone(idle_main, idle[i] + STACK, flags, NULL) == -1)
+			die("clone an idle thread without CLONE_FILES");
+	if (clone(nofiles_main, stack + sizeof(stack), flags, NULL) == -1)
+		die("clone without CLONE_FILES");
+	if (syscall(SYS_read, g_done[0], &b, 1) != 1)
+		_exit(2);
+	_exit(0);
 }
 
 static void *
@@ -650,6 +687,8 @@ main(int argc, char **argv)
 		mode_thread();
 	else if (strcmp(m, "zombie") == 0)
 		mode_zombie();
+	else if (strcmp(m, "tables") == 0)
+		mode_tables();
 	else if (strcmp(m, "scm") == 0)
 		mode_scm();
 	else if (strcmp(m, "exec") == 0)
