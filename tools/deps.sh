@@ -13,7 +13,7 @@ for s in $sets; do
 	    libssh-dev libseccomp-dev libnftnl-dev libmnl-dev libssl-dev
 	    libsqlite3-dev libjansson-dev libbpf-dev bpftool" ;;
 	test) want="$want perl openssh-client openssh-sftp-server rsync tmux
-	    curl python3 python3-paramiko iproute2 nftables socat
+	    curl python3 python3-paramiko python3-requests iproute2 nftables socat
 	    sqlite3 procps psmisc" ;;
 	bench) want="$want openssh-server dropbear-bin tinyproxy squid
 	    bubblewrap hyperfine" ;;
