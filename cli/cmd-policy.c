@@ -123,7 +123,8 @@ explain_request(const struct moat_policy *p, const struct moat_caller *c,
     const char *host, uint16_t port, const char *method, const char *target,
     struct moat_decision *d)
 {
-	struct moat_l7_request rq = { method, NULL, NULL, false, false };
+	struct moat_l7_request rq = { method, NULL, NULL, false, false, NULL,
+	    0 };
 	char buf[8200], why[128];
 	size_t pl = 0;
 

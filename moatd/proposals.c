@@ -431,7 +431,7 @@ already_allowed(struct moatd *d, const struct moat_denial_event *ev,
 	c.nancestors = (size_t)n;
 	if (ev->method[0] != '\0') {
 		struct moat_l7_request rq = { ev->method, ev->path, NULL,
-			false, false };
+			false, false, NULL, 0 };
 
 		if (moat_policy_decide_request(pol, &c, host,
 		    (uint16_t)ev->port, &rq, &dec) != 0)

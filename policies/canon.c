@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "policies/policy.h"
+#include "policies/internal.h"
 
 static int
 hexv(unsigned char c)
@@ -206,6 +206,38 @@ moat_l7_canon(const char *target, size_t len, char *out, size_t outlen,
 	}
 	out[o] = '\0';
 	return MOAT_OK;
+}
+
+int
+pol_l7_plain_path(const char *path, char *out, size_t outlen)
+{
+	size_t o = 0, plen = strlen(path);
+	const char *p = path[0] == '/' ? path + 1 : path;
+	bool differs = false;
+
+	for (;;) {
+		size_t n = strcspn(p, "/"), k = strcspn(p, ";/");
+
+		differs |= k < n;
+		/* An empty segment ("/;x/") is dropped, as "//" is. */
+		if (k > 0) {
+			if (o + k + 2 > outlen)
+				return -1;
+			out[o++] = '/';
+			memcpy(out + o, p, k);
+			o += k;
+		}
+		if (p[n] == '\0')
+			break;
+		p += n + 1;
+	}
+	if ((plen > 1 && path[plen - 1] == '/') || o == 0) {
+		if (o + 2 > outlen)
+			return -1;
+		out[o++] = '/';
+	}
+	out[o] = '\0';
+	return differs ? 1 : 0;
 }
 
 /* Percent-decode (and '+' as space) [s, s+n) into out (NUL-ended). */

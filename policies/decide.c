@@ -308,20 +308,34 @@ struct l7hits {
 	const struct pol_endpoint *miss;
 	const struct pol_endpoint *encslash;
 	const struct pol_endpoint *wsonly;
+	const struct pol_endpoint *lower;
 };
+
+/* Some servers upper-case the method ("delete" runs as DELETE), others
+ * do not: rules cannot say what such a request does. */
+static bool
+lower_case_method(const char *m)
+{
+	for (; *m != '\0'; m++)
+		if (*m >= 'a' && *m <= 'z')
+			return true;
+	return false;
+}
 
 static void
 judge(const struct pol_endpoint *ep, const struct moat_l7_request *rq,
-    struct l7hits *x)
+    const char *plain, struct l7hits *x)
 {
 	const struct pol_endpoint **slot = NULL;
 
 	if (rq->encoded_slash && !ep->allow_encoded_slash) {
 		slot = &x->encslash;
+	} else if (lower_case_method(rq->method)) {
+		slot = &x->lower;
 	} else if (ep->l7 == POL_L7_WEBSOCKET && !rq->websocket) {
 		slot = &x->wsonly;
 	} else {
-		switch (pol_l7_judge(ep, rq)) {
+		switch (pol_l7_judge(ep, rq, plain)) {
 		case POL_L7_ALLOW:
 			slot = &x->allow;
 			break;
@@ -376,13 +390,13 @@ l7_verdict(struct moat_decision *d, enum moat_verdict_reason why,
 	return MOAT_OK;
 }
 
-int
-moat_policy_decide_request(const struct moat_policy *p,
-    const struct moat_caller *c, const char *host, uint16_t port,
-    const struct moat_l7_request *rq, struct moat_decision *out)
+static int
+decide_one(const struct moat_policy *p, const struct moat_caller *c,
+    const char *host, uint16_t port, const struct moat_l7_request *rq,
+    const char *plain, struct moat_decision *out)
 {
 	const struct pol_endpoint *first = NULL, *audit = NULL, *unf = NULL;
-	struct l7hits x = { NULL, NULL, NULL, NULL, NULL };
+	struct l7hits x = { NULL, NULL, NULL, NULL, NULL, NULL };
 	char buf[POL_HOST_MAX + 1];
 	struct pol_req req;
 	struct hits h;
@@ -413,7 +427,7 @@ moat_policy_decide_request(const struct moat_policy *p,
 			if ((ep->l7 == POL_L7_REST ||
 			    ep->l7 == POL_L7_WEBSOCKET) && port_in(ep, port) &&
 			    pol_host_match(&ep->host, &req))
-				judge(ep, rq, &x);
+				judge(ep, rq, plain, &x);
 		}
 	}
 	/* A deny rule wins over every allow. */
@@ -424,6 +438,10 @@ moat_policy_decide_request(const struct moat_policy *p,
 		return l7_verdict(out, MOAT_REASON_L7_DENY, x.encslash, rq,
 		    "has an encoded slash (%2F or %5C), which is not allowed "
 		    "(allow_encoded_slash)");
+	if (x.lower != NULL)
+		return l7_verdict(out, MOAT_REASON_L7_DENY, x.lower, rq,
+		    "has a method in lower case, which some servers run as "
+		    "its upper-case form; not allowed by the rules");
 	if (x.allow != NULL)
 		return l7_verdict(out, MOAT_REASON_ALLOWED, x.allow, rq, "");
 	if (x.miss != NULL)
@@ -433,4 +451,108 @@ moat_policy_decide_request(const struct moat_policy *p,
 		return l7_verdict(out, MOAT_REASON_L7_NOT_ALLOWED, x.wsonly, rq,
 		    "is not a WebSocket upgrade, the only request allowed");
 	return fallback(out, audit, unf, first, c, &req);
+}
+
+/* The method a request names besides its own, upper-cased as servers
+ * do (Rack, Express, Symfony); false when it is no HTTP method. */
+static bool
+override_method(const char *v, char *m, size_t mlen)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n >= mlen)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		char ch = v[i] >= 'a' && v[i] <= 'z' ? (char)(v[i] - 32) : v[i];
+
+		if (i < n && !((ch >= 'A' && ch <= 'Z') || ch == '-' ||
+		    ch == '_'))
+			return false;
+		m[i] = ch;
+	}
+	return true;
+}
+
+/* Turn out into a denial of the request that says why. */
+static void
+refuse(struct moat_decision *out, const struct moat_l7_request *rq,
+    const char *why)
+{
+	size_t off = 0;
+
+	out->allow = false;
+	out->audit = false;
+	out->reason = MOAT_REASON_L7_NOT_ALLOWED;
+	out->text[0] = '\0';
+	text_add(out->text, sizeof(out->text), &off, "%s %s %s", rq->method,
+	    rq->path, why);
+}
+
+/*
+ * Decide the request as another method it names (an override header or
+ * "_method"): 0 allowed (out may now carry an audit), 1 denied (out is
+ * the denial).
+ */
+static int
+decide_as(const struct moat_policy *p, const struct moat_caller *c,
+    const char *host, uint16_t port, const struct moat_l7_request *rq,
+    const char *plain, const char *value, const char *where_,
+    struct moat_decision *out)
+{
+	struct moat_l7_request r2 = *rq;
+	struct moat_decision d2;
+	char m[33], why[128];
+	size_t off;
+
+	if (!override_method(value, m, sizeof(m))) {
+		snprintf(why, sizeof(why), "names the method '%.32s' in %s, "
+		    "which is not an HTTP method", value, where_);
+		refuse(out, rq, why);
+		return 1;
+	}
+	r2.method = m;
+	memset(&d2, 0, sizeof(d2));
+	decide_one(p, c, host, port, &r2, plain, &d2);
+	if (!d2.allow || (d2.audit && !out->audit)) {
+		*out = d2;
+		off = strlen(out->text);
+		text_add(out->text, sizeof(out->text), &off, " (named by %s "
+		    "of a %s, which servers run as %s)", where_, rq->method, m);
+	}
+	return d2.allow ? 0 : 1;
+}
+
+int
+moat_policy_decide_request(const struct moat_policy *p,
+    const struct moat_caller *c, const char *host, uint16_t port,
+    const struct moat_l7_request *rq, struct moat_decision *out)
+{
+	char plain[8192 + 16], name[16], value[64];
+	const char *q = rq->query, *pl = plain;
+	int r, k;
+
+	/* A server may route on the path without its ";parameters". */
+	k = pol_l7_plain_path(rq->path, plain, sizeof(plain));
+	if ((r = decide_one(p, c, host, port, rq, k > 0 ? pl : NULL,
+	    out)) != MOAT_OK || !out->allow || !out->l7)
+		return r;
+	if (k < 0) {
+		refuse(out, rq, "is too long to be decided");
+		return MOAT_OK;
+	}
+	/*
+	 * Servers honour a method named elsewhere (X-HTTP-Method-Override
+	 * and its kin, Rails' and Laravel's "_method"): the request must be
+	 * allowed as that method too.
+	 */
+	for (size_t i = 0; i < rq->noverrides; i++)
+		if (decide_as(p, c, host, port, rq, pl, rq->overrides[i],
+		    "a method-override header", out) != 0)
+			return MOAT_OK;
+	while (q != NULL && moat_l7_query_next(&q, name, sizeof(name), value,
+	    sizeof(value)))
+		if (strcmp(name, "_method") == 0 && decide_as(p, c, host, port,
+		    rq, pl, value, "the _method parameter", out) != 0)
+			return MOAT_OK;
+	return MOAT_OK;
 }

@@ -286,8 +286,19 @@ enum pol_l7verdict {
 	POL_L7_NOMATCH,   /* no allow rule matched */
 	POL_L7_SKIP,      /* the path selector excludes this request */
 };
+/*
+ * Judge rq against ep. plain: rq->path without its ";parameters" (NULL
+ * when it has none): a server may read the path either way, so the
+ * request passes only if both readings do and is denied if either is.
+ */
 enum pol_l7verdict pol_l7_judge(const struct pol_endpoint *ep,
-    const struct moat_l7_request *rq);
+    const struct moat_l7_request *rq, const char *plain);
+/*
+ * The canonical path with each segment's ";parameters" dropped (Tomcat,
+ * Jetty and Spring route on that) and the empty segments this leaves
+ * collapsed, into out. 1 it differs, 0 it is the same, -1 too long.
+ */
+int pol_l7_plain_path(const char *path, char *out, size_t outlen);
 
 /* load-net.c */
 void pol_load_network(struct pol_ctx *c, json_t *obj);

@@ -297,11 +297,11 @@ query_match(const struct pol_qmatch *m, const char *query, bool allow)
 
 static bool
 rule_match(const struct pol_l7rule *r, const struct moat_l7_request *rq,
-    bool allow)
+    const char *path, bool allow)
 {
 	if (!method_match(r->method, rq->method))
 		return false;
-	if (r->path != NULL && !pol_segs_match(r->segs, r->nsegs, rq->path))
+	if (r->path != NULL && !pol_segs_match(r->segs, r->nsegs, path))
 		return false;
 	for (size_t i = 0; i < r->nquery; i++)
 		if (!query_match(&r->query[i], rq->query, allow))
@@ -326,19 +326,34 @@ access_allows(enum pol_access a, const char *m)
 	return false;
 }
 
-enum pol_l7verdict
-pol_l7_judge(const struct pol_endpoint *ep, const struct moat_l7_request *rq)
+static enum pol_l7verdict
+judge_path(const struct pol_endpoint *ep, const struct moat_l7_request *rq,
+    const char *path)
 {
-	if (ep->psel != NULL && !pol_segs_match(ep->psel, ep->npsel, rq->path))
+	if (ep->psel != NULL && !pol_segs_match(ep->psel, ep->npsel, path))
 		return POL_L7_SKIP;
 	for (size_t i = 0; i < ep->ndeny; i++)
-		if (rule_match(&ep->deny[i], rq, false))
+		if (rule_match(&ep->deny[i], rq, path, false))
 			return POL_L7_DENIED;
 	if (ep->access != POL_ACCESS_NONE && access_allows(ep->access,
 	    rq->method))
 		return POL_L7_ALLOW;
 	for (size_t i = 0; i < ep->nallow; i++)
-		if (rule_match(&ep->allow[i], rq, true))
+		if (rule_match(&ep->allow[i], rq, path, true))
 			return POL_L7_ALLOW;
 	return POL_L7_NOMATCH;
+}
+
+enum pol_l7verdict
+pol_l7_judge(const struct pol_endpoint *ep, const struct moat_l7_request *rq,
+    const char *plain)
+{
+	enum pol_l7verdict a = judge_path(ep, rq, rq->path), b;
+
+	if (plain == NULL)
+		return a;
+	b = judge_path(ep, rq, plain);
+	if (a == POL_L7_DENIED || b == POL_L7_DENIED)
+		return POL_L7_DENIED;
+	return a == b ? a : POL_L7_NOMATCH;
 }

@@ -240,6 +240,10 @@ struct moat_l7_request {
 	const char *query;
 	bool encoded_slash; /* the path holds %2F or %5C (moat_l7_canon) */
 	bool websocket;     /* an Upgrade: websocket request */
+	/* Values of the request's method-override headers
+	 * (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override). */
+	const char *const *overrides;
+	size_t noverrides;
 };
 
 /*
@@ -247,7 +251,11 @@ struct moat_l7_request {
  * moat_policy_decide() would match, their rules and deny_rules (deny
  * wins), access presets, HEAD as GET, enforcement audit (allow with
  * out->audit and the would-be denial in text). An L4 endpoint of a
- * policy holding the caller allows any request. Never allocates.
+ * policy holding the caller allows any request. Where servers read a
+ * request differently it must pass every reading: a path is matched
+ * with and without its ";parameters", a method with lower-case letters
+ * is denied, and a method named by an override header or a "_method"
+ * query parameter must be allowed too. Never allocates.
  */
 int moat_policy_decide_request(const struct moat_policy *p,
     const struct moat_caller *c, const char *host, uint16_t port,

@@ -270,24 +270,68 @@ build_head(struct px_conn *c, const char *buf, const struct moat_http_req *r,
 	return rc == 0 ? 0 : -1;
 }
 
+/* Header names servers take a method from (Google APIs, Rack, Express,
+ * Symfony). */
+static const char *const override_headers[] = { "x-http-method-override",
+	"x-http-method", "x-method-override" };
+#define MAX_OVERRIDES 8
+
+/* The values of the request's method-override headers into v (-1: too
+ * many to decide). */
+static int
+overrides_of(const char *buf, const struct moat_http_req *r,
+    char v[MAX_OVERRIDES][40], const char **pv)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < r->nheaders; i++) {
+		const struct moat_http_header *h = &r->headers[i];
+
+		for (size_t k = 0; k < MOAT_NELEM(override_headers); k++) {
+			if (!moat_http_span_eq(buf, h->name,
+			    override_headers[k]))
+				continue;
+			if (n == MAX_OVERRIDES)
+				return -1;
+			/* Longer than any method: refused as not one. */
+			snprintf(v[n], sizeof(v[n]), "%.*s", h->value.len > 39 ?
+			    39 : (int)h->value.len, buf + h->value.off);
+			pv[n] = v[n];
+			n++;
+		}
+	}
+	return n;
+}
+
 /* The decision for one request: 0 allowed, -1 answered (denied). */
 static int
 decide_request(struct px_conn *c, const struct moat_http_req *r,
     const char *buf, char *tbuf, size_t plen, bool enc)
 {
 	struct moat_caller caller;
-	struct moat_l7_request rq = { r->method, tbuf, NULL, enc, false };
+	struct moat_l7_request rq = { r->method, tbuf, NULL, enc, false, NULL,
+	    0 };
 	const struct moat_http_header *up = moat_http_header_get(r, buf,
 	    "upgrade");
+	char ov[MAX_OVERRIDES][40];
+	const char *pov[MAX_OVERRIDES];
 	struct moat_decision d;
 	char save = tbuf[plen];
+	int nov = overrides_of(buf, r, ov, pov);
 
 	if (up != NULL && !header_has_token(buf, up, "websocket")) {
 		px_l7_error(c, 400, "bad_request", "only WebSocket upgrades are "
 		    "relayed");
 		return -1;
 	}
+	if (nov < 0) {
+		px_l7_error(c, 400, "bad_request", "too many method-override "
+		    "headers");
+		return -1;
+	}
 	rq.websocket = up != NULL;
+	rq.overrides = pov;
+	rq.noverrides = (size_t)nov;
 	caller_of(c, &caller);
 	if (save == '?')
 		rq.query = tbuf + plen + 1;

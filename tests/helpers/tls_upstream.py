@@ -8,6 +8,10 @@ with a certificate from the test's own CA.
   /ws...     a WebSocket upgrade (101), then every byte echoed back
   anything   200 with a JSON echo: method, path, headers, body
 
+Methods are read case-insensitively, as some servers do ("delete" is
+DELETE here), so the tests can show that moat decides what such a
+server runs.
+
 Usage: tls_upstream.py ADDR PORT CERT KEY [GIT_ROOT]
 """
 import base64
@@ -108,6 +112,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = \
         do_HEAD = handle_any
+    do_get = do_post = do_put = do_delete = do_patch = handle_any
 
 
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

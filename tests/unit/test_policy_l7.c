@@ -91,13 +91,16 @@ test_canon(void)
 	}
 }
 
+/* Decide a request; ov: the value of its method-override header. */
 static struct moat_decision
-req(const struct moat_policy *p, const char *exe, const char *host,
-    const char *method, const char *target, bool ws)
+req_ov(const struct moat_policy *p, const char *exe, const char *host,
+    const char *method, const char *target, bool ws, const char *ov)
 {
 	static char buf[8192];
+	const char *ovs[] = { ov };
 	struct moat_caller c = { exe, NULL, 0, NULL, 0 };
-	struct moat_l7_request rq = { method, NULL, NULL, false, ws };
+	struct moat_l7_request rq = { method, NULL, NULL, false, ws, ovs,
+	    ov != NULL ? 1 : 0 };
 	struct moat_decision d;
 	size_t pl = 0;
 	char why[128];
@@ -118,7 +121,78 @@ req(const struct moat_policy *p, const char *exe, const char *host,
 	return d;
 }
 
+static struct moat_decision
+req(const struct moat_policy *p, const char *exe, const char *host,
+    const char *method, const char *target, bool ws)
+{
+	return req_ov(p, exe, host, method, target, ws, NULL);
+}
+
 #define A(p, m, t) req(p, "/usr/bin/curl", "api.x.com", m, t, false).allow
+
+#define OV(p, m, t, ov) req_ov(p, "/usr/bin/curl", "api.x.com", m, t, \
+    false, ov)
+
+/*
+ * Where servers read a request differently from the rules, it must pass
+ * every reading: ";parameters" (Tomcat, Jetty, Spring drop them before
+ * routing), lower-case methods (some servers upper-case them), methods
+ * named by override headers or "_method" (Rack, Express, Symfony).
+ */
+static void
+test_readings(void)
+{
+	struct moat_policy *p;
+	struct moat_decision d;
+
+	p = P("{'version':1,'network_policies':{'f':{'endpoints':["
+	    "{'host':'api.x.com','port':443,'protocol':'rest',"
+	    "'access':'full','deny_rules':[{'method':'DELETE'},"
+	    "{'method':'GET','path':'/admin/**'}]}],"
+	    "'binaries':[{'path':'/usr/bin/curl'}]}}}");
+	ok(A(p, "GET", "/x") && !A(p, "DELETE", "/x"), "full with a deny rule");
+	d = req(p, "/usr/bin/curl", "api.x.com", "delete", "/x", false);
+	ok(!d.allow, "a lower-case method is denied");
+	like_str(d.text, "delete /x has a method in lower case", "... saying "
+	    "why");
+	ok(!A(p, "Get", "/x"), "... any lower-case letter");
+	ok(!A(p, "GET", "/admin;x=1/k") && !A(p, "GET", "/admin;/k") &&
+	    !A(p, "GET", "/a;b/../admin;c/k"), "path parameters do not dodge "
+	    "a deny rule");
+	ok(A(p, "GET", "/pub;jsessionid=1/k") && A(p, "GET", "/;x/k"),
+	    "... and pass where no rule minds");
+	ok(!A(p, "GET", "/x?_method=DELETE") &&
+	    !A(p, "GET", "/x?a=1&_method=delete"),
+	    "a _method parameter is decided as its method");
+	ok(A(p, "POST", "/x?_method=PUT"), "... which may be allowed");
+	d = OV(p, "POST", "/x", "DELETE");
+	ok(!d.allow, "an override header is decided as its method");
+	like_str(d.text, "named by a method-override header of a POST",
+	    "... saying so");
+	ok(!OV(p, "POST", "/x", "del ete").allow &&
+	    !OV(p, "POST", "/x", "").allow,
+	    "an override that is no method is denied");
+	ok(OV(p, "POST", "/x", "patch").allow, "an allowed override "
+	    "passes (upper-cased as servers do)");
+	moat_policy_free(p);
+
+	p = P("{'version':1,'network_policies':{'g':{'endpoints':["
+	    "{'host':'api.x.com','port':443,'protocol':'rest','rules':["
+	    "{'allow':{'method':'GET','path':'/files/*.txt'}}]}],"
+	    "'binaries':[{'path':'/usr/bin/curl'}]}}}");
+	ok(A(p, "GET", "/files/a.txt"), "allow glob");
+	ok(!A(p, "GET", "/files/k.key;.txt"), "an allow glob must match the "
+	    "path without its parameters too");
+	moat_policy_free(p);
+
+	p = P("{'version':1,'network_policies':{'rw':{'endpoints':["
+	    "{'host':'api.x.com','port':443,'protocol':'rest',"
+	    "'access':'read-write'}],'binaries':[{'path':'/usr/bin/curl'}]}}}");
+	ok(!OV(p, "POST", "/a", "DELETE").allow &&
+	    !A(p, "POST", "/a?_method=DELETE"), "read-write: no DELETE, "
+	    "however it is named");
+	moat_policy_free(p);
+}
 
 static void
 test_rules(void)
@@ -330,7 +404,8 @@ git_req(const struct moat_policy *p, const char *method, const char *target)
 	const char *anc[] = { "/usr/lib/git-core/git", "/usr/bin/git" };
 	struct moat_caller c = { "/usr/lib/git-core/git-remote-https", anc, 2,
 		NULL, 0 };
-	struct moat_l7_request rq = { method, buf, NULL, false, false };
+	struct moat_l7_request rq = { method, buf, NULL, false, false, NULL,
+	    0 };
 	struct moat_decision d;
 	size_t pl = 0;
 	char why[128];
@@ -417,6 +492,7 @@ main(void)
 {
 	test_canon();
 	test_rules();
+	test_readings();
 	test_mix();
 	test_load();
 	test_presets();
