@@ -30,6 +30,28 @@ moat_http_span_eq(const char *buf, struct moat_http_span sp, const char *s)
 	return strlen(s) == sp.len && strncasecmp(buf + sp.off, s, sp.len) == 0;
 }
 
+bool
+moat_http_list_has(const char *v, size_t n, const char *tok)
+{
+	size_t tl = strlen(tok);
+
+	for (size_t i = 0; i < n;) {
+		size_t st, e;
+
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		st = i;
+		while (i < n && v[i] != ',')
+			i++;
+		e = i;
+		while (e > st && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e - st == tl && strncasecmp(v + st, tok, tl) == 0)
+			return true;
+	}
+	return false;
+}
+
 const struct moat_http_header *
 moat_http_header_get(const struct moat_http_req *r, const char *buf,
     const char *name)

@@ -80,6 +80,10 @@ int moat_http_parse_origin(const char *buf, size_t len,
 const struct moat_http_header *moat_http_header_get(
     const struct moat_http_req *r, const char *buf, const char *name);
 
+/* Is tok (case-insensitive) an element of the comma-separated list
+ * v[0..n)? ("close" in "keep-alive, Close"; never a substring.) */
+bool moat_http_list_has(const char *v, size_t n, const char *tok);
+
 /* Case-insensitive comparison of a span of buf with s. */
 bool moat_http_span_eq(const char *buf, struct moat_http_span sp,
     const char *s);

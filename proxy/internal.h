@@ -376,6 +376,7 @@ enum {
 struct px_resp {
 	int state;
 	bool head_req; /* the request was HEAD: no body */
+	bool upgrade;  /* the request asked for a WebSocket upgrade */
 	bool cr;
 	int status;
 	int minor;
@@ -389,7 +390,7 @@ struct px_resp {
 	char line[1024];
 	struct moat_http_chunked ch;
 };
-void px_resp_start(struct px_resp *r, bool head_req);
+void px_resp_start(struct px_resp *r, bool head_req, bool upgrade);
 int px_resp_feed(struct px_resp *r, const char *buf, size_t n, size_t *used);
 /* The body ends when the upstream closes. */
 bool px_resp_until_eof(const struct px_resp *r);

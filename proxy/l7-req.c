@@ -96,16 +96,43 @@ deny_with(struct px_conn *c, const char *stage, const char *why,
 	answer(c, r, len);
 }
 
+/* Does any header called name list tok (Connection: upgrade)? */
 static bool
-header_has_token(const char *buf, const struct moat_http_header *h,
+headers_list(const char *buf, const struct moat_http_req *r, const char *name,
     const char *tok)
 {
-	size_t tl = strlen(tok);
-
-	for (size_t i = 0; i + tl <= h->value.len; i++)
-		if (strncasecmp(buf + h->value.off + i, tok, tl) == 0)
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (moat_http_span_eq(buf, r->headers[i].name, name) &&
+		    moat_http_list_has(buf + r->headers[i].value.off,
+		    r->headers[i].value.len, tok))
 			return true;
 	return false;
+}
+
+/*
+ * An Upgrade header: only a WebSocket handshake as RFC 6455 has it (GET,
+ * HTTP/1.1, one Upgrade of exactly "websocket", Connection: upgrade) is
+ * relayed. Anything else could switch to a protocol nobody decides
+ * (h2c offered next to websocket), or be a plain request the server
+ * runs while moat took it for an upgrade. 1 an upgrade, 0 none, -1 not
+ * one we relay.
+ */
+static int
+upgrade_of(const char *buf, const struct moat_http_req *r)
+{
+	const struct moat_http_header *up = NULL;
+
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (moat_http_span_eq(buf, r->headers[i].name, "upgrade")) {
+			if (up != NULL)
+				return -1;
+			up = &r->headers[i];
+		}
+	if (up == NULL)
+		return 0;
+	return moat_http_span_eq(buf, up->value, "websocket") &&
+	    strcmp(r->method, "GET") == 0 && r->minor == 1 &&
+	    headers_list(buf, r, "connection", "upgrade") ? 1 : -1;
 }
 
 /* Host must name the host that was decided (and its port, if any). */
@@ -311,17 +338,16 @@ decide_request(struct px_conn *c, const struct moat_http_req *r,
 	struct moat_caller caller;
 	struct moat_l7_request rq = { r->method, tbuf, NULL, enc, false, NULL,
 	    0 };
-	const struct moat_http_header *up = moat_http_header_get(r, buf,
-	    "upgrade");
 	char ov[MAX_OVERRIDES][40];
 	const char *pov[MAX_OVERRIDES];
 	struct moat_decision d;
 	char save = tbuf[plen];
-	int nov = overrides_of(buf, r, ov, pov);
+	int up = upgrade_of(buf, r), nov = overrides_of(buf, r, ov, pov);
 
-	if (up != NULL && !header_has_token(buf, up, "websocket")) {
-		px_l7_error(c, 400, "bad_request", "only WebSocket upgrades are "
-		    "relayed");
+	if (up < 0) {
+		px_l7_error(c, 400, "bad_request", "only WebSocket upgrades "
+		    "(GET, HTTP/1.1, Upgrade: websocket, Connection: upgrade) "
+		    "are relayed");
 		return -1;
 	}
 	if (nov < 0) {
@@ -329,7 +355,7 @@ decide_request(struct px_conn *c, const struct moat_http_req *r,
 		    "headers");
 		return -1;
 	}
-	rq.websocket = up != NULL;
+	rq.websocket = up > 0;
 	rq.overrides = pov;
 	rq.noverrides = (size_t)nov;
 	caller_of(c, &caller);
@@ -403,7 +429,8 @@ px_l7_request(struct px_conn *c, const struct moat_http_req *r)
 		px_l7_error(c, 503, "out_of_memory", "out of memory");
 		return -1;
 	}
-	px_resp_start(&x->resp, strcmp(r->method, "HEAD") == 0);
+	px_resp_start(&x->resp, strcmp(r->method, "HEAD") == 0,
+	    upgrade_of(x->head, r) > 0);
 	x->resp_on = true;
 	body_begin(x, r, secrets);
 	if (keep) {

@@ -2,7 +2,8 @@
  * Where an HTTP/1.x response ends, read incrementally as it is relayed
  * to the client unchanged: status line and headers, then the body by
  * Content-Length, chunked coding, or the connection's end. A 1xx other
- * than 101 is followed by another response; 101 switches protocols.
+ * than 101 is followed by another response; 101 switches protocols
+ * (only for a request that asked for a WebSocket upgrade).
  *
  * The L7 engine (l7.c) reads the next request only once the response
  * to the previous one has ended, so a denial's 403 never lands in the
@@ -25,34 +26,12 @@ enum {
 };
 
 void
-px_resp_start(struct px_resp *r, bool head_req)
+px_resp_start(struct px_resp *r, bool head_req, bool upgrade)
 {
 	memset(r, 0, sizeof(*r));
 	r->head_req = head_req;
+	r->upgrade = upgrade;
 	r->cl = -1;
-}
-
-static bool
-token_is(const char *v, size_t n, const char *tok)
-{
-	size_t tl = strlen(tok);
-
-	/* A comma-separated list: any element equal to tok. */
-	for (size_t i = 0; i < n;) {
-		size_t s, e;
-
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		s = i;
-		while (i < n && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
-			return true;
-	}
-	return false;
 }
 
 static bool
@@ -86,7 +65,7 @@ header(struct px_resp *r, const char *l, size_t n)
 		r->chunked = n - vs >= 7 &&
 		    strncasecmp(l + n - 7, "chunked", 7) == 0;
 	} else if (nl == 10 && strncasecmp(l, "connection", 10) == 0) {
-		if (token_is(l + vs, n - vs, "close"))
+		if (moat_http_list_has(l + vs, n - vs, "close"))
 			r->close = true;
 	}
 	return true;
@@ -109,13 +88,15 @@ status_line(struct px_resp *r, const char *l, size_t n)
 static int
 head_done(struct px_resp *r)
 {
+	/* A switch nobody asked for (h2c, say) would leave bytes that
+	 * nobody decides: not HTTP/1.x as we can frame it. */
 	if (r->status == 101)
-		return PX_RESP_UPGRADE;
+		return r->upgrade ? PX_RESP_UPGRADE : PX_RESP_BAD;
 	if (r->status >= 100 && r->status < 200) {
-		bool head_req = r->head_req;
+		bool head_req = r->head_req, upgrade = r->upgrade;
 
 		/* Another response follows for the same request. */
-		px_resp_start(r, head_req);
+		px_resp_start(r, head_req, upgrade);
 		return PX_RESP_MORE;
 	}
 	if (r->head_req || r->status == 204 || r->status == 304) {

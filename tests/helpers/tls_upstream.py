@@ -6,6 +6,8 @@ with a certificate from the test's own CA.
   *.git/...  git smart HTTP (git http-backend as CGI on GIT_ROOT, push
              enabled)
   /ws...     a WebSocket upgrade (101), then every byte echoed back
+  /switch... 101 to any request (as an h2c server would answer an
+             "Upgrade: h2c"), then every byte echoed back
   anything   200 with a JSON echo: method, path, headers, body
 
 Methods are read case-insensitively, as some servers do ("delete" is
@@ -76,14 +78,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def websocket(self):
+    def websocket(self, proto="websocket"):
         key = self.headers.get("Sec-WebSocket-Key", "")
         acc = base64.b64encode(hashlib.sha1(
             (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
         self.send_response(101)
-        self.send_header("Upgrade", "websocket")
+        self.send_header("Upgrade", proto)
         self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", acc.decode())
+        if proto == "websocket":
+            self.send_header("Sec-WebSocket-Accept", acc.decode())
         self.end_headers()
         self.wfile.flush()
         while True:
@@ -94,6 +97,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
     def handle_any(self):
+        if self.path.startswith("/switch"):
+            return self.websocket("h2c")
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self.websocket()
         data = self.body()

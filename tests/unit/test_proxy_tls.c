@@ -557,7 +557,9 @@ raw_req(const char *host, const char *req)
 static void
 test_differentials(void)
 {
+	char out[65536];
 	const char *a;
+	struct raw r;
 
 	a = raw_req("other.test", "delete /x HTTP/1.1\r\nHost: other.test\r\n"
 	    "Connection: close\r\n\r\n");
@@ -583,6 +585,31 @@ test_differentials(void)
 	    "upstream.test\r\nX-HTTP-Method-Override: PATCH\r\n"
 	    "Content-Length: 0\r\nConnection: close\r\n\r\n");
 	ok(strstr(a, "HTTP/1.1 403") == a, "... PATCH is not allowed either");
+
+	/* h2c next to websocket: the server may pick h2c, then raw. */
+	a = raw_req("upstream.test", "GET /switch HTTP/1.1\r\nHost: "
+	    "upstream.test\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade, "
+	    "HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+	    "\r\n");
+	ok(strstr(a, "HTTP/1.1 400") == a, "Upgrade must be exactly websocket "
+	    "(not h2c, websocket)");
+	a = raw_req("upstream.test", "POST /inject/ws HTTP/1.1\r\nHost: "
+	    "upstream.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Content-Length: 0\r\n\r\n");
+	ok(strstr(a, "HTTP/1.1 400") == a, "a WebSocket upgrade is a GET");
+	/* A 101 nobody asked for must not make the tunnel raw. */
+	if (raw_open(&r, "upstream.test")) {
+		raw_talk(&r, "GET /switch HTTP/1.1\r\nHost: upstream.test\r\n"
+		    "\r\n", "\r\n\r\n", out, sizeof(out));
+		raw_talk(&r, "DELETE /hello HTTP/1.1\r\nHost: upstream.test\r\n"
+		    "\r\n", NULL, out, sizeof(out));
+		ok(strstr(out, "DELETE /hello") == NULL, "a 101 to a request "
+		    "that asked for no upgrade ends the tunnel");
+		raw_close(&r);
+	} else {
+		ok(0, "a 101 to a request that asked for no upgrade ends the "
+		    "tunnel (no tunnel)");
+	}
 }
 
 /* Raw TLS through the proxy, as this binary: the WebSocket upgrade. */
