@@ -431,7 +431,7 @@ int px_inject_basic(const struct px_secrets *s, const char *host,
     struct px_inject_err *err);
 /* Any placeholder prefix in buf (raw or %3A-encoded)? */
 bool px_inject_marker(const char *buf, size_t n);
-#define PX_INJECT_HOLD 24 /* longest prefix minus one */
+#define PX_INJECT_HOLD 27 /* longest prefix ("openshell%3A...%3A") - 1 */
 /* Append n bytes (NUL kept after them): 0, or -1 out of memory. */
 int px_ibuf_put(struct px_ibuf *b, const void *s, size_t n);
 void px_ibuf_free(struct px_ibuf *b);

@@ -610,6 +610,27 @@ test_differentials(void)
 		ok(0, "a 101 to a request that asked for no upgrade ends the "
 		    "tunnel (no tunnel)");
 	}
+
+	/* The longest placeholder prefix, split across two TLS records. */
+	if (raw_open(&r, "upstream.test")) {
+		const char *h = "POST /inject/c HTTP/1.1\r\nHost: upstream.test"
+		    "\r\nContent-Type: application/octet-stream\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n"
+		    "3a\r\nk=0123456789012345678901openshell%3Aresolve%3Aenv";
+
+		SSL_write(r.s, h, (int)strlen(h));
+		usleep(100 * 1000);
+		raw_talk(&r, "%3ATOKEN&\r\n0\r\n\r\n", NULL, out, sizeof(out));
+		ok(strstr(out, "uninspected_credentials") != NULL &&
+		    strstr(out, "\"method\": \"POST\"") == NULL,
+		    "a placeholder split across reads is found in a streamed "
+		    "body");
+		if (strstr(out, "uninspected_credentials") == NULL)
+			diag("%.300s", out);
+		raw_close(&r);
+	} else {
+		ok(0, "split placeholder (no tunnel)");
+	}
 }
 
 /* Raw TLS through the proxy, as this binary: the WebSocket upgrade. */
