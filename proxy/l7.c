@@ -413,6 +413,7 @@ down_bytes(struct px_conn *c, const char *b, size_t n)
 		return heads(c);
 	case PX_RESP_UPGRADE:
 		x->st = L_RAW;
+		x->upgraded = true;
 		return px_l7_out(&x->c, b + used, n - used);
 	case PX_RESP_BAD:
 		x->st = L_FLUSH;
@@ -698,7 +699,10 @@ peek(struct px_conn *c, int fd)
 bool
 px_l7_inspects(const struct px_conn *c)
 {
-	return c->st == ST_L7 && c->l7 != NULL && c->l7->inspect;
+	/* A raw relay (bytes that never looked like HTTP) reads nothing,
+	 * unless a decided WebSocket upgrade made it one. */
+	return c->st == ST_L7 && c->l7 != NULL && c->l7->inspect &&
+	    (c->l7->st != L_RAW || c->l7->upgraded);
 }
 
 bool

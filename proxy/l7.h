@@ -33,6 +33,7 @@ struct px_l7 {
 	bool must_l7;  /* the decision needs every request decided */
 	bool inspect;  /* parse requests (L7, or credentials to replace) */
 	bool first;    /* no request seen yet */
+	bool upgraded; /* raw after a WebSocket upgrade (decided) */
 	struct px_tls_peer peer;
 	int chs;       /* handshakes: 1 done, 0 going, -1 failed */
 	int uhs;

@@ -633,6 +633,32 @@ test_differentials(void)
 	}
 }
 
+/* An L4 tunnel made raw (bytes that do not look like HTTP), then a
+ * policy that gives the endpoint L7 rules: it must not stay open. */
+static void
+test_swap_raw(void)
+{
+	char out[65536], pol[4096];
+	struct raw r;
+	bool open_;
+
+	snprintf(pol, sizeof(pol), "{\"version\":1,\"network_policies\":{"
+	    "\"api\":{\"endpoints\":[{\"host\":\"upstream.test\","
+	    "\"port\":8443}],\"binaries\":[{\"path\":\"%s\"}]}}}", T.self);
+	in_loop(setpol_fn, pol);
+	open_ = raw_open(&r, "upstream.test");
+	raw_talk(&r, "get /a HTTP/1.1\r\nHost: upstream.test\r\n\r\n",
+	    "\"body\"", out, sizeof(out));
+	ok(open_ && strstr(out, "\"method\": \"get\""), "L4 endpoint: bytes "
+	    "that do not look like HTTP are relayed raw");
+	in_loop(setpol_fn, (void *)policy_json());
+	raw_talk(&r, "GET /secret/k HTTP/1.1\r\nHost: upstream.test\r\n\r\n",
+	    "\"body\"", out, sizeof(out));
+	ok(strstr(out, "/secret/k") == NULL, "after a swap to L7 rules the raw "
+	    "tunnel is closed, not left undecided");
+	raw_close(&r);
+}
+
 /* Raw TLS through the proxy, as this binary: the WebSocket upgrade. */
 static void
 test_websocket(void)
@@ -714,6 +740,7 @@ main(void)
 	test_inject();
 	test_websocket();
 	test_differentials();
+	test_swap_raw();
 	loop_stop();
 	moat_proxy_free(T.p);
 	moat_loop_free(T.l);
