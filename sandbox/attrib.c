@@ -1,16 +1,20 @@
 /*
  * Loading caller attribution for one sandbox: the BPF object built from
  * sandbox/attrib.bpf.c (embedded as a libbpf skeleton, generated at build
- * time) is loaded, and its programs are attached to the sandbox's cgroup
- * v2 directory as bpf_links.
+ * time) is loaded in the creating process, told where the sandbox's proxy
+ * listens (its .bss, before the load), and its programs are attached to
+ * the sandbox's cgroup v2 directory as bpf_links.
  *
- * Loading costs tens of milliseconds (libbpf parses the kernel's BTF for
- * the CO-RE relocations), so it runs in a forked helper while the
- * sandbox is being built: the helper loads the object and sends the
- * program and map fds back over a socketpair (SCM_RIGHTS); the creator
- * then tells the programs where the proxy listens (the config map) and
- * links them to the cgroup. The helper's memory (the parsed BTF) never
- * weighs on moatd.
+ * The CO-RE relocations need the kernel's types. Parsing the kernel's
+ * whole BTF (5 MB) cost libbpf about 20 ms of CPU per load, so the build
+ * cuts from it a BTF of only the types the programs read (about 1 KB;
+ * `bpftool gen min_core_btf`) and embeds it with what identifies the
+ * kernel it came from (build/bpf/attrib.btf.h): its build-id notes,
+ * release, version and BTF size. On that kernel libbpf relocates against
+ * the small BTF (btf_custom_path, a memfd); on any other kernel, or if
+ * the small BTF fails to relocate, against the running kernel's full BTF,
+ * and the log says which and why. A load is then 2-3 ms, most of it the
+ * kernel's verifier.
  *
  * Nothing is pinned: the links and maps live as long as their fds, so
  * sandbox_attrib_free (or the death of every process holding them)
@@ -19,15 +23,15 @@
  * programs stay attached while the proxy serves the sandbox, also when
  * moatd is gone (live restore).
  */
-#include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <sys/utsname.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,25 +45,22 @@
 #include "common/util.h"
 #include "sandbox/internal.h"
 
+#include "attrib.btf.h"
 #include "attrib.skel.h"
 
-#define LOAD_WAIT_MS 20000
+#define VMLINUX_BTF "/sys/kernel/btf/vmlinux"
+#define KERNEL_NOTES "/sys/kernel/notes"
 
-/* What the helper sends, in this order. */
 enum {
-	FD_SOCK_CREATE,
-	FD_CONNECT4,
-	FD_CONNECT6,
-	FD_SOCK_RELEASE,
-	FD_SOCKOPS,
-	FD_NPROGS,
-	FD_SOCKS = FD_NPROGS,
-	FD_TUPLES,
-	FD_CFG,
-	FD_COUNT,
+	PROG_SOCK_CREATE,
+	PROG_CONNECT4,
+	PROG_CONNECT6,
+	PROG_SOCK_RELEASE,
+	PROG_SOCKOPS,
+	NPROGS,
 };
 
-static const enum bpf_attach_type attach_types[FD_NPROGS] = {
+static const enum bpf_attach_type attach_types[NPROGS] = {
 	BPF_CGROUP_INET_SOCK_CREATE,
 	BPF_CGROUP_INET4_CONNECT,
 	BPF_CGROUP_INET6_CONNECT,
@@ -67,18 +68,13 @@ static const enum bpf_attach_type attach_types[FD_NPROGS] = {
 	BPF_CGROUP_SOCK_OPS,
 };
 
-static const char *const prog_names[FD_NPROGS] = {
+static const char *const prog_names[NPROGS] = {
 	"cgroup/sock_create", "cgroup/connect4", "cgroup/connect6",
 	"cgroup/sock_release", "sockops",
 };
 
-struct sandbox_attrib_load {
-	pid_t pid;
-	int sock;
-};
-
 struct sandbox_attrib {
-	int links[FD_NPROGS];
+	int links[NPROGS];
 	int socks_fd;
 	int tuples_fd;
 	uint64_t cgroup_id;
@@ -98,132 +94,123 @@ libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 	return 0;
 }
 
-/* In the helper: load, then send the fds (or a sentence why not). */
-static int
-helper_main(int sock)
+static bool
+same_bytes(const unsigned char *a, size_t alen, const char *b, size_t blen)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * FD_COUNT)], msg[MOAT_CAUSE_LEN];
-	struct iovec iov = { msg, 1 };
-	struct msghdr mh = { 0 };
-	struct cmsghdr *cm;
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/*
+ * Is the running kernel the one the embedded BTF was cut from? Its
+ * notes (the GNU build-id of its image), release, version and BTF size
+ * must all be the build kernel's; else why says which differs.
+ */
+static bool
+same_kernel(char *why, size_t whylen)
+{
+	char notes[4096];
+	struct utsname u;
+	struct stat st;
+	ssize_t n = 0;
+	int fd;
+
+	if ((fd = open(KERNEL_NOTES, O_RDONLY | O_CLOEXEC)) >= 0) {
+		n = read(fd, notes, sizeof(notes));
+		close(fd);
+	}
+	if (n < 0 || !same_bytes(attrib_min_notes,
+	    sizeof(attrib_min_notes) - 1, notes, (size_t)n)) {
+		snprintf(why, whylen, "its build-id (%s) is not the build "
+		    "kernel's", KERNEL_NOTES);
+		return false;
+	}
+	if (uname(&u) != 0 || !same_bytes(attrib_min_release,
+	    sizeof(attrib_min_release) - 1, u.release, strlen(u.release)) ||
+	    !same_bytes(attrib_min_version, sizeof(attrib_min_version) - 1,
+	    u.version, strlen(u.version))) {
+		snprintf(why, whylen, "it is %s, built for %s", u.release,
+		    (const char *)attrib_min_release);
+		return false;
+	}
+	if (stat(VMLINUX_BTF, &st) != 0 ||
+	    st.st_size != attrib_min_vmlinux_size) {
+		snprintf(why, whylen, "its BTF is not the build kernel's");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Open and load the object, relocated against the BTF at btf_path (NULL:
+ * the kernel's own), with its configuration set. 0 or a negative errno.
+ */
+static int
+load_with(const char *btf_path, const struct moat_attrib_cfg *cfg,
+    struct attrib_bpf **out)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, o, .btf_custom_path = btf_path);
 	struct attrib_bpf *skel;
-	int fds[FD_COUNT], e;
+	int e;
+
+	if ((skel = attrib_bpf__open_opts(&o)) == NULL)
+		return errno != 0 ? -errno : -EINVAL;
+	skel->bss->cfg = *cfg;
+	if ((e = attrib_bpf__load(skel)) != 0) {
+		attrib_bpf__destroy(skel);
+		return e;
+	}
+	*out = skel;
+	return 0;
+}
+
+/* The embedded minimal BTF, as a file libbpf can open; -1 on failure. */
+static int
+min_btf_fd(void)
+{
+	size_t len = sizeof(attrib_min_btf) - 1;
+	int fd;
+
+	if ((fd = memfd_create("moat-attrib-btf", MFD_CLOEXEC)) < 0)
+		return -1;
+	if (write(fd, attrib_min_btf, len) != (ssize_t)len) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Loaded with the minimal BTF where it fits this kernel, else the full. */
+static int
+load(const struct moat_attrib_cfg *cfg, struct attrib_bpf **out,
+    struct moat_cause *cause)
+{
+	char why[160], path[64];
+	int e = 0, fd;
 
 	libbpf_set_print(libbpf_log);
-	if ((skel = attrib_bpf__open()) == NULL) {
-		snprintf(msg, sizeof(msg), "open the BPF object: %s",
-		    strerror(errno));
-		goto fail;
+	if (!same_kernel(why, sizeof(why))) {
+		log_info("caller attribution: this kernel is not the one moat "
+		    "was built on (%s): relocating against its full BTF (%s), "
+		    "about 20 ms per sandbox; rebuild moat on it to avoid that",
+		    why, VMLINUX_BTF);
+	} else if ((fd = min_btf_fd()) < 0) {
+		log_warn_errno("caller attribution: cannot write the minimal "
+		    "BTF to a memfd; relocating against the kernel's full BTF");
+	} else {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		e = load_with(path, cfg, out);
+		close(fd);
+		if (e == 0)
+			return MOAT_OK;
+		log_warn("caller attribution: the embedded minimal BTF did not "
+		    "relocate the programs (%s); relocating against the "
+		    "kernel's full BTF (%s)", strerror(-e), VMLINUX_BTF);
 	}
-	if ((e = attrib_bpf__load(skel)) != 0) {
-		snprintf(msg, sizeof(msg), "load the BPF programs (needs BTF, "
+	if ((e = load_with(NULL, cfg, out)) != 0) {
+		moat_cause_set(cause, "load the BPF programs (needs BTF, "
 		    "CONFIG_CGROUP_BPF and root): %s", strerror(-e));
-		goto fail;
-	}
-	fds[FD_SOCK_CREATE] = bpf_program__fd(skel->progs.moat_sock_create);
-	fds[FD_CONNECT4] = bpf_program__fd(skel->progs.moat_connect4);
-	fds[FD_CONNECT6] = bpf_program__fd(skel->progs.moat_connect6);
-	fds[FD_SOCK_RELEASE] = bpf_program__fd(skel->progs.moat_sock_release);
-	fds[FD_SOCKOPS] = bpf_program__fd(skel->progs.moat_sockops);
-	fds[FD_SOCKS] = bpf_map__fd(skel->maps.socks);
-	fds[FD_TUPLES] = bpf_map__fd(skel->maps.tuples);
-	fds[FD_CFG] = bpf_map__fd(skel->maps.bss);
-	msg[0] = '\0';
-	memset(cbuf, 0, sizeof(cbuf));
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : 1;
-fail:
-	iov.iov_len = strlen(msg) + 1;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) > 0 ? 0 : 1;
-}
-
-int
-sandbox_attrib_load_start(struct sandbox_attrib_load **out,
-    struct moat_cause *cause)
-{
-	struct sandbox_attrib_load *ld;
-	int sv[2];
-
-	if ((ld = calloc(1, sizeof(*ld))) == NULL)
-		return MOAT_ERR_NOMEM;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-		moat_cause_errno(cause, "socketpair for the BPF loader");
-		free(ld);
-		return MOAT_ERR_SYSTEM;
-	}
-	if ((ld->pid = fork()) == -1) {
-		moat_cause_errno(cause, "fork the BPF loader");
-		close(sv[0]);
-		close(sv[1]);
-		free(ld);
-		return MOAT_ERR_SYSTEM;
-	}
-	if (ld->pid == 0) {
-		close(sv[0]);
-		_exit(helper_main(sv[1]));
-	}
-	close(sv[1]);
-	ld->sock = sv[0];
-	*out = ld;
-	return MOAT_OK;
-}
-
-void
-sandbox_attrib_load_cancel(struct sandbox_attrib_load *ld)
-{
-	if (ld == NULL)
-		return;
-	moat_close(ld->sock);
-	kill(ld->pid, SIGKILL);
-	while (waitpid(ld->pid, NULL, 0) == -1 && errno == EINTR)
-		;
-	free(ld);
-}
-
-/* The helper's answer: FD_COUNT fds, or MOAT_ERR_UNSUPPORTED with why. */
-static int
-receive(struct sandbox_attrib_load *ld, int fds[FD_COUNT],
-    struct moat_cause *cause)
-{
-	char cbuf[CMSG_SPACE(sizeof(int) * FD_COUNT)], msg[MOAT_CAUSE_LEN];
-	struct iovec iov = { msg, sizeof(msg) - 1 };
-	struct msghdr mh = { 0 };
-	struct pollfd p = { ld->sock, POLLIN, 0 };
-	struct cmsghdr *cm;
-	ssize_t n;
-
-	if (poll(&p, 1, LOAD_WAIT_MS) != 1) {
-		moat_cause_set(cause, "the BPF loader did not answer in %d s",
-		    LOAD_WAIT_MS / 1000);
-		return MOAT_ERR_SYSTEM;
-	}
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	if ((n = recvmsg(ld->sock, &mh, MSG_CMSG_CLOEXEC)) <= 0) {
-		moat_cause_set(cause, "the BPF loader died");
-		return MOAT_ERR_SYSTEM;
-	}
-	cm = CMSG_FIRSTHDR(&mh);
-	if (cm == NULL || cm->cmsg_type != SCM_RIGHTS ||
-	    cm->cmsg_len != CMSG_LEN(sizeof(int) * FD_COUNT)) {
-		msg[n] = '\0';
-		moat_cause_set(cause, "%s", msg[0] != '\0' ? msg :
-		    "the BPF loader sent no programs");
 		return MOAT_ERR_UNSUPPORTED;
 	}
-	memcpy(fds, CMSG_DATA(cm), sizeof(int) * FD_COUNT);
 	return MOAT_OK;
 }
 
@@ -232,7 +219,7 @@ sandbox_attrib_free(struct sandbox_attrib *a)
 {
 	if (a == NULL)
 		return;
-	for (size_t i = 0; i < FD_NPROGS; i++)
+	for (size_t i = 0; i < NPROGS; i++)
 		moat_close(a->links[i]);
 	moat_close(a->socks_fd);
 	moat_close(a->tuples_fd);
@@ -240,42 +227,50 @@ sandbox_attrib_free(struct sandbox_attrib *a)
 }
 
 int
-sandbox_attrib_attach(struct sandbox_attrib_load *ld, int cgroup_fd,
-    const char *proxy_addr, uint16_t proxy_port, struct sandbox_attrib **out,
+sandbox_attrib_attach(int cgroup_fd, const char *proxy_addr,
+    uint16_t proxy_port, struct sandbox_attrib **out,
     struct moat_cause *cause)
 {
 	struct moat_attrib_cfg cfg = { 0, proxy_port, 0 };
 	struct sandbox_attrib *a = NULL;
+	struct attrib_bpf *skel = NULL;
+	struct bpf_program *progs[NPROGS];
 	struct in_addr ip = { 0 };
 	struct stat st;
-	int fds[FD_COUNT], r, zero = 0;
+	int r;
 
-	for (size_t i = 0; i < FD_COUNT; i++)
-		fds[i] = -1;
-	if ((r = receive(ld, fds, cause)) != 0)
-		goto out;
-	r = MOAT_ERR_UNSUPPORTED;
 	if (cgroup_fd < 0 || fstat(cgroup_fd, &st) != 0) {
 		moat_cause_set(cause, "no cgroup v2 directory to attach to");
-		goto out;
+		return MOAT_ERR_UNSUPPORTED;
 	}
 	if (proxy_addr != NULL && inet_pton(AF_INET, proxy_addr, &ip) == 1)
 		cfg.proxy_ip4 = ip.s_addr;
-	if (bpf_map_update_elem(fds[FD_CFG], &zero, &cfg, BPF_ANY) != 0) {
-		moat_cause_errno(cause, "configure the BPF programs");
+	if ((r = load(&cfg, &skel, cause)) != 0)
+		return r;
+	r = MOAT_ERR_NOMEM;
+	if ((a = calloc(1, sizeof(*a))) == NULL)
 		goto out;
-	}
-	if ((a = calloc(1, sizeof(*a))) == NULL) {
-		r = MOAT_ERR_NOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < FD_NPROGS; i++)
+	for (size_t i = 0; i < NPROGS; i++)
 		a->links[i] = -1;
-	a->socks_fd = a->tuples_fd = -1;
 	a->cgroup_id = (uint64_t)st.st_ino;
-	for (size_t i = 0; i < FD_NPROGS; i++) {
-		a->links[i] = bpf_link_create(fds[i], cgroup_fd,
-		    attach_types[i], NULL);
+	progs[PROG_SOCK_CREATE] = skel->progs.moat_sock_create;
+	progs[PROG_CONNECT4] = skel->progs.moat_connect4;
+	progs[PROG_CONNECT6] = skel->progs.moat_connect6;
+	progs[PROG_SOCK_RELEASE] = skel->progs.moat_sock_release;
+	progs[PROG_SOCKOPS] = skel->progs.moat_sockops;
+	/* The maps outlive the skeleton through these (close-on-exec). */
+	a->socks_fd = fcntl(bpf_map__fd(skel->maps.socks), F_DUPFD_CLOEXEC, 3);
+	a->tuples_fd = fcntl(bpf_map__fd(skel->maps.tuples), F_DUPFD_CLOEXEC,
+	    3);
+	if (a->socks_fd < 0 || a->tuples_fd < 0) {
+		moat_cause_errno(cause, "keep the BPF maps");
+		r = MOAT_ERR_SYSTEM;
+		goto out;
+	}
+	r = MOAT_ERR_UNSUPPORTED;
+	for (size_t i = 0; i < NPROGS; i++) {
+		a->links[i] = bpf_link_create(bpf_program__fd(progs[i]),
+		    cgroup_fd, attach_types[i], NULL);
 		if (a->links[i] < 0) {
 			a->links[i] = -1;
 			moat_cause_errno(cause, "attach %s to the cgroup",
@@ -283,15 +278,12 @@ sandbox_attrib_attach(struct sandbox_attrib_load *ld, int cgroup_fd,
 			goto out;
 		}
 	}
-	a->socks_fd = moat_steal_fd(&fds[FD_SOCKS]);
-	a->tuples_fd = moat_steal_fd(&fds[FD_TUPLES]);
 	*out = moat_steal_ptr(&a);
 	r = MOAT_OK;
 out:
-	for (size_t i = 0; i < FD_COUNT; i++)
-		moat_close(fds[i]);
+	/* The links hold the programs; the maps are held above. */
+	attrib_bpf__destroy(skel);
 	sandbox_attrib_free(a);
-	sandbox_attrib_load_cancel(ld);
 	return r;
 }
 
@@ -318,7 +310,7 @@ sandbox_attrib_links(const struct sandbox_attrib *a, int *fds, size_t max)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; a != NULL && i < FD_NPROGS && n < max; i++)
+	for (size_t i = 0; a != NULL && i < NPROGS && n < max; i++)
 		if ((fds[n] = a->links[i]) >= 0)
 			n++;
 	return n;

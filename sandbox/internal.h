@@ -33,26 +33,17 @@ struct moat_policy;
 /* ---- attrib.c: caller attribution (BPF on the sandbox's cgroup) ---- */
 
 struct sandbox_attrib;
-struct sandbox_attrib_load;
 /*
- * Start loading the attribution programs in a forked helper (it takes
- * tens of ms: overlap it with building the sandbox). Single-threaded
- * callers only (it forks). MOAT_ERR_SYSTEM.
- */
-int sandbox_attrib_load_start(struct sandbox_attrib_load **out,
-    struct moat_cause *cause);
-/* Stop and reap the helper; NULL is fine. */
-void sandbox_attrib_load_cancel(struct sandbox_attrib_load *ld);
-/*
- * Take the loaded programs from ld (always consumed), tell them where
- * the sandbox's proxy listens (proxy_addr:proxy_port, IPv4: its SYNs are
- * not bypasses) and attach them to the cgroup v2 directory cgroup_fd.
+ * Load the attribution programs (2-3 ms on the kernel moat was built on;
+ * about 20 ms more on another, see attrib.c), tell them where the
+ * sandbox's proxy listens (proxy_addr:proxy_port, IPv4: its SYNs are not
+ * bypasses) and attach them to the cgroup v2 directory cgroup_fd.
  * MOAT_ERR_UNSUPPORTED (the kernel cannot: no BTF, no cgroup BPF, not
  * root), MOAT_ERR_SYSTEM, MOAT_ERR_NOMEM; the cause says which step.
  */
-int sandbox_attrib_attach(struct sandbox_attrib_load *ld, int cgroup_fd,
-    const char *proxy_addr, uint16_t proxy_port,
-    struct sandbox_attrib **out, struct moat_cause *cause);
+int sandbox_attrib_attach(int cgroup_fd, const char *proxy_addr,
+    uint16_t proxy_port, struct sandbox_attrib **out,
+    struct moat_cause *cause);
 /* Detach and free; NULL is fine. */
 void sandbox_attrib_free(struct sandbox_attrib *a);
 int sandbox_attrib_socks_fd(const struct sandbox_attrib *a);

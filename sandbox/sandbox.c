@@ -193,7 +193,38 @@ setup_net(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	return 0;
 }
 
-/* Parent side after clone: the network, then wait for init's view. */
+/*
+ * Before any process but init runs in the sandbox: every TCP socket of
+ * the sandbox gets its record. Optional unless required.
+ */
+static int
+attach_attrib(struct moat_sandbox *sb, enum moat_attrib_mode mode,
+    struct moat_cause *cause)
+{
+	struct moat_cause ac = { { 0 } };
+	int r;
+
+	if (mode == MOAT_ATTRIB_OFF) {
+		snprintf(sb->attrib_why, sizeof(sb->attrib_why), "turned off");
+		return 0;
+	}
+	r = sandbox_attrib_attach(sandbox_cgroup_clone_fd(sb->cg),
+	    sb->host_addr, sb->proxy_port, &sb->attrib, &ac);
+	if (r == 0)
+		return 0;
+	snprintf(sb->attrib_why, sizeof(sb->attrib_why), "%s",
+	    moat_cause_str(&ac, r));
+	if (mode != MOAT_ATTRIB_REQUIRE)
+		return 0;
+	moat_cause_set(cause, "sandbox %s: caller attribution: %s", sb->name,
+	    sb->attrib_why);
+	return r;
+}
+
+/*
+ * Parent side after clone: the network and caller attribution (the BPF
+ * load overlaps init building its view), then wait for init's view.
+ */
 static int
 wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
     int status_fd, struct moat_cause *cause)
@@ -208,7 +239,8 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 		return r;
 	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj",
 	    (int)sb->init_pid);
-	if ((r = moat_write_file(path, SANDBOX_OOM_ADJ, cause)) != 0)
+	if ((r = moat_write_file(path, SANDBOX_OOM_ADJ, cause)) != 0 ||
+	    (r = attach_attrib(sb, c->attrib, cause)) != 0)
 		return r;
 	while (len < sizeof(msg) - 1 &&
 	    ((n = read(status_fd, msg + len, sizeof(msg) - 1 - len)) > 0 ||
@@ -220,38 +252,6 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	moat_cause_set(cause, "sandbox %s: %s", sb->name,
 	    len > 0 ? msg : "init died during setup");
 	return MOAT_ERR_SYSTEM;
-}
-
-/*
- * Before any process but init runs in the sandbox: every TCP socket of
- * the sandbox gets its record. Optional unless required. *ld (loading
- * since create began; NULL with ac filled when it could not start) is
- * consumed.
- */
-static int
-attach_attrib(struct moat_sandbox *sb, enum moat_attrib_mode mode,
-    struct sandbox_attrib_load **ld, struct moat_cause *ac,
-    struct moat_cause *cause)
-{
-	int r = MOAT_ERR_UNSUPPORTED;
-
-	if (mode == MOAT_ATTRIB_OFF) {
-		snprintf(sb->attrib_why, sizeof(sb->attrib_why), "turned off");
-		return 0;
-	}
-	if (*ld != NULL)
-		r = sandbox_attrib_attach(moat_steal_ptr(ld),
-		    sandbox_cgroup_clone_fd(sb->cg), sb->host_addr,
-		    sb->proxy_port, &sb->attrib, ac);
-	if (r == 0)
-		return 0;
-	snprintf(sb->attrib_why, sizeof(sb->attrib_why), "%s",
-	    moat_cause_str(ac, r));
-	if (mode != MOAT_ATTRIB_REQUIRE)
-		return 0;
-	moat_cause_set(cause, "sandbox %s: caller attribution: %s", sb->name,
-	    sb->attrib_why);
-	return r;
 }
 
 struct create_in {
@@ -341,8 +341,6 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
     struct moat_sandbox **out, struct moat_cause *cause)
 {
 	struct create_in in = { .workspace = NULL };
-	struct sandbox_attrib_load *ld = NULL;
-	struct moat_cause ac = { { 0 } };
 	struct sandbox_init_args ia;
 	struct moat_sandbox *sb = NULL;
 	int go[2] = { -1, -1 }, st[2] = { -1, -1 }, r;
@@ -356,9 +354,6 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	}
 	if ((sb = sandbox_alloc(c->name)) == NULL)
 		return MOAT_ERR_NOMEM;
-	/* In parallel with all below; attach_attrib waits for it. */
-	if (c->attrib != MOAT_ATTRIB_OFF)
-		(void)sandbox_attrib_load_start(&ld, &ac);
 	if ((r = prepare(sb, c, &in, cause)) != 0)
 		goto out;
 	if ((r = sandbox_cgroup_create(sb->name, &in.res, &sb->cg,
@@ -401,7 +396,6 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 		goto out;
 	snprintf(root, sizeof(root), "/proc/%d/root", (int)sb->init_pid);
 	if ((r = sandbox_landlock_prepare(root, c->policy, &sb->landlock_fd,
-	    cause)) != 0 || (r = attach_attrib(sb, c->attrib, &ld, &ac,
 	    cause)) != 0)
 		goto out;
 	if (c->state_dir != NULL &&
@@ -411,7 +405,6 @@ moat_sandbox_create(const struct moat_sandbox_config *c,
 	sb = NULL;
 	r = 0;
 out:
-	sandbox_attrib_load_cancel(ld);
 	for (int i = 0; i < 2; i++) {
 		moat_close(go[i]);
 		moat_close(st[i]);
@@ -552,17 +545,9 @@ int
 moat_sandbox_attrib_attach(struct moat_sandbox *sb, enum moat_attrib_mode mode,
     struct moat_cause *cause)
 {
-	struct sandbox_attrib_load *ld = NULL;
-	struct moat_cause ac = { { 0 } };
-	int r;
-
 	if (sb->attrib != NULL)
 		return 0;
-	if (mode != MOAT_ATTRIB_OFF)
-		(void)sandbox_attrib_load_start(&ld, &ac);
-	r = attach_attrib(sb, mode, &ld, &ac, cause);
-	sandbox_attrib_load_cancel(ld);
-	return r;
+	return attach_attrib(sb, mode, cause);
 }
 
 size_t

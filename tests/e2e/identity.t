@@ -141,4 +141,32 @@ else
 	diag "  got: $got"
 fi
 
+# On a kernel other than the one moat was built on, the programs are
+# relocated against that kernel's full BTF instead of the embedded
+# minimal one, and the log says so. A private mount namespace shows moat
+# other build-id notes; attribution must work the same.
+printf 'another kernel' > "$OBJ/notes"
+fullbtf() {
+	unshare -m sh -c 'mount --bind "$1" /sys/kernel/notes && shift &&
+		MOAT_LOG_LEVEL=info MOAT_IDENTITY=bpf timeout 60 "$@"' sh \
+		"$OBJ/notes" "$MOAT" run -p "$OBJ/pol.json" -w "$WS" \
+		--hosts "$OBJ/hosts" -- bash -c "$1" 2>&1
+}
+out=$(fullbtf "/sandbox/allowed direct $T")
+if has "$out" "relocating against its full BTF" && has "$out" code=200; then
+	t_ok "bpf, other kernel: full BTF, the allowed binary connects"
+else
+	t_fail "bpf, other kernel: full BTF, the allowed binary connects"
+	diag "  got: $out"
+fi
+out=$(fullbtf "/sandbox/denied scm /sandbox/allowed $T")
+denied "bpf, other kernel: SCM_RIGHTS hand-off is denied" "$out" \
+	"binary '/sandbox/denied' is not one of its binaries"
+out=$(MOAT_LOG_LEVEL=debug srun bpf "/sandbox/allowed direct $T")
+if has "$out" "full BTF" || ! has "$out" code=200; then
+	t_fail "bpf, this kernel: the minimal BTF is used"; diag "  got: $out"
+else
+	t_ok "bpf, this kernel: the minimal BTF is used"
+fi
+
 done_testing
