@@ -202,16 +202,19 @@ load(const struct moat_attrib_cfg *cfg, struct attrib_bpf **out,
 		close(fd);
 		if (e == 0)
 			return MOAT_OK;
+		/* Not allowed, or refused by the verifier: the same either way. */
+		if (e == -EPERM || e == -EACCES)
+			goto fail;
 		log_warn("caller attribution: the embedded minimal BTF did not "
 		    "relocate the programs (%s); relocating against the "
 		    "kernel's full BTF (%s)", strerror(-e), VMLINUX_BTF);
 	}
-	if ((e = load_with(NULL, cfg, out)) != 0) {
-		moat_cause_set(cause, "load the BPF programs (needs BTF, "
-		    "CONFIG_CGROUP_BPF and root): %s", strerror(-e));
-		return MOAT_ERR_UNSUPPORTED;
-	}
-	return MOAT_OK;
+	if ((e = load_with(NULL, cfg, out)) == 0)
+		return MOAT_OK;
+fail:
+	moat_cause_set(cause, "load the BPF programs (needs BTF, "
+	    "CONFIG_CGROUP_BPF and root): %s", strerror(-e));
+	return MOAT_ERR_UNSUPPORTED;
 }
 
 void
