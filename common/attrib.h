@@ -5,11 +5,14 @@
  * proxy/bypass.c). Shared by C compiled for BPF and for the host, so
  * fixed-width fields only, and no implicit padding.
  *
- * The socket map is keyed by socket cookie (__u64, what sock_diag
- * reports as idiag_cookie and bpf_get_socket_cookie() returns); its
- * entry is removed when the socket is released. The tuple map (an LRU)
- * is keyed by struct moat_attrib_tuple and names the sender of a SYN
- * that the sandbox ruleset rejects (a bypass), after its socket is gone.
+ * The socket map is keyed by socket cookie (__u64, what
+ * bpf_get_socket_cookie() returns); its entry is removed when the
+ * socket is released. Two maps are keyed by struct moat_attrib_tuple:
+ * the connection map holds the record of each connection to the proxy,
+ * from its SYN until its socket reaches TCP state CLOSE (the proxy looks
+ * its client up there); the tuple map (an LRU) names the sender of a
+ * SYN that the sandbox ruleset rejects (a bypass), after its socket is
+ * gone.
  */
 #ifndef MOAT_COMMON_ATTRIB_H
 #define MOAT_COMMON_ATTRIB_H

@@ -109,7 +109,7 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 {
 	int fds[16], links[8];
 	const char *names[16];
-	int socks = -1, tuples = -1;
+	int conns = -1, tuples = -1;
 	uint64_t cg = 0;
 	const char *why;
 	char path[4200];
@@ -123,9 +123,9 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 	/* The proxy holds no fd of ours: they travel with the line. */
 	names[n] = "netns";
 	fds[n++] = moat_sandbox_netns_fd(sb);
-	if (moat_sandbox_attrib(sb, &socks, &tuples, &cg, &why) == 0) {
+	if (moat_sandbox_attrib(sb, &conns, &tuples, &cg, &why) == 0) {
 		names[n] = "attrib";
-		fds[n++] = socks;
+		fds[n++] = conns;
 		if (tuples >= 0) {
 			names[n] = "attrib_tuple";
 			fds[n++] = tuples;
@@ -171,11 +171,11 @@ void
 moatd_log_identity(const char *name, const struct moat_sandbox *sb,
     enum moat_attrib_mode mode)
 {
-	int socks, tuples;
+	int conns, tuples;
 	uint64_t cg;
 	const char *why = "";
 
-	if (moat_sandbox_attrib(sb, &socks, &tuples, &cg, &why) == 0)
+	if (moat_sandbox_attrib(sb, &conns, &tuples, &cg, &why) == 0)
 		log_info("sandbox %s: caller identity from the kernel's records "
 		    "(BPF on cgroup %llu)", name, (unsigned long long)cg);
 	else if (mode == MOAT_ATTRIB_OFF)

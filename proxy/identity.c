@@ -1,10 +1,11 @@
 /*
- * Who is calling. On the loop, bounded: the client's 4-tuple is looked
- * up with sock_diag in the sandbox's netns (diag.c), which gives the
- * socket's cookie and inode; with BPF attribution the cookie is looked
- * up in the sandbox's map (one syscall), which holds what the kernel
- * recorded in the socket hooks: the task that created the socket and
- * the task that connected it (common/attrib.h).
+ * Who is calling. On the loop, bounded: with BPF attribution the
+ * client's 4-tuple is looked up in the sandbox's map of connections to
+ * the proxy (one syscall), which holds what the kernel recorded in the
+ * socket hooks: the task that created the socket and the task that
+ * connected it (common/attrib.h). Without it, the 4-tuple is looked up
+ * with sock_diag in the sandbox's netns (diag.c), which gives the
+ * socket's inode for the /proc scan.
  *
  * Then, on a worker (work.c, fair between sandboxes), or on the loop
  * for a recorded caller with a short parent chain (try_inline):
@@ -759,28 +760,16 @@ px_identity_clear(struct px_identity *id)
 	memset(id, 0, sizeof(*id));
 }
 
-/* The kernel's record for the socket, when the sandbox has BPF. */
-static int
-lookup_record(struct px_sandbox *sb, struct ident_job *j, uint64_t cookie,
-    char *why, size_t whylen)
+/*
+ * The kernel's record of the connection local=src -> remote=dst, keyed
+ * by its 4-tuple in map fd: true with *rec filled, or false.
+ */
+static bool
+tuple_record(int fd, const struct sockaddr *src, const struct sockaddr *dst,
+    struct moat_attrib *rec)
 {
 	struct moat_attrib_tuple key;
-	const struct sockaddr *src = (const struct sockaddr *)&j->src;
-	const struct sockaddr *dst = (const struct sockaddr *)&j->dst;
 
-	if (!j->bypass) {
-		if (cookie != 0 &&
-		    bpf_map_lookup_elem(sb->attrib_fd, &cookie, &j->rec) == 0) {
-			j->attributed = true;
-			return MOAT_OK;
-		}
-		snprintf(why, whylen, "no record of the socket's creation "
-		    "and connection (made outside the sandbox, or before "
-		    "moat watched it)");
-		return MOAT_ERR_DENIED;
-	}
-	if (sb->tuple_fd < 0)
-		return MOAT_ERR_NOTFOUND;
 	memset(&key, 0, sizeof(key));
 	key.family = src->sa_family;
 	key.sport = px_addr_port(src);
@@ -794,7 +783,33 @@ lookup_record(struct px_sandbox *sb, struct ident_job *j, uint64_t cookie,
 		memcpy(key.dst, &((const struct sockaddr_in6 *)dst)->sin6_addr,
 		    16);
 	}
-	if (bpf_map_lookup_elem(sb->tuple_fd, &key, &j->rec) != 0)
+	return bpf_map_lookup_elem(fd, &key, rec) == 0;
+}
+
+/*
+ * The kernel's record for the connection, when the sandbox has BPF: for
+ * a client of the proxy, the one its SYN left in the connection map,
+ * kept until its socket closes (no sock_diag: the 4-tuple is exact); for
+ * a bypass, the rejected SYN's (MOAT_ERR_NOTFOUND: none).
+ */
+static int
+lookup_record(struct px_sandbox *sb, struct ident_job *j, char *why,
+    size_t whylen)
+{
+	const struct sockaddr *src = (const struct sockaddr *)&j->src;
+	const struct sockaddr *dst = (const struct sockaddr *)&j->dst;
+
+	if (!j->bypass) {
+		if (tuple_record(sb->attrib_fd, src, dst, &j->rec)) {
+			j->attributed = true;
+			return MOAT_OK;
+		}
+		snprintf(why, whylen, "no record of the socket's creation "
+		    "and connection (made outside the sandbox, or before "
+		    "moat watched it)");
+		return MOAT_ERR_DENIED;
+	}
+	if (sb->tuple_fd < 0 || !tuple_record(sb->tuple_fd, src, dst, &j->rec))
 		return MOAT_ERR_NOTFOUND;
 	j->attributed = true;
 	return MOAT_OK;
@@ -875,8 +890,13 @@ px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
 	}
 	/* A bypass's socket may be gone: the tuple record comes first. */
 	if (bypass && sb->attrib_fd >= 0 &&
-	    lookup_record(sb, j, 0, why, whylen) == 0)
+	    lookup_record(sb, j, why, whylen) == 0)
 		goto submit;
+	if (!bypass && sb->attrib_fd >= 0) {
+		if ((r = lookup_record(sb, j, why, whylen)) != 0)
+			goto fail;
+		goto submit;
+	}
 	if (sb->diag_fd < 0) {
 		j->need_find = true;
 		goto submit;
@@ -885,9 +905,6 @@ px_identity_start(struct px_sandbox *sb, const struct sockaddr *src,
 	    TCP_CONNECTED, &so, why, whylen)) != 0)
 		goto fail;
 	j->inode = so.inode;
-	if (!bypass && sb->attrib_fd >= 0 &&
-	    (r = lookup_record(sb, j, so.cookie, why, whylen)) != 0)
-		goto fail;
 submit:
 	if (j->attributed && (r = try_inline(j, now, why, whylen)) != 0)
 		goto fail;

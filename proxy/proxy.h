@@ -115,10 +115,11 @@ struct moat_proxy_sandbox {
 	pid_t init_pid;          /* sandbox init (ancestor walk stops); 0 */
 	/*
 	 * Kernel attribution (docs/proxy.md, "Caller identity"): when true,
-	 * attrib_fd is the sandbox's BPF map socket cookie -> struct
-	 * moat_attrib, attrib_tuple_fd its map of rejected SYNs' senders
-	 * (-1: none), both dup'ed; cgroup_id the sandbox's cgroup v2 id
-	 * that every record must carry. false: the /proc scan.
+	 * attrib_fd is the sandbox's BPF map of connections to the proxy
+	 * (4-tuple -> struct moat_attrib, common/attrib.h), attrib_tuple_fd
+	 * its map of rejected SYNs' senders (-1: none), both dup'ed;
+	 * cgroup_id the sandbox's cgroup v2 id that every record must
+	 * carry. false: the /proc scan.
 	 */
 	bool attrib;
 	int attrib_fd;

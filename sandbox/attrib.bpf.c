@@ -9,10 +9,14 @@
  *                        parents that spawned the connecting one, keyed
  *                        by socket cookie (loopback destinations skipped)
  *   cgroup/sock_release  that entry removed
- *   sockops              at a SYN to anywhere but the proxy, the same
- *                        record keyed by the 4-tuple (an LRU), so a
- *                        bypass rejected by the ruleset is named after
- *                        its socket is gone
+ *   sockops              at a SYN to the proxy, the same record keyed
+ *                        by the connection's 4-tuple, so the proxy finds
+ *                        it by the address it accepted, until the socket
+ *                        reaches TCP state CLOSE (its state callback: a
+ *                        reset, a failed connect, the end of an orderly
+ *                        close); at a SYN to anywhere else, the same in
+ *                        an LRU, so a bypass rejected by the ruleset is
+ *                        named after its socket is gone
  *
  * Each program only records; all of them let the operation proceed.
  */
@@ -47,6 +51,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct moat_attrib);
 } socks SEC(".maps");
+
+/* Connections to the proxy while they last (common/attrib.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct moat_attrib_tuple);
+	__type(value, struct moat_attrib);
+} conns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -196,6 +209,54 @@ moat_connect6(struct bpf_sock_addr *ctx)
 	return on_connect(ctx, lo);
 }
 
+/*
+ * A connection's 4-tuple as NFLOG and the proxy see it, from its local
+ * and remote addresses (network order; IPv4 in l[3] and r[3] when
+ * family is AF_INET) and ports (host order): a v4-mapped IPv6
+ * connection leaves as IPv4 and is keyed so. false: another family.
+ */
+static __always_inline bool
+make_tuple(struct moat_attrib_tuple *key, __u32 family, const __u32 l[4],
+    const __u32 r[4], __u16 sport, __u16 dport)
+{
+	if (family == AF_INET || (family == AF_INET6 && (r[0] | r[1]) == 0 &&
+	    bpf_ntohl(r[2]) == 0xffff)) {
+		key->family = AF_INET;
+		__builtin_memcpy(key->src, &l[3], 4);
+		__builtin_memcpy(key->dst, &r[3], 4);
+	} else if (family == AF_INET6) {
+		key->family = AF_INET6;
+		__builtin_memcpy(key->src, l, 16);
+		__builtin_memcpy(key->dst, r, 16);
+	} else {
+		return false;
+	}
+	key->sport = sport;
+	key->dport = dport;
+	return true;
+}
+
+static __always_inline bool
+to_proxy(const struct moat_attrib_tuple *key)
+{
+	__u32 dst;
+
+	__builtin_memcpy(&dst, key->dst, 4);
+	return key->family == AF_INET && dst == cfg.proxy_ip4 &&
+	    key->dport == cfg.proxy_port;
+}
+
+/*
+ * Context fields are read one by one, each kept in a register
+ * (barrier_var): the verifier refuses a load through a context pointer
+ * that the compiler offset to merge the two families' reads.
+ */
+#define CTX_READ(dst, src) do {						\
+	__u32 v_ = (src);						\
+	barrier_var(v_);						\
+	(dst) = v_;							\
+} while (0)
+
 SEC("cgroup/sock_release")
 int
 moat_sock_release(struct bpf_sock *sk)
@@ -214,49 +275,49 @@ int
 moat_sockops(struct bpf_sock_ops *ctx)
 {
 	struct moat_attrib_tuple key = {};
+	__u32 l[4] = {}, r[4] = {}, family;
 	struct moat_attrib *a;
 	__u64 cookie;
-	/* remote_port: network order in the upper 16 bits. */
-	__u16 dport = bpf_ntohs((__u16)(ctx->remote_port >> 16));
 
-	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB &&
+	    ctx->op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
-	if (ctx->family == AF_INET) {
-		if (ctx->remote_ip4 == cfg.proxy_ip4 && dport == cfg.proxy_port)
-			return 1;
-		key.family = AF_INET;
-		__builtin_memcpy(key.src, &ctx->local_ip4, 4);
-		__builtin_memcpy(key.dst, &ctx->remote_ip4, 4);
-	} else if (ctx->family == AF_INET6) {
-		__u32 l[4], r[4];
-
-		l[0] = ctx->local_ip6[0];
-		l[1] = ctx->local_ip6[1];
-		l[2] = ctx->local_ip6[2];
-		l[3] = ctx->local_ip6[3];
-		r[0] = ctx->remote_ip6[0];
-		r[1] = ctx->remote_ip6[1];
-		r[2] = ctx->remote_ip6[2];
-		r[3] = ctx->remote_ip6[3];
-		/* A v4-mapped connection leaves as IPv4: NFLOG logs that. */
-		if ((r[0] | r[1]) == 0 && bpf_ntohl(r[2]) == 0xffff) {
-			if (r[3] == cfg.proxy_ip4 && dport == cfg.proxy_port)
-				return 1;
-			key.family = AF_INET;
-			__builtin_memcpy(key.src, &l[3], 4);
-			__builtin_memcpy(key.dst, &r[3], 4);
-		} else {
-			key.family = AF_INET6;
-			__builtin_memcpy(key.src, l, 16);
-			__builtin_memcpy(key.dst, r, 16);
-		}
-	} else {
+	family = ctx->family;
+	if (family == AF_INET) {
+		CTX_READ(l[3], ctx->local_ip4);
+		CTX_READ(r[3], ctx->remote_ip4);
+	} else if (family == AF_INET6) {
+		CTX_READ(l[0], ctx->local_ip6[0]);
+		CTX_READ(l[1], ctx->local_ip6[1]);
+		CTX_READ(l[2], ctx->local_ip6[2]);
+		CTX_READ(l[3], ctx->local_ip6[3]);
+		CTX_READ(r[0], ctx->remote_ip6[0]);
+		CTX_READ(r[1], ctx->remote_ip6[1]);
+		CTX_READ(r[2], ctx->remote_ip6[2]);
+		CTX_READ(r[3], ctx->remote_ip6[3]);
+	}
+	/* remote_port: network order in the upper 16 bits. */
+	if (!make_tuple(&key, family, l, r, (__u16)ctx->local_port,
+	    bpf_ntohs((__u16)(ctx->remote_port >> 16))))
+		return 1;
+	if (ctx->op == BPF_SOCK_OPS_STATE_CB) {
+		/* Only connections to the proxy ask for these. */
+		if (ctx->args[1] == BPF_TCP_CLOSE)
+			bpf_map_delete_elem(&conns, &key);
 		return 1;
 	}
-	key.sport = (__u16)ctx->local_port;
-	key.dport = dport;
 	cookie = bpf_get_socket_cookie(ctx);
 	a = bpf_map_lookup_elem(&socks, &cookie);
+	if (to_proxy(&key)) {
+		/* No record, or the map is full: the proxy finds none. */
+		if (a == NULL || bpf_map_update_elem(&conns, &key, a,
+		    BPF_ANY) != 0) {
+			bpf_map_delete_elem(&conns, &key);
+			return 1;
+		}
+		bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	}
 	if (a != NULL)
 		bpf_map_update_elem(&tuples, &key, a, BPF_ANY);
 	return 1;

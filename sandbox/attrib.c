@@ -75,7 +75,7 @@ static const char *const prog_names[NPROGS] = {
 
 struct sandbox_attrib {
 	int links[NPROGS];
-	int socks_fd;
+	int conns_fd;  /* 4-tuple of a connection to the proxy -> record */
 	int tuples_fd;
 	uint64_t cgroup_id;
 };
@@ -224,7 +224,7 @@ sandbox_attrib_free(struct sandbox_attrib *a)
 		return;
 	for (size_t i = 0; i < NPROGS; i++)
 		moat_close(a->links[i]);
-	moat_close(a->socks_fd);
+	moat_close(a->conns_fd);
 	moat_close(a->tuples_fd);
 	free(a);
 }
@@ -261,11 +261,14 @@ sandbox_attrib_attach(int cgroup_fd, const char *proxy_addr,
 	progs[PROG_CONNECT6] = skel->progs.moat_connect6;
 	progs[PROG_SOCK_RELEASE] = skel->progs.moat_sock_release;
 	progs[PROG_SOCKOPS] = skel->progs.moat_sockops;
-	/* The maps outlive the skeleton through these (close-on-exec). */
-	a->socks_fd = fcntl(bpf_map__fd(skel->maps.socks), F_DUPFD_CLOEXEC, 3);
+	/*
+	 * The maps the proxy reads outlive the skeleton through these
+	 * (close-on-exec); the socket map is the programs' own.
+	 */
+	a->conns_fd = fcntl(bpf_map__fd(skel->maps.conns), F_DUPFD_CLOEXEC, 3);
 	a->tuples_fd = fcntl(bpf_map__fd(skel->maps.tuples), F_DUPFD_CLOEXEC,
 	    3);
-	if (a->socks_fd < 0 || a->tuples_fd < 0) {
+	if (a->conns_fd < 0 || a->tuples_fd < 0) {
 		moat_cause_errno(cause, "keep the BPF maps");
 		r = MOAT_ERR_SYSTEM;
 		goto out;
@@ -291,9 +294,9 @@ out:
 }
 
 int
-sandbox_attrib_socks_fd(const struct sandbox_attrib *a)
+sandbox_attrib_conns_fd(const struct sandbox_attrib *a)
 {
-	return a->socks_fd;
+	return a->conns_fd;
 }
 
 int

@@ -46,7 +46,7 @@ int sandbox_attrib_attach(int cgroup_fd, const char *proxy_addr,
     struct moat_cause *cause);
 /* Detach and free; NULL is fine. */
 void sandbox_attrib_free(struct sandbox_attrib *a);
-int sandbox_attrib_socks_fd(const struct sandbox_attrib *a);
+int sandbox_attrib_conns_fd(const struct sandbox_attrib *a);
 int sandbox_attrib_tuples_fd(const struct sandbox_attrib *a);
 uint64_t sandbox_attrib_cgroup_id(const struct sandbox_attrib *a);
 /* The link fds (at most max), for moat_sandbox_attrib_links. */

@@ -557,13 +557,13 @@ moat_sandbox_attrib_links(const struct moat_sandbox *sb, int *fds, size_t max)
 }
 
 int
-moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
+moat_sandbox_attrib(const struct moat_sandbox *sb, int *conns_fd,
     int *tuples_fd, uint64_t *cgroup_id, const char **why)
 {
 	*why = sb->attrib_why;
 	if (sb->attrib == NULL)
 		return MOAT_ERR_NOTFOUND;
-	*socks_fd = sandbox_attrib_socks_fd(sb->attrib);
+	*conns_fd = sandbox_attrib_conns_fd(sb->attrib);
 	*tuples_fd = sandbox_attrib_tuples_fd(sb->attrib);
 	*cgroup_id = sandbox_attrib_cgroup_id(sb->attrib);
 	return 0;

@@ -206,11 +206,12 @@ size_t moat_sandbox_fds(const struct moat_sandbox *sb, int *fds, size_t max);
 /* A file listing every pid of the sandbox, one per line (cgroup.procs). */
 const char *moat_sandbox_procs_path(const struct moat_sandbox *sb);
 /*
- * The attribution maps (owned by the sandbox; do not close): the socket
- * map, the SYN map and the cgroup v2 id every record carries. 0, or
+ * The attribution maps (owned by the sandbox; do not close): the map of
+ * connections to the proxy, the SYN map (both keyed by 4-tuple, see
+ * common/attrib.h) and the cgroup v2 id every record carries. 0, or
  * MOAT_ERR_NOTFOUND when the sandbox has none; *why then says why not.
  */
-int moat_sandbox_attrib(const struct moat_sandbox *sb, int *socks_fd,
+int moat_sandbox_attrib(const struct moat_sandbox *sb, int *conns_fd,
     int *tuples_fd, uint64_t *cgroup_id, const char **why);
 /*
  * Attach caller attribution now, as create does with mode (an adopted

@@ -46,9 +46,17 @@ for mode in bpf proc; do
 	denied "$mode: the other binary is denied" "$out" \
 		"binary '/sandbox/denied' is not one of its binaries"
 
+	# The /proc fallback finds the socket with sock_diag, whose answer
+	# for the tuple is a listener here; with BPF the connection's own
+	# record (by its 4-tuple) names the binary that made it.
 	out=$(srun $mode "/sandbox/denied listener /sandbox/allowed $T")
+	if [ $mode = bpf ]; then
+		why="binary '/sandbox/denied' is not one of its binaries"
+	else
+		why="is not the connection (a LISTEN socket answered)"
+	fi
 	denied "$mode: listener substitution (SO_BINDTODEVICE) is denied" "$out" \
-		"is not the connection (a LISTEN socket answered)"
+		"$why"
 	out=$(srun $mode "/sandbox/denied thread /sandbox/allowed $T")
 	denied "$mode: a thread without CLONE_FILES cannot hide the caller" "$out"
 	has "$out" /sandbox/denied ||
@@ -139,6 +147,55 @@ if printf '%s' "$got" | grep -F "\"$UP_ADDR\"" | grep -qF '"binary":"/sandbox/de
 else
 	t_fail "bpf: a TCP bypass event names the binary after its socket closed"
 	diag "  got: $got"
+fi
+
+# The proxy finds a connection's record by its 4-tuple, in a map that
+# holds it exactly while the connection lasts: one entry while a shell
+# in the sandbox holds a connection to the proxy, none once it closed.
+conns() {
+	python3 - "$1" <<'EOF'
+import json, subprocess, sys
+def bt(*a):
+    r = subprocess.run(["bpftool", "-j"] + list(a), capture_output=True, text=True)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return None
+progs = bt("cgroup", "show", sys.argv[1])
+for p in progs if isinstance(progs, list) else []:
+    if p.get("name") != "moat_sockops":
+        continue
+    for m in (bt("prog", "show", "id", str(p["id"])) or {}).get("map_ids", []):
+        if (bt("map", "show", "id", str(m)) or {}).get("name") == "conns":
+            print(len(bt("map", "dump", "id", str(m)) or []))
+            sys.exit(0)
+print("none")
+EOF
+}
+cname="idc$$"
+MOAT_IDENTITY=bpf timeout 30 "$MOAT" run -p "$OBJ/pol.json" -w "$WS" \
+	--name "$cname" -- bash -c 'h=${HTTP_PROXY#http://}
+		exec 3<>"/dev/tcp/${h%:*}/${h##*:}"; sleep 4; exec 3>&-; sleep 6' \
+	>/dev/null 2>&1 &
+crun=$!
+cg=""
+for i in $(seq 1 40); do
+	for d in /sys/fs/cgroup/unified/moat/$cname /sys/fs/cgroup/moat/$cname; do
+		[ -d "$d" ] && cg=$d
+	done
+	[ -n "$cg" ] && break
+	sleep 0.1
+done
+sleep 2
+during=$(conns "$cg")
+sleep 5
+after=$(conns "$cg")
+wait $crun
+if [ "$during" = 1 ] && [ "$after" = 0 ]; then
+	t_ok "bpf: a connection to the proxy is in the map while it lasts"
+else
+	t_fail "bpf: a connection to the proxy is in the map while it lasts"
+	diag "  entries while connected: $during, after: $after"
 fi
 
 # On a kernel other than the one moat was built on, the programs are
