@@ -114,6 +114,20 @@ head_timeout(struct moat_loop *l, void *arg)
 	px_conn_free(c);
 }
 
+static void read_head(struct px_conn *c);
+
+/* The listener is bound to one address (so it is every connection's). */
+static bool
+listen_is_one_addr(const struct px_sandbox *sb)
+{
+	const struct sockaddr_in *s4 = (const void *)&sb->listen_ss;
+	const struct sockaddr_in6 *s6 = (const void *)&sb->listen_ss;
+
+	if (sb->listen_ss.ss_family == AF_INET)
+		return s4->sin_addr.s_addr != htonl(INADDR_ANY);
+	return !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+}
+
 void
 px_conn_accept(struct px_sandbox *sb, int fd,
     const struct sockaddr_storage *peer)
@@ -121,6 +135,7 @@ px_conn_accept(struct px_sandbox *sb, int fd,
 	struct moat_proxy *p = sb->p;
 	socklen_t len = sizeof(struct sockaddr_storage);
 	struct px_conn *c;
+	int r = 0;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->s = calloc(1, sizeof(*c->s))) == NULL) {
@@ -133,7 +148,11 @@ px_conn_accept(struct px_sandbox *sb, int fd,
 	c->cfd = fd;
 	c->ufd = -1;
 	c->s->peer = *peer;
-	if (getsockname(fd, (struct sockaddr *)&c->s->local, &len) == -1 ||
+	if (listen_is_one_addr(sb))
+		memcpy(&c->s->local, &sb->listen_ss, sb->listen_len);
+	else
+		r = getsockname(fd, (struct sockaddr *)&c->s->local, &len);
+	if (r == -1 ||
 	    moat_loop_add_fd(p->loop, fd, MOAT_EV_READ, client_cb, c) != 0) {
 		close(fd);
 		free(c->s);
@@ -148,6 +167,12 @@ px_conn_accept(struct px_sandbox *sb, int fd,
 	p->nconns++;
 	sb->nconns++;
 	px_conn_arm(c, PX_HEAD_TIMEOUT_MS, head_timeout);
+	/*
+	 * A client sends its head right after connecting: by the time the
+	 * accept is handled it has mostly arrived, and reading it now saves
+	 * a turn of the loop (an EAGAIN costs one recv).
+	 */
+	read_head(c);
 }
 
 /* ---- answering the client ourselves ---- */
@@ -838,7 +863,9 @@ upstream_cb(struct moat_loop *l, int fd, unsigned ev, void *arg)
 	}
 	if (c->st != ST_CONNECT)
 		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err != 0) {
+	/* Writable without an error or hang-up: the connect succeeded. */
+	if ((ev & MOAT_EV_ERROR) && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+	    &len) == -1 || err != 0 || !(ev & MOAT_EV_WRITE))) {
 		connect_failed(c);
 		return;
 	}
