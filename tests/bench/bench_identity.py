@@ -17,9 +17,11 @@ Each figure is a median minus a direct connection's (from the host),
 next to tinyproxy's on the same path: its client in the upstream's netns
 reaches it over the veth on the host side, as a sandbox reaches moat's
 proxy (the proxy section's tinyproxy client is on loopback, a shorter
-path than any sandbox's). The machine is shared, so the direct,
-tinyproxy and moat samples are taken in alternating rounds and the
-median of the rounds is reported.
+path than any sandbox's). The peer's and the direct client run in a cpu
+cgroup shaped like a sandbox's (run.py, peer_prefix), so that on a
+loaded machine each client gets the same share of the CPU. The machine
+is shared, so the direct, tinyproxy and moat samples are taken in
+alternating rounds and the median of the rounds is reported.
 """
 import json, os, signal, statistics, subprocess, time
 
@@ -28,7 +30,7 @@ ROUNDS, N = 5, 100
 
 
 def run(B, TMP, H, UP_NS, UP_ADDR, UP_HOST, row, start, sh, free_port, wait_port, client,
-        tinyproxy, log):
+        tinyproxy, log, peer=()):
     tp = free_port()
     tinyproxy(tp, listen=UP_HOST, allow=UP_ADDR)
     key = os.path.join(TMP, "id_ident")
@@ -46,8 +48,9 @@ def run(B, TMP, H, UP_NS, UP_ADDR, UP_HOST, row, start, sh, free_port, wait_port
         return float(client(["direct", "-", 0, UP_ADDR, 81, N]).split()[1])
 
     def tiny():
-        r = sh(["ip", "netns", "exec", UP_NS, os.path.join(H, "bench_client"), "connect",
-                UP_HOST, str(tp), UP_ADDR, "81", str(N)], timeout=600)
+        # Into the cgroup first: `ip netns exec` mounts a sysfs of its own.
+        r = sh(list(peer) + ["ip", "netns", "exec", UP_NS, os.path.join(H, "bench_client"),
+                "connect", UP_HOST, str(tp), UP_ADDR, "81", str(N)], timeout=600)
         return float(r.stdout.split()[1])
 
     tiny_added = []
