@@ -256,13 +256,14 @@ cgroup_busy(const char *name)
  * cgroup any more)? Then it is ours to clear; a live one is not. The
  * processes of a run killed just now are still exiting (the kernel
  * kills a pid namespace's processes when its init dies, and tearing down
- * their mounts takes a while): give them a second, bounded.
+ * their mounts takes a while): give them two seconds, bounded (under
+ * load one was not always enough).
  */
 static bool
 purge_if_stale(const char *name)
 {
 	struct moat_cause cause = { { 0 } };
-	int64_t deadline = moat_now_ms() + 1000;
+	int64_t deadline = moat_now_ms() + 2000;
 
 	while (cgroup_busy(name)) {
 		if (moat_now_ms() >= deadline)
