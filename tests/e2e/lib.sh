@@ -47,6 +47,28 @@ free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# free_fixed_port: a port below the ephemeral range (no outgoing
+# connection takes it meanwhile) that is free on every address now: the
+# proxy listens on each sandbox's address. Tries at most 200, from one
+# that depends on our pid.
+free_fixed_port() {
+	/usr/bin/python3 -c '
+import socket, sys
+base = 20000 + int(sys.argv[1]) % 12000
+for i in range(200):
+    p = 20000 + (base - 20000 + i * 61) % 12000
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    sys.exit(0)
+sys.exit(1)' "$$"
+}
+
 # upstream_start NAME: a test host in its own netns "mu-NAME-$$" reached
 # from the host over a veth (10.250.N.0/30), serving HTTP on 80 (body
 # "upstream-ok") and a TCP echo on 7. Sets UP_ADDR, UP_NS.
@@ -135,7 +157,7 @@ moatd_setup() {
 		sandbox_lock "${spec%%:*}" || return 1
 	done
 	SSH_PORT=$(free_port)
-	PROXY_PORT=$(( 20000 + $$ % 20000 ))
+	PROXY_PORT=$(free_fixed_port) || return 1
 	ssh-keygen -q -t ed25519 -N '' -f "$OBJ/id_user" -C e2e || return 1
 	ssh-keygen -q -t ed25519 -N '' -f "$OBJ/id_other" -C other || return 1
 	CFG="$OBJ/moatd.json"
