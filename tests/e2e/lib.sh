@@ -13,16 +13,20 @@ T_N=0
 T_FAILED=0
 CLEANUP_CMDS=""
 
-t_ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
-t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
-skip() { T_N=$((T_N + 1)); echo "ok $T_N # SKIP $*"; }
-diag() { echo "$*" | sed 's/^/# /'; }
+t_ok() { T_N=$((T_N + 1)); T_LAST_FAILED=; echo "ok $T_N - $*"; }
+t_fail() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); T_LAST_FAILED=1
+	echo "not ok $T_N - $*"; echo "#   Failed test $T_N - $*" >&2; }
+skip() { T_N=$((T_N + 1)); T_LAST_FAILED=; echo "ok $T_N # SKIP $*"; }
+# diag TEXT: a comment; after a failure on stderr, which prove shows
+# without -v (CI's log then says why).
+diag() { if [ -n "$T_LAST_FAILED" ]; then echo "$*" | sed 's/^/# /' >&2
+	else echo "$*" | sed 's/^/# /'; fi; }
 # t NAME CMD...: one test, passes when CMD exits 0
 t() { name=$1; shift; if "$@" >"$OBJ/last.out" 2>&1; then t_ok "$name"; else
-	t_fail "$name"; tail -n 15 "$OBJ/last.out" | sed 's/^/#   /'; fi; }
+	t_fail "$name"; diag "$(tail -n 15 "$OBJ/last.out" | sed 's/^/  /')"; fi; }
 # t_not NAME CMD...: passes when CMD fails
 t_not() { name=$1; shift; if "$@" >"$OBJ/last.out" 2>&1; then
-	t_fail "$name"; tail -n 15 "$OBJ/last.out" | sed 's/^/#   /'; else t_ok "$name"; fi; }
+	t_fail "$name"; diag "$(tail -n 15 "$OBJ/last.out" | sed 's/^/  /')"; else t_ok "$name"; fi; }
 # is NAME GOT WANT
 is() { if [ "$2" = "$3" ]; then t_ok "$1"; else t_fail "$1"; diag "  got: '$2'" "  want: '$3'"; fi; }
 on_cleanup() { CLEANUP_CMDS="$*; $CLEANUP_CMDS"; }

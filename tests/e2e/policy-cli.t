@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.." || exit 1
 moat=${MOAT_BUILD:-build/rel}/moat
 n=0
 t() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else
-	echo "not ok $n - $2"; [ -n "$3" ] && echo "$3" | sed 's/^/# /'; fi; }
+	echo "not ok $n - $2"; [ -n "$3" ] && echo "$3" | sed 's/^/# /' >&2; fi; }
 if [ ! -x "$moat" ]; then echo "1..0 # SKIP $moat not built"; exit 0; fi
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT

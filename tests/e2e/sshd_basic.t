@@ -10,7 +10,7 @@ RELAY="python3 $ROOT/tests/helpers/relay_proxy.py"
 PY=/usr/bin/python3
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); echo "not ok $n - $1"; [ $# -gt 1 ] && echo "# $2"; }
+nok() { n=$((n + 1)); echo "not ok $n - $1"; [ $# -gt 1 ] && echo "# $2" >&2; }
 skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
 is() { if [ "$2" = "$3" ]; then ok "$1"; else nok "$1" "got '$2' want '$3'"; fi; }
 

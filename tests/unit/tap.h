@@ -18,6 +18,7 @@
 
 static int tap_n;
 static int tap_failed;
+static int tap_last_failed; /* diag goes to stderr after a failure */
 static int tap_planned = -1;
 
 static inline void
@@ -36,13 +37,23 @@ plan_no_plan(void)
 static inline void
 tap_vresult(int pass, const char *fmt, va_list ap)
 {
+	va_list ap2;
+
 	tap_n++;
 	if (!pass)
 		tap_failed++;
+	tap_last_failed = !pass;
+	va_copy(ap2, ap);
 	printf("%sok %d - ", pass ? "" : "not ", tap_n);
 	vprintf(fmt, ap);
 	printf("\n");
 	fflush(stdout);
+	if (!pass) {
+		fprintf(stderr, "#   Failed test %d - ", tap_n);
+		vfprintf(stderr, fmt, ap2);
+		fprintf(stderr, "\n");
+	}
+	va_end(ap2);
 }
 
 static inline int
@@ -63,14 +74,17 @@ diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline void
 diag(const char *fmt, ...)
 {
+	/* After a failure to stderr, which prove shows without -v. */
+	FILE *f = tap_last_failed ? stderr : stdout;
 	va_list ap;
 
-	printf("# ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
 	fflush(stdout);
+	fprintf(f, "# ");
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fprintf(f, "\n");
+	fflush(f);
 }
 
 #define is_int(got, want, ...)                                           \
