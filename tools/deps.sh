@@ -3,7 +3,8 @@
 # Usage: tools/deps.sh [build|test|bench]...   (default: build test)
 # Services that packages would start on install (squid, tinyproxy, sshd,
 # dropbear) are kept from starting: they would take ports moat and its
-# tests use.
+# tests use. The bench's squid is squid-openssl, Debian's squid built with
+# OpenSSL (the GnuTLS one cannot ssl-bump); it replaces package squid.
 set -eu
 sets=${*:-build test}
 want=""
@@ -15,7 +16,7 @@ for s in $sets; do
 	test) want="$want perl openssh-client openssh-sftp-server rsync tmux
 	    curl python3 python3-paramiko python3-requests iproute2 nftables socat
 	    sqlite3 procps psmisc" ;;
-	bench) want="$want openssh-server dropbear-bin tinyproxy squid
+	bench) want="$want openssh-server dropbear-bin tinyproxy squid-openssl
 	    bubblewrap hyperfine" ;;
 	*) echo "deps: unknown set '$s' (build, test, bench)" >&2; exit 100 ;;
 	esac
