@@ -368,6 +368,10 @@ flush_held(struct moatd_aggregator *a)
 				    " will retry: %s", cause.msg);
 			break;
 		}
+		for (size_t i = 0; i < n; i++)
+			moatd_export_suppressed(moatd_exporter(a->d),
+			    v[i].sandbox, v[i].kind, v[i].count, v[i].first_ms,
+			    v[i].last_ms);
 		done += n;
 	}
 	memmove(a->held, a->held + done, (a->nheld - done) * sizeof(*a->held));

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "moatd/moatd.h"
+#include "store/store.h"
 
 /* OCSF class and category ids used by moat. */
 #define OCSF_NETWORK_ACTIVITY 4001
@@ -299,5 +300,54 @@ moatd_export_proposal(struct moatd_export *x, int64_t id, const char *sandbox,
 	json_object_set_new(o, "unmapped", json_pack("{s:s, s:I, s:s}",
 	    "sandbox", sandbox, "proposal_id", (json_int_t)id, "status",
 	    status));
+	emit(x, o);
+}
+
+/*
+ * Events kept out by a flood cap (docs/operator.md, Floods): one line per
+ * sandbox, kind and stored batch, OCSF's aggregate form (count,
+ * start_time, end_time). Suppressed denials are Network Activity
+ * refusals like the rest; suppressed proposals are config changes that
+ * did not happen.
+ */
+void
+moatd_export_suppressed(struct moatd_export *x, const char *sandbox,
+    const char *kind, int64_t count, int64_t first_ms, int64_t last_ms)
+{
+	bool denials = strcmp(kind, MOAT_STORE_SUPPRESSED_DENIALS) == 0;
+	json_t *o;
+	char msg[512];
+
+	if (x == NULL)
+		return;
+	snprintf(msg, sizeof(msg), "%lld more %s of %s suppressed (over "
+	    "limits.%s)", (long long)count, denials ? "denials" :
+	    strcmp(kind, MOAT_STORE_SUPPRESSED_AGENT) == 0 ?
+	    "agent proposal requests" : "proposals", sandbox, denials ?
+	    "denials_per_minute" : strcmp(kind, MOAT_STORE_SUPPRESSED_AGENT) ==
+	    0 ? "agent_proposals_per_minute" : "pending_proposals");
+	if (denials)
+		o = ocsf_base(OCSF_NETWORK_ACTIVITY, "Network Activity", 5,
+		    "Refuse", last_ms, SEV_MEDIUM, "Failure", msg);
+	else
+		o = ocsf_base(OCSF_CONFIG_CHANGE, "Device Config State Change",
+		    1, "Log", last_ms, SEV_INFO, "Failure", msg);
+	if (o == NULL)
+		return;
+	json_object_set_new(o, "count", json_integer(count));
+	json_object_set_new(o, "start_time", json_integer(first_ms));
+	json_object_set_new(o, "end_time", json_integer(last_ms));
+	if (denials) {
+		json_object_set_new(o, "action", json_string("Denied"));
+		json_object_set_new(o, "disposition", json_string("Blocked"));
+		json_object_set_new(o, "src_endpoint", json_pack("{s:s}",
+		    "name", sandbox));
+	} else {
+		json_object_set_new(o, "state", json_string("SUPPRESSED"));
+		json_object_set_new(o, "device", json_pack("{s:s}", "name",
+		    sandbox));
+	}
+	json_object_set_new(o, "unmapped", json_pack("{s:s, s:s, s:s}",
+	    "sandbox", sandbox, "stage", "suppressed", "kind", kind));
 	emit(x, o);
 }

@@ -144,6 +144,9 @@ void moatd_export_policy(struct moatd_export *x, const char *sandbox,
     int version, const char *source, const char *who);
 void moatd_export_proposal(struct moatd_export *x, int64_t id,
     const char *sandbox, const char *status, const char *who);
+/* count events of kind (a MOAT_STORE_SUPPRESSED_*) kept out by a cap. */
+void moatd_export_suppressed(struct moatd_export *x, const char *sandbox,
+    const char *kind, int64_t count, int64_t first_ms, int64_t last_ms);
 
 /* ---- proposals from policy.local (agent) requests ---- */
 
@@ -212,6 +215,8 @@ void moatd_set_installer_for_test(struct moatd *d, moatd_installer_fn *fn);
  * the aggregator, which reads them once. */
 void moatd_set_limits_for_test(struct moatd *d, int denials_per_minute,
     int pending_proposals, int agent_proposals_per_minute);
+/* The event exporter of a test moatd (NULL: none); the caller frees it. */
+void moatd_set_exporter_for_test(struct moatd *d, struct moatd_export *x);
 
 /* ---- retention (moatd/retention.c) ---- */
 

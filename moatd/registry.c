@@ -348,6 +348,12 @@ moatd_set_limits_for_test(struct moatd *d, int denials_per_minute,
 }
 
 void
+moatd_set_exporter_for_test(struct moatd *d, struct moatd_export *x)
+{
+	d->exp = x;
+}
+
+void
 moatd_free_for_test(struct moatd *d)
 {
 	if (d == NULL)

@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/util.h"
@@ -97,11 +99,67 @@ pending_id(const struct moat_store_proposal *p, void *arg)
 	return 1;
 }
 
+/* The export after the flood: box's counts of what the caps kept out. */
 static void
-test_denials(struct moatd_aggregator *a, struct moat_store *s)
+exported_suppressed(const char *path)
+{
+	const char *stage, *kind;
+	json_t *o, *u;
+	char line[4096];
+	int n = 0, den = 0, props = 0;
+	FILE *fp;
+
+	if (!ok((fp = fopen(path, "r")) != NULL, "export file %s", path))
+		return;
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		if ((o = json_loads(line, 0, NULL)) == NULL)
+			continue;
+		u = json_object_get(o, "unmapped");
+		stage = json_string_value(json_object_get(u, "stage"));
+		kind = json_string_value(json_object_get(u, "kind"));
+		if (stage != NULL && strcmp(stage, "connect") == 0)
+			n++;
+		if (stage == NULL || strcmp(stage, "suppressed") != 0 ||
+		    kind == NULL) {
+			json_decref(o);
+			continue;
+		}
+		if (strcmp(kind, MOAT_STORE_SUPPRESSED_DENIALS) == 0) {
+			den++;
+			is_str(json_string_value(json_object_get(u, "sandbox")),
+			    "box", "export: the suppressed denials are box's");
+			is_int((int)json_integer_value(json_object_get(o,
+			    "count")), 9900, "export: the denials kept out");
+			is_int((int)json_integer_value(json_object_get(o,
+			    "class_uid")), 4001, "export: as Network Activity");
+			ok(json_integer_value(json_object_get(o, "start_time")) ==
+			    T0 + 100 && json_integer_value(json_object_get(o,
+			    "end_time")) == T0 + 9999,
+			    "export: first and last of them");
+		} else if (strcmp(kind, MOAT_STORE_SUPPRESSED_PROPOSALS) == 0) {
+			props++;
+			ok(json_integer_value(json_object_get(o, "count")) > 0 &&
+			    json_integer_value(json_object_get(o, "class_uid")) ==
+			    5019 && strcmp(json_string_value(json_object_get(o,
+			    "state")), "SUPPRESSED") == 0,
+			    "export: proposals kept out, as a config change");
+		}
+		json_decref(o);
+	}
+	fclose(fp);
+	is_int(n, 150, "export: the 150 stored denials");
+	is_int(den, 1, "export: one line of suppressed denials");
+	is_int(props, 2, "export: proposals kept out of box and other");
+}
+
+static void
+test_denials(struct ops_fixture *f, struct moatd_aggregator *a,
+    struct moat_store *s)
 {
 	struct moat_denial_event ev;
+	struct moatd_export *x;
 	struct sum m;
+	char path[128];
 	int i;
 
 	/* A loop over 10,000 names in one minute, and a quiet sandbox. */
@@ -113,7 +171,15 @@ test_denials(struct moatd_aggregator *a, struct moat_store *s)
 		mkev(&ev, "other", i, T0 + i);
 		moatd_aggregator_add(a, &ev);
 	}
+	/* The flush stores them and exports the count (a SIEM sees floods). */
+	snprintf(path, sizeof(path), "%s/events.jsonl", f->dir);
+	x = NULL;
+	ok(moatd_export_open(path, &x, NULL) == 0, "export open");
+	moatd_set_exporter_for_test(f->d, x);
 	is_int(moatd_aggregator_flush(a), 0, "flush");
+	moatd_set_exporter_for_test(f->d, NULL);
+	moatd_export_close(x);
+	exported_suppressed(path);
 	is_int(rows(s, "box"), 100, "the flooding sandbox: 100 rows (its cap)");
 	is_int(rows(s, "other"), 50, "the other sandbox is not held back");
 	m = suppressed(s, "box", MOAT_STORE_SUPPRESSED_DENIALS);
@@ -293,7 +359,7 @@ main(void)
 	    moatd_add_sandbox_for_test(f.d, "agent", POLICY, &c) == 0,
 	    "sandboxes (%s)", c.msg);
 	if (moatd_aggregator_new(f.d, 50, &a, &c) == 0) {
-		test_denials(a, f.s);
+		test_denials(&f, a, f.s);
 		test_proposals(a, f.s);
 	} else
 		ok(0, "aggregator: %s", c.msg);
