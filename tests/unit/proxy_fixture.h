@@ -44,6 +44,9 @@
 static struct {
 	char ns[32];
 	char veth[16];
+	char cg[96];        /* our own cgroup: the "sandbox" the scan reads */
+	char cg_procs[128]; /* its cgroup.procs (every sandbox's procs_path) */
+	char cg_home[512];  /* the cgroup.procs this process came from */
 	char up_ip[32];
 	char host_ip[32];
 	char dir[64];
@@ -380,6 +383,68 @@ sh(const char *fmt, ...)
 		diag("command failed: %s", cmd);
 }
 
+/*
+ * The proxy's /proc fallback reads the processes of the sandbox's cgroup;
+ * the tests' "sandbox" is this process and its children, in a cgroup of
+ * their own. Without one it would read every process of the host, and a
+ * test depended on what else runs there (another run's sandbox holding a
+ * process with 65 fd tables denies every caller). false: no cgroup v2.
+ */
+static bool
+cgroup_enter(void)
+{
+	char *text = NULL, *nl;
+	FILE *f;
+
+	if (moat_read_file("/proc/self/cgroup", 4096, &text, NULL, NULL) != 0 ||
+	    strncmp(text, "0::", 3) != 0) {
+		free(text);
+		return false;
+	}
+	if ((nl = strchr(text, '\n')) != NULL)
+		*nl = '\0';
+	snprintf(E.cg_home, sizeof(E.cg_home), "/sys/fs/cgroup%s%scgroup.procs",
+	    text + 3, text[strlen(text) - 1] == '/' ? "" : "/");
+	free(text);
+	snprintf(E.cg, sizeof(E.cg), "/sys/fs/cgroup/moat-pxtest-%d",
+	    (int)getpid());
+	snprintf(E.cg_procs, sizeof(E.cg_procs), "%s/cgroup.procs", E.cg);
+	if (mkdir(E.cg, 0755) != 0 || (f = fopen(E.cg_procs, "we")) == NULL) {
+		E.cg[0] = '\0';
+		return false;
+	}
+	fprintf(f, "0\n");
+	if (fclose(f) != 0) {
+		rmdir(E.cg);
+		E.cg[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
+/* Back home, what is left in ours killed, and ours removed (bounded). */
+static void
+cgroup_leave(void)
+{
+	char path[160];
+	FILE *f;
+
+	if (E.cg[0] == '\0')
+		return;
+	if ((f = fopen(E.cg_home, "we")) != NULL) {
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.kill", E.cg);
+	if ((f = fopen(path, "we")) != NULL) {
+		fprintf(f, "1\n");
+		fclose(f);
+	}
+	for (int i = 0; i < 200 && rmdir(E.cg) != 0 && errno == EBUSY; i++)
+		usleep(10 * 1000);
+	E.cg[0] = '\0';
+}
+
 static void
 cleanup(void)
 {
@@ -407,6 +472,7 @@ cleanup(void)
 		sh("rm -rf %s", E.dir);
 		E.dir[0] = '\0';
 	}
+	cgroup_leave();
 }
 
 static bool
@@ -525,6 +591,7 @@ emfile_child_main(int port, int ready)
 	char b = 1;
 
 	sb.port = (uint16_t)port;
+	sb.procs_path = E.cg_procs;
 	if (moat_loop_new(&l, NULL) != 0 || moat_proxy_new(l, &cfg, &p,
 	    NULL) != 0 || moat_proxy_add_sandbox(p, &sb, NULL) != 0)
 		_exit(1);
@@ -548,6 +615,7 @@ add_sandbox_fn(void *arg)
 	struct moat_cause cause = { { 0 } };
 
 	sb.port = (uint16_t)E.port;
+	sb.procs_path = E.cg_procs;
 	*(int *)arg = moat_proxy_add_sandbox(E.p, &sb, &cause);
 	if (*(int *)arg != 0)
 		diag("add sandbox: %s", cause.msg);
@@ -575,6 +643,10 @@ fixture_start(void)
 	n = readlink("/proc/self/exe", E.self, sizeof(E.self) - 1);
 	E.self[n > 0 ? n : 0] = '\0';
 	atexit(cleanup);
+	if (!cgroup_enter()) {
+		skip("needs cgroup v2 for a cgroup of its own");
+		return false;
+	}
 	snprintf(E.dir, sizeof(E.dir), "/tmp/moat-pxtest.XXXXXX");
 	if (mkdtemp(E.dir) == NULL || !setup_net()) {
 		skip("cannot create the upstream netns");
