@@ -685,6 +685,26 @@ moatd_config_load(const char *path, struct moatd_config **out,
 	r = MOAT_ERR_NOMEM;
 	if (c->state_dir == NULL && (c->state_dir = strdup("var")) == NULL)
 		goto out;
+	/*
+	 * Everything under it is named by paths built from it, some of them
+	 * resolved elsewhere (inside a sandbox's new root, by the proxy):
+	 * relative to where moatd started ("var" in the embedded config),
+	 * made absolute once, here.
+	 */
+	if (c->state_dir[0] != '/') {
+		char cwd[4096], *abs = NULL;
+
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			r = fail(&x, "state_dir", "relative, and the current "
+			    "directory is unknown: %s", strerror(errno));
+			goto out;
+		}
+		if (asprintf(&abs, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd,
+		    c->state_dir) < 0)
+			goto out;
+		free(c->state_dir);
+		c->state_dir = abs;
+	}
 	if (path_default(&c->store_path, c->state_dir, "moat.db") ||
 	    path_default(&c->control_path, c->state_dir, "moatd.sock") ||
 	    path_default(&c->relay_socket, c->state_dir, "relay.sock") ||

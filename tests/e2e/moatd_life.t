@@ -67,4 +67,20 @@ start_moatd "$CFG" || t_fail "moatd restarts"
 is "the host key survives a restart" "$(ssh-keygen -lf "$key" | awk '{print $2}')" "$fp1"
 is "and the active policy too (from the store)" "$($SSH box 'curl -s -m 5 http://upstream.test/')" upstream-ok
 stop_moatd
+
+# The embedded config's shape (make run): state_dir and workspace are
+# relative, taken from the directory moatd starts in; the sandbox's CA
+# files are found from inside its new root all the same.
+mkdir -p "$OBJ/rel"
+printf '{"state_dir":"var","listen":[{"addr":"127.0.0.1","port":%s}],"proxy":{"port":%s,"hosts_file":"%s/hosts"},"sandboxes":[{"name":"box","workspace":"var/ws","authorized_keys":["%s"]}]}' \
+	"$SSH_PORT" "$PROXY_PORT" "$OBJ" "$(cat "$OBJ/id_user.pub")" > "$OBJ/rel/moatd.json"
+cd "$OBJ/rel" || exit 1
+start_moatd moatd.json ||
+	t_fail "moatd starts with a relative state_dir"
+cd - >/dev/null || exit 1
+is "a relative state_dir: a login works, the CA is in the sandbox" \
+	"$($SSH box 'test -s /run/moat/ca.pem && id -un' 2>&1)" sandbox
+[ -n "$T_LAST_FAILED" ] && diag "$(tail -n 5 "$OBJ/moatd.log")"
+t "the state is under the starting directory" test -f "$OBJ/rel/var/moat.db"
+stop_moatd
 done_testing
