@@ -511,6 +511,9 @@ bind_file_ro(const char *host, const char *dst, struct moat_cause *cause)
 	int r;
 
 	snprintf(src, sizeof(src), OLDROOT "%s", host);
+	/* A host file that is not there is named as the host knows it. */
+	if (access(src, F_OK) != 0)
+		return fail(cause, "bind", host);
 	/* The system store exists (below a read-only bind): mount on it. */
 	if ((access(dst, F_OK) != 0 &&
 	    (r = make_mountpoint(dst, false, cause)) != 0) ||

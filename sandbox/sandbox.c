@@ -222,6 +222,26 @@ attach_attrib(struct moat_sandbox *sb, enum moat_attrib_mode mode,
 }
 
 /*
+ * Did init write why it failed (and exit)? Only what is already in the
+ * pipe: a live init is still building its view. true: cause says it.
+ */
+static bool
+init_failed(struct moat_sandbox *sb, int status_fd, struct moat_cause *cause)
+{
+	struct pollfd p = { status_fd, POLLIN, 0 };
+	char msg[MOAT_CAUSE_LEN];
+	ssize_t n;
+
+	if (poll(&p, 1, 0) != 1 || (p.revents & POLLIN) == 0 ||
+	    (n = read(status_fd, msg, sizeof(msg) - 1)) <= 0 ||
+	    msg[0] == '\0')
+		return false;
+	msg[n] = '\0';
+	moat_cause_set(cause, "sandbox %s: %s", sb->name, msg);
+	return true;
+}
+
+/*
  * Parent side after clone: the network and caller attribution (the BPF
  * load overlaps init building its view), then wait for init's view.
  */
@@ -234,14 +254,20 @@ wire_init(struct moat_sandbox *sb, const struct moat_sandbox_config *c,
 	ssize_t n;
 	int r;
 
-	if ((r = sandbox_open_ns(sb, cause)) != 0 ||
-	    (r = setup_net(sb, c, cause)) != 0)
-		return r;
 	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj",
 	    (int)sb->init_pid);
-	if ((r = moat_write_file(path, SANDBOX_OOM_ADJ, cause)) != 0 ||
-	    (r = attach_attrib(sb, c->attrib, cause)) != 0)
+	if ((r = sandbox_open_ns(sb, cause)) != 0 ||
+	    (r = setup_net(sb, c, cause)) != 0 ||
+	    (r = moat_write_file(path, SANDBOX_OOM_ADJ, cause)) != 0 ||
+	    (r = attach_attrib(sb, c->attrib, cause)) != 0) {
+		/*
+		 * Init may have failed first (its namespaces went with it):
+		 * then its reason is the one to tell, if it wrote one.
+		 */
+		if (init_failed(sb, status_fd, cause))
+			return MOAT_ERR_SYSTEM;
 		return r;
+	}
 	while (len < sizeof(msg) - 1 &&
 	    ((n = read(status_fd, msg + len, sizeof(msg) - 1 - len)) > 0 ||
 	    (n < 0 && errno == EINTR)))

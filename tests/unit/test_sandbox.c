@@ -431,6 +431,47 @@ test_adopt(void)
 	rmdir(sd);
 }
 
+/*
+ * Init fails building the view (a CA file that is not there): create
+ * says so, whichever of init's failure and the parent's wiring came
+ * first (the parent used to report its own "open /proc/N/ns/net" then).
+ * Several rounds, for both orders.
+ */
+static void
+test_init_fails(void)
+{
+	char ws[] = "/tmp/moat-ut-ws-XXXXXX", name[32];
+	struct moat_sandbox_config c = { .name = name, .net_index = 79 };
+	struct moat_cause cause = { { 0 } };
+	struct moat_sandbox *sb = NULL;
+	int bad = 0, rounds = 6;
+
+	snprintf(name, sizeof(name), "uf%d", (int)getpid() % 100000);
+	if (!ok(mkdtemp(ws) != NULL, "workspace"))
+		return;
+	c.workspace = ws;
+	c.ca_cert = "/nonexistent/moat-ut-ca.pem";
+	c.ca_bundle = "/nonexistent/moat-ut-bundle.pem";
+	for (int i = 0; i < rounds; i++) {
+		cause.msg[0] = '\0';
+		if (moat_sandbox_create(&c, &sb, &cause) == 0) {
+			moat_sandbox_free(sb);
+			sb = NULL;
+			bad++;
+			continue;
+		}
+		if (strstr(cause.msg, "sandbox filesystem") == NULL ||
+		    strstr(cause.msg, "moat-ut-ca.pem") == NULL) {
+			diag("round %d: %s", i, cause.msg);
+			bad++;
+		}
+		moat_sandbox_purge(name, NULL);
+	}
+	is_int(bad, 0, "init's own reason, %d rounds of %d", rounds - bad,
+	    rounds);
+	rmdir(ws);
+}
+
 int
 main(void)
 {
@@ -442,6 +483,7 @@ main(void)
 	else {
 		test_sandbox();
 		test_adopt();
+		test_init_fails();
 	}
 	return done_testing();
 }
