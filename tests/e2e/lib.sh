@@ -9,6 +9,9 @@ MOAT="$MOAT_BUILD/moat"
 MOATD="$MOAT_BUILD/moatd"
 OBJ=$(mktemp -d /tmp/moat-e2e.XXXXXX)
 chmod 755 "$OBJ"
+# The CLI's store, unless a test's moatd names its own: never the
+# checkout's var/moat.db, which is `make run`'s.
+export MOAT_STORE="$OBJ/moat.db"
 T_N=0
 T_FAILED=0
 CLEANUP_CMDS=""
