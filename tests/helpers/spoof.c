@@ -298,14 +298,21 @@ mode_thread(void)
 		_exit(2);
 }
 
-/* An idle thread with a table of its own: raw syscalls only, no libc. */
+/*
+ * An idle thread with a table of its own: raw syscalls only, no libc. It
+ * waits on a pipe of its own (never written; _exit ends it): on g_done it
+ * would take the byte meant for the main thread, which then waited for
+ * the caller's timeout.
+ */
+static int g_idle[2];
+
 static int
 idle_main(void *arg)
 {
 	char b;
 
 	(void)arg;
-	syscall(SYS_read, g_done[0], &b, 1);
+	syscall(SYS_read, g_idle[0], &b, 1);
 	syscall(SYS_exit, 0);
 	return 0;
 }
@@ -320,7 +327,7 @@ mode_tables(void)
 	    CLONE_SYSVSEM;
 	char b;
 
-	if (pipe(g_done) != 0)
+	if (pipe(g_done) != 0 || pipe(g_idle) != 0)
 		die("pipe");
 	for (int i = 0; i < NIDLE; i++)
 		if (clone(idle_main, idle[i] + STACK, flags, NULL) == -1)
