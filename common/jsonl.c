@@ -181,6 +181,15 @@ recv_with_fds(struct moat_jsonl *j, char *buf, size_t len)
 			fd_keep(j, fd);
 		}
 	}
+	/*
+	 * Some fds did not arrive (no room for them here, or the control
+	 * buffer was short): the count would be off for every later line,
+	 * handing one line another's fds. The channel is broken.
+	 */
+	if (mh.msg_flags & MSG_CTRUNC) {
+		errno = EPROTO;
+		return -1;
+	}
 	return n;
 }
 

@@ -2,6 +2,7 @@
  * common/jsonl: partial reads, overlong lines, the bounded write queue,
  * fds along lines.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -282,6 +283,48 @@ same_pipe(int fd, int w)
 	return write(w, "x", 1) == 1 && read(fd, &c, 1) == 1 && c == 'x';
 }
 
+/*
+ * fds that cannot all arrive (the receiver is at its open-files limit):
+ * the kernel drops them and says MSG_CTRUNC; the read fails rather than
+ * counting on and giving a later line an earlier line's fds.
+ */
+static void
+test_fds_truncated(void)
+{
+	struct moat_jsonl *tx, *rx;
+	struct rlimit old, low;
+	int sv[2], p[2], r;
+	json_t *o;
+
+	if (!ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0 &&
+	    pipe2(p, O_CLOEXEC) == 0 && getrlimit(RLIMIT_NOFILE, &old) == 0,
+	    "setup (truncated fds)"))
+		return;
+	tx = moat_jsonl_new(sv[0]);
+	rx = moat_jsonl_new(sv[1]);
+	moat_jsonl_recv_fds(rx);
+	o = json_pack("{s:s, s:i}", "type", "two", "fd_seq", 0);
+	is_int(moat_jsonl_send_fds(tx, o, (int[]){ p[0], p[1] }, 2), 0,
+	    "a line with two fds");
+	json_decref(o);
+	/* Room for one more fd only: the lowest free one is the last. */
+	if ((r = dup(sv[0])) >= 0)
+		close(r);
+	low = old;
+	low.rlim_cur = (rlim_t)r + 1;
+	ok(r > 0 && setrlimit(RLIMIT_NOFILE, &low) == 0,
+	    "open files limited to %d", r + 1);
+	r = moat_jsonl_read(rx, NULL);
+	setrlimit(RLIMIT_NOFILE, &old);
+	is_int(r, MOAT_ERR_SYSTEM, "fds dropped on the way: the read fails");
+	moat_jsonl_free(tx);
+	moat_jsonl_free(rx);
+	close(sv[0]);
+	close(sv[1]);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void
 test_fds(void)
 {
@@ -366,5 +409,6 @@ main(void)
 	test_pump();
 	test_decode();
 	test_fds();
+	test_fds_truncated();
 	return done_testing();
 }
