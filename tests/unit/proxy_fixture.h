@@ -44,8 +44,8 @@
 static struct {
 	char ns[32];
 	char veth[16];
-	char cg[96];        /* our own cgroup: the "sandbox" the scan reads */
-	char cg_procs[128]; /* its cgroup.procs (every sandbox's procs_path) */
+	char cg[320];       /* our own cgroup: the "sandbox" the scan reads */
+	char cg_procs[352]; /* its cgroup.procs (every sandbox's procs_path) */
 	char cg_home[512];  /* the cgroup.procs this process came from */
 	char up_ip[32];
 	char host_ip[32];
@@ -393,23 +393,38 @@ sh(const char *fmt, ...)
 static bool
 cgroup_enter(void)
 {
-	char *text = NULL, *nl;
+	char *text = NULL, *line, *sp, v2[256] = "", dev[64], mnt[256], type[32];
 	FILE *f;
 
-	if (moat_read_file("/proc/self/cgroup", 4096, &text, NULL, NULL) != 0 ||
-	    strncmp(text, "0::", 3) != 0) {
+	/* The cgroup2 mount: /sys/fs/cgroup, or .../unified (hybrid). */
+	if ((f = fopen("/proc/self/mounts", "re")) == NULL)
+		return false;
+	while (v2[0] == '\0' && fscanf(f, "%63s %255s %31s %*[^\n]", dev, mnt,
+	    type) == 3)
+		if (strcmp(type, "cgroup2") == 0)
+			snprintf(v2, sizeof(v2), "%s", mnt);
+	fclose(f);
+	if (v2[0] == '\0' || moat_read_file("/proc/self/cgroup", 8192, &text,
+	    NULL, NULL) != 0) {
 		free(text);
 		return false;
 	}
-	if ((nl = strchr(text, '\n')) != NULL)
-		*nl = '\0';
-	snprintf(E.cg_home, sizeof(E.cg_home), "/sys/fs/cgroup%s%scgroup.procs",
-	    text + 3, text[strlen(text) - 1] == '/' ? "" : "/");
+	/* Our place in it: the "0::PATH" line. */
+	for (line = strtok_r(text, "\n", &sp); line != NULL;
+	    line = strtok_r(NULL, "\n", &sp))
+		if (strncmp(line, "0::", 3) == 0)
+			break;
+	if (line == NULL) {
+		free(text);
+		return false;
+	}
+	snprintf(E.cg_home, sizeof(E.cg_home), "%s%s%scgroup.procs", v2,
+	    line + 3, line[strlen(line) - 1] == '/' ? "" : "/");
 	free(text);
-	snprintf(E.cg, sizeof(E.cg), "/sys/fs/cgroup/moat-pxtest-%d",
-	    (int)getpid());
+	snprintf(E.cg, sizeof(E.cg), "%s/moat-pxtest-%d", v2, (int)getpid());
 	snprintf(E.cg_procs, sizeof(E.cg_procs), "%s/cgroup.procs", E.cg);
 	if (mkdir(E.cg, 0755) != 0 || (f = fopen(E.cg_procs, "we")) == NULL) {
+		rmdir(E.cg);
 		E.cg[0] = '\0';
 		return false;
 	}
@@ -422,11 +437,43 @@ cgroup_enter(void)
 	return true;
 }
 
+/* Is TCP port p free on 127.0.0.1 (nobody bound to it)? */
+static bool
+port_free(int p)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)p) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/*
+ * Two free ports p, p + 1 below the ephemeral range (the EMFILE proxy
+ * and the one after it), from start; at most 200 tries.
+ */
+static int
+free_port_pair(int start)
+{
+	for (int i = 0; i < 200; i++) {
+		int p = 20000 + (start - 20000 + i * 37) % 12000;
+
+		if (port_free(p) && port_free(p + 1))
+			return p;
+	}
+	return start;
+}
+
 /* Back home, what is left in ours killed, and ours removed (bounded). */
 static void
 cgroup_leave(void)
 {
-	char path[160];
+	char path[352];
 	FILE *f;
 
 	if (E.cg[0] == '\0')
@@ -665,7 +712,7 @@ fixture_start(void)
 		_exit(0);
 	}
 	/* Fork the EMFILE proxy before this process has threads. */
-	E.emfile_port = 20000 + (int)(getpid() % 20000) + 1;
+	E.emfile_port = free_port_pair(20000 + (int)(getpid() % 12000));
 	if (pipe2(ready, O_CLOEXEC) == 0) {
 		if ((E.emfile_child = fork()) == 0)
 			emfile_child_main(E.emfile_port, ready[1]);
