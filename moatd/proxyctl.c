@@ -5,6 +5,8 @@
  * first use, answer the agent proposals it forwards from policy.local,
  * restart it if it dies.
  */
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -268,12 +270,44 @@ str_eq(const char *a, const char *b)
 	    strcmp(a, b) == 0);
 }
 
-/* Does the running proxy's "ready" fit this moatd? NULL, or why not. */
+/* Is pid running the program this moatd runs (the same file)? */
+static bool
+same_program(pid_t pid)
+{
+	struct stat a, b;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	return stat(path, &a) == 0 && stat("/proc/self/exe", &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static bool
+int_eq(const json_t *ready, const char *key, json_int_t want)
+{
+	const json_t *v = json_object_get(ready, key);
+
+	return json_is_integer(v) && json_integer_value(v) == want;
+}
+
+/*
+ * Does the running proxy fit this moatd: its "ready" (every setting the
+ * proxy was started with) and its program (an upgraded moatd does not
+ * keep the old proxy code serving)? NULL, or why not.
+ */
 static const char *
-ready_misfit(const json_t *ready, const struct moat_proxy_config *pc)
+ready_misfit(const json_t *ready, pid_t pid,
+    const struct moat_proxy_config *pc)
 {
 	if (ready == NULL)
 		return "it did not say ready";
+	if (!same_program(pid))
+		return "another program (moatd was upgraded)";
+	if (!int_eq(ready, "max_conns", pc->max_conns_total) ||
+	    !int_eq(ready, "max_conns_per_sandbox", pc->max_conns_per_sandbox))
+		return "other connection caps";
+	if (!int_eq(ready, "max_open_files", (json_int_t)pc->max_open_files))
+		return "another max_open_files";
 	if (json_integer_value(json_object_get(ready, "proto")) !=
 	    MOAT_PROXY_CTL_PROTO)
 		return "another protocol version";
@@ -329,7 +363,8 @@ proxy_adopt(struct moatd *d, const struct moatd_proxychan_cbs *cbs,
 		return MOAT_ERR_NOTFOUND;
 	}
 	ready = moatd_proxychan_ready(d->proxy, MOATD_PROXY_ACK_MS);
-	if ((why = ready_misfit(ready, pc)) != NULL) {
+	if ((why = ready_misfit(ready, moatd_proxychan_pid(d->proxy), pc)) !=
+	    NULL) {
 		log_warn("the running proxy (pid %d) does not fit (%s): "
 		    "ending it", (int)moatd_proxychan_pid(d->proxy), why);
 		moatd_proxychan_stop(d->proxy);

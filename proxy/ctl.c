@@ -476,13 +476,15 @@ ready_msg(struct ctl *c)
 		    "port", (int)px_addr_port((struct sockaddr *)
 		    &sb->listen_ss), "init_pid", (int)sb->init_pid,
 		    "version", sb->version));
-	return json_pack("{s:s, s:i, s:i, s:i, s:s?, s:s?, s:s?, s:o, s:I,"
-	    " s:I}", "type", "ready", "pid", (int)getpid(), "proto",
-	    MOAT_PROXY_CTL_PROTO, "port", (int)c->cfg->port, "hosts_file",
-	    c->cfg->hosts_file, "deny_cidr", c->cfg->deny_cidr,
-	    "upstream_ca_file", c->cfg->upstream_ca_file, "sandboxes", sbs,
-	    "held", (json_int_t)c->nheld, "dropped",
-	    (json_int_t)c->held_dropped);
+	return json_pack("{s:s, s:i, s:i, s:i, s:s?, s:s?, s:s?, s:i, s:i,"
+	    " s:I, s:o, s:I, s:I}", "type", "ready", "pid", (int)getpid(),
+	    "proto", MOAT_PROXY_CTL_PROTO, "port", (int)c->cfg->port,
+	    "hosts_file", c->cfg->hosts_file, "deny_cidr", c->cfg->deny_cidr,
+	    "upstream_ca_file", c->cfg->upstream_ca_file, "max_conns",
+	    c->cfg->max_conns_total, "max_conns_per_sandbox",
+	    c->cfg->max_conns_per_sandbox, "max_open_files",
+	    (json_int_t)c->cfg->max_open_files, "sandboxes", sbs, "held",
+	    (json_int_t)c->nheld, "dropped", (json_int_t)c->held_dropped);
 }
 
 /* A moatd's channel: ready first, then what was held for it. */
