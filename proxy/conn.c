@@ -389,6 +389,11 @@ after_hash(struct px_conn *c)
 			respond_error(c, 503, "out_of_memory", "out of memory");
 			return;
 		}
+		if (r == MOAT_ERR_AGAIN) {
+			respond_error(c, 503, "busy", "the first use of this "
+			    "binary cannot be recorded now: try again");
+			return;
+		}
 		snprintf(why, sizeof(why), "binary changed: %s (sha256 "
 		    "%.12s... was trusted, now %.12s...); an operator must "
 		    "approve the new binary", b->path, was, b->sha);

@@ -52,6 +52,9 @@ struct ctl {
 /* What waits for the next moatd while there is none: bounded. */
 #define CTL_HELD_MAX_LINES 20000
 #define CTL_HELD_MAX_BYTES (16u << 20)
+/* Room kept for trust lines: a flood of denials cannot push them out. */
+#define CTL_HELD_TRUST_LINES 4096
+#define CTL_HELD_TRUST_BYTES (2u << 20)
 
 /* Watch for writability exactly while output is queued. */
 static void
@@ -64,17 +67,21 @@ ctl_watch(struct ctl *c)
 		c->events = want;
 }
 
-/* Keep a line for the next moatd (live restore). */
+/* Keep a line for the next moatd (live restore); trust: a trust line. */
 static int
-ctl_hold(struct ctl *c, json_t *o)
+ctl_hold(struct ctl *c, json_t *o, bool trust)
 {
 	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	char **nh;
 	size_t n = s != NULL ? strlen(s) : 0;
+	size_t max_lines = CTL_HELD_MAX_LINES + (trust ?
+	    CTL_HELD_TRUST_LINES : 0);
+	size_t max_bytes = CTL_HELD_MAX_BYTES + (trust ?
+	    CTL_HELD_TRUST_BYTES : 0);
 
 	json_decref(o);
-	if (s == NULL || c->nheld >= CTL_HELD_MAX_LINES ||
-	    c->held_bytes + n > CTL_HELD_MAX_BYTES) {
+	if (s == NULL || c->nheld >= max_lines ||
+	    c->held_bytes + n > max_bytes) {
 		if (c->held_dropped++ % 1000 == 0)
 			log_warn("no moatd: %lu lines dropped while waiting for "
 			    "it", c->held_dropped);
@@ -99,12 +106,12 @@ ctl_hold(struct ctl *c, json_t *o)
 
 /* One line, whole or not at all (0, or -1 when it was dropped). */
 static int
-ctl_reply(struct ctl *c, json_t *o)
+ctl_send_line(struct ctl *c, json_t *o, bool trust)
 {
 	int r;
 
 	if (c->fd < 0)
-		return ctl_hold(c, o);
+		return ctl_hold(c, o, trust);
 	r = o != NULL ? moat_jsonl_send(c->j, o) : MOAT_ERR_NOMEM;
 
 	json_decref(o);
@@ -115,6 +122,12 @@ ctl_reply(struct ctl *c, json_t *o)
 		log_warn_r(r, "line to moatd not sent");
 	ctl_watch(c);
 	return r == 0 ? 0 : -1;
+}
+
+static int
+ctl_reply(struct ctl *c, json_t *o)
+{
+	return ctl_send_line(c, o, false);
 }
 
 static void
@@ -143,15 +156,19 @@ ctl_propose(void *arg, const char *sandbox, uint64_t req, const char *body,
 	    body, len));
 }
 
-/* A first use trusted a hash: moatd keeps it for the next proxy. */
-static void
+/*
+ * A first use trusted a hash: moatd keeps it for the next proxy. -1 when
+ * the line is neither sent nor held (the first use is then refused).
+ */
+static int
 ctl_trusted(void *arg, const char *sandbox, const char *path,
     const char *sha256)
 {
 	struct ctl *c = arg;
 
-	ctl_reply(c, json_pack("{s:s,s:s,s:s,s:s}", "type", "trusted",
-	    "sandbox", sandbox, "binary", path, "sha256", sha256));
+	return ctl_send_line(c, json_pack("{s:s,s:s,s:s,s:s}", "type",
+	    "trusted", "sandbox", sandbox, "binary", path, "sha256", sha256),
+	    true);
 }
 
 static const char *

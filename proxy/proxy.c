@@ -620,8 +620,14 @@ px_trust_check(struct px_sandbox *sb, const char *path, const char *sha,
 		if ((t = trust_add(sb, path)) == NULL)
 			return MOAT_ERR_NOMEM;
 		moat_strlcpy(t->sha, sha, sizeof(t->sha));
-		if (p->cfg.trusted != NULL)
-			p->cfg.trusted(p->cfg.trusted_arg, sb->name, path, sha);
+		if (p->cfg.trusted != NULL && p->cfg.trusted(p->cfg.trusted_arg,
+		    sb->name, path, sha) != 0) {
+			/* Not kept: not trusted either (t is first). */
+			sb->trust = t->next;
+			free(t->path);
+			free(t);
+			return MOAT_ERR_AGAIN;
+		}
 		return MOAT_OK;
 	}
 	if (strcmp(t->sha, sha) == 0)

@@ -70,9 +70,13 @@ struct moat_proxy_config {
 	 * Called on the loop thread when a binary's hash is trusted on
 	 * first use (path as /proc/PID/exe names it, 64 hex digits), so
 	 * the orchestrator can keep it: the next proxy gets it back with
-	 * the sandbox (moat_proxy_sandbox.trust). May be NULL.
+	 * the sandbox (moat_proxy_sandbox.trust). 0: it will be kept;
+	 * -1: it cannot be now (the first use is then not trusted, and
+	 * the connection is refused: a hash the store never got would be
+	 * trusted again, whatever the file, after the next start). May be
+	 * NULL.
 	 */
-	void (*trusted)(void *arg, const char *sandbox, const char *path,
+	int (*trusted)(void *arg, const char *sandbox, const char *path,
 	    const char *sha256);
 	void *trusted_arg;
 	/*

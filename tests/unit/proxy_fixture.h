@@ -64,18 +64,23 @@ static struct {
 	int policy_version;
 	char trusted_path[256]; /* the last first use reported */
 	char trusted_sha[65];
+	bool trust_fails;   /* on_trusted says it cannot keep the hash */
 	int ntrusted;
 } E;
 
-static void
+static int
 on_trusted(void *arg, const char *sandbox, const char *path,
     const char *sha256)
 {
+	int r;
+
 	pthread_mutex_lock(&E.mu);
 	snprintf(E.trusted_path, sizeof(E.trusted_path), "%s", path);
 	snprintf(E.trusted_sha, sizeof(E.trusted_sha), "%s", sha256);
 	E.ntrusted++;
+	r = E.trust_fails ? -1 : 0;
 	pthread_mutex_unlock(&E.mu);
+	return r;
 }
 
 static void

@@ -101,6 +101,16 @@ test_tofu(void)
 	sh("cp /usr/bin/curl %s", bin);
 	snprintf(extra, sizeof(extra), ",{\"path\":\"%s\"}", bin);
 	ok(set_policy(base_policy(extra, false)) == 0, "policy with tcurl");
+	/* A first use that cannot be kept (moatd away, its queue full). */
+	pthread_mutex_lock(&E.mu);
+	E.trust_fails = true;
+	pthread_mutex_unlock(&E.mu);
+	rc = curl(bin, "http://upstream.test:8080/t0", false, out, sizeof(out));
+	ok(has(out, "cannot be recorded now") && !has(out, "GET /t0"),
+	    "a first use that cannot be kept is refused, not trusted");
+	pthread_mutex_lock(&E.mu);
+	E.trust_fails = false;
+	pthread_mutex_unlock(&E.mu);
 	rc = curl(bin, "http://upstream.test:8080/t1", false, out, sizeof(out));
 	ok(rc == 0 && has(out, "GET /t1"), "tcurl allowed on first use");
 	pthread_mutex_lock(&E.mu);
