@@ -55,6 +55,7 @@ struct moatd_sessmap {
 #define SESS_HELD_MAX 64
 /* How long a monitor retries a session's end while no moatd listens. */
 #define SESS_END_RETRY_MS 10000
+#define SESS_START_RETRY_MS 2000
 
 /* Per-process SSH settings; filled once before the first fork. */
 static struct {
@@ -216,13 +217,16 @@ sess_flush(struct moatd *d)
 /*
  * Runs in a monitor, which outlives moatd (live restore): the records
  * go to the socket's path, so the next moatd gets them. While none
- * listens they are held; a session's end is retried for a while, since
- * the monitor may exit right after it.
+ * listens they are held. A full queue (a burst of sessions: moatd takes
+ * a few datagrams at a time) is retried for a while, a start briefly and
+ * an end longer, since the monitor may exit right after it; with no
+ * moatd listening and no live restore, nobody comes to take them.
  */
 static void
 send_sess(struct moatd *d, json_t *o, bool end)
 {
-	int64_t deadline = moat_now_ms() + SESS_END_RETRY_MS;
+	int64_t deadline = moat_now_ms() + (end ? SESS_END_RETRY_MS :
+	    SESS_START_RETRY_MS);
 	char *s = json_dumps(o, JSON_COMPACT);
 
 	json_decref(o);
@@ -235,10 +239,12 @@ send_sess(struct moatd *d, json_t *o, bool end)
 		    sshw.nheld);
 		free(s);
 	}
-	/* Without live restore no moatd comes back to take it. */
-	end = end && d->cfg->live_restore;
-	while (!sess_flush(d) && end && moat_now_ms() < deadline)
-		usleep(100 * 1000);
+	while (!sess_flush(d) && moat_now_ms() < deadline) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    (!end || !d->cfg->live_restore))
+			break;
+		usleep(20 * 1000);
+	}
 	if (sshw.nheld > 0 && end)
 		log_warn_errno("session records to moatd: %zu not delivered",
 		    sshw.nheld);
