@@ -36,6 +36,7 @@
 #include "policies/policy.h"
 #include "proxy/internal.h"
 #include "proxy/proxy.h"
+#include "tests/unit/own_cgroup.h"
 #include "tests/unit/proxy_util.h"
 #include "tests/unit/tap.h"
 
@@ -44,9 +45,7 @@
 static struct {
 	char ns[32];
 	char veth[16];
-	char cg[320];       /* our own cgroup: the "sandbox" the scan reads */
-	char cg_procs[352]; /* its cgroup.procs (every sandbox's procs_path) */
-	char cg_home[512];  /* the cgroup.procs this process came from */
+	struct own_cgroup cg; /* the "sandbox" the scan reads (own_cgroup.h) */
 	char up_ip[32];
 	char host_ip[32];
 	char dir[64];
@@ -388,60 +387,6 @@ sh(const char *fmt, ...)
 		diag("command failed: %s", cmd);
 }
 
-/*
- * The proxy's /proc fallback reads the processes of the sandbox's cgroup;
- * the tests' "sandbox" is this process and its children, in a cgroup of
- * their own. Without one it would read every process of the host, and a
- * test depended on what else runs there (another run's sandbox holding a
- * process with 65 fd tables denies every caller). false: no cgroup v2.
- */
-static bool
-cgroup_enter(void)
-{
-	char *text = NULL, *line, *sp, v2[256] = "", dev[64], mnt[256], type[32];
-	FILE *f;
-
-	/* The cgroup2 mount: /sys/fs/cgroup, or .../unified (hybrid). */
-	if ((f = fopen("/proc/self/mounts", "re")) == NULL)
-		return false;
-	while (v2[0] == '\0' && fscanf(f, "%63s %255s %31s %*[^\n]", dev, mnt,
-	    type) == 3)
-		if (strcmp(type, "cgroup2") == 0)
-			snprintf(v2, sizeof(v2), "%s", mnt);
-	fclose(f);
-	if (v2[0] == '\0' || moat_read_file("/proc/self/cgroup", 8192, &text,
-	    NULL, NULL) != 0) {
-		free(text);
-		return false;
-	}
-	/* Our place in it: the "0::PATH" line. */
-	for (line = strtok_r(text, "\n", &sp); line != NULL;
-	    line = strtok_r(NULL, "\n", &sp))
-		if (strncmp(line, "0::", 3) == 0)
-			break;
-	if (line == NULL) {
-		free(text);
-		return false;
-	}
-	snprintf(E.cg_home, sizeof(E.cg_home), "%s%s%scgroup.procs", v2,
-	    line + 3, line[strlen(line) - 1] == '/' ? "" : "/");
-	free(text);
-	snprintf(E.cg, sizeof(E.cg), "%s/moat-pxtest-%d", v2, (int)getpid());
-	snprintf(E.cg_procs, sizeof(E.cg_procs), "%s/cgroup.procs", E.cg);
-	if (mkdir(E.cg, 0755) != 0 || (f = fopen(E.cg_procs, "we")) == NULL) {
-		rmdir(E.cg);
-		E.cg[0] = '\0';
-		return false;
-	}
-	fprintf(f, "0\n");
-	if (fclose(f) != 0) {
-		rmdir(E.cg);
-		E.cg[0] = '\0';
-		return false;
-	}
-	return true;
-}
-
 /* Is TCP port p free on 127.0.0.1 (nobody bound to it)? */
 static bool
 port_free(int p)
@@ -474,29 +419,6 @@ free_port_pair(int start)
 	return start;
 }
 
-/* Back home, what is left in ours killed, and ours removed (bounded). */
-static void
-cgroup_leave(void)
-{
-	char path[352];
-	FILE *f;
-
-	if (E.cg[0] == '\0')
-		return;
-	if ((f = fopen(E.cg_home, "we")) != NULL) {
-		fprintf(f, "%d\n", (int)getpid());
-		fclose(f);
-	}
-	snprintf(path, sizeof(path), "%s/cgroup.kill", E.cg);
-	if ((f = fopen(path, "we")) != NULL) {
-		fprintf(f, "1\n");
-		fclose(f);
-	}
-	for (int i = 0; i < 200 && rmdir(E.cg) != 0 && errno == EBUSY; i++)
-		usleep(10 * 1000);
-	E.cg[0] = '\0';
-}
-
 static void
 cleanup(void)
 {
@@ -524,7 +446,7 @@ cleanup(void)
 		sh("rm -rf %s", E.dir);
 		E.dir[0] = '\0';
 	}
-	cgroup_leave();
+	own_cgroup_leave(&E.cg);
 }
 
 static bool
@@ -643,7 +565,7 @@ emfile_child_main(int port, int ready)
 	char b = 1;
 
 	sb.port = (uint16_t)port;
-	sb.procs_path = E.cg_procs;
+	sb.procs_path = E.cg.procs;
 	if (moat_loop_new(&l, NULL) != 0 || moat_proxy_new(l, &cfg, &p,
 	    NULL) != 0 || moat_proxy_add_sandbox(p, &sb, NULL) != 0)
 		_exit(1);
@@ -667,7 +589,7 @@ add_sandbox_fn(void *arg)
 	struct moat_cause cause = { { 0 } };
 
 	sb.port = (uint16_t)E.port;
-	sb.procs_path = E.cg_procs;
+	sb.procs_path = E.cg.procs;
 	*(int *)arg = moat_proxy_add_sandbox(E.p, &sb, &cause);
 	if (*(int *)arg != 0)
 		diag("add sandbox: %s", cause.msg);
@@ -695,7 +617,7 @@ fixture_start(void)
 	n = readlink("/proc/self/exe", E.self, sizeof(E.self) - 1);
 	E.self[n > 0 ? n : 0] = '\0';
 	atexit(cleanup);
-	if (!cgroup_enter()) {
+	if (!own_cgroup_enter(&E.cg)) {
 		skip("needs cgroup v2 for a cgroup of its own");
 		return false;
 	}

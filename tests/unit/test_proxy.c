@@ -316,7 +316,7 @@ box2_add_fn(void *arg)
 		"127.0.0.2", .netns_fd = -1 };
 
 	sb.port = (uint16_t)E.port;
-	sb.procs_path = E.cg_procs;
+	sb.procs_path = E.cg.procs;
 	*(int *)arg = moat_proxy_add_sandbox(E.p, &sb, NULL);
 }
 
@@ -538,7 +538,7 @@ test_ctl(void)
 	/* The NFLOG socket travels with the line (SCM_RIGHTS). */
 	snprintf(msg, sizeof(msg), "{\"type\":\"sandbox\",\"name\":\"box\","
 	    "\"listen\":\"127.0.0.1\",\"port\":%d,\"procs\":\"%s\","
-	    "\"fds\":[\"nflog\"],\"fd_seq\":0}\n", port, E.cg_procs);
+	    "\"fds\":[\"nflog\"],\"fd_seq\":0}\n", port, E.cg.procs);
 	ctl_send_fd(msg, PX.nflog[1]);
 	if (!ok(ctl_line(line, sizeof(line), "sandbox"), "sandbox added") ||
 	    strstr(line, "sandbox_ok") == NULL)

@@ -36,7 +36,7 @@ readd_fn(void *arg)
 		"127.0.0.1", .netns_fd = -1 };
 
 	sb.port = (uint16_t)E.port;
-	sb.procs_path = E.cg_procs;
+	sb.procs_path = E.cg.procs;
 	sb.trust = ra->kept;
 	sb.ntrust = ra->nkept;
 	moat_proxy_remove_sandbox(E.p, "box");

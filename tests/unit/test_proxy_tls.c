@@ -25,6 +25,7 @@
 
 #include "proxy/ca.h"
 #include "proxy/internal.h"
+#include "tests/unit/own_cgroup.h"
 #include "tests/unit/proxy_util.h"
 
 #define SECRET "s3cr3t-V4lue/+="
@@ -44,6 +45,7 @@ static struct {
 	pthread_mutex_t mu;
 	struct moat_denial_event ev[64];
 	int nev;
+	struct own_cgroup cg; /* the "sandbox" whose processes are read */
 } T;
 
 static void
@@ -107,6 +109,7 @@ cleanup(void)
 		sh("rm -rf %s", T.dir);
 		T.dir[0] = '\0';
 	}
+	own_cgroup_leave(&T.cg);
 }
 
 /* The test CA, a server certificate for the upstream names, and an
@@ -202,6 +205,7 @@ add_sandbox_fn(void *arg)
 	snprintf(cert, sizeof(cert), "%s/" MOAT_CA_CERT, T.dir);
 	snprintf(key, sizeof(key), "%s/" MOAT_CA_KEY, T.dir);
 	sb.port = (uint16_t)T.port;
+	sb.procs_path = T.cg.procs;
 	*(int *)arg = moat_proxy_add_sandbox(T.p, &sb, &cause);
 	if (*(int *)arg == 0)
 		*(int *)arg = moat_proxy_set_secrets(T.p, "box", &sec, 1,
@@ -237,6 +241,10 @@ start(void)
 	n = (int)readlink("/proc/self/exe", T.self, sizeof(T.self) - 1);
 	T.self[n > 0 ? n : 0] = '\0';
 	atexit(cleanup);
+	if (!own_cgroup_enter(&T.cg)) {
+		skip("needs cgroup v2 for a cgroup of its own");
+		return false;
+	}
 	snprintf(T.dir, sizeof(T.dir), "/tmp/moat-tlstest.XXXXXX");
 	if (mkdtemp(T.dir) == NULL || !setup_net() || !make_certs())
 		return false;
