@@ -165,10 +165,16 @@ ctl_trusted(void *arg, const char *sandbox, const char *path,
     const char *sha256)
 {
 	struct ctl *c = arg;
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "type", "trusted",
+	    "sandbox", sandbox, "binary", path, "sha256", sha256);
 
-	return ctl_send_line(c, json_pack("{s:s,s:s,s:s,s:s}", "type",
-	    "trusted", "sandbox", sandbox, "binary", path, "sha256", sha256),
-	    true);
+	/*
+	 * A path that is not UTF-8 has no JSON spelling: it is trusted in
+	 * this proxy only, as before (docs/proxy.md, TOFU).
+	 */
+	if (o == NULL)
+		return 0;
+	return ctl_send_line(c, o, true);
 }
 
 static const char *
