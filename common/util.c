@@ -319,3 +319,25 @@ moat_nofile_raise(unsigned long want, unsigned long *old_soft,
 		*hard = (unsigned long)rl.rlim_max;
 	return MOAT_OK;
 }
+
+void
+moat_close_all_but(const int *keep, size_t n)
+{
+	unsigned lo = 0;
+
+	for (;;) {
+		unsigned next = ~0U;
+
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] >= 0 && (unsigned)keep[i] >= lo &&
+			    (unsigned)keep[i] < next)
+				next = (unsigned)keep[i];
+		if (next == ~0U) {
+			(void)close_range(lo, ~0U, 0);
+			return;
+		}
+		if (next > lo)
+			(void)close_range(lo, next - 1, 0);
+		lo = next + 1;
+	}
+}

@@ -59,6 +59,13 @@ int moat_fd_nonblock(int fd);
 int moat_fd_cloexec(int fd);
 
 /*
+ * Close every fd of the process except keep[0..n-1] (-1 entries are
+ * ignored): for a forked child that must hold only what it needs
+ * (OpenSSH's close_startup_pipes). No allocation; safe after fork.
+ */
+void moat_close_all_but(const int *keep, size_t n);
+
+/*
  * Every signal back to its default disposition and none blocked: for a
  * process about to run code that inherits what its parent ignored or
  * blocked (a signalfd set, a shell's ignored SIGINT). 0 or an errno.

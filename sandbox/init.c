@@ -24,29 +24,6 @@
 #include "common/util.h"
 #include "sandbox/internal.h"
 
-/* Close every fd but the listed ones (the caller's sockets, the store). */
-static void
-close_all_but(const int *keep, size_t n)
-{
-	unsigned lo = 0;
-
-	for (;;) {
-		unsigned next = ~0U;
-
-		for (size_t i = 0; i < n; i++)
-			if (keep[i] >= 0 && (unsigned)keep[i] >= lo &&
-			    (unsigned)keep[i] < next)
-				next = (unsigned)keep[i];
-		if (next == ~0U) {
-			close_range(lo, ~0U, 0);
-			return;
-		}
-		if (next > lo)
-			close_range(lo, next - 1, 0);
-		lo = next + 1;
-	}
-}
-
 static void
 drop_caps(void)
 {
@@ -90,7 +67,7 @@ sandbox_init_main(struct sandbox_init_args *a)
 		moat_write_all(a->status_fd, cause.msg, strlen(cause.msg));
 		_exit(1);
 	}
-	close_all_but(keep, MOAT_NELEM(keep));
+	moat_close_all_but(keep, MOAT_NELEM(keep));
 	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
 		dup3(fd, 0, 0);
 		dup3(fd, 1, 0);

@@ -32,28 +32,6 @@
 
 #define KEEP_MAX 256
 
-static int
-cmp_int(const void *a, const void *b)
-{
-	return *(const int *)a - *(const int *)b;
-}
-
-/* Close every inherited fd but keep[]. */
-static void
-close_others(int *keep, size_t n)
-{
-	int lo = 0;
-
-	qsort(keep, n, sizeof(*keep), cmp_int);
-	for (size_t i = 0; i < n; i++) {
-		if (keep[i] > lo)
-			(void)syscall(SYS_close_range, lo, keep[i] - 1, 0);
-		if (keep[i] >= lo)
-			lo = keep[i] + 1;
-	}
-	(void)syscall(SYS_close_range, lo, ~0U, 0);
-}
-
 static void __attribute__((noreturn))
 monitor_main(int ctl, struct mon_msg *m, const struct moat_sshd_config *cfg,
     const struct moat_sshd_hooks *h)
@@ -135,7 +113,7 @@ mparent_main(int ctl, const struct moat_sshd_config *cfg,
 	keep[n++] = ctl;
 	if (h->monitor_fds != NULL)
 		n += h->monitor_fds(h->arg, keep + n, MOAT_NELEM(keep) - n);
-	close_others(keep, n);
+	moat_close_all_but(keep, n);
 	for (;;) {
 		/* On the stack: a heap write here would copy pages in monitors. */
 		rc = mon_recv_into(ctl, &m, buf, sizeof(buf));
