@@ -592,6 +592,11 @@ parse_top(struct cfgctx *x, json_t *doc, struct moatd_config *c, bool embedded)
 		if ((r = get_int(x, proxy, "port", "proxy.port", 1, 65535, &n)))
 			return r;
 		c->proxy_port = (uint16_t)n;
+		n = c->proxy_uid;
+		if ((r = get_int(x, proxy, "uid", "proxy.uid", 1, 4294967294LL,
+		    &n)))
+			return r;
+		c->proxy_uid = (uint32_t)n;
 		if ((r = get_str(x, proxy, "hosts_file", "proxy.hosts_file",
 			 &c->hosts_file)) ||
 		    (r = get_str(x, proxy, "upstream_ca_file",
@@ -667,6 +672,7 @@ moatd_config_load(const char *path, struct moatd_config **out,
 	c->proxy_max_conns = MOAT_PROXY_DEFAULT_MAX_CONNS;
 	c->proxy_max_conns_per_sandbox = MOAT_PROXY_DEFAULT_MAX_CONNS_SANDBOX;
 	c->max_open_files = 1048576;
+	c->proxy_uid = MOATD_PROXY_UID;
 	if ((c->source = strdup(x.file)) == NULL)
 		goto out;
 	doc = path ? json_load_file(path, JSON_REJECT_DUPLICATES, &jerr) :

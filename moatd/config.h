@@ -16,6 +16,8 @@
 
 /* The SSH session processes' uid and gid unless the config names one. */
 #define MOATD_PRIVSEP_UID 59999
+/* The proxy process's uid and gid unless the config names one. */
+#define MOATD_PROXY_UID 59998
 
 struct moatd_listen {
 	char *addr;
@@ -96,6 +98,7 @@ struct moatd_config {
 	int max_startups[3];   /* start:rate:full, default 10:30:100 */
 	int max_startups_per_source; /* 0: no limit; default 5 */
 	uint32_t ssh_privsep_uid; /* uid and gid of SSH session processes */
+	uint32_t proxy_uid;    /* uid and gid of the proxy process */
 	struct moatd_sandbox_config *sandboxes;
 	size_t nsandboxes;
 };

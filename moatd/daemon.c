@@ -602,6 +602,14 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 	for (size_t i = 0; i < d->cfg->nsandboxes; i++)
 		if ((r = start_sandbox(d, i, cause)) != 0)
 			return r;
+	if ((r = moatd_uid_unused(d, d->cfg->proxy_uid, "proxy.uid",
+	    cause)) != 0)
+		return r;
+	if (d->cfg->proxy_uid == d->cfg->ssh_privsep_uid) {
+		moat_cause_set(cause, "proxy.uid and ssh_privsep_uid must "
+		    "differ (%u)", (unsigned)d->cfg->proxy_uid);
+		return MOAT_ERR_INVALID;
+	}
 	if ((r = moatd_proxy_start(d, cause)) != 0)
 		return r;
 	if ((r = moatd_control_new(d, d->cfg->control_path,

@@ -27,6 +27,13 @@ void moatd_proxy_stop(struct moatd *d);
 
 /* moatd/sshhooks.c: listeners, accept + fork, session records. */
 int moatd_ssh_start(struct moatd *d, struct moat_cause *cause);
+/*
+ * Is id free for a confined process (the proxy, the SSH session
+ * processes): no host user and no sandbox has it? MOAT_ERR_INVALID with
+ * a cause naming field and the owner otherwise.
+ */
+int moatd_uid_unused(struct moatd *d, uint32_t id, const char *field,
+    struct moat_cause *cause);
 void moatd_ssh_stop(struct moatd *d);
 /* A sandbox was stopped or started: new monitors must see it so. */
 void moatd_ssh_sandboxes_changed(struct moatd *d);

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "sandbox/net.h"
 #include "sandbox/sandbox.h"
 #include "store/store.h"
+#include "moatd/config.h"
 #include "moatd/oneshot.h"
 #include "moatd/proxychan.h"
 
@@ -156,20 +158,30 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 	struct moatd_proxychan_cbs cbs = { NULL, on_event, on_message, NULL };
 	struct moat_proxy_config pc = { 0 };
 	struct moatd_oneshot *o;
+	struct passwd *pw;
 	int r;
 
+	/* The proxy's uid must be nobody's (who could signal it). */
+	if ((pw = getpwuid(MOATD_PROXY_UID)) != NULL) {
+		moat_cause_set(cause, "uid %u, which the proxy runs as, belongs "
+		    "to host user '%s'", (unsigned)MOATD_PROXY_UID,
+		    pw->pw_name);
+		return MOAT_ERR_INVALID;
+	}
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return MOAT_ERR_NOMEM;
 	o->nflog_fd = o->pidfd = -1;
 	moat_strlcpy(o->name, name, sizeof(o->name));
 	cbs.arg = o;
 	pc.port = moat_sandbox_proxy_port(sb);
+	pc.run_uid = MOATD_PROXY_UID;
+	pc.run_gid = MOATD_PROXY_UID;
 	pc.hosts_file = hosts_file;
 	pc.upstream_ca_file = tls != NULL ? tls->upstream_ca : NULL;
 	/* Never dial another sandbox (moat run uses the default pool). */
 	pc.deny_cidr = MOAT_NET_DEFAULT_POOL;
-	/* Opened before the fork: the proxy inherits it and reads it. No
-	 * bypass monitor is a degraded run, not a failed one. */
+	/* It travels to the proxy with the sandbox's line. No bypass
+	 * monitor is a degraded run, not a failed one. */
 	if (moat_sandbox_nflog_open(sb, &o->nflog_fd, NULL) != 0)
 		o->nflog_fd = -1;
 	if ((r = moat_loop_new(&o->loop, cause)) != 0 ||

@@ -4,6 +4,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <linux/netlink.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -109,7 +111,8 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 {
 	int fds[16], links[8];
 	const char *names[16];
-	int conns = -1, tuples = -1;
+	int conns = -1, tuples = -1, diag, r;
+	struct moat_cause dc = { { 0 } };
 	uint64_t cg = 0;
 	const char *why;
 	char path[4200];
@@ -120,9 +123,19 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 		json_decref(trust);
 		return MOAT_ERR_NOTFOUND;
 	}
-	/* The proxy holds no fd of ours: they travel with the line. */
-	names[n] = "netns";
-	fds[n++] = moat_sandbox_netns_fd(sb);
+	/*
+	 * The proxy holds no fd of ours: they travel with the line. Not
+	 * the netns (the confined proxy may not enter it): a sock_diag
+	 * socket made in it. Without one the proxy reads /proc/PID/net.
+	 */
+	if ((diag = moat_sandbox_socket(sb, AF_NETLINK, SOCK_DGRAM |
+	    SOCK_CLOEXEC, NETLINK_SOCK_DIAG, &dc)) >= 0) {
+		names[n] = "diag";
+		fds[n++] = diag;
+	} else {
+		log_warn("sandbox %s: no sock_diag socket for the proxy: %s",
+		    name, dc.msg);
+	}
 	if (moat_sandbox_attrib(sb, &conns, &tuples, &cg, &why) == 0) {
 		names[n] = "attrib";
 		fds[n++] = conns;
@@ -164,7 +177,9 @@ moatd_proxychan_sandbox(struct moatd_proxychan *ch, const char *name,
 			json_array_append_new(a, json_string(names[i]));
 		json_object_set_new(o, "fds", a);
 	}
-	return send_fds(ch, o, fds, n);
+	r = send_fds(ch, o, fds, n);
+	moat_close(diag);
+	return r;
 }
 
 void
@@ -418,7 +433,7 @@ moatd_proxychan_start(struct moat_loop *l, const struct moat_proxy_config *pc,
 }
 
 int
-moatd_proxychan_connect(struct moat_loop *l, const char *path,
+moatd_proxychan_connect(struct moat_loop *l, const char *path, uid_t uid,
     const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
     struct moat_cause *cause)
 {
@@ -442,11 +457,15 @@ moatd_proxychan_connect(struct moat_loop *l, const char *path,
 		close(fd);
 		return MOAT_ERR_NOTFOUND;
 	}
-	/* Only a root proxy may have our sandboxes' traffic. */
+	/*
+	 * Only the proxy moatd started (its uid, or root when unconfined)
+	 * may have our sandboxes' traffic.
+	 */
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) != 0 ||
-	    uc.uid != 0 || uc.pid <= 0) {
-		moat_cause_set(cause, "%s: the peer is not a root process",
-		    path);
+	    (uc.uid != 0 && uc.uid != uid) || uc.pid <= 0) {
+		moat_cause_set(cause, "%s: the peer (uid %d) is neither root "
+		    "nor the proxy's uid %u", path, ul == sizeof(uc) ?
+		    (int)uc.uid : -1, (unsigned)uid);
 		close(fd);
 		return MOAT_ERR_DENIED;
 	}

@@ -1,6 +1,6 @@
 /*
- * The channel to a proxy process: fork it (no exec: it inherits the
- * sandboxes' netns, NFLOG and attribution map fds), tell it about
+ * The channel to a proxy process: fork it (no exec; it keeps none of
+ * moatd's fds, each sandbox's come with its line), tell it about
  * sandboxes, policies and trusted hashes as JSON lines, and read its denial events and
  * requests back on a loop. Used by moatd and by `moat run` (which acts as
  * the orchestrator of its one run). Wire format: docs/protocols.md.
@@ -39,7 +39,8 @@ struct moatd_proxychan_cbs {
 
 /*
  * Fork the proxy process; it keeps none of the caller's fds but its
- * channel. The child's comm is "moat-proxy".
+ * channel, and confines itself as pc says (run_uid: docs/proxy.md,
+ * "Privileges"). The child's comm is "moat-proxy".
  */
 int moatd_proxychan_start(struct moat_loop *l,
     const struct moat_proxy_config *pc,
@@ -47,11 +48,11 @@ int moatd_proxychan_start(struct moat_loop *l,
     struct moat_cause *cause);
 /*
  * Live restore: connect to a proxy that a previous moatd started with
- * ctl_path (it must be a root process; its pidfd is watched, see
- * cbs->exited). MOAT_ERR_NOTFOUND when nobody answers on path,
- * MOAT_ERR_DENIED when the peer is not root.
+ * ctl_path (it must run as uid, the proxy's, or root; its pidfd is
+ * watched, see cbs->exited). MOAT_ERR_NOTFOUND when nobody answers on
+ * path, MOAT_ERR_DENIED when the peer is another user.
  */
-int moatd_proxychan_connect(struct moat_loop *l, const char *path,
+int moatd_proxychan_connect(struct moat_loop *l, const char *path, uid_t uid,
     const struct moatd_proxychan_cbs *cbs, struct moatd_proxychan **out,
     struct moat_cause *cause);
 /*
@@ -79,9 +80,10 @@ void moatd_proxychan_reaped(struct moatd_proxychan *ch);
 
 int moatd_proxychan_send(struct moatd_proxychan *ch, json_t *msg); /* steals */
 /*
- * Have the proxy serve a sandbox: its addresses, and its fds (netns,
- * attribution maps and the links that keep their programs attached,
- * nflog_fd: its NFLOG socket or -1) travel along the line; trust
+ * Have the proxy serve a sandbox: its addresses, and its fds (a
+ * sock_diag socket made in its netns, attribution maps and the links
+ * that keep their programs attached, nflog_fd: its NFLOG socket or -1)
+ * travel along the line; trust
  * (stolen, may be NULL) is a JSON array of {"binary", "sha256"} the
  * proxy trusts before it listens; ca_dir: the sandbox's CA files
  * (proxy/ca.h), or NULL for none. 0, or MOAT_ERR_* when the line could

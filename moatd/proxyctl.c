@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "proxy/proxy.h"
@@ -256,6 +257,8 @@ proxy_config(struct moatd *d, struct moat_proxy_config *pc, char *deny,
 	pc->max_conns_total = d->cfg->proxy_max_conns;
 	pc->max_conns_per_sandbox = d->cfg->proxy_max_conns_per_sandbox;
 	pc->max_open_files = d->cfg->max_open_files;
+	pc->run_uid = (uid_t)d->cfg->proxy_uid;
+	pc->run_gid = (gid_t)d->cfg->proxy_uid;
 	snprintf(deny, dlen, "%s, %s", d->cfg->net_pool != NULL ?
 	    d->cfg->net_pool : MOAT_NET_DEFAULT_POOL, MOAT_NET_DEFAULT_POOL);
 	pc->deny_cidr = deny;
@@ -357,8 +360,8 @@ proxy_adopt(struct moatd *d, const struct moatd_proxychan_cbs *cbs,
 	const char *why;
 	size_t i, kept = 0;
 
-	if (moatd_proxychan_connect(d->loop, pc->ctl_path, cbs, &d->proxy,
-	    &cause) != 0) {
+	if (moatd_proxychan_connect(d->loop, pc->ctl_path, pc->run_uid, cbs,
+	    &d->proxy, &cause) != 0) {
 		log_verbose("no proxy to adopt: %s", cause.msg);
 		return MOAT_ERR_NOTFOUND;
 	}
@@ -439,10 +442,23 @@ void
 moatd_proxy_stop(struct moatd *d)
 {
 	/* Live restore: the proxy serves on; the next moatd adopts it. */
-	if (d->detaching)
+	bool had = d->proxy != NULL;
+	char path[4200];
+
+	if (d->detaching) {
 		moatd_proxychan_detach(d->proxy);
-	else
+	} else {
 		moatd_proxychan_stop(d->proxy);
+		/*
+		 * The confined proxy cannot remove its socket from moatd's
+		 * state dir; it is gone now, so nobody answers there.
+		 */
+		if (had && d->cfg->live_restore) {
+			snprintf(path, sizeof(path), "%s/proxy.sock",
+			    d->cfg->state_dir);
+			unlink(path);
+		}
+	}
 	d->proxy = NULL;
 	moatd_policy_proxy_gone(d);
 }

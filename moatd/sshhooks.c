@@ -613,28 +613,28 @@ listen_unix(const char *path, int *fdp, struct moat_cause *cause)
 }
 
 /*
- * The privsep uid must be nobody else's: not a host user's (who could
- * signal the session processes) and not a sandbox's.
+ * An id moatd runs a confined process as must be nobody else's: not a
+ * host user's (who could signal the process) and not a sandbox's.
  */
-static int
-privsep_uid_free(struct moatd *d, struct moat_cause *cause)
+int
+moatd_uid_unused(struct moatd *d, uint32_t id, const char *field,
+    struct moat_cause *cause)
 {
-	uid_t uid = (uid_t)d->cfg->ssh_privsep_uid;
-	struct passwd *pw = getpwuid(uid);
+	struct passwd *pw = getpwuid((uid_t)id);
 
 	if (pw != NULL) {
-		moat_cause_set(cause, "ssh_privsep_uid %u belongs to host user "
-		    "'%s'; choose an unused id in the config", (unsigned)uid,
+		moat_cause_set(cause, "%s %u belongs to host user '%s'; choose "
+		    "an unused id in the config", field, (unsigned)id,
 		    pw->pw_name);
 		return MOAT_ERR_INVALID;
 	}
 	for (size_t i = 0; i < d->nsandboxes; i++)
 		if (d->sandboxes[i].sb != NULL &&
-		    (moat_sandbox_uid(d->sandboxes[i].sb) == uid ||
-			moat_sandbox_gid(d->sandboxes[i].sb) == (gid_t)uid)) {
-			moat_cause_set(cause, "ssh_privsep_uid %u is sandbox "
-			    "%s's id; choose another in the config",
-			    (unsigned)uid, d->sandboxes[i].cfg->name);
+		    (moat_sandbox_uid(d->sandboxes[i].sb) == (uid_t)id ||
+			moat_sandbox_gid(d->sandboxes[i].sb) == (gid_t)id)) {
+			moat_cause_set(cause, "%s %u is sandbox %s's id; choose "
+			    "another in the config", field, (unsigned)id,
+			    d->sandboxes[i].cfg->name);
 			return MOAT_ERR_INVALID;
 		}
 	return MOAT_OK;
@@ -681,7 +681,8 @@ moatd_ssh_start(struct moatd *d, struct moat_cause *cause)
 {
 	int r;
 
-	if ((r = privsep_uid_free(d, cause)) != 0)
+	if ((r = moatd_uid_unused(d, d->cfg->ssh_privsep_uid,
+	    "ssh_privsep_uid", cause)) != 0)
 		return r;
 	if ((r = moat_sshd_hostkey_ensure(d->cfg->hostkey_path, cause)) != 0)
 		return r;

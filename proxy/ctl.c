@@ -2,8 +2,9 @@
  * The proxy process: moatd forks it (no exec) with one end of a
  * socketpair, ctl_fd, and talks JSON lines both ways (docs/protocols.md,
  * "moatd <-> proxy control channel"). moatd sends sandboxes (with the
- * numbers of the fds the proxy inherited: netns, NFLOG, attribution
- * maps, and the hashes trusted before) and policies; the proxy answers
+ * fds that travel with their lines: a sock_diag socket made in the
+ * sandbox's netns, NFLOG, attribution maps, and the hashes trusted
+ * before) and policies; the proxy answers
  * each request and writes every denial as {"type":"denial", ...event
  * fields}, bypasses included. An agent's policy.local proposal goes up
  * as {"type":"proposal"} and moatd's {"type":"proposal_result"} answers
@@ -219,9 +220,10 @@ take_fds(struct ctl *c, json_t *o, struct moat_proxy_sandbox *s, int *fds,
 		const char *name = json_is_string(v) ? json_string_value(v) :
 		    "";
 
-		if (strcmp(name, "netns") == 0)
-			s->netns_fd = fds[i];
-		else if (strcmp(name, "attrib") == 0)
+		if (strcmp(name, "diag") == 0) {
+			s->diag = true;
+			s->diag_fd = fds[i];
+		} else if (strcmp(name, "attrib") == 0)
 			s->attrib_fd = fds[i];
 		else if (strcmp(name, "attrib_tuple") == 0)
 			s->attrib_tuple_fd = fds[i];
@@ -250,6 +252,13 @@ do_sandbox(struct ctl *c, json_t *o)
 	s.listen_addr = jstr(o, "listen");
 	s.port = (uint16_t)jint(o, "port", 0);
 	s.netns_fd = -1;
+	/*
+	 * Confined, only moatd's sock_diag socket (or none: the /proc
+	 * fallback), never one of its own netns; unconfined (a test's
+	 * proxy serving its own netns), its own unless one came.
+	 */
+	s.diag = c->cfg->run_uid != 0;
+	s.diag_fd = -1;
 	s.procs_path = jstr(o, "procs");
 	s.init_pid = (pid_t)jint(o, "init_pid", 0);
 	s.attrib_fd = s.attrib_tuple_fd = s.nflog_fd = -1;
@@ -543,7 +552,10 @@ ctl_attach(struct ctl *c, int fd)
 	return 0;
 }
 
-/* The next moatd connects: root only (SO_PEERCRED). */
+/*
+ * The next moatd connects: root only (SO_PEERCRED), or our own uid when
+ * unconfined as another user (a test's).
+ */
 static void
 ctl_accept(struct moat_loop *l, int lfd, unsigned ev, void *arg)
 {
@@ -557,7 +569,7 @@ ctl_accept(struct moat_loop *l, int lfd, unsigned ev, void *arg)
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) != 0 ||
-	    uc.uid != geteuid()) {
+	    (uc.uid != 0 && (c->cfg->run_uid != 0 || uc.uid != geteuid()))) {
 		log_warn("control socket: refused a peer (uid %d)",
 		    ul == sizeof(uc) ? (int)uc.uid : -1);
 		close(fd);
@@ -658,7 +670,10 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	int r, rc = 111;
 
 	signal(SIGPIPE, SIG_IGN);
-	/* Whoever started us, tunnels are bounded by fds: take them all. */
+	/*
+	 * Whoever started us, tunnels are bounded by fds: take them all,
+	 * while CAP_SYS_RESOURCE is still there to raise the hard limit.
+	 */
 	if (moat_nofile_raise(pc.max_open_files, NULL, NULL, NULL,
 	    &cause) != 0)
 		log_warn("open files limit unchanged: %s", cause.msg);
@@ -668,6 +683,16 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	if ((r = moat_loop_new(&c.loop, &cause)) != 0) {
 		log_error("proxy loop: %s", moat_cause_str(&cause, r));
 		return 111;
+	}
+	/* Bound while root: the socket lives in moatd's 0700 state dir. */
+	if (cfg->ctl_path != NULL && (r = ctl_listen(&c, &cause)) != 0) {
+		log_error("proxy: %s", moat_cause_str(&cause, r));
+		goto out;
+	}
+	/* Before any thread (the pools): threads inherit the confinement. */
+	if (pc.run_uid != 0 && (r = px_confine(&pc, &cause)) != 0) {
+		log_error("proxy: %s", moat_cause_str(&cause, r));
+		goto out;
 	}
 	pc.emit = emit_event;
 	pc.emit_arg = &c;
@@ -681,10 +706,6 @@ moat_proxy_process_main(int ctl_fd, const struct moat_proxy_config *cfg)
 	}
 	moat_loop_signal(c.loop, SIGTERM, on_signal, NULL);
 	moat_loop_signal(c.loop, SIGINT, on_signal, NULL);
-	if (cfg->ctl_path != NULL && (r = ctl_listen(&c, &cause)) != 0) {
-		log_error("proxy: %s", moat_cause_str(&cause, r));
-		goto out;
-	}
 	if (ctl_attach(&c, ctl_fd) != 0)
 		goto out;
 	rc = moat_loop_run(c.loop) == 0 ? 0 : 111;

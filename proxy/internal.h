@@ -45,6 +45,13 @@ struct px_work {
 	const void *owner; /* whose queue (a sandbox); owners take turns */
 	struct px_work *next;
 };
+/*
+ * Confine the proxy process (confine.c): cfg->run_uid/run_gid, the
+ * capabilities its work needs, no_new_privs, a seccomp allowlist. Call
+ * before any thread starts. MOAT_ERR_SYSTEM with the step in the cause.
+ */
+int px_confine(const struct moat_proxy_config *cfg, struct moat_cause *cause);
+
 /* Set w's callbacks and owner, not cancelled. */
 void px_work_init(struct px_work *w, int (*run)(struct px_work *),
     void (*done)(struct px_work *), const void *owner);

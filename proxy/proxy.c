@@ -460,7 +460,15 @@ moat_proxy_add_sandbox(struct moat_proxy *p, const struct moat_proxy_sandbox *s,
 	    (r = listen_on(sb, s->port ? s->port : p->cfg.port, cause)) != 0)
 		goto fail;
 	/* Without sock_diag the /proc/<init>/net/tcp fallback still works. */
-	if ((sb->diag_fd = px_diag_open(s->netns_fd, &dc)) == -1)
+	if (s->diag && s->diag_fd < 0) {
+		moat_cause_set(&dc, "no sock_diag socket from moatd");
+	} else if (s->diag) {
+		if ((sb->diag_fd = fcntl(s->diag_fd, F_DUPFD_CLOEXEC, 3)) == -1)
+			moat_cause_errno(&dc, "dup the sock_diag socket");
+	} else {
+		sb->diag_fd = px_diag_open(s->netns_fd, &dc);
+	}
+	if (sb->diag_fd == -1)
 		log_warn("sandbox %s: %s; using /proc/net/tcp", sb->name,
 		    dc.msg);
 	if ((r = attrib_fds(sb, s, cause)) != 0 ||

@@ -99,6 +99,14 @@ struct moat_proxy_config {
 	 * NULL: the proxy process exits when the channel ends.
 	 */
 	const char *ctl_path;
+	/*
+	 * moat_proxy_process_main confines the process before it serves
+	 * (docs/proxy.md, "Privileges"): these uid and gid, only the
+	 * capabilities its work needs, no_new_privs, a seccomp allowlist.
+	 * run_uid 0: no confinement (only for tests of the proxy library).
+	 */
+	uid_t run_uid;
+	gid_t run_gid;
 };
 
 /* A binary's trusted hash, as kept by the orchestrator. */
@@ -140,6 +148,15 @@ struct moat_proxy_sandbox {
 	 * the sandbox is served, so no restart trusts a changed file. */
 	const struct moat_proxy_trusted *trust;
 	size_t ntrust;
+	/*
+	 * When true, diag_fd is a NETLINK_SOCK_DIAG socket already made in
+	 * the sandbox's netns (dup'ed), so the proxy never enters the netns
+	 * itself (that needs CAP_SYS_ADMIN, which a confined proxy lacks);
+	 * -1 there: none (the /proc/<init>/net fallback). false: one is made
+	 * with netns_fd.
+	 */
+	bool diag;
+	int diag_fd;
 	/*
 	 * The sandbox CA (proxy/ca.h): certificate and key files. With
 	 * them TLS inside CONNECT is terminated (unless the endpoint says

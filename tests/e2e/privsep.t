@@ -1,9 +1,11 @@
 #!/bin/bash
-# Privilege separation of moatd's SSH front door (docs/ssh.md): the
-# process that holds a pre-auth connection has no root, no capabilities,
+# Privilege separation (docs/ssh.md, docs/proxy.md): the process that
+# holds a pre-auth SSH connection has no root, no capabilities,
 # no_new_privs, seccomp, an empty root and only its socket, its monitor
 # channel and /dev/null; max_startups and the per-source limit close a
 # flood before any process exists for it, and a real login still works.
+# The proxy runs as its own uid with only the capabilities it needs,
+# no_new_privs and seccomp, and holds none of moatd's fds.
 . "$(dirname "$0")/lib.sh"
 need_root
 moatd_setup psep
@@ -115,6 +117,28 @@ t "500 connections from 500 addresses: at most 40 session processes ($max)" test
 kill $FLOOD; wait $FLOOD 2>/dev/null
 for _ in $(seq 100); do [ "$(sessions)" -eq 0 ] && break; sleep 0.1; done
 is "once the flood is gone, a login works" "$($SSH psep echo again)" again
+
+# the proxy
+px=$(pgrep -P "$MOATD_PID" -x moat-proxy | head -n 1)
+t "the proxy runs" test -n "$px"
+pst=/proc/$px/status
+is "proxy: not root" "$(awk '/^Uid:/{print ($2 != 0 && $3 != 0 && $4 != 0 && $5 != 0)}' $pst)" 1
+# CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_BPF (39): docs/proxy.md
+is "proxy: only the capabilities it needs" "$(awk '/^CapEff:/{print $2}' $pst)" 0000008000080004
+is "proxy: and no more permitted or bounding" \
+	"$(awk '/^CapPrm:/{p=$2} /^CapBnd:/{b=$2} /^CapInh:/{i=$2} /^CapAmb:/{a=$2} END{print p, b, i, a}' $pst)" \
+	"0000008000080004 0000008000080004 0000000000000000 0000000000000000"
+is "proxy: no_new_privs" "$(awk '/^NoNewPrivs:/{print $2}' $pst)" 1
+is "proxy: seccomp filter mode" "$(awk '/^Seccomp:/{print $2}' $pst)" 2
+pfds=$(for f in /proc/$px/fd/*; do readlink "$f"; done)
+t_not "proxy: no store fd" grep -q 'moat.db' <<<"$pfds"
+t_not "proxy: no netns fd" grep -q '^net:' <<<"$pfds"
+t_not "proxy: no host key or relay secret" grep -qE 'ssh_host|relay.secret' <<<"$pfds"
+t_not "proxy: not holding the SSH listener" sh -c "ss -Hltnp '( sport = :$SSH_PORT )' | grep -q 'pid=$px,'"
+t_not "proxy: not holding the control or relay socket" \
+	sh -c "ss -Hxlp | grep -E 'moatd.sock|relay.sock' | grep -q 'pid=$px,'"
+is "and the proxy still serves (a denial through it)" \
+	"$($SSH psep 'curl -s -o /dev/null -w %{http_code} -m 10 http://nowhere.test/')" 403
 
 stop_moatd
 done_testing
