@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -318,8 +319,12 @@ px_maps_check(pid_t pid, int pidfd, const char *exe,
 		    "than 8 MiB of them" : "");
 		goto out;
 	}
-	/* Still the process the caller pinned: the pid was not reused. */
-	if (pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) !=
+	/*
+	 * Still the process the caller pinned: the pid was not reused. A
+	 * poll, not a signal 0: the proxy may not signal the sandbox's
+	 * processes (docs/proxy.md, "Privileges").
+	 */
+	if (pidfd >= 0 && poll(&(struct pollfd){ pidfd, POLLIN, 0 }, 1, 0) !=
 	    0) {
 		snprintf(why, whylen, "pid %d exited", (int)pid);
 		r = MOAT_ERR_NOTFOUND;
