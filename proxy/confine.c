@@ -8,7 +8,9 @@
  *   ids       no supplementary groups; run_gid and run_uid in all three
  *             slots, keeping the permitted set across the change
  *   caps      permitted = effective = the kept set, nothing inheritable
- *             or ambient; checked afterwards, as is that setuid(0) fails
+ *             or ambient; checked afterwards, as is that setuid(0) fails;
+ *             the parent-death signal (cleared by the id change) is set
+ *             again
  *   nnp       no_new_privs, not dumpable
  *   seccomp   the allowlist below
  *
@@ -221,7 +223,8 @@ px_confine(const struct moat_proxy_config *cfg, struct moat_cause *cause)
 {
 	uint64_t keep = kept_caps(cfg);
 	scmp_filter_ctx ctx = NULL;
-	int r;
+	pid_t parent = getppid();
+	int r, deathsig = 0;
 
 	if ((ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM))) == NULL) {
 		moat_cause_set(cause, "proxy: cannot initialise libseccomp");
@@ -234,9 +237,17 @@ px_confine(const struct moat_proxy_config *cfg, struct moat_cause *cause)
 		r = MOAT_ERR_INTERNAL;
 		goto out;
 	}
+	/* Changing ids clears the parent-death signal: set it again. */
+	(void)prctl(PR_GET_PDEATHSIG, &deathsig, 0, 0, 0);
 	if ((r = drop_ids(cfg, keep, cause)) != 0 ||
 	    (r = set_caps(keep, cause)) != 0)
 		goto out;
+	if (deathsig != 0 && (prctl(PR_SET_PDEATHSIG, deathsig, 0, 0, 0) != 0 ||
+	    getppid() != parent)) {
+		moat_cause_set(cause, "proxy: the parent went away");
+		r = MOAT_ERR_SYSTEM;
+		goto out;
+	}
 	if (setuid(0) == 0) {
 		moat_cause_set(cause, "proxy: could become root again");
 		r = MOAT_ERR_SYSTEM;
