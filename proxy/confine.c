@@ -14,15 +14,15 @@
  *   nnp       no_new_privs, not dumpable
  *   seccomp   the allowlist below
  *
- * The kept capabilities and why (the proxy's work after the identity
- * rework): CAP_SYS_PTRACE to read /proc/PID/{exe,stat,status,fd,ns} and
- * kcmp() the sandbox's processes, which are not dumpable and belong to
- * other uids; CAP_DAC_READ_SEARCH to hash any executable a caller runs
- * (execute-only binaries, a workspace's own files) and to resolve policy
- * paths under /proc/<init>/root; CAP_BPF to look records up in the
- * sandbox's attribution maps (the kernel refuses bpf() without it while
- * unprivileged BPF is disabled); CAP_NET_BIND_SERVICE only when the
- * proxy port is below 1024.
+ * The kept capabilities and why: CAP_SYS_PTRACE to read
+ * /proc/PID/{exe,stat,status,fd,maps,ns} and kcmp() the sandbox's
+ * processes, which are not dumpable and belong to other uids;
+ * CAP_DAC_READ_SEARCH to hash any executable a caller runs
+ * (execute-only binaries, a workspace's own files), to resolve policy
+ * paths under /proc/<init>/root and to read the sandbox CA's key;
+ * CAP_BPF to look records up in the sandbox's attribution maps (the
+ * kernel refuses bpf() without it while unprivileged BPF is disabled);
+ * CAP_NET_BIND_SERVICE only when the proxy port is below 1024.
  */
 #include <sys/ioctl.h>
 #include <sys/mman.h>
