@@ -190,6 +190,12 @@ t "moatd killed: the tunnel flows on" wait_oks "$n"
 restart 2 || { t_fail "moatd restarts after SIGKILL"; done_testing; exit 1; }
 t "adopted after SIGKILL" grep -q "sandbox $A adopted: .*init pid $pa," "$OBJ/moatd.log"
 t "the proxy too" grep -q "proxy adopted (pid $pp)" "$OBJ/moatd.log"
+# The adopted proxy is the confined one (docs/proxy.md, "Privileges"),
+# and its control socket is moatd's alone.
+is "the adopted proxy: its uid, no_new_privs, seccomp" \
+	"$(awk '/^Uid:/{u=$2} /^NoNewPrivs:/{n=$2} /^Seccomp:/{s=$2} END{print u, n, s}' /proc/$pp/status)" "59998 1 2"
+t "its control socket is there" test -S "$OBJ/var/proxy.sock"
+t_not "a sandbox cannot connect to it" $SSH $A "python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect(\"$OBJ/var/proxy.sock\")'"
 session_check 2 "across SIGKILL"
 is "the approved policy is enforced after the crash" \
 	"$($SSH $B 'curl -s -m 5 http://upstream.test/')" upstream-ok
@@ -235,6 +241,7 @@ t "moat shutdown" $MOAT shutdown
 t "moatd exits" wait_gone "$MOATD_PID"; MOATD_PID=""
 t "the sandbox's init is gone" wait_gone "$pa3"
 t "the proxy is gone" wait_gone "$pp"
+t_not "and its control socket" test -e "$OBJ/var/proxy.sock"
 is "nothing of it stays" "$(left_settled $A)" ""
 
 # 6. Without live restore a SIGTERM tears down as before.

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +25,9 @@
 #include "tests/unit/tap.h"
 
 #define UID 59998
+
+/* A BPF map made before the confinement, as moatd hands one over. */
+static int map_fd = -1;
 
 /* Confine, then run fn; the child's exit code is fn's, 99 if confining failed. */
 static int
@@ -73,6 +78,45 @@ work_goes_on(void)
 	int fd = open("/proc/1/stat", O_RDONLY | O_CLOEXEC);
 
 	return s >= 0 && fd >= 0 ? 0 : 1;
+}
+
+static void *
+nothing(void *arg)
+{
+	return arg;
+}
+
+/* The worker pools and the resolver (hosts file, then DNS) still work. */
+static int
+threads_and_names(void)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	pthread_t t;
+	int r;
+
+	if (pthread_create(&t, NULL, nothing, NULL) != 0 ||
+	    pthread_join(t, NULL) != 0)
+		return 1;
+	r = getaddrinfo("localhost", "80", &hints, &ai);
+	if (ai != NULL)
+		freeaddrinfo(ai);
+	return r == 0 ? 0 : 2;
+}
+
+/* Looking a record up in an attribution map it was handed. */
+static int
+map_lookup(void)
+{
+	union bpf_attr a;
+	uint32_t key = 0;
+	uint64_t val = 1;
+
+	memset(&a, 0, sizeof(a));
+	a.map_fd = (uint32_t)map_fd;
+	a.key = (uint64_t)(uintptr_t)&key;
+	a.value = (uint64_t)(uintptr_t)&val;
+	return map_fd >= 0 && syscall(SYS_bpf, BPF_MAP_LOOKUP_ELEM, &a,
+	    sizeof(a)) == 0 && val == 0 ? 0 : 1;
 }
 
 static int
@@ -143,7 +187,20 @@ main(void)
 	}
 	ok(exited0(in_child(ids_and_caps)),
 	    "uid 59998, only DAC_READ_SEARCH SYS_PTRACE BPF, nnp, seccomp");
+	{
+		union bpf_attr a;
+
+		memset(&a, 0, sizeof(a));
+		a.map_type = BPF_MAP_TYPE_ARRAY;
+		a.key_size = 4;
+		a.value_size = 8;
+		a.max_entries = 1;
+		map_fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &a, sizeof(a));
+	}
 	ok(exited0(in_child(work_goes_on)), "sockets and /proc still work");
+	ok(exited0(in_child(threads_and_names)), "threads start and names "
+	    "resolve");
+	ok(exited0(in_child(map_lookup)), "a BPF map lookup works");
 	ok(killed(in_child(exec_it)), "exec kills the proxy");
 	ok(killed(in_child(enter_netns)), "unshare kills the proxy");
 	ok(killed(in_child(regain_root)), "setuid kills the proxy");
