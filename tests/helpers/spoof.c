@@ -489,7 +489,9 @@ mode_reaper(const char *self)
 static void
 mode_reaper_mid(void)
 {
-	pid_t pid = fork(), reaper = getppid();
+	/* Before the fork: in the child, getppid() is this process until
+	 * it exits (a race the test lost under load). */
+	pid_t reaper = getppid(), pid = fork();
 
 	if (pid < 0)
 		die("fork");
