@@ -561,6 +561,40 @@ raise_nofile(struct moatd *d)
 	    d->nofile_soft);
 }
 
+/*
+ * "moatd is ready" means egress is served too, not only logins: wait
+ * (bounded) until the proxy answered each running sandbox's active
+ * policy, installed or refused. One that does not answer in time is
+ * logged; moat sandboxes then says POLICY MISMATCH.
+ */
+static void
+proxy_wait_served(struct moatd *d)
+{
+	int64_t deadline = moat_now_ms() + MOATD_PROXY_ACK_MS, left;
+
+	for (;;) {
+		size_t i;
+
+		for (i = 0; i < d->nsandboxes; i++) {
+			struct moatd_sandbox *s = &d->sandboxes[i];
+
+			if (s->sb != NULL && s->policy != NULL &&
+			    s->proxy_version != s->version &&
+			    s->proxy_error[0] == '\0')
+				break;
+		}
+		if (i == d->nsandboxes)
+			return;
+		if ((left = deadline - moat_now_ms()) <= 0 || d->proxy == NULL ||
+		    moatd_proxychan_wait(d->proxy, (int)left) != 0) {
+			log_warn("sandbox %s: the proxy did not answer its "
+			    "policy in %d ms", d->sandboxes[i].cfg->name,
+			    MOATD_PROXY_ACK_MS);
+			return;
+		}
+	}
+}
+
 int
 moatd_start(struct moatd *d, struct moat_cause *cause)
 {
@@ -612,6 +646,7 @@ moatd_start(struct moatd *d, struct moat_cause *cause)
 	}
 	if ((r = moatd_proxy_start(d, cause)) != 0)
 		return r;
+	proxy_wait_served(d);
 	if ((r = moatd_control_new(d, d->cfg->control_path,
 		 d->cfg->control_gid, &d->ctl, cause)) != 0)
 		return r;

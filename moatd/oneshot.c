@@ -178,6 +178,7 @@ moatd_oneshot_start(struct moat_sandbox *sb, const char *name,
 	pc.run_gid = MOATD_PROXY_UID;
 	pc.hosts_file = hosts_file;
 	pc.upstream_ca_file = tls != NULL ? tls->upstream_ca : NULL;
+	pc.lazy_trust_store = true;
 	/* Never dial another sandbox (moat run uses the default pool). */
 	pc.deny_cidr = MOAT_NET_DEFAULT_POOL;
 	/* It travels to the proxy with the sandbox's line. No bypass

@@ -358,7 +358,7 @@ struct px_tls_peer {
 	char sni[256];     /* what the client asked for, printable */
 	bool sni_mismatch;
 };
-int px_tls_new(const char *upstream_ca_file, size_t max_leaves,
+int px_tls_new(const char *upstream_ca_file, size_t max_leaves, bool lazy,
     struct px_tls **out, struct moat_cause *cause);
 void px_tls_free(struct px_tls *t);
 void px_tls_stats(const struct px_tls *t, uint64_t *minted, uint64_t *hits,

@@ -244,8 +244,8 @@ moat_proxy_new(struct moat_loop *l, const struct moat_proxy_config *c,
 	    (r = px_hasher_new(l, &p->hasher, cause)) != 0 ||
 	    (r = px_identity_pool_new(l, &p->ident_pool, cause)) != 0 ||
 	    (r = px_resolver_new(l, c->hosts_file, &p->resolver, cause)) != 0 ||
-	    (r = px_tls_new(c->upstream_ca_file, c->max_leaves, &p->tls,
-	    cause)) != 0) {
+	    (r = px_tls_new(c->upstream_ca_file, c->max_leaves,
+	    c->lazy_trust_store, &p->tls, cause)) != 0) {
 		moat_proxy_free(p);
 		return r;
 	}

@@ -62,6 +62,7 @@ struct px_tls {
 	size_t max_leaves;
 	uint64_t minted; /* statistics, for tests and the bench */
 	uint64_t hits;
+	bool need_defaults; /* the system trust store is not read yet */
 };
 
 static unsigned
@@ -221,8 +222,20 @@ ctx_common(SSL_CTX *ctx)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 }
 
+/* The system's trust store, once (docs/proxy.md, lazy_trust_store). */
+static int
+tls_defaults(struct px_tls *t)
+{
+	if (!t->need_defaults)
+		return 0;
+	if (SSL_CTX_set_default_verify_paths(t->client) != 1)
+		return -1;
+	t->need_defaults = false;
+	return 0;
+}
+
 int
-px_tls_new(const char *upstream_ca_file, size_t max_leaves,
+px_tls_new(const char *upstream_ca_file, size_t max_leaves, bool lazy,
     struct px_tls **out, struct moat_cause *cause)
 {
 	static const unsigned char alpn[] = "\x08http/1.1";
@@ -243,7 +256,8 @@ px_tls_new(const char *upstream_ca_file, size_t max_leaves,
 	SSL_CTX_set_tlsext_servername_arg(t->server, t);
 	SSL_CTX_set_alpn_select_cb(t->server, alpn_select, NULL);
 	SSL_CTX_set_verify(t->client, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_default_verify_paths(t->client) != 1 ||
+	t->need_defaults = true;
+	if ((!lazy && tls_defaults(t) != 0) ||
 	    SSL_CTX_set_alpn_protos(t->client, alpn, sizeof(alpn) - 1) != 0)
 		goto ossl;
 	if (upstream_ca_file != NULL && upstream_ca_file[0] != '\0' &&
@@ -348,7 +362,7 @@ px_tls_client(struct px_tls *t, const char *host, int fd)
 	unsigned char ip[16];
 	bool is_ip = inet_pton(AF_INET, host, ip) == 1 ||
 	    inet_pton(AF_INET6, host, ip) == 1;
-	SSL *s = SSL_new(t->client);
+	SSL *s = tls_defaults(t) == 0 ? SSL_new(t->client) : NULL;
 
 	if (s == NULL || SSL_set_fd(s, fd) != 1)
 		goto fail;

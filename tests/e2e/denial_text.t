@@ -28,11 +28,11 @@ p=/sandbox
 for i in $(seq 16); do p="$p/$c"; done
 mkdir -p "$p" && cp /usr/bin/curl "$p/curl" || exit 1
 echo "long=$(printf '%s' "$p/curl" | wc -c)"
-"$p/curl" -s -o /dev/null -m 5 -w 'long=%{http_code}\n' http://upstream.test/
+"$p/curl" -s -o /dev/null -m 20 -w 'long=%{http_code}\n' http://upstream.test/
 bad=$(printf '/sandbox/bad\377\376')
 mkdir -p "$bad" && cp /usr/bin/curl "$bad/curl" || exit 1
-"$bad/curl" -s -o /dev/null -m 5 -w 'bad=%{http_code}\n' http://upstream.test/
-curl -s -m 5 -w ' curl=%{http_code}\n' http://upstream.test/
+"$bad/curl" -s -o /dev/null -m 20 -w 'bad=%{http_code}\n' http://upstream.test/
+curl -s -m 20 -w ' curl=%{http_code}\n' http://upstream.test/
 EOS
 )
 has() { printf '%s' "$1" | grep -qF -- "$2"; }
