@@ -149,9 +149,11 @@ is "the command leads its own session, without a terminal" "$?" 0
 name=$(nm)
 "$MOAT" run --name "$name" -- sleep 30 &
 victim=$!
-for _ in $(seq 100); do
-	grep -qs . "/sys/fs/cgroup/pids/moat/$name/tasks" &&
-		[ "$(wc -l < "/sys/fs/cgroup/pids/moat/$name/tasks")" -ge 2 ] && break
+# Until the command runs (a ^C during setup is another matter).
+for _ in $(seq 200); do
+	for t in $(cat "/sys/fs/cgroup/pids/moat/$name/tasks" 2>/dev/null); do
+		[ "$(cat /proc/$t/comm 2>/dev/null)" = sleep ] && break 2
+	done
 	sleep 0.05
 done
 kill -INT "$victim"
