@@ -17,7 +17,13 @@ for bin in "$fb"/fuzz_*; do
 		echo "ok $n - $name ran ${secs}s clean ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$work.log" | awk '{print $2}') runs)"
 	else
 		echo "not ok $n - $name found a crash"
-		tail -n 30 "$work.log" | sed 's/^/# /'
+		# On stderr (prove shows it), and the input kept to replay.
+		keep="$fb/crashes/$name"
+		mkdir -p "$keep" && cp "$work"/crash-* "$work"/leak-* \
+		    "$work"/timeout-* "$work"/oom-* "$keep"/ 2>/dev/null
+		{ grep -E 'ERROR|SUMMARY|==[0-9]+==' "$work.log" | head -n 20
+		  tail -n 15 "$work.log"
+		  echo "input kept in $keep"; } | sed 's/^/# /' >&2
 	fi
 	rm -rf "$work" "$work.log"
 done
